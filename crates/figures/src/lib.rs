@@ -1,0 +1,1 @@
+//! galley's figures: plain input structs in, SVG text out.
