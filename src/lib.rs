@@ -1,1 +1,21 @@
-pub fn hello() {}
+//! galley: a literate, reproducible report generator for clinical research.
+//!
+//! The build is a pipeline of typed stages (see `pipeline.rs`):
+//! `Study` (manifest + files) -> `Dataset`s -> `Document` (prose + analysis blocks) -> `Analysis`
+//! (results, figures, tables) -> Typst sources -> PDF -> output folder.
+
+pub mod analysis;
+pub mod analyze;
+pub mod artifacts;
+pub mod cli;
+pub mod dataset;
+pub mod diagnostics;
+pub mod document;
+pub mod format;
+pub mod manifest;
+pub mod manuscript;
+pub mod output;
+pub mod pipeline;
+pub mod study;
+pub mod template;
+pub mod typeset;

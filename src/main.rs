@@ -1,1 +1,100 @@
-fn main() {}
+//! The `galley` command: parse arguments, run, print diagnostics once, map the outcome to an exit code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use galley::cli::{Cli, Command};
+use galley::diagnostics::{Diagnostic, Failure};
+use galley::pipeline::{self, BuildOptions};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{failure}");
+            let n = failure.diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!(
+                "\nerror: {} problem{} found; nothing was written",
+                n,
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_date(text: Option<&str>) -> Result<Option<jiff::civil::Date>, Failure> {
+    match text {
+        None => Ok(None),
+        Some(t) => galley::study::parse_iso_date(t).map(Some).ok_or_else(|| {
+            Diagnostic::error(format!("--as-of `{t}` is not a date as YYYY-MM-DD")).into()
+        }),
+    }
+}
+
+fn print_warnings(warnings: &[Diagnostic], deny: bool) -> Result<(), Failure> {
+    for w in warnings {
+        eprintln!("{w}\n");
+    }
+    if deny && !warnings.is_empty() {
+        let errors = warnings.iter().cloned().map(|mut w| {
+            w.severity = galley::diagnostics::Severity::Error;
+            w
+        });
+        return Err(Failure::new(errors.collect()));
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Build {
+            study,
+            out,
+            as_of,
+            timings,
+            deny_warnings,
+        } => {
+            let as_of = parse_date(as_of.as_deref())?;
+            if deny_warnings {
+                let warnings = pipeline::check(&study, as_of)?;
+                print_warnings(&warnings, true)?;
+            }
+            let report = pipeline::build(&study, &BuildOptions { out, as_of })?;
+            print_warnings(&report.warnings, false)?;
+            if timings {
+                let total: f64 = report.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
+                for (stage, d) in &report.timings {
+                    eprintln!("{:>10.1} ms  {stage}", d.as_secs_f64() * 1000.0);
+                }
+                eprintln!("{:>10.1} ms  total", total * 1000.0);
+            }
+            println!(
+                "wrote {}/manuscript.pdf ({} files)",
+                report.output_dir.display(),
+                report.files.len()
+            );
+            Ok(())
+        }
+        Command::Check {
+            study,
+            as_of,
+            deny_warnings,
+        } => {
+            let as_of = parse_date(as_of.as_deref())?;
+            let warnings = pipeline::check(&study, as_of)?;
+            print_warnings(&warnings, deny_warnings)?;
+            println!("{}: ok", study.display());
+            Ok(())
+        }
+        Command::Analyze { data, block } => {
+            let value = galley::analyze::analyze(&data, &block)?;
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, &value);
+            let _ = writeln!(out);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Analysis blocks: run every block of the document in reading order and keep each result by id.
+//!
+//! A block reads a dataset (a manifest table or a dataset an earlier block produced), computes, and
+//! returns a JSON result (what the prose's templates see), optionally a new dataset (derived columns,
+//! a filtered cohort, a matched cohort) and artifacts (figures and tables placed where the block stands).
+//! Each kind lives in its own module and parses its own typed spec, so an unknown field is an error
+//! located in the manuscript.
+
+use indexmap::IndexMap;
+use jiff::civil::Date;
+use serde::Deserialize;
+
+use crate::artifacts::Artifacts;
+use crate::dataset::{Column, ColumnData, Dataset};
+use crate::diagnostics::{Diagnostic, Failure, Result};
+use crate::document::{AnalysisBlock, Document};
+use crate::manifest::FormatSection;
+
+pub mod data;
+pub mod expr;
+
+/// Settings every block may need.
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    pub seed: u64,
+    /// Administrative censoring date for survival derived from dates.
+    pub cutoff: Option<Date>,
+    pub format: FormatSection,
+}
+
+/// What one block produced.
+#[derive(Debug, Clone)]
+pub struct BlockResult {
+    pub id: String,
+    pub kind: String,
+    pub value: serde_json::Value,
+    pub dataset: Option<Dataset>,
+    pub artifacts: Artifacts,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Everything the analysis produced, by block id in reading order.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    pub results: IndexMap<String, BlockResult>,
+}
+
+/// What a kind's `run` returns; the executor adds id, kind and location.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub value: serde_json::Value,
+    pub dataset: Option<Dataset>,
+    pub artifacts: Artifacts,
+    pub warnings: Vec<String>,
+}
+
+impl Output {
+    pub fn value(value: serde_json::Value) -> Output {
+        Output {
+            value,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a block can see while it runs.
+pub struct BlockEnv<'a> {
+    pub block: &'a AnalysisBlock,
+    pub datasets: &'a IndexMap<String, Dataset>,
+    pub results: &'a IndexMap<String, BlockResult>,
+    pub settings: &'a AnalysisSettings,
+}
+
+impl BlockEnv<'_> {
+    /// The dataset named by the spec's `data` key.
+    pub fn dataset(&self, name: &str) -> std::result::Result<&Dataset, Diagnostic> {
+        self.datasets.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
+            self.block
+                .error_at_key(
+                    format!(
+                        "analysis block `{}`: no dataset named `{name}`",
+                        self.block.id
+                    ),
+                    "data",
+                )
+                .hint(format!(
+                    "datasets defined before this block: {} (blocks run in reading order)",
+                    known.join(", ")
+                ))
+        })
+    }
+
+    /// A column of a dataset, or an error located at the spec key that named it.
+    pub fn column<'d>(
+        &self,
+        data: &'d Dataset,
+        name: &str,
+        key: &str,
+    ) -> std::result::Result<&'d Column, Diagnostic> {
+        data.column(name).ok_or_else(|| {
+            self.block
+                .error_at_key(
+                    format!(
+                        "analysis block `{}`: dataset `{}` has no column `{name}`",
+                        self.block.id, data.name
+                    ),
+                    key,
+                )
+                .hint(format!(
+                    "its columns are: {}",
+                    data.column_names().join(", ")
+                ))
+        })
+    }
+
+    pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Diagnostic {
+        self.block.error_at_key(
+            format!("analysis block `{}`: {message}", self.block.id),
+            key,
+        )
+    }
+}
+
+/// The kinds galley knows, for "unknown kind" messages and the docs.
+pub const KINDS: &[&str] = &["count", "derive", "filter", "survival_time"];
+
+/// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
+pub fn run_all(
+    document: &Document,
+    tables: IndexMap<String, Dataset>,
+    settings: &AnalysisSettings,
+) -> Result<Analysis> {
+    let mut datasets = tables;
+    let mut analysis = Analysis::default();
+    for block in &document.blocks {
+        if datasets.contains_key(&block.id) {
+            return Err(block
+                .error_at_key(
+                    format!("block id `{}` is also the name of a data table", block.id),
+                    "id",
+                )
+                .into());
+        }
+        let env = BlockEnv {
+            block,
+            datasets: &datasets,
+            results: &analysis.results,
+            settings,
+        };
+        let output = run_block(&env).map_err(Failure::from)?;
+        let warnings = output
+            .warnings
+            .into_iter()
+            .map(|w| {
+                Diagnostic::warning(format!("analysis block `{}`: {w}", block.id))
+                    .at(crate::diagnostics::Location::line(&block.file, block.line))
+            })
+            .collect();
+        if let Some(ds) = &output.dataset {
+            datasets.insert(block.id.clone(), ds.clone());
+        }
+        analysis.results.insert(
+            block.id.clone(),
+            BlockResult {
+                id: block.id.clone(),
+                kind: block.kind.clone(),
+                value: output.value,
+                dataset: output.dataset,
+                artifacts: output.artifacts,
+                warnings,
+            },
+        );
+    }
+    Ok(analysis)
+}
+
+pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
+    match env.block.kind.as_str() {
+        "count" => data::count(env),
+        "derive" => data::derive(env),
+        "filter" => data::filter(env),
+        "survival_time" => data::survival_time(env),
+        other => Err(env
+            .block
+            .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")
+            .hint(format!("known kinds: {}", KINDS.join(", ")))),
+    }
+}
+
+/// Presentation options every figure-drawing block accepts under `[figure]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FigureSpec {
+    pub caption: String,
+    pub label: Option<String>,
+    /// Fraction of the text width (default 1).
+    pub width: Option<f64>,
+}
+
+/// Presentation options every table-producing block accepts under `[table]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    pub caption: String,
+    pub label: Option<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Group labels of a column (`None` = missing), with the levels in the order tables list them:
+/// a category's schema order, a boolean's `no`/`yes`, otherwise sorted.
+pub fn grouping(column: &Column) -> (Vec<String>, Vec<Option<usize>>) {
+    match &column.data {
+        ColumnData::Category { levels, codes } => (
+            levels.clone(),
+            codes.iter().map(|c| c.map(|c| c as usize)).collect(),
+        ),
+        ColumnData::Boolean(v) => (
+            vec!["no".to_string(), "yes".to_string()],
+            v.iter().map(|b| b.map(|b| b as usize)).collect(),
+        ),
+        ColumnData::Integer(v) => {
+            let mut levels: Vec<i64> = v.iter().flatten().copied().collect();
+            levels.sort_unstable();
+            levels.dedup();
+            let codes = v
+                .iter()
+                .map(|x| x.map(|x| levels.binary_search(&x).unwrap_or(0)))
+                .collect();
+            (levels.iter().map(|l| l.to_string()).collect(), codes)
+        }
+        _ => {
+            let texts: Vec<Option<String>> = (0..column.data.len())
+                .map(|r| column.data.text(r))
+                .collect();
+            let mut levels: Vec<String> = texts.iter().flatten().cloned().collect();
+            levels.sort();
+            levels.dedup();
+            let codes = texts
+                .iter()
+                .map(|t| t.as_ref().map(|t| levels.binary_search(t).unwrap_or(0)))
+                .collect();
+            (levels, codes)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `galley analyze`: one block on one CSV, result as JSON on stdout. This is how a reviewer recomputes
+//! one number without a study folder, and how the validation suite compares galley with R.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+
+use crate::analysis::{self, AnalysisSettings, BlockEnv};
+use crate::dataset;
+use crate::diagnostics::{Diagnostic, Result, io_error};
+use crate::document::{AnalysisBlock, Document};
+use crate::manifest::FormatSection;
+use crate::study::InputFile;
+
+/// Run the block in `block_path` on the CSV at `data_path`; the dataset is named `data` (and also by
+/// the file stem), so a spec may say `data = "data"` or omit nothing else.
+pub fn analyze(data_path: &Path, block_path: &Path) -> Result<serde_json::Value> {
+    let csv = std::fs::read_to_string(data_path).map_err(|e| io_error("read", data_path, &e))?;
+    let spec = std::fs::read_to_string(block_path).map_err(|e| io_error("read", block_path, &e))?;
+    let table = dataset::infer_csv(&csv, data_path, "data")?;
+    let block = parse_block_file(&spec, block_path)?;
+    let mut datasets = IndexMap::new();
+    let stem = data_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !stem.is_empty() && stem != "data" {
+        let mut named = table.clone();
+        named.name = stem.clone();
+        datasets.insert(stem, named);
+    }
+    datasets.insert("data".to_string(), table);
+    let settings = AnalysisSettings {
+        seed: 1,
+        cutoff: None,
+        format: FormatSection::default(),
+    };
+    let results = IndexMap::new();
+    let env = BlockEnv {
+        block: &block,
+        datasets: &datasets,
+        results: &results,
+        settings: &settings,
+    };
+    let output = analysis::run_block(&env)?;
+    let mut value = serde_json::Map::new();
+    value.insert("kind".into(), serde_json::Value::String(block.kind.clone()));
+    match output.value {
+        serde_json::Value::Object(map) => value.extend(map),
+        other => {
+            value.insert("result".into(), other);
+        }
+    }
+    if !output.warnings.is_empty() {
+        value.insert("warnings".into(), serde_json::json!(output.warnings));
+    }
+    Ok(serde_json::Value::Object(value))
+}
+
+/// A spec file is an analysis block body on its own.
+fn parse_block_file(spec: &str, path: &Path) -> std::result::Result<AnalysisBlock, Diagnostic> {
+    let wrapped = format!("```analysis\n{spec}\n```\n");
+    let input = InputFile {
+        relative: path.display().to_string(),
+        display: path.to_path_buf(),
+        bytes: wrapped.into_bytes(),
+    };
+    let doc = Document::parse(None, std::slice::from_ref(&input)).map_err(|mut f| {
+        let mut d = f.diagnostics.remove(0);
+        // The wrapper adds one line before the spec.
+        if let Some(loc) = &mut d.location
+            && let Some(line) = &mut loc.line
+        {
+            *line = line.saturating_sub(1).max(1);
+        }
+        d
+    })?;
+    doc.blocks
+        .into_iter()
+        .next()
+        .ok_or_else(|| Diagnostic::error("the block file is empty").in_file(path))
+}

@@ -1,0 +1,133 @@
+//! What analysis blocks hand to the manuscript besides their numbers: figures and tables, as typed
+//! values. `manuscript.rs` typesets them; `output.rs` writes them as SVG and CSV files.
+
+use serde::Serialize;
+
+/// A figure drawn by a block: SVG text plus how the manuscript shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    /// File stem under `figures/` (the block id, or `<id>-<n>` when a block draws several).
+    pub name: String,
+    #[serde(skip)]
+    pub svg: String,
+    /// Markdown (inline) with template expressions already rendered.
+    pub caption: String,
+    /// Cross-reference label (`fig:km`), used as `@fig:km` in the prose.
+    pub label: Option<String>,
+    /// Width as a fraction of the text width.
+    pub width: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Align {
+    Left,
+    Center,
+    Right,
+}
+
+/// One cell: the text as printed and, for numbers, the unrounded value (for the CSV and the trail).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub text: String,
+    pub value: Option<f64>,
+}
+
+impl Cell {
+    pub fn text(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            value: None,
+        }
+    }
+
+    pub fn number(text: impl Into<String>, value: f64) -> Cell {
+        Cell {
+            text: text.into(),
+            value: Some(value),
+        }
+    }
+
+    pub fn empty() -> Cell {
+        Cell::text("")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub cells: Vec<Cell>,
+    /// Indentation level of the first cell (levels of a categorical variable are indented once).
+    pub indent: u8,
+    /// A section row spanning the table ("Bone metastases").
+    pub section: bool,
+}
+
+impl Row {
+    pub fn new(cells: Vec<Cell>) -> Row {
+        Row {
+            cells,
+            indent: 0,
+            section: false,
+        }
+    }
+
+    pub fn indented(mut self, level: u8) -> Row {
+        self.indent = level;
+        self
+    }
+}
+
+/// A column group spanning `span` columns over the header ("Before matching").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnGroup {
+    pub label: Option<String>,
+    pub span: usize,
+}
+
+/// A three-rule table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Table {
+    /// File stem under `tables/`.
+    pub name: String,
+    pub caption: String,
+    pub label: Option<String>,
+    pub header: Vec<String>,
+    pub align: Vec<Align>,
+    pub groups: Vec<ColumnGroup>,
+    pub rows: Vec<Row>,
+    /// Footnotes under the table (tests used, abbreviations), Markdown inline.
+    pub notes: Vec<String>,
+}
+
+impl Table {
+    /// The table as CSV with unrounded numbers where a cell has one (the printed text otherwise).
+    pub fn to_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let _ = w.write_record(&self.header);
+        for row in &self.rows {
+            let record: Vec<String> = row
+                .cells
+                .iter()
+                .map(|c| match c.value {
+                    Some(v) => format!("{v}"),
+                    None => c.text.clone(),
+                })
+                .collect();
+            let _ = w.write_record(&record);
+        }
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// What a block contributes to the manuscript at the place where it stands.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Artifacts {
+    pub figures: Vec<Figure>,
+    pub tables: Vec<Table>,
+}
+
+impl Artifacts {
+    pub fn is_empty(&self) -> bool {
+        self.figures.is_empty() && self.tables.is_empty()
+    }
+}

@@ -1,0 +1,245 @@
+//! `study.toml` as written by the author: a typed, serde-checked mirror of the file.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`) that name the key, the file and the line: a misspelled
+//! key silently ignored is how a cutoff date or a seed quietly stops applying. Paths keep their spans so
+//! that "file not found" points at the line that names the file. Semantic checks live in `study.rs`.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diagnostics::{Diagnostic, Result};
+
+pub const MANIFEST_FILE: &str = "study.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub study: StudySection,
+    #[serde(default)]
+    pub authors: Vec<Author>,
+    /// Affiliation key -> full affiliation text; authors refer to the keys.
+    #[serde(default)]
+    pub affiliations: IndexMap<String, String>,
+    /// Data tables by name: the name is how analysis blocks refer to them (`data = "patients"`).
+    #[serde(default)]
+    pub data: IndexMap<String, TableSpec>,
+    pub manuscript: ManuscriptSection,
+    #[serde(default)]
+    pub format: FormatSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudySection {
+    pub title: String,
+    pub short_title: Option<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Seed for every random number the study uses (simulation, bootstrap). Fixed so rebuilds are identical.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Data cutoff (as-of) date, ISO 8601 (`2015-08-31`): also the PDF's creation date.
+    pub cutoff: Option<Spanned<DateText>>,
+    /// Shown on the title page under the authors, e.g. that the data are simulated.
+    pub data_statement: Option<String>,
+    /// The journal or venue line on the title page.
+    pub venue: Option<String>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// A date written either as a TOML date (`2015-08-31`) or a string (`"2015-08-31"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DateText {
+    Toml(toml::value::Datetime),
+    Text(String),
+}
+
+impl DateText {
+    pub fn as_text(&self) -> String {
+        match self {
+            DateText::Toml(d) => d.to_string(),
+            DateText::Text(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    pub name: String,
+    pub degrees: Option<String>,
+    #[serde(default)]
+    pub affiliations: Vec<String>,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub corresponding: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManuscriptSection {
+    /// The structured abstract (Markdown with `## Background`-style headings), typeset on the title page.
+    #[serde(rename = "abstract")]
+    pub abstract_file: Option<Spanned<String>>,
+    /// Manuscript files in reading order.
+    pub files: Vec<Spanned<String>>,
+    /// BibTeX (`.bib`) or Hayagriva (`.yml`) bibliography.
+    pub bibliography: Option<Spanned<String>>,
+    /// A CSL style: a name Typst knows (`american-medical-association`, `vancouver`, ...) or a `.csl` file.
+    #[serde(default = "default_csl")]
+    pub csl: String,
+    /// A folder in the study with its own `article.typ`, replacing galley's embedded template.
+    pub template: Option<Spanned<String>>,
+}
+
+fn default_csl() -> String {
+    "american-medical-association".to_string()
+}
+
+/// How numbers print. One set of rules for the prose and every table.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FormatSection {
+    /// Decimals of percentages (`15 (60%)`).
+    pub percent_digits: usize,
+    /// Significant digits of p-values at or above the threshold.
+    pub p_digits: usize,
+    /// p-values below this print as `< threshold`.
+    pub p_threshold: f64,
+    /// Printed for an estimate that is not reached or not estimable (a median survival not reached).
+    pub not_reached: String,
+    /// Between the limits of a range or an interval.
+    pub range_separator: String,
+}
+
+impl Default for FormatSection {
+    fn default() -> Self {
+        FormatSection {
+            percent_digits: 0,
+            p_digits: 2,
+            p_threshold: 0.001,
+            not_reached: "NR".to_string(),
+            range_separator: "\u{2013}".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    pub path: Spanned<String>,
+    /// How a missing value is spelled in this file, for every column unless a column says otherwise.
+    #[serde(default = "default_missing")]
+    pub missing: Vec<String>,
+    /// Columns in the order the file should have them (extra columns in the file are an error).
+    pub columns: IndexMap<String, Spanned<ColumnSpec>>,
+}
+
+fn default_missing() -> Vec<String> {
+    vec![String::new()]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Category,
+    Integer,
+    Number,
+    Date,
+    Boolean,
+}
+
+impl ColumnType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Category => "category",
+            ColumnType::Integer => "integer",
+            ColumnType::Number => "number",
+            ColumnType::Date => "date",
+            ColumnType::Boolean => "boolean",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    /// A human label for tables and figures ("Age at resection, years").
+    pub label: Option<String>,
+    /// Allowed levels of a category, in the order tables list them.
+    pub levels: Option<Vec<String>>,
+    /// How a boolean's true value is spelled (default `yes`, `true`, `1`).
+    #[serde(rename = "true")]
+    pub true_values: Option<Vec<String>>,
+    /// How a boolean's false value is spelled (default `no`, `false`, `0`).
+    #[serde(rename = "false")]
+    pub false_values: Option<Vec<String>>,
+    /// Missing values are an error in this column.
+    #[serde(default)]
+    pub required: bool,
+    /// How a missing value is spelled in this column (overrides the table's `missing`).
+    pub missing: Option<Vec<String>>,
+    /// Every non-missing value is different.
+    #[serde(default)]
+    pub unique: bool,
+    /// Inclusive bounds: numbers for integer/number columns, ISO dates for date columns.
+    pub min: Option<toml::Value>,
+    pub max: Option<toml::Value>,
+    /// Foreign key: `table.column` whose values this column's values must be among.
+    pub references: Option<String>,
+    /// strftime-style date format when dates are not ISO 8601 (`%d/%m/%Y`).
+    pub format: Option<String>,
+}
+
+impl Manifest {
+    /// Parse manifest text. `file` is only used to locate diagnostics.
+    pub fn parse(source: &str, file: &Path) -> Result<Manifest> {
+        toml::from_str(source).map_err(|err| toml_diagnostic(&err, source, file).into())
+    }
+}
+
+/// A TOML/serde error as a located diagnostic.
+pub fn toml_diagnostic(err: &toml::de::Error, source: &str, file: &Path) -> Diagnostic {
+    let message = err.message().trim().to_string();
+    let diagnostic = Diagnostic::error(message);
+    match err.span() {
+        Some(span) => diagnostic.at_offset(file, source, span.start),
+        None => diagnostic.in_file(file),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[study]\ntitle = \"T\"\n[manuscript]\nfiles = [\"a.md\"]\n";
+
+    #[test]
+    fn parses_minimal_manifest_with_defaults() {
+        let m = Manifest::parse(MINIMAL, Path::new("study.toml")).unwrap();
+        assert_eq!(m.study.title, "T");
+        assert_eq!(m.study.seed, 1);
+        assert_eq!(m.manuscript.csl, "american-medical-association");
+        assert_eq!(m.format.p_threshold, 0.001);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let src = "[study]\ntitle = \"T\"\ntitel = \"x\"\n[manuscript]\nfiles = []\n";
+        let err = Manifest::parse(src, Path::new("study.toml")).unwrap_err();
+        let d = &err.diagnostics[0];
+        assert!(d.message.contains("titel"), "{}", d.message);
+        assert_eq!(d.location.as_ref().unwrap().line, Some(3));
+    }
+}

@@ -1,0 +1,117 @@
+//! Writing outputs atomically: everything is staged in a temporary folder beside the destination and
+//! swapped in with renames, so a failed or interrupted build never leaves a half-written report, and
+//! files that are not galley's in the output root are never touched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostics::{Diagnostic, Result, io_error};
+
+/// The files of one study's output folder, by relative path (`figures/km.svg`).
+#[derive(Debug, Clone, Default)]
+pub struct OutputFiles {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl OutputFiles {
+    pub fn insert(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) {
+        self.files.insert(path.into(), bytes.into());
+    }
+}
+
+/// Replace `dest` (a study's output folder) by exactly `files`.
+pub fn write_atomically(dest: &Path, files: &OutputFiles) -> Result<()> {
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "study".into());
+    let created_parent = !parent.exists();
+    std::fs::create_dir_all(parent)
+        .map_err(|e| io_error("create the output folder", parent, &e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.galley-"))
+        .tempdir_in(parent)
+        .map_err(|e| io_error("create a temporary folder in", parent, &e))?;
+
+    let result = (|| -> Result<()> {
+        for (rel, bytes) in &files.files {
+            let path = staging.path().join(rel);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, &e))?;
+            }
+            std::fs::write(&path, bytes).map_err(|e| io_error("write", &path, &e))?;
+        }
+        swap_into_place(staging.path(), dest)
+    })();
+    if result.is_err() && created_parent {
+        let _ = std::fs::remove_dir_all(parent);
+    }
+    result
+}
+
+fn swap_into_place(staged: &Path, dest: &Path) -> Result<()> {
+    let staged_final = staged.with_extension("ready");
+    std::fs::rename(staged, &staged_final)
+        .map_err(|e| io_error("move the new output into place at", dest, &e))?;
+    let old: Option<PathBuf> = if dest.exists() {
+        let old = dest.with_extension(format!("old-{}", std::process::id()));
+        std::fs::rename(dest, &old).map_err(|e| {
+            let _ = std::fs::rename(&staged_final, staged);
+            io_error("move the previous output aside", dest, &e)
+        })?;
+        Some(old)
+    } else {
+        None
+    };
+    if let Err(e) = std::fs::rename(&staged_final, dest) {
+        if let Some(old) = &old {
+            let _ = std::fs::rename(old, dest);
+        }
+        let _ = std::fs::remove_dir_all(&staged_final);
+        return Err(io_error("move the new output into place at", dest, &e).into());
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(&old).map_err(|e| {
+            Diagnostic::error(format!(
+                "the new output is in place, but the previous one could not be removed: {e}"
+            ))
+            .in_file(&old)
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_folder_and_leaves_siblings_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("study");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::write(dest.join("stale.txt"), "old").unwrap();
+        std::fs::write(root.path().join("notes.txt"), "mine").unwrap();
+        let mut files = OutputFiles::default();
+        files.insert("a/b.txt", "new");
+        write_atomically(&dest, &files).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("a/b.txt")).unwrap(),
+            "new"
+        );
+        assert!(!dest.join("stale.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("notes.txt")).unwrap(),
+            "mine"
+        );
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+}

@@ -1,0 +1,546 @@
+//! The build, as a readable list of timed stages:
+//! load study -> load data -> parse manuscript -> run analysis -> render prose -> assemble Typst
+//! -> typeset PDF -> write outputs.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use jiff::civil::Date;
+use minijinja::value::Value;
+
+use crate::analysis::{self, Analysis, AnalysisSettings};
+use crate::dataset::{self, Dataset, TableSchema};
+use crate::diagnostics::{Diagnostic, Failure, Location, Result};
+use crate::document::Document;
+use crate::manuscript::{self, ConvertContext, escape_markup, string_literal};
+use crate::output::{self, OutputFiles};
+use crate::study::Study;
+use crate::template;
+use crate::typeset::{self, FileSet};
+
+/// The embedded article template (a study may provide its own `article.typ`).
+pub const ARTICLE_TEMPLATE: &str = include_str!("../templates/article.typ");
+pub const TEMPLATE_FILE: &str = "article.typ";
+pub const MAIN_FILE: &str = "manuscript.typ";
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Output root; the study's outputs go to `<out>/<study name>/`.
+    pub out: PathBuf,
+    /// Overrides the manifest's cutoff (administrative censoring and the document date).
+    pub as_of: Option<Date>,
+}
+
+/// What a build did: where it wrote, warnings, and how long each stage took.
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    pub output_dir: PathBuf,
+    pub files: Vec<String>,
+    pub warnings: Vec<Diagnostic>,
+    pub timings: Vec<(String, Duration)>,
+}
+
+struct Stopwatch {
+    timings: Vec<(String, Duration)>,
+}
+
+impl Stopwatch {
+    fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.timings.push((stage.to_string(), start.elapsed()));
+        out
+    }
+}
+
+/// Everything up to (not including) typesetting: what `check` runs and `build` continues from.
+pub struct Prepared {
+    pub study: Study,
+    pub cutoff: Option<Date>,
+    pub analysis: Analysis,
+    /// The Typst sources and assets of the output folder.
+    pub files: FileSet,
+    pub warnings: Vec<Diagnostic>,
+}
+
+pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
+    let mut clock = Stopwatch {
+        timings: Vec::new(),
+    };
+    let prepared = prepare(study_dir, options.as_of, &mut clock)?;
+    let dest = options.out.join(&prepared.study.name);
+    let pdf = clock.time("typeset", || {
+        typeset::compile_pdf(&prepared.files, MAIN_FILE, prepared.cutoff, &dest)
+    });
+    let pdf = pdf.map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?;
+
+    let mut outputs = OutputFiles::default();
+    for (path, bytes) in prepared.files.iter() {
+        outputs.insert(path.clone(), bytes.clone());
+    }
+    outputs.insert("manuscript.pdf", pdf);
+    outputs.insert("results.json", results_json(&prepared.analysis));
+    for result in prepared.analysis.results.values() {
+        for table in &result.artifacts.tables {
+            outputs.insert(format!("tables/{}.csv", table.name), table.to_csv());
+        }
+    }
+    clock.time("write", || output::write_atomically(&dest, &outputs))?;
+    Ok(BuildReport {
+        output_dir: dest,
+        files: outputs.files.keys().cloned().collect(),
+        warnings: prepared.warnings,
+        timings: clock.timings,
+    })
+}
+
+/// Validate everything and run the analysis without typesetting or writing (`galley check`).
+pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
+    let mut clock = Stopwatch {
+        timings: Vec::new(),
+    };
+    prepare(study_dir, as_of, &mut clock).map(|p| p.warnings)
+}
+
+fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Result<Prepared> {
+    let study = clock.time("load study", || Study::load(study_dir))?;
+    let cutoff = as_of.or(study.cutoff);
+    let tables = clock.time("load data", || load_tables(&study))?;
+    let document = clock.time("parse manuscript", || {
+        Document::parse(study.abstract_file.as_ref(), &study.manuscript_files)
+    })?;
+    let settings = AnalysisSettings {
+        seed: study.manifest.study.seed,
+        cutoff,
+        format: study.manifest.format.clone(),
+    };
+    let analysis = clock.time("analysis", || {
+        analysis::run_all(&document, tables, &settings)
+    })?;
+    let mut warnings: Vec<Diagnostic> = analysis
+        .results
+        .values()
+        .flat_map(|r| r.warnings.iter().cloned())
+        .collect();
+    let files = clock.time("render", || {
+        assemble(&study, &document, &analysis, cutoff, &mut warnings)
+    })?;
+    Ok(Prepared {
+        study,
+        cutoff,
+        analysis,
+        files,
+        warnings,
+    })
+}
+
+fn load_tables(study: &Study) -> Result<IndexMap<String, Dataset>> {
+    let mut loaded: IndexMap<String, (Dataset, PathBuf)> = IndexMap::new();
+    let mut problems = Vec::new();
+    for table in &study.tables {
+        let text = match table.file.text() {
+            Ok(t) => t,
+            Err(d) => {
+                problems.push(d);
+                continue;
+            }
+        };
+        let schema = TableSchema {
+            name: &table.name,
+            missing: &table.spec.missing,
+            columns: &table.spec.columns,
+        };
+        match dataset::load_csv(text, &table.file.display, &schema) {
+            Ok(ds) => {
+                loaded.insert(table.name.clone(), (ds, table.file.display.clone()));
+            }
+            Err(f) => problems.extend(f.diagnostics),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::new(problems));
+    }
+    let schemas = study
+        .tables
+        .iter()
+        .map(|t| (t.name.clone(), t.spec.columns.clone()))
+        .collect();
+    dataset::check_foreign_keys(&loaded, &schemas)?;
+    Ok(loaded
+        .into_iter()
+        .map(|(name, (ds, _))| (name, ds))
+        .collect())
+}
+
+/// The template context: every block's result by id, and `study`.
+fn template_context(study: &Study, analysis: &Analysis, cutoff: Option<Date>) -> Value {
+    let mut map = serde_json::Map::new();
+    for (id, result) in &analysis.results {
+        map.insert(id.clone(), result.value.clone());
+    }
+    map.insert(
+        "study".into(),
+        serde_json::json!({
+            "title": study.manifest.study.title,
+            "cutoff": cutoff.map(|c| c.to_string()),
+            "seed": study.manifest.study.seed,
+            "name": study.name,
+        }),
+    );
+    Value::from_serialize(serde_json::Value::Object(map))
+}
+
+/// Render templates, convert Markdown to Typst, and gather the output folder's Typst sources and assets.
+fn assemble(
+    study: &Study,
+    document: &Document,
+    analysis: &Analysis,
+    cutoff: Option<Date>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<FileSet> {
+    let env = template::environment(&study.manifest.format);
+    let context = template_context(study, analysis, cutoff);
+    let mut problems = Vec::new();
+
+    // 1. Prose templates.
+    let mut rendered = Vec::new();
+    for source in document.abstract_file.iter().chain(document.files.iter()) {
+        match template::render(
+            &env,
+            &source.relative,
+            &source.template,
+            &source.file,
+            &context,
+        ) {
+            Ok(text) => rendered.push((source, text)),
+            Err(d) => problems.push(d),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::new(problems));
+    }
+
+    // 2. Labels and citation keys that references may point to.
+    let mut labels: HashSet<String> = HashSet::new();
+    let mut sections: HashSet<String> = HashSet::new();
+    for (_, text) in &rendered {
+        sections.extend(manuscript::heading_labels(text));
+    }
+    for result in analysis.results.values() {
+        labels.extend(
+            result
+                .artifacts
+                .figures
+                .iter()
+                .filter_map(|f| f.label.clone()),
+        );
+        labels.extend(
+            result
+                .artifacts
+                .tables
+                .iter()
+                .filter_map(|t| t.label.clone()),
+        );
+    }
+    let citations: HashSet<String> = match &study.bibliography {
+        Some(bib) => bibliography_keys(&String::from_utf8_lossy(&bib.bytes)),
+        None => HashSet::new(),
+    };
+
+    // 3. Each block's figures and tables, with captions rendered and converted.
+    let mut files = FileSet::default();
+    let mut block_markup: HashMap<usize, String> = HashMap::new();
+    let empty: HashMap<usize, String> = HashMap::new();
+    let inline_ctx = ConvertContext {
+        blocks: &empty,
+        labels: &labels,
+        citations: &citations,
+        sections: &sections,
+    };
+    for (index, block) in document.blocks.iter().enumerate() {
+        let Some(result) = analysis.results.get(&block.id) else {
+            continue;
+        };
+        let location = Location::line(&block.file, block.line);
+        let mut markup = String::new();
+        let inline = |text: &str| -> std::result::Result<String, Diagnostic> {
+            let rendered = template::render_inline(&env, text, &context, &location)?;
+            let (typst, diags) = manuscript::inline_to_typst(&rendered, &block.file, &inline_ctx);
+            match diags.into_iter().next() {
+                Some(d) => Err(d.at(location.clone())),
+                None => Ok(typst),
+            }
+        };
+        for figure in &result.artifacts.figures {
+            match inline(&figure.caption) {
+                Ok(caption) => markup.push_str(&manuscript::figure_markup(figure, &caption)),
+                Err(d) => problems.push(d),
+            }
+            files.insert(
+                format!("figures/{}.svg", figure.name),
+                figure.svg.as_bytes().to_vec(),
+            );
+        }
+        for table in &result.artifacts.tables {
+            let caption = inline(&table.caption);
+            let notes: std::result::Result<Vec<String>, Diagnostic> =
+                table.notes.iter().map(|n| inline(n)).collect();
+            match (caption, notes) {
+                (Ok(caption), Ok(notes)) => {
+                    markup.push_str(&manuscript::table_markup(table, &caption, &notes))
+                }
+                (Err(d), _) | (_, Err(d)) => problems.push(d),
+            }
+        }
+        if !markup.is_empty() {
+            block_markup.insert(index, markup);
+        }
+    }
+
+    // 4. Prose to Typst.
+    let ctx = ConvertContext {
+        blocks: &block_markup,
+        labels: &labels,
+        citations: &citations,
+        sections: &sections,
+    };
+    let mut abstract_typst = None;
+    let mut body = String::new();
+    for (source, text) in &rendered {
+        let (typst, diags) = manuscript::markdown_to_typst(text, &source.file, &ctx);
+        problems.extend(diags.iter().filter(|d| d.is_error()).cloned());
+        warnings.extend(diags.into_iter().filter(|d| !d.is_error()));
+        if document
+            .abstract_file
+            .as_ref()
+            .is_some_and(|a| std::ptr::eq(a, *source))
+        {
+            abstract_typst = Some(typst);
+        } else {
+            body.push_str(&format!("// ---- {} ----\n", source.relative));
+            body.push_str(&typst);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::new(problems));
+    }
+
+    // 5. The main file, the template, the bibliography.
+    let bibliography = study.bibliography.as_ref().map(|bib| {
+        let ext = Path::new(&bib.relative)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("bib")
+            .to_string();
+        let name = format!("references.{ext}");
+        files.insert(name.clone(), bib.bytes.clone());
+        name
+    });
+    let style = match &study.csl_file {
+        Some(csl) => {
+            files.insert("style.csl", csl.bytes.clone());
+            "style.csl".to_string()
+        }
+        None => study.manifest.manuscript.csl.clone(),
+    };
+    files.insert(TEMPLATE_FILE, ARTICLE_TEMPLATE.as_bytes().to_vec());
+    for t in &study.template_files {
+        let name = Path::new(&t.relative)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        files.insert_from(name, t.bytes.clone(), t.display.clone());
+    }
+    let main = main_source(
+        study,
+        cutoff,
+        abstract_typst.as_deref(),
+        &body,
+        bibliography.as_deref(),
+        &style,
+    );
+    files.insert(MAIN_FILE, main.into_bytes());
+    Ok(files)
+}
+
+fn main_source(
+    study: &Study,
+    cutoff: Option<Date>,
+    abstract_typst: Option<&str>,
+    body: &str,
+    bibliography: Option<&str>,
+    style: &str,
+) -> String {
+    let m = &study.manifest;
+    let affiliation_keys: Vec<&String> = m.affiliations.keys().collect();
+    let authors: Vec<String> = m
+        .authors
+        .iter()
+        .map(|a| {
+            let numbers: Vec<String> = a
+                .affiliations
+                .iter()
+                .filter_map(|k| {
+                    affiliation_keys
+                        .iter()
+                        .position(|x| *x == k)
+                        .map(|i| (i + 1).to_string())
+                })
+                .collect();
+            format!(
+                "(name: {}, degrees: {}, affiliations: ({}), email: {}, corresponding: {})",
+                string_literal(&a.name),
+                a.degrees.as_deref().map_or("none".into(), string_literal),
+                numbers.iter().map(|n| format!("{n},")).collect::<String>(),
+                a.email.as_deref().map_or("none".into(), string_literal),
+                a.corresponding
+            )
+        })
+        .collect();
+    let affiliations: Vec<String> = m
+        .affiliations
+        .values()
+        .map(|a| format!("[{}]", escape_markup(a)))
+        .collect();
+    let keywords: Vec<String> = m.study.keywords.iter().map(|k| string_literal(k)).collect();
+    let optional = |v: &Option<String>| {
+        v.as_deref()
+            .map_or("none".to_string(), |t| format!("[{}]", escape_markup(t)))
+    };
+    let date = cutoff.map_or("none".to_string(), |d| {
+        format!(
+            "datetime(year: {}, month: {}, day: {})",
+            d.year(),
+            d.month(),
+            d.day()
+        )
+    });
+    let mut s = String::new();
+    s.push_str("// Generated by galley from the study folder; edit the study, not this file.\n");
+    s.push_str(&format!(
+        "#import \"{TEMPLATE_FILE}\": article, booktable\n"
+    ));
+    s.push_str("#show: article.with(\n");
+    s.push_str(&format!("  title: [{}],\n", escape_markup(&m.study.title)));
+    s.push_str(&format!(
+        "  short-title: {},\n",
+        optional(&m.study.short_title)
+    ));
+    s.push_str(&format!(
+        "  authors: ({}),\n",
+        authors.iter().map(|a| format!("{a},")).collect::<String>()
+    ));
+    s.push_str(&format!(
+        "  affiliations: ({}),\n",
+        affiliations
+            .iter()
+            .map(|a| format!("{a},"))
+            .collect::<String>()
+    ));
+    s.push_str(&format!(
+        "  keywords: ({}),\n",
+        keywords.iter().map(|k| format!("{k},")).collect::<String>()
+    ));
+    s.push_str(&format!(
+        "  data-statement: {},\n",
+        optional(&m.study.data_statement)
+    ));
+    s.push_str(&format!("  venue: {},\n", optional(&m.study.venue)));
+    s.push_str(&format!("  date: {date},\n"));
+    match abstract_typst {
+        Some(a) => s.push_str(&format!("  abstract: [\n{a}\n  ],\n")),
+        None => s.push_str("  abstract: none,\n"),
+    }
+    s.push_str(")\n\n");
+    s.push_str(body);
+    if let Some(bib) = bibliography {
+        s.push_str(&format!(
+            "\n#bibliography({}, title: [References], style: {})\n",
+            string_literal(bib),
+            string_literal(style)
+        ));
+    }
+    s
+}
+
+/// Citation keys of a BibTeX or Hayagriva file.
+pub fn bibliography_keys(text: &str) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    let bibtex = text.contains('@') && text.contains('{');
+    for line in text.lines() {
+        if bibtex {
+            let t = line.trim_start();
+            if let Some(rest) = t.strip_prefix('@')
+                && let Some(open) = rest.find('{')
+            {
+                let kind = rest[..open].trim().to_ascii_lowercase();
+                if ["comment", "string", "preamble"].contains(&kind.as_str()) {
+                    continue;
+                }
+                let key = rest[open + 1..].split(',').next().unwrap_or("").trim();
+                if !key.is_empty() {
+                    keys.insert(key.to_string());
+                }
+            }
+        } else if !line.starts_with([' ', '\t', '#', '-']) {
+            if let Some((key, _)) = line.split_once(':') {
+                let key = key.trim().trim_matches('"');
+                if !key.is_empty() {
+                    keys.insert(key.to_string());
+                }
+            }
+        }
+    }
+    keys
+}
+
+fn results_json(analysis: &Analysis) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    for (id, r) in &analysis.results {
+        let mut entry = serde_json::Map::new();
+        entry.insert("kind".into(), serde_json::Value::String(r.kind.clone()));
+        entry.insert("result".into(), r.value.clone());
+        map.insert(id.clone(), serde_json::Value::Object(entry));
+    }
+    let mut bytes = serde_json::to_vec_pretty(&serde_json::Value::Object(map)).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// A Typst error points into generated sources: keep them in a temporary folder (never under the
+/// output root, which a failed build must leave untouched) so the reported file and line are real.
+fn keep_failed_sources(failure: Failure, files: &FileSet, dest: &Path) -> Failure {
+    let Ok(dir) = tempfile::Builder::new().prefix("galley-failed-").tempdir() else {
+        return failure;
+    };
+    let dir = dir.keep();
+    for (path, bytes) in files.iter() {
+        let p = dir.join(path);
+        if let Some(parent) = p.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(&p, bytes);
+    }
+    let diagnostics = failure
+        .diagnostics
+        .into_iter()
+        .map(|mut d| {
+            if let Some(loc) = &mut d.location
+                && let Ok(rel) = loc.file.strip_prefix(dest)
+                && files
+                    .get(&rel.to_string_lossy().replace('\\', "/"))
+                    .is_some()
+            {
+                loc.file = dir.join(rel);
+                d.hints.push(format!(
+                    "the generated Typst sources of this failed build are in `{}`",
+                    dir.display()
+                ));
+            }
+            d
+        })
+        .collect();
+    Failure::new(diagnostics)
+}

@@ -1,0 +1,365 @@
+//! The validated study: the manifest's paths resolved inside the study folder and read, the cutoff
+//! parsed, authors' affiliations checked. Everything later stages need from disk is read here, once,
+//! so no later stage touches the file system behind the pipeline's back.
+
+use std::path::{Component, Path, PathBuf};
+
+use jiff::civil::Date;
+use toml::Spanned;
+
+use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
+use crate::manifest::{MANIFEST_FILE, Manifest, TableSpec};
+
+/// A file the study reads, with its bytes (kept for hashing in the provenance record).
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Path relative to the study folder, with `/` separators (stable across machines).
+    pub relative: String,
+    /// How diagnostics name the file (the study path as the user gave it, joined with `relative`).
+    pub display: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+impl InputFile {
+    pub fn text(&self) -> std::result::Result<&str, Diagnostic> {
+        std::str::from_utf8(&self.bytes).map_err(|e| {
+            Diagnostic::error(format!(
+                "the file is not valid UTF-8 text (byte {})",
+                e.valid_up_to()
+            ))
+            .in_file(&self.display)
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TableInput {
+    pub name: String,
+    pub spec: TableSpec,
+    pub file: InputFile,
+}
+
+#[derive(Debug, Clone)]
+pub struct Study {
+    /// The study folder as given on the command line.
+    pub root: PathBuf,
+    /// The folder's name: the output goes to `<out>/<name>/`.
+    pub name: String,
+    pub manifest: Manifest,
+    pub manifest_file: InputFile,
+    pub cutoff: Option<Date>,
+    pub tables: Vec<TableInput>,
+    pub abstract_file: Option<InputFile>,
+    pub manuscript_files: Vec<InputFile>,
+    pub bibliography: Option<InputFile>,
+    /// A `.csl` file when the manifest names one; otherwise the style is a name Typst knows.
+    pub csl_file: Option<InputFile>,
+    /// Template files of the study's own template folder (relative name -> file).
+    pub template_files: Vec<InputFile>,
+}
+
+impl Study {
+    /// Read `study.toml` in `root` and everything it names.
+    pub fn load(root: &Path) -> Result<Study> {
+        if !root.is_dir() {
+            return Err(Diagnostic::error(format!("study folder `{}` does not exist", root.display()))
+                .hint("give the path of a folder that holds a study.toml, e.g. `galley build study/croome2016`")
+                .into());
+        }
+        let manifest_path = root.join(MANIFEST_FILE);
+        let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| {
+            let d = io_error("read the manifest", &manifest_path, &e);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                d.hint("every study folder needs a study.toml; `galley new` writes one")
+            } else {
+                d
+            }
+        })?;
+        let manifest_file = InputFile {
+            relative: MANIFEST_FILE.into(),
+            display: manifest_path.clone(),
+            bytes: manifest_bytes,
+        };
+        let source = manifest_file.text()?.to_string();
+        let manifest = Manifest::parse(&source, &manifest_path)?;
+        let name = root
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "study".to_string());
+
+        let mut problems = Vec::new();
+        let mut read = |field: &Spanned<String>, what: &str| -> Option<InputFile> {
+            match read_study_file(root, &manifest_path, &source, field, what) {
+                Ok(f) => Some(f),
+                Err(d) => {
+                    problems.push(d);
+                    None
+                }
+            }
+        };
+
+        let tables: Vec<TableInput> = manifest
+            .data
+            .iter()
+            .filter_map(|(name, spec)| {
+                read(&spec.path, &format!("data file of table `{name}`")).map(|file| TableInput {
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    file,
+                })
+            })
+            .collect();
+        let abstract_file = manifest
+            .manuscript
+            .abstract_file
+            .as_ref()
+            .and_then(|f| read(f, "abstract"));
+        let manuscript_files: Vec<InputFile> = manifest
+            .manuscript
+            .files
+            .iter()
+            .filter_map(|f| read(f, "manuscript file"))
+            .collect();
+        let bibliography = manifest
+            .manuscript
+            .bibliography
+            .as_ref()
+            .and_then(|f| read(f, "bibliography"));
+        let csl_file = if manifest.manuscript.csl.ends_with(".csl") {
+            let field = Spanned::new(0..0, manifest.manuscript.csl.clone());
+            read(&field, "CSL style")
+        } else {
+            None
+        };
+        let template_files = match &manifest.manuscript.template {
+            Some(dir) => read_template_folder(root, &manifest_path, &source, dir, &mut problems),
+            None => Vec::new(),
+        };
+
+        if manifest.manuscript.files.is_empty() {
+            problems.push(
+                Diagnostic::error("`manuscript.files` is empty: name at least one Markdown file")
+                    .in_file(&manifest_path),
+            );
+        }
+        for author in &manifest.authors {
+            for key in &author.affiliations {
+                if !manifest.affiliations.contains_key(key) {
+                    problems.push(
+                        Diagnostic::error(format!(
+                            "author `{}` names affiliation `{key}`, which is not under [affiliations]",
+                            author.name
+                        ))
+                        .in_file(&manifest_path),
+                    );
+                }
+            }
+        }
+        for (table, spec) in &manifest.data {
+            for (column, col) in &spec.columns {
+                check_column_spec(
+                    table,
+                    column,
+                    col,
+                    &manifest,
+                    &manifest_path,
+                    &source,
+                    &mut problems,
+                );
+            }
+        }
+
+        let cutoff = match &manifest.study.cutoff {
+            None => None,
+            Some(c) => match parse_iso_date(&c.get_ref().as_text()) {
+                Some(d) => Some(d),
+                None => {
+                    problems.push(
+                        Diagnostic::error(format!(
+                            "`study.cutoff` is `{}`, expected a date as YYYY-MM-DD",
+                            c.get_ref().as_text()
+                        ))
+                        .at_offset(
+                            &manifest_path,
+                            &source,
+                            c.span().start,
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+
+        if !problems.is_empty() {
+            return Err(Failure::new(problems));
+        }
+        Ok(Study {
+            root: root.to_path_buf(),
+            name,
+            manifest,
+            manifest_file,
+            cutoff,
+            tables,
+            abstract_file,
+            manuscript_files,
+            bibliography,
+            csl_file,
+            template_files,
+        })
+    }
+
+    /// Every input file, in a stable order (for hashing and provenance).
+    pub fn inputs(&self) -> Vec<&InputFile> {
+        let mut all = vec![&self.manifest_file];
+        all.extend(self.tables.iter().map(|t| &t.file));
+        all.extend(self.abstract_file.iter());
+        all.extend(self.manuscript_files.iter());
+        all.extend(self.bibliography.iter());
+        all.extend(self.csl_file.iter());
+        all.extend(self.template_files.iter());
+        all
+    }
+}
+
+pub fn parse_iso_date(text: &str) -> Option<Date> {
+    crate::dataset::parse_date(text.trim(), None)
+}
+
+/// Resolve a manifest path inside the study folder: relative, no `..`, no escape through a link.
+pub fn resolve_inside(root: &Path, relative: &str) -> std::result::Result<PathBuf, String> {
+    let rel = Path::new(relative);
+    if rel.is_absolute() {
+        return Err(
+            "an absolute path; paths in study.toml are relative to the study folder".into(),
+        );
+    }
+    if rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(
+            "a path that leaves the study folder (`..`); keep study files inside it".into(),
+        );
+    }
+    let joined = root.join(rel);
+    if let (Ok(real), Ok(real_root)) = (joined.canonicalize(), root.canonicalize())
+        && !real.starts_with(&real_root)
+    {
+        return Err("a link that leads outside the study folder".into());
+    }
+    Ok(joined)
+}
+
+fn read_study_file(
+    root: &Path,
+    manifest_path: &Path,
+    source: &str,
+    field: &Spanned<String>,
+    what: &str,
+) -> std::result::Result<InputFile, Diagnostic> {
+    let relative = field.get_ref();
+    let locate = |d: Diagnostic| {
+        if field.span().is_empty() {
+            d.in_file(manifest_path)
+        } else {
+            d.at_offset(manifest_path, source, field.span().start)
+        }
+    };
+    let path = resolve_inside(root, relative)
+        .map_err(|why| locate(Diagnostic::error(format!("{what} `{relative}` is {why}"))))?;
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(InputFile {
+            relative: relative.replace('\\', "/"),
+            display: path,
+            bytes,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(locate(Diagnostic::error(format!(
+                "{what} `{relative}` not found (looked for `{}`)",
+                path.display()
+            ))))
+        }
+        Err(e) => Err(locate(io_error(&format!("read the {what}"), &path, &e))),
+    }
+}
+
+fn read_template_folder(
+    root: &Path,
+    manifest_path: &Path,
+    source: &str,
+    dir: &Spanned<String>,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<InputFile> {
+    let folder = match resolve_inside(root, dir.get_ref()) {
+        Ok(p) => p,
+        Err(why) => {
+            problems.push(
+                Diagnostic::error(format!("template folder `{}` is {why}", dir.get_ref()))
+                    .at_offset(manifest_path, source, dir.span().start),
+            );
+            return Vec::new();
+        }
+    };
+    let mut names: Vec<String> = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => {
+            problems.push(io_error("read the template folder", &folder, &e).at_offset(
+                manifest_path,
+                source,
+                dir.span().start,
+            ));
+            return Vec::new();
+        }
+    };
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let rel = format!("{}/{n}", dir.get_ref().trim_end_matches('/'));
+            let field = Spanned::new(dir.span(), rel);
+            read_study_file(root, manifest_path, source, &field, "template file")
+                .map_err(|d| problems.push(d))
+                .ok()
+        })
+        .collect()
+}
+
+fn check_column_spec(
+    table: &str,
+    column: &str,
+    col: &Spanned<crate::manifest::ColumnSpec>,
+    manifest: &Manifest,
+    manifest_path: &Path,
+    source: &str,
+    problems: &mut Vec<Diagnostic>,
+) {
+    use crate::manifest::ColumnType;
+    let spec = col.get_ref();
+    let at =
+        |msg: String| Diagnostic::error(msg).at_offset(manifest_path, source, col.span().start);
+    match spec.kind {
+        ColumnType::Category if spec.levels.as_ref().is_none_or(|l| l.is_empty()) => {
+            problems.push(at(format!(
+                "column `{table}.{column}` is a category but lists no `levels`"
+            )));
+        }
+        ColumnType::Category => {}
+        _ if spec.levels.is_some() => problems.push(at(format!(
+            "column `{table}.{column}` has `levels`, which only a category column takes"
+        ))),
+        _ => {}
+    }
+    if let Some(reference) = &spec.references {
+        let ok = reference
+            .split_once('.')
+            .and_then(|(t, c)| manifest.data.get(t).map(|s| s.columns.contains_key(c)))
+            .unwrap_or(false);
+        if !ok {
+            problems.push(at(format!(
+                "column `{table}.{column}` references `{reference}`, which is not a `table.column` of this study"
+            )));
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Typesetting: galley's own Typst `World` over an in-memory file set, compiled in-process to PDF.
+//!
+//! The world holds exactly the files of the output folder (the generated `manuscript.typ`, the template,
+//! figures, bibliography), so what Typst sees is what an auditor gets, and the stock Typst CLI run in
+//! that folder reproduces the same pages. Fonts are the ones embedded in `typst-assets` (the same ones
+//! the Typst CLI embeds), loaded once per process; no system font and no network is ever used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use jiff::civil::Date;
+use typst::diag::{FileError, FileResult, Severity as TypstSeverity, SourceDiagnostic};
+use typst::foundations::{Bytes, Datetime};
+use typst::syntax::{FileId, RootedPath, Source, VirtualPath, VirtualRoot};
+use typst::text::{Font, FontBook};
+use typst::utils::LazyHash;
+use typst::{Library, LibraryExt, World, WorldExt};
+use typst_layout::PagedDocument;
+
+use crate::diagnostics::{Diagnostic, Failure, Location, Result};
+
+/// Fonts, parsed once per process (parsing them is most of a small document's compile time).
+struct FontSet {
+    book: LazyHash<FontBook>,
+    fonts: Vec<Font>,
+}
+
+fn fonts() -> &'static FontSet {
+    static FONTS: OnceLock<FontSet> = OnceLock::new();
+    FONTS.get_or_init(|| {
+        let mut book = FontBook::new();
+        let mut fonts = Vec::new();
+        for (font, info) in typst_kit::fonts::embedded() {
+            book.push(info);
+            fonts.push(font);
+        }
+        FontSet {
+            book: LazyHash::new(book),
+            fonts,
+        }
+    })
+}
+
+fn library() -> &'static LazyHash<Library> {
+    static LIBRARY: OnceLock<LazyHash<Library>> = OnceLock::new();
+    LIBRARY.get_or_init(|| LazyHash::new(Library::default()))
+}
+
+/// The files Typst may read, by their path inside the output folder (`/`-separated).
+#[derive(Debug, Clone, Default)]
+pub struct FileSet {
+    files: BTreeMap<String, Vec<u8>>,
+    /// Where a file came from, when that is a study file (so a Typst error in a study's own template
+    /// points at the study's file rather than the copy in the output folder).
+    origins: BTreeMap<String, PathBuf>,
+}
+
+impl FileSet {
+    pub fn insert(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) {
+        self.files.insert(path.into(), bytes.into());
+    }
+
+    pub fn insert_from(
+        &mut self,
+        path: impl Into<String>,
+        bytes: impl Into<Vec<u8>>,
+        origin: PathBuf,
+    ) {
+        let path = path.into();
+        self.origins.insert(path.clone(), origin);
+        self.files.insert(path, bytes.into());
+    }
+
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        self.files.get(path).map(Vec::as_slice)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
+        self.files.iter()
+    }
+}
+
+struct GalleyWorld<'a> {
+    files: &'a FileSet,
+    main: FileId,
+    today: Option<Datetime>,
+}
+
+fn file_id(path: &str) -> Option<FileId> {
+    VirtualPath::new(path)
+        .ok()
+        .map(|vpath| RootedPath::new(VirtualRoot::Project, vpath).intern())
+}
+
+impl GalleyWorld<'_> {
+    fn lookup(&self, id: FileId) -> FileResult<&Vec<u8>> {
+        if !matches!(id.root(), VirtualRoot::Project) {
+            // Typst packages would need the network; the output folder must be self-contained.
+            return Err(FileError::Other(Some(
+                "packages are not available in galley builds".into(),
+            )));
+        }
+        let path = id.vpath().get_without_slash();
+        self.files
+            .files
+            .get(path)
+            .ok_or_else(|| FileError::NotFound(PathBuf::from(path)))
+    }
+}
+
+impl World for GalleyWorld<'_> {
+    fn library(&self) -> &LazyHash<Library> {
+        library()
+    }
+
+    fn book(&self) -> &LazyHash<FontBook> {
+        &fonts().book
+    }
+
+    fn main(&self) -> FileId {
+        self.main
+    }
+
+    fn source(&self, id: FileId) -> FileResult<Source> {
+        let bytes = self.lookup(id)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| FileError::InvalidUtf8)?;
+        Ok(Source::new(id, text.to_string()))
+    }
+
+    fn file(&self, id: FileId) -> FileResult<Bytes> {
+        self.lookup(id).map(|b| Bytes::new(b.clone()))
+    }
+
+    fn font(&self, index: usize) -> Option<Font> {
+        fonts().fonts.get(index).cloned()
+    }
+
+    fn today(&self, _offset: Option<typst::foundations::Duration>) -> Option<Datetime> {
+        // "Today" is the study's cutoff date: a rebuild next year prints the same date.
+        self.today
+    }
+}
+
+pub fn typst_date(date: Date) -> Option<Datetime> {
+    Datetime::from_ymd(date.year() as i32, date.month() as u8, date.day() as u8)
+}
+
+/// Compile `main` from the file set to a PDF. `date` fixes both `datetime.today()` and the PDF's
+/// creation date. `report_dir` is where diagnostics say the files are (the output folder, or the
+/// temporary copy kept when the build failed).
+pub fn compile_pdf(
+    files: &FileSet,
+    main: &str,
+    date: Option<Date>,
+    report_dir: &Path,
+) -> Result<Vec<u8>> {
+    let main_id =
+        file_id(main).ok_or_else(|| Diagnostic::error(format!("bad Typst path `{main}`")))?;
+    let today = date.and_then(typst_date);
+    let world = GalleyWorld {
+        files,
+        main: main_id,
+        today,
+    };
+    let warned = typst::compile::<PagedDocument>(&world);
+    let document = warned.output.map_err(|errors| {
+        Failure::new(
+            errors
+                .iter()
+                .map(|e| convert_diagnostic(&world, e, report_dir))
+                .collect(),
+        )
+    })?;
+    let options = typst_pdf::PdfOptions {
+        ident: typst::foundations::Smart::Custom(main.to_string()),
+        timestamp: today.map(typst_pdf::Timestamp::new_utc),
+        ..Default::default()
+    };
+    typst_pdf::pdf(&document, &options).map_err(|errors| {
+        Failure::new(
+            errors
+                .iter()
+                .map(|e| convert_diagnostic(&world, e, report_dir))
+                .collect(),
+        )
+    })
+}
+
+/// A Typst diagnostic as a galley diagnostic located in a real file.
+fn convert_diagnostic(
+    world: &GalleyWorld,
+    diag: &SourceDiagnostic,
+    report_dir: &Path,
+) -> Diagnostic {
+    let mut d = match diag.severity {
+        TypstSeverity::Error => Diagnostic::error(format!("Typst: {}", diag.message)),
+        TypstSeverity::Warning => Diagnostic::warning(format!("Typst: {}", diag.message)),
+    };
+    // Use the first span that points into a file: the error's own, else the innermost call site.
+    let spans = std::iter::once(diag.span).chain(diag.trace.iter().map(|t| t.span.into()));
+    for span in spans {
+        let (Some(id), Some(range)) = (span.id(), world.range(span)) else {
+            continue;
+        };
+        let path = id.vpath().get_without_slash().to_string();
+        let Ok(source) = world.source(id) else {
+            continue;
+        };
+        let file = world
+            .files
+            .origins
+            .get(&path)
+            .cloned()
+            .unwrap_or_else(|| report_dir.join(&path));
+        d = d.at_offset(file, source.text(), range.start);
+        break;
+    }
+    for hint in &diag.hints {
+        d = d.hint(hint.v.to_string());
+    }
+    if d.location.is_none() {
+        d = d.at(Location::file(report_dir.join("manuscript.typ")));
+    }
+    d
+}
+
+/// Typeset a standalone snippet (used by tests and by the escaping property test): returns the text
+/// of the first page's glyph runs in reading order.
+pub fn compile_text(source: &str) -> Result<String> {
+    let mut files = FileSet::default();
+    files.insert("main.typ", source.as_bytes().to_vec());
+    let main_id = file_id("main.typ").expect("valid path");
+    let world = GalleyWorld {
+        files: &files,
+        main: main_id,
+        today: None,
+    };
+    let document = typst::compile::<PagedDocument>(&world)
+        .output
+        .map_err(|errors| {
+            Failure::new(
+                errors
+                    .iter()
+                    .map(|e| convert_diagnostic(&world, e, Path::new(".")))
+                    .collect(),
+            )
+        })?;
+    let mut text = String::new();
+    for page in document.pages() {
+        collect_text(&page.frame, &mut text);
+    }
+    Ok(text)
+}
+
+fn collect_text(frame: &typst::layout::Frame, out: &mut String) {
+    use typst::layout::FrameItem;
+    for (_, item) in frame.items() {
+        match item {
+            FrameItem::Group(group) => collect_text(&group.frame, out),
+            FrameItem::Text(text) => out.push_str(&text.text),
+            _ => {}
+        }
+    }
+}
