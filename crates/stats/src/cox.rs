@@ -309,7 +309,7 @@ pub fn cox<S: AsRef<str>>(
             .sum::<f64>()
             .abs();
         let singular = var[j * p + j] == 0.0;
-        if singular || (converged && infs > options.eps && infs > toler_inf * coef[j].abs()) {
+        if singular || (infs > options.eps && infs > toler_inf * coef[j].abs()) {
             bad[j] = true;
             warnings.push(format!(
                 "the coefficient of \"{}\" may be infinite (the log partial likelihood converged \

@@ -525,3 +525,237 @@ fn cox_factor_breslow() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// More R results (R 4.2.2, survival 3.5-3, printed with options(digits = 15)) for features the
+// reference files do not exercise: stratified Cox, Breslow + strata + cluster, per-subject robust
+// variance, other rho, stratified G-rho, and Kaplan-Meier corner cases.
+
+fn assert_rel(what: &str, got: f64, want: f64, tol: f64) {
+    let ok = if want.abs() < 1e-12 {
+        (got - want).abs() <= 1e-12
+    } else {
+        ((got - want) / want).abs() <= tol
+    };
+    assert!(ok, "{what}: want {want}, got {got}");
+}
+
+fn assert_opt(what: &str, got: Option<f64>, want: Option<f64>, tol: f64) {
+    match (got, want) {
+        (Some(g), Some(w)) => assert_rel(what, g, w, tol),
+        (None, None) => {}
+        _ => panic!("{what}: want {want:?}, got {got:?}"),
+    }
+}
+
+fn lung_strata_case<'a>(ties: Ties, strata: &'a str, cluster: Option<&'a str>) -> CoxCase<'a> {
+    CoxCase {
+        dataset: "lung",
+        event_code: 2.0,
+        cols: vec![Col::Num("age"), Col::Num("sex")],
+        ties,
+        strata: Some(strata),
+        cluster,
+    }
+}
+
+#[test]
+fn cox_strata_efron_matches_r() {
+    // lung2 <- lung[!is.na(lung$ph.ecog), ]
+    // coxph(Surv(time, status == 2) ~ age + sex + strata(ph.ecog), data = lung2)
+    let fit = fit_cox(&lung_strata_case(Ties::Efron, "ph.ecog", None));
+    assert_eq!(fit.n, 227);
+    let coef = [0.0107721611223054, -0.553516925796372];
+    let se = [0.00925380366045511, 0.170872813183384];
+    for j in 0..2 {
+        assert_opt("coef", fit.terms[j].coef, Some(coef[j]), ITERATIVE);
+        assert_opt("se", fit.terms[j].se, Some(se[j]), ITERATIVE);
+    }
+    assert_rel("loglik0", fit.loglik_null, -566.906517584651, CLOSED_FORM);
+    assert_rel("loglik", fit.loglik, -560.674008643024, ITERATIVE);
+    assert_rel("score", fit.score_test.chisq, 12.1626790204074, CLOSED_FORM);
+    assert_rel("wald", fit.wald_test.unwrap().chisq, 11.9049461372039, ITERATIVE);
+    assert_opt("C", fit.concordance, Some(0.582737845032927), CLOSED_FORM);
+}
+
+#[test]
+fn cox_breslow_strata_cluster_matches_r() {
+    // l3 <- lung[!is.na(lung$inst) & !is.na(lung$ph.ecog), ]
+    // coxph(Surv(time, status == 2) ~ age + sex + ph.ecog + strata(I(ph.ecog > 1)), data = l3,
+    //       ties = 'breslow', cluster = inst)
+    let data = Frame::load("lung");
+    let rows = data.complete(&["time", "status", "age", "sex", "ph.ecog", "inst"]);
+    let time = data.num("time", &rows);
+    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let (age, sex, ecog) = (
+        data.num("age", &rows),
+        data.num("sex", &rows),
+        data.num("ph.ecog", &rows),
+    );
+    let x = DMatrix::from_fn(rows.len(), 3, |i, j| [age[i], sex[i], ecog[i]][j]);
+    let strata: Vec<usize> = ecog.iter().map(|&e| usize::from(e > 1.0)).collect();
+    let cluster: Vec<usize> = data.num("inst", &rows).iter().map(|&v| v as usize).collect();
+    let options = CoxOptions {
+        ties: Ties::Breslow,
+        strata: Some(&strata),
+        cluster: Some(&cluster),
+        ..CoxOptions::default()
+    };
+    let fit = cox(&time, &event, &x, &["age", "sex", "ph.ecog"], &options).unwrap();
+    assert_eq!(fit.n, 226);
+    let coef = [0.0115965616255255, -0.572412587407234, 0.430446101561273];
+    let se = [0.00924843261456721, 0.169356171694158, 0.197593525011579];
+    let robust = [0.00711176645262679, 0.118486447735174, 0.116034906348594];
+    for j in 0..3 {
+        assert_opt("coef", fit.terms[j].coef, Some(coef[j]), ITERATIVE);
+        assert_opt("se", fit.terms[j].se, Some(se[j]), ITERATIVE);
+        assert_opt("robust", fit.terms[j].robust_se, Some(robust[j]), ITERATIVE);
+        let z = coef[j] / robust[j];
+        assert_opt("z (robust)", fit.terms[j].z, Some(z), ITERATIVE);
+    }
+    assert_rel("loglik0", fit.loglik_null, -641.70202482283, CLOSED_FORM);
+    assert_rel("loglik", fit.loglik, -632.898373804904, ITERATIVE);
+    assert_rel("score", fit.score_test.chisq, 17.1628794416889, CLOSED_FORM);
+    assert_rel("wald", fit.wald_test.unwrap().chisq, 33.4316750547116, ITERATIVE);
+    assert_opt("C", fit.concordance, Some(0.608090294941506), CLOSED_FORM);
+}
+
+#[test]
+fn cox_per_subject_cluster_matches_r() {
+    // coxph(Surv(time, status == 2) ~ age + sex, data = lung, cluster = seq_len(nrow(lung)))
+    let data = Frame::load("lung");
+    let rows = data.complete(&["time", "status", "age", "sex"]);
+    let time = data.num("time", &rows);
+    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let (age, sex) = (data.num("age", &rows), data.num("sex", &rows));
+    let x = DMatrix::from_fn(rows.len(), 2, |i, j| [age[i], sex[i]][j]);
+    let id: Vec<usize> = (0..rows.len()).collect();
+    let options = CoxOptions {
+        cluster: Some(&id),
+        ..CoxOptions::default()
+    };
+    let fit = cox(&time, &event, &x, &["age", "sex"], &options).unwrap();
+    assert_opt("robust age", fit.terms[0].robust_se, Some(0.00950463812360186), ITERATIVE);
+    assert_opt("robust sex", fit.terms[1].robust_se, Some(0.160174167834172), ITERATIVE);
+}
+
+#[test]
+fn logrank_other_rho_and_strata_match_r() {
+    let data = Frame::load("lung");
+    // survdiff(Surv(time, status == 2) ~ sex, data = lung, rho = 0.5)$chisq
+    let rows = data.complete(&["time", "status", "sex"]);
+    let time = data.num("time", &rows);
+    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let labels = ["1".to_string(), "2".to_string()];
+    let sex = data.codes("sex", &rows, &labels);
+    let fit = logrank(&time, &event, &sex, &labels, None, 0.5).unwrap();
+    assert_rel("chisq rho 0.5", fit.chisq, 12.2506683372477, CLOSED_FORM);
+
+    // sd <- survdiff(Surv(time, status == 2) ~ ph.ecog + strata(sex), data = lung, rho = 1)
+    // sd$chisq; rowSums(sd$obs); rowSums(sd$exp)
+    let rows = data.complete(&["time", "status", "sex", "ph.ecog"]);
+    let time = data.num("time", &rows);
+    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let ecog_labels: Vec<String> = (0..4).map(|e| e.to_string()).collect();
+    let ecog = data.codes("ph.ecog", &rows, &ecog_labels);
+    let sex = data.codes("sex", &rows, &labels);
+    let fit = logrank(&time, &event, &ecog, &ecog_labels, Some(&sex), 1.0).unwrap();
+    assert_rel("chisq", fit.chisq, 24.5561453463421, CLOSED_FORM);
+    assert_eq!(fit.df, 3);
+    let obs = [19.174631119717709, 47.586282582724209, 30.358288439923768, 0.802919708029197];
+    let exp = [30.491308965712687, 50.843594209725509, 16.382839112912876, 0.204379562043796];
+    for g in 0..4 {
+        assert_rel("observed", fit.groups[g].observed, obs[g], CLOSED_FORM);
+        assert_rel("expected", fit.groups[g].expected, exp[g], CLOSED_FORM);
+    }
+}
+
+fn km1(time: &[f64], event: &[bool], conf_type: ConfType, times: &[f64], extend: bool) -> galley_stats::km::KmGroup {
+    let options = KmOptions {
+        conf_type,
+        times: times.to_vec(),
+        extend,
+        ..KmOptions::default()
+    };
+    let zeros = vec![0; time.len()];
+    let mut fit = kaplan_meier(time, event, &zeros, &["all"], &options).unwrap();
+    fit.groups.remove(0)
+}
+
+#[test]
+fn km_median_flat_at_half_to_the_end_follows_print_survfit() {
+    // fit <- survfit(Surv(c(1,2,3,4), c(1,1,0,0)) ~ 1); summary(fit)$table
+    // median 2, 0.95LCL 1, 0.95UCL NA (quantile(fit, 0.5) would say 3; print says 2).
+    let g = km1(&[1.0, 2.0, 3.0, 4.0], &[true, true, false, false], ConfType::Log, &[], false);
+    assert_eq!(g.median, Some(2.0));
+    assert_eq!(g.median_lower, Some(1.0));
+    assert_eq!(g.median_upper, None);
+}
+
+#[test]
+fn km_loglog_plain_and_summary_times_match_r() {
+    // t <- c(1,2,3,4,5,6); s <- c(0,1,0,1,1,0)
+    // fit <- survfit(Surv(t, s) ~ 1, conf.type = 'log-log')
+    let t = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let s = [false, true, false, true, true, false];
+    let times = [-1.0, 0.0, 0.5, 2.0, 2.5, 6.0, 7.0, f64::NAN];
+    let g = km1(&t, &s, ConfType::LogLog, &times, false);
+    let surv = [1.0, 0.8, 0.8, 0.533333333333333, 0.266666666666667, 0.266666666666667];
+    let se = [0.0, 0.223606797749979, 0.223606797749979, 0.465474668125631, 0.846561673280020, 0.846561673280020];
+    let lower = [None, Some(0.20380926326763926), Some(0.20380926326763926), Some(0.06833208784720288), Some(0.00967700057888136), Some(0.00967700057888136)];
+    let upper = [None, Some(0.969179788866743), Some(0.969179788866743), Some(0.863071182738792), Some(0.686136279157012), Some(0.686136279157012)];
+    assert_eq!(g.table.len(), 6);
+    for (i, r) in g.table.iter().enumerate() {
+        assert_rel("surv", r.surv, surv[i], 1e-12);
+        assert_opt("std.err", r.std_err_log, Some(se[i]), 1e-12);
+        // log-log limits are NA where S = 1
+        assert_opt("lower", r.lower, lower[i], 1e-12);
+        assert_opt("upper", r.upper, upper[i], 1e-12);
+    }
+    // summary(fit)$table: median 5, 0.95LCL 2, 0.95UCL NA
+    assert_eq!((g.median, g.median_lower, g.median_upper), (Some(5.0), Some(2.0), None));
+    // summary(fit, times = c(-1, 0, 0.5, 2, 2.5, 6, 7)): 7 is after the last time and dropped
+    let want = [
+        (-1.0, 6, 1.0, 0.0, 1.0, 1.0),
+        (0.0, 6, 1.0, 0.0, 1.0, 1.0),
+        (0.5, 6, 1.0, 0.0, 1.0, 1.0),
+        (2.0, 5, 0.8, 0.178885438199983, 0.20380926326763926, 0.969179788866743),
+        (2.5, 4, 0.8, 0.178885438199983, 0.20380926326763926, 0.969179788866743),
+        (6.0, 1, 0.266666666666667, 0.225749779541339, 0.00967700057888136, 0.686136279157012),
+    ];
+    assert_eq!(g.at.len(), want.len());
+    for (a, w) in g.at.iter().zip(want) {
+        assert_eq!((a.time, a.n_risk), (w.0, w.1));
+        assert_rel("at surv", a.surv, w.2, 1e-12);
+        assert_opt("at se", a.std_err, Some(w.3), 1e-12);
+        assert_opt("at lower", a.lower, Some(w.4), 1e-12);
+        assert_opt("at upper", a.upper, Some(w.5), 1e-12);
+    }
+    // summary(fit, times = c(3, 10), extend = TRUE): n.risk 4 and 0, last values carried on
+    let ext = g.summary_at(&[10.0, 3.0], true);
+    assert_eq!((ext[0].time, ext[0].n_risk, ext[1].time, ext[1].n_risk), (3.0, 4, 10.0, 0));
+    assert_rel("extended surv", ext[1].surv, 0.266666666666667, 1e-12);
+
+    // conf.type = 'plain': clipped to [0, 1]
+    let g = km1(&t, &s, ConfType::Plain, &[], false);
+    let lower = [1.0, 0.4493909837693675, 0.4493909837693675, 0.0467660878709485, 0.0, 0.0];
+    let upper = [1.0, 1.0, 1.0, 1.0, 0.709128104085547, 0.709128104085547];
+    for (i, r) in g.table.iter().enumerate() {
+        assert_opt("plain lower", r.lower, Some(lower[i]), 1e-12);
+        assert_opt("plain upper", r.upper, Some(upper[i]), 1e-12);
+    }
+}
+
+#[test]
+fn km_summary_with_events_at_time_zero_matches_r() {
+    // fit <- survfit(Surv(c(0,0,2,3), c(1,0,1,0)) ~ 1); summary(fit, times = c(-1, 0, 1))
+    let g = km1(&[0.0, 0.0, 2.0, 3.0], &[true, false, true, false], ConfType::Log, &[-1.0, 0.0, 1.0], false);
+    let n_risk: Vec<usize> = g.at.iter().map(|a| a.n_risk).collect();
+    assert_eq!(n_risk, vec![4, 4, 2]);
+    for a in &g.at {
+        assert_rel("surv", a.surv, 0.75, 1e-12);
+        assert_opt("se", a.std_err, Some(0.21650635094611), 1e-12);
+        assert_opt("lower", a.lower, Some(0.425932268497982), 1e-12);
+        assert_opt("upper", a.upper, Some(1.0), 1e-12);
+    }
+}
