@@ -759,3 +759,272 @@ fn km_summary_with_events_at_time_zero_matches_r() {
         assert_opt("upper", a.upper, Some(1.0), 1e-12);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Closed forms and edge cases.
+
+#[test]
+fn km_without_censoring_is_the_empirical_survival_function() {
+    let t = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
+    let g = km1(&t, &[true; 8], ConfType::Log, &[], false);
+    let n = t.len() as f64;
+    assert_eq!(g.table.len(), 7);
+    for r in &g.table {
+        let s = t.iter().filter(|&&x| x > r.time).count() as f64 / n;
+        assert_rel("surv", r.surv, s, 1e-14);
+        assert_eq!(r.n_risk, t.iter().filter(|&&x| x >= r.time).count());
+        if s > 0.0 {
+            // Greenwood without censoring is the binomial variance S (1 - S) / n.
+            assert_opt("std_err", r.std_err, Some((s * (1.0 - s) / n).sqrt()), 1e-12);
+        } else {
+            assert_eq!((r.std_err_log, r.std_err, r.lower, r.upper), (None, None, None, None));
+        }
+    }
+    // S is exactly 0.5 from 3 (4/8 left) until 4 (3/8): the midpoint rule gives 3.5.
+    assert_eq!(g.median, Some(3.5));
+    assert_eq!(g.events, 8);
+}
+
+#[test]
+fn km_median_midpoint_when_curve_is_exactly_half() {
+    // S = 0.5 after time 2 (2 of 4), then drops at 5: the median is (2 + 5) / 2.
+    let g = km1(&[1.0, 2.0, 5.0, 6.0], &[true; 4], ConfType::Log, &[], false);
+    assert_eq!(g.median, Some(3.5));
+}
+
+#[test]
+fn km_all_censored() {
+    let g = km1(&[2.0, 1.0, 3.0], &[false; 3], ConfType::Log, &[1.5, 9.0], false);
+    assert_eq!(g.events, 0);
+    assert_eq!((g.median, g.median_lower, g.median_upper), (None, None, None));
+    for r in &g.table {
+        assert_eq!((r.surv, r.std_err_log, r.lower, r.upper), (1.0, Some(0.0), Some(1.0), Some(1.0)));
+    }
+    assert_eq!(g.at.len(), 1); // 9 is after the last follow-up
+    assert_eq!((g.at[0].n_risk, g.at[0].surv), (2, 1.0));
+    assert_eq!(g.censor_times(), vec![1.0, 2.0, 3.0]);
+    let ll = km1(&[2.0, 1.0, 3.0], &[false; 3], ConfType::LogLog, &[], false);
+    assert!(ll.table.iter().all(|r| r.lower.is_none() && r.upper.is_none()));
+}
+
+#[test]
+fn km_risk_table_helpers() {
+    let t = [1.0, 2.0, 2.0, 4.0, 7.0];
+    let e = [true, false, true, false, true];
+    let g = km1(&t, &e, ConfType::Log, &[], false);
+    let at: Vec<usize> = [0.0, 1.0, 1.5, 2.0, 3.0, 7.0, 8.0]
+        .iter()
+        .map(|&x| g.n_risk_at(x))
+        .collect();
+    assert_eq!(at, vec![5, 5, 4, 4, 2, 1, 0]);
+    assert_eq!(g.censor_times(), vec![2.0, 4.0]);
+    assert_rel("S(3)", g.surv_at(3.0), 0.8 * 0.75, 1e-15);
+    assert_eq!(g.surv_at(0.5), 1.0);
+}
+
+#[test]
+fn km_merges_times_equal_up_to_rounding_like_r() {
+    // R's timefix: 0.1 + 0.2 and 0.3 are one time.
+    let g = km1(&[0.1 + 0.2, 0.3, 1.0], &[true, true, false], ConfType::Log, &[], false);
+    assert_eq!(g.table.len(), 2);
+    assert_eq!(g.table[0].n_event, 2);
+}
+
+#[test]
+fn km_groups_are_listed_in_label_order() {
+    let fit = kaplan_meier(
+        &[1.0, 2.0, 3.0, 4.0],
+        &[true, true, false, true],
+        &[1, 0, 1, 0],
+        &["b", "a"],
+        &KmOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fit.groups[0].level, "b");
+    assert_eq!(fit.groups[0].n, 2);
+    assert_eq!(fit.groups[0].table[0].time, 2.0);
+    assert_eq!(fit.groups[1].table[0].time, 1.0);
+}
+
+#[test]
+fn km_errors() {
+    let o = KmOptions::default();
+    let err = |r: galley_stats::Result<galley_stats::km::KaplanMeier>| r.unwrap_err().message;
+    assert!(err(kaplan_meier(&[], &[], &[], &["all"], &o)).contains("no observations"));
+    assert!(err(kaplan_meier(&[1.0], &[true, false], &[0], &["all"], &o)).contains("lengths"));
+    assert!(err(kaplan_meier(&[1.0, 2.0], &[true; 2], &[0], &["all"], &o)).contains("lengths"));
+    assert!(err(kaplan_meier(&[-1.0], &[true], &[0], &["all"], &o)).contains("non-negative"));
+    assert!(err(kaplan_meier(&[f64::NAN], &[true], &[0], &["all"], &o)).contains("finite"));
+    assert!(err(kaplan_meier(&[f64::INFINITY], &[true], &[0], &["all"], &o)).contains("finite"));
+    assert!(err(kaplan_meier(&[1.0, 2.0], &[true; 2], &[0, 0], &["a", "b"], &o)).contains("\"b\" has no observations"));
+    assert!(err(kaplan_meier(&[1.0, 2.0], &[true; 2], &[0, 2], &["a", "b"], &o)).contains("no label"));
+    let bad = KmOptions { conf_level: 1.0, ..KmOptions::default() };
+    assert!(err(kaplan_meier(&[1.0], &[true], &[0], &["all"], &bad)).contains("confidence level"));
+}
+
+#[test]
+fn logrank_of_identical_groups_is_zero() {
+    let t = [1.0, 2.0, 2.0, 3.0, 5.0, 8.0];
+    let e = [true, true, false, true, false, true];
+    let time: Vec<f64> = t.iter().chain(&t).copied().collect();
+    let event: Vec<bool> = e.iter().chain(&e).copied().collect();
+    let group: Vec<usize> = (0..12).map(|i| i / 6).collect();
+    for rho in [0.0, 1.0] {
+        let fit = logrank(&time, &event, &group, &["a", "b"], None, rho).unwrap();
+        assert!(fit.chisq.abs() < 1e-12, "chisq {}", fit.chisq);
+        assert_eq!(fit.df, 1);
+        assert_rel("p", fit.p.unwrap(), 1.0, 1e-9);
+        for g in &fit.groups {
+            assert_rel("O = E", g.observed, g.expected, 1e-12);
+        }
+    }
+}
+
+#[test]
+fn logrank_two_subjects_closed_form() {
+    // t = 1: both at risk, one death in a: E_a = E_b = 1/2, V = 1 * 1 / 1 * (1/2)(1/2) = 1/4;
+    // t = 2: b alone (no variance), E_b += 1. chisq = (1 - 3/2)^2 / (1/4) = 1.
+    let fit = logrank(&[1.0, 2.0], &[true, true], &[0, 1], &["a", "b"], None, 0.0).unwrap();
+    assert_rel("chisq", fit.chisq, 1.0, 1e-14);
+    assert_rel("E_a", fit.groups[0].expected, 0.5, 1e-14);
+    assert_rel("E_b", fit.groups[1].expected, 1.5, 1e-14);
+    assert_rel("p", fit.p.unwrap(), 0.31731050786291415, 1e-12); // 2 (1 - pnorm(1))
+}
+
+#[test]
+fn logrank_group_without_expected_events_is_dropped_like_r() {
+    // b is censored before any event: no expected events, so no test (R: chisq 0, df 0).
+    let fit = logrank(&[2.0, 3.0, 1.0], &[true, true, false], &[0, 0, 1], &["a", "b"], None, 0.0).unwrap();
+    assert_eq!((fit.chisq, fit.df, fit.p), (0.0, 0, None));
+}
+
+#[test]
+fn logrank_errors() {
+    let err = |r: galley_stats::Result<galley_stats::logrank::LogRank>| r.unwrap_err().message;
+    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 0], &["a"], None, 0.0)).contains("two groups"));
+    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 0], &["a", "b"], None, 0.0)).contains("\"b\" has no observations"));
+    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 1], &["a", "b"], None, -1.0)).contains("rho"));
+    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 1], &["a", "b"], Some(&[0]), 0.0)).contains("lengths"));
+    assert!(err(logrank(&[], &[], &[], &["a", "b"], None, 0.0)).contains("no observations"));
+}
+
+#[test]
+fn cox_score_test_without_ties_is_the_logrank_test() {
+    // With distinct times and one binary covariate, the score test at beta = 0 is the log-rank.
+    let time = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+    let event = [true, true, false, true, true, true, false, true, true, false];
+    let group = [0, 1, 0, 0, 1, 0, 1, 1, 0, 1];
+    let x = DMatrix::from_fn(10, 1, |i, _| group[i] as f64);
+    let lr = logrank(&time, &event, &group, &["a", "b"], None, 0.0).unwrap();
+    for ties in [Ties::Efron, Ties::Breslow] {
+        let opts = CoxOptions { ties, ..CoxOptions::default() };
+        let fit = cox(&time, &event, &x, &["b"], &opts).unwrap();
+        assert_rel("score = log-rank", fit.score_test.chisq, lr.chisq, 1e-12);
+    }
+}
+
+#[test]
+fn cox_separated_data_warns_of_an_infinite_coefficient() {
+    // Everyone with x = 1 fails first: beta -> infinity, as R warns
+    // ("Loglik converged before variable 1; coefficient may be infinite").
+    let time = [4.0, 5.0, 6.0, 1.0, 2.0, 3.0];
+    let x = DMatrix::from_column_slice(6, 1, &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    let fit = cox(&time, &[true; 6], &x, &["x"], &CoxOptions::default()).unwrap();
+    assert!(fit.warnings.iter().any(|w| w.contains("\"x\" may be infinite")), "{:?}", fit.warnings);
+    assert_eq!((fit.terms[0].coef, fit.terms[0].hr, fit.terms[0].p), (None, None, None));
+    assert!(fit.wald_test.is_none());
+    // The partial likelihood tends to (1/3)(1/2)(1/3)(1/2) = 1/36 (R: -3.58351894008267).
+    assert_rel("loglik", fit.loglik, -(36f64.ln()), 1e-6);
+}
+
+#[test]
+fn cox_errors_name_the_term() {
+    let time = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let event = [true, false, true, true, false];
+    let o = CoxOptions::default();
+    let err = |r: galley_stats::Result<galley_stats::cox::Cox>| r.unwrap_err().message;
+    let a = [1.0, 3.0, 2.0, 5.0, 4.0];
+    let constant = DMatrix::from_fn(5, 2, |i, j| if j == 0 { a[i] } else { 7.0 });
+    assert!(err(cox(&time, &event, &constant, &["age", "site"], &o)).contains("\"site\" is constant"));
+    let collinear = DMatrix::from_fn(5, 3, |i, j| [a[i], (i % 2) as f64, 2.0 * a[i] + 1.0][j]);
+    assert!(err(cox(&time, &event, &collinear, &["a", "b", "c"], &o)).contains("\"c\" is a linear combination"));
+    let x = DMatrix::from_column_slice(5, 1, &a);
+    assert!(err(cox(&time, &[false; 5], &x, &["a"], &o)).contains("no events"));
+    assert!(err(cox(&time[..4], &event[..4], &x, &["a"], &o)).contains("rows"));
+    assert!(err(cox(&time, &event, &x, &["a", "b"], &o)).contains("term names"));
+    let nan = DMatrix::from_column_slice(5, 1, &[1.0, f64::NAN, 2.0, 3.0, 4.0]);
+    assert!(err(cox(&time, &event, &nan, &["a"], &o)).contains("row 2"));
+    let bad_cluster = CoxOptions { cluster: Some(&[1, 2]), ..CoxOptions::default() };
+    assert!(err(cox(&time, &event, &x, &["a"], &bad_cluster)).contains("cluster"));
+    assert!(err(cox(&[], &[], &DMatrix::zeros(0, 1), &["a"], &o)).contains("no observations"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale: run with
+//   cargo test -p galley-stats --release --test survival -- --ignored --nocapture
+// Targets at n = 1e6 (release): KM < 0.25 s, log-rank < 0.15 s, Cox (5 covariates, Efron) < 0.7 s.
+
+#[test]
+#[ignore]
+fn timing_one_million() {
+    use std::time::Instant;
+    let n = 1_000_000;
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut unif = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let p = 5;
+    let mut x = DMatrix::zeros(n, p);
+    let mut time = vec![0.0; n];
+    let mut event = vec![false; n];
+    let mut group = vec![0usize; n];
+    for i in 0..n {
+        let age = 40.0 + 40.0 * unif();
+        let sex = f64::from(unif() < 0.5);
+        let ecog = (unif() * 4.0).floor();
+        let bio = unif() + unif() + unif() - 1.5;
+        let site = f64::from(unif() < 0.3);
+        let eta = 0.02 * (age - 60.0) - 0.5 * sex + 0.4 * ecog + 0.3 * bio + 0.2 * site;
+        let t = -unif().ln() / (0.002 * eta.exp());
+        let c = 2000.0 * unif();
+        // Whole days, as in the clinical data: many ties.
+        time[i] = t.min(c).ceil();
+        event[i] = t <= c;
+        group[i] = sex as usize;
+        for (j, v) in [age, sex, ecog, bio, site].into_iter().enumerate() {
+            x[(i, j)] = v;
+        }
+    }
+    let t0 = Instant::now();
+    let km = kaplan_meier(&time, &event, &group, &["1", "2"], &KmOptions::default()).unwrap();
+    let t_km = t0.elapsed();
+    let t0 = Instant::now();
+    let lr = logrank(&time, &event, &group, &["1", "2"], None, 0.0).unwrap();
+    let t_lr = t0.elapsed();
+    let t0 = Instant::now();
+    let names = ["age", "sex", "ecog", "bio", "site"];
+    let fit = cox(&time, &event, &x, &names, &CoxOptions::default()).unwrap();
+    let t_cox = t0.elapsed();
+    let cl: Vec<usize> = (0..n).map(|i| i % 100).collect();
+    let t0 = Instant::now();
+    let opts = CoxOptions { cluster: Some(&cl), ..CoxOptions::default() };
+    let _ = cox(&time, &event, &x, &names, &opts).unwrap();
+    let t_cl = t0.elapsed();
+    println!(
+        "n = {n}: KM {:.3} s ({} rows), log-rank {:.3} s (chisq {:.1}), Cox Efron p = 5 {:.3} s \
+         ({} iterations, coef {:?}), with 100 clusters {:.3} s",
+        t_km.as_secs_f64(),
+        km.groups[0].table.len() + km.groups[1].table.len(),
+        t_lr.as_secs_f64(),
+        lr.chisq,
+        t_cox.as_secs_f64(),
+        fit.iterations,
+        fit.terms.iter().map(|t| t.coef.unwrap()).collect::<Vec<_>>(),
+        t_cl.as_secs_f64(),
+    );
+}
