@@ -19,7 +19,8 @@
 //! uses a Fenwick tree (O(n log n)).
 
 use crate::surv::{
-    check_codes, check_response, chisq_sf, normal_two_sided, partition_by, sort_times, z_for_level,
+    check_codes, check_response, chisq_sf, normal_two_sided, partition_by, radix_sort, sort_key,
+    sort_times, z_for_level,
 };
 use crate::{Result, StatsError, finite};
 use nalgebra::DMatrix;
@@ -158,7 +159,7 @@ pub fn cox<S: AsRef<str>>(
         )));
     }
     let z_level = z_for_level(WHAT, options.conf_level)?;
-    if !(options.eps > 0.0) || options.iter_max == 0 {
+    if options.eps.is_nan() || options.eps <= 0.0 || options.iter_max == 0 {
         return Err(StatsError::new(format!(
             "{WHAT}: eps must be positive and iter_max at least 1"
         )));
@@ -194,7 +195,7 @@ pub fn cox<S: AsRef<str>>(
         let col = x.column(j);
         let m = col.iter().sum::<f64>() / n as f64;
         let mad = col.iter().map(|v| (v - m).abs()).sum::<f64>() / n as f64;
-        if !(mad > 0.0) || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
+        if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
             return Err(StatsError::new(format!(
                 "{WHAT}: covariate \"{}\" is constant, so its coefficient cannot be estimated",
                 name(j)
@@ -203,12 +204,21 @@ pub fn cox<S: AsRef<str>>(
         means[j] = m;
         scale[j] = 1.0 / mad;
     }
-    let mut xs = vec![0.0; n * p];
+    // Scatter each input row to its sorted position: one random write of a whole row instead of
+    // p random reads (the input is column-major).
+    let mut pos = vec![0u32; n];
     for (i, &r) in rows.iter().enumerate() {
-        for j in 0..p {
-            xs[i * p + j] = (x[(r as usize, j)] - means[j]) * scale[j];
+        pos[r as usize] = i as u32;
+    }
+    let cols: Vec<&[f64]> = (0..p).map(|j| &x.as_slice()[j * n..(j + 1) * n]).collect();
+    let mut xs = vec![0.0; n * p];
+    for (r, &i) in pos.iter().enumerate() {
+        let dst = &mut xs[i as usize * p..(i as usize + 1) * p];
+        for (j, d) in dst.iter_mut().enumerate() {
+            *d = (cols[j][r] - means[j]) * scale[j];
         }
     }
+    drop(pos);
     let status: Vec<bool> = rows.iter().map(|&r| event[r as usize]).collect();
     let data = Sorted {
         p,
@@ -514,14 +524,15 @@ impl Sorted {
                         denom += risk;
                         (&mut ws.a, &mut ws.cmat)
                     };
-                    let mut idx = 0;
-                    for r in 0..p {
-                        let rx = risk * x[r];
-                        acc_a[r] += rx;
-                        for c in 0..=r {
-                            acc_c[idx] += rx * x[c];
-                            idx += 1;
+                    let mut off = 0;
+                    for (r, (aa, &xr)) in acc_a.iter_mut().zip(x).enumerate() {
+                        let rx = risk * xr;
+                        *aa += rx;
+                        let row = &mut acc_c[off..off + r + 1];
+                        for (cc, &xc) in row.iter_mut().zip(&x[..=r]) {
+                            *cc += rx * xc;
                         }
+                        off += r + 1;
                     }
                 }
                 if ndead == 0 {
@@ -717,18 +728,24 @@ impl Sorted {
 fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> Option<f64> {
     let n = lp.len();
     // Dense ranks of the predictor; exact equality is a tie, as R's match(risk, unique(risk)).
-    let mut idx: Vec<u32> = (0..n as u32).collect();
-    idx.sort_unstable_by(|&a, &b| lp[a as usize].total_cmp(&lp[b as usize]));
-    let mut rank = vec![0usize; n];
-    let mut nr = 0usize;
-    for (k, &i) in idx.iter().enumerate() {
-        if k == 0 || lp[i as usize] != lp[idx[k - 1] as usize] {
+    let mut keyed: Vec<(u64, u32)> = lp
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (sort_key(v), i as u32))
+        .collect();
+    radix_sort(&mut keyed);
+    let mut rank = vec![0u32; n];
+    let mut nr = 0u32;
+    for k in 0..n {
+        if k == 0 || keyed[k].0 != keyed[k - 1].0 {
             nr += 1;
         }
-        rank[i as usize] = nr; // 1-based for the Fenwick tree
+        rank[keyed[k].1 as usize] = nr; // 1-based for the Fenwick tree
     }
-    drop(idx);
+    drop(keyed);
     let mut tree = Fenwick::new(nr);
+    // Count per rank alongside the tree: ties in the predictor without a second tree query.
+    let mut count = vec![0u32; nr as usize + 1];
     let (mut conc, mut disc, mut tied) = (0.0f64, 0.0f64, 0.0f64);
     for s in 0..start.len() - 1 {
         let (lo, hi) = (start[s], start[s + 1]);
@@ -743,30 +760,35 @@ fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> O
             // Censored at t count as followed longer than the deaths at t: insert them first.
             for l in j..i {
                 if !status[l] {
-                    tree.add(rank[l], 1);
+                    tree.add(rank[l]);
+                    count[rank[l] as usize] += 1;
                     inserted += 1;
                 }
             }
             for l in j..i {
                 if status[l] {
-                    let below = tree.prefix(rank[l] - 1);
-                    let upto = tree.prefix(rank[l]);
+                    let below = tree.prefix(rank[l] - 1) as usize;
+                    let equal = count[rank[l] as usize] as usize;
                     conc += below as f64;
-                    tied += (upto - below) as f64;
-                    disc += (inserted - upto) as f64;
+                    tied += equal as f64;
+                    disc += (inserted - below - equal) as f64;
                 }
             }
             for l in j..i {
                 if status[l] {
-                    tree.add(rank[l], 1);
+                    tree.add(rank[l]);
+                    count[rank[l] as usize] += 1;
                     inserted += 1;
                 }
             }
             i = j;
         }
         // Undo this stratum's insertions (cheaper than a new tree when strata are many).
-        for l in lo..hi {
-            tree.sub(rank[l], 1);
+        if hi < n {
+            for &r in &rank[lo..hi] {
+                tree.sub(r);
+                count[r as usize] -= 1;
+            }
         }
     }
     let total = conc + disc + tied;
@@ -775,27 +797,32 @@ fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> O
 
 /// Counts by rank, with prefix sums in O(log n).
 struct Fenwick {
-    t: Vec<usize>,
+    t: Vec<u32>,
 }
 
 impl Fenwick {
-    fn new(n: usize) -> Self {
-        Fenwick { t: vec![0; n + 1] }
+    fn new(n: u32) -> Self {
+        Fenwick {
+            t: vec![0; n as usize + 1],
+        }
     }
-    fn add(&mut self, mut i: usize, v: usize) {
+    fn add(&mut self, i: u32) {
+        let mut i = i as usize;
         while i < self.t.len() {
-            self.t[i] += v;
+            self.t[i] += 1;
             i += i & i.wrapping_neg();
         }
     }
-    fn sub(&mut self, mut i: usize, v: usize) {
+    fn sub(&mut self, i: u32) {
+        let mut i = i as usize;
         while i < self.t.len() {
-            self.t[i] -= v;
+            self.t[i] -= 1;
             i += i & i.wrapping_neg();
         }
     }
     /// Count of ranks 1..=i.
-    fn prefix(&self, mut i: usize) -> usize {
+    fn prefix(&self, i: u32) -> u32 {
+        let mut i = i as usize;
         let mut s = 0;
         while i > 0 {
             s += self.t[i];
@@ -929,12 +956,13 @@ mod tests {
     #[test]
     fn fenwick_counts() {
         let mut f = Fenwick::new(5);
-        f.add(2, 1);
-        f.add(4, 2);
+        f.add(2);
+        f.add(4);
+        f.add(4);
         assert_eq!(f.prefix(1), 0);
         assert_eq!(f.prefix(3), 1);
         assert_eq!(f.prefix(5), 3);
-        f.sub(4, 2);
-        assert_eq!(f.prefix(5), 1);
+        f.sub(4);
+        assert_eq!(f.prefix(5), 2);
     }
 }

@@ -121,7 +121,9 @@ pub fn kaplan_meier<S: AsRef<str>>(
     check_response(WHAT, time, event)?;
     let k = check_codes(WHAT, "group", group, time.len())?;
     if labels.is_empty() {
-        return Err(StatsError::new(format!("{WHAT}: no group labels were given")));
+        return Err(StatsError::new(format!(
+            "{WHAT}: no group labels were given"
+        )));
     }
     if k > labels.len() {
         return Err(StatsError::new(format!(
@@ -373,7 +375,10 @@ mod tests {
     fn minmin_rules() {
         let c = |v: &[(f64, f64)]| minmin(v.iter().map(|&(t, y)| (t, Some(y))));
         assert_eq!(c(&[(1.0, 0.8), (2.0, 0.4)]), Some(2.0));
-        assert_eq!(c(&[(1.0, 0.8), (2.0, 0.5), (3.0, 0.5), (4.0, 0.25)]), Some(3.0));
+        assert_eq!(
+            c(&[(1.0, 0.8), (2.0, 0.5), (3.0, 0.5), (4.0, 0.25)]),
+            Some(3.0)
+        );
         // flat at 0.5 to the end: print.survfit keeps the first time
         assert_eq!(c(&[(1.0, 0.8), (2.0, 0.5), (3.0, 0.5)]), Some(2.0));
         assert_eq!(c(&[(1.0, 0.8), (2.0, 0.6)]), None);

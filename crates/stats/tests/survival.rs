@@ -161,9 +161,9 @@ impl Compare<'_> {
             ),
             Value::Number(n) => {
                 let w = n.as_f64().unwrap();
-                let g = got.as_f64().unwrap_or_else(|| {
-                    panic!("{}: {path}: R has {w}, we have {got}", self.case)
-                });
+                let g = got
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{}: {path}: R has {w}, we have {got}", self.case));
                 let tol = (self.tol)(path);
                 let err = (g - w).abs();
                 let rel = if w.abs() < 1e-12 {
@@ -266,7 +266,12 @@ fn check_km(case: &str, dataset: &str, group: Option<&str>, event_code: f64) {
         extend: false,
     };
     let fit = kaplan_meier(&time, &event, &codes, &labels, &options).unwrap();
-    compare(case, &want, &serde_json::to_value(&fit).unwrap(), &closed_form);
+    compare(
+        case,
+        &want,
+        &serde_json::to_value(&fit).unwrap(),
+        &closed_form,
+    );
 }
 
 #[test]
@@ -326,7 +331,12 @@ fn check_logrank(case: &str, dataset: &str, group: &str, strata: Option<&str>, e
     });
     let rho = want["rho"].as_f64().unwrap();
     let fit = logrank(&time, &event, &codes, &labels, strata_codes.as_deref(), rho).unwrap();
-    compare(case, &want, &serde_json::to_value(&fit).unwrap(), &closed_form);
+    compare(
+        case,
+        &want,
+        &serde_json::to_value(&fit).unwrap(),
+        &closed_form,
+    );
 }
 
 #[test]
@@ -574,7 +584,12 @@ fn cox_strata_efron_matches_r() {
     assert_rel("loglik0", fit.loglik_null, -566.906517584651, CLOSED_FORM);
     assert_rel("loglik", fit.loglik, -560.674008643024, ITERATIVE);
     assert_rel("score", fit.score_test.chisq, 12.1626790204074, CLOSED_FORM);
-    assert_rel("wald", fit.wald_test.unwrap().chisq, 11.9049461372039, ITERATIVE);
+    assert_rel(
+        "wald",
+        fit.wald_test.unwrap().chisq,
+        11.9049461372039,
+        ITERATIVE,
+    );
     assert_opt("C", fit.concordance, Some(0.582737845032927), CLOSED_FORM);
 }
 
@@ -586,7 +601,11 @@ fn cox_breslow_strata_cluster_matches_r() {
     let data = Frame::load("lung");
     let rows = data.complete(&["time", "status", "age", "sex", "ph.ecog", "inst"]);
     let time = data.num("time", &rows);
-    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let event: Vec<bool> = data
+        .num("status", &rows)
+        .iter()
+        .map(|&s| s == 2.0)
+        .collect();
     let (age, sex, ecog) = (
         data.num("age", &rows),
         data.num("sex", &rows),
@@ -594,7 +613,11 @@ fn cox_breslow_strata_cluster_matches_r() {
     );
     let x = DMatrix::from_fn(rows.len(), 3, |i, j| [age[i], sex[i], ecog[i]][j]);
     let strata: Vec<usize> = ecog.iter().map(|&e| usize::from(e > 1.0)).collect();
-    let cluster: Vec<usize> = data.num("inst", &rows).iter().map(|&v| v as usize).collect();
+    let cluster: Vec<usize> = data
+        .num("inst", &rows)
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
     let options = CoxOptions {
         ties: Ties::Breslow,
         strata: Some(&strata),
@@ -616,7 +639,12 @@ fn cox_breslow_strata_cluster_matches_r() {
     assert_rel("loglik0", fit.loglik_null, -641.70202482283, CLOSED_FORM);
     assert_rel("loglik", fit.loglik, -632.898373804904, ITERATIVE);
     assert_rel("score", fit.score_test.chisq, 17.1628794416889, CLOSED_FORM);
-    assert_rel("wald", fit.wald_test.unwrap().chisq, 33.4316750547116, ITERATIVE);
+    assert_rel(
+        "wald",
+        fit.wald_test.unwrap().chisq,
+        33.4316750547116,
+        ITERATIVE,
+    );
     assert_opt("C", fit.concordance, Some(0.608090294941506), CLOSED_FORM);
 }
 
@@ -626,7 +654,11 @@ fn cox_per_subject_cluster_matches_r() {
     let data = Frame::load("lung");
     let rows = data.complete(&["time", "status", "age", "sex"]);
     let time = data.num("time", &rows);
-    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let event: Vec<bool> = data
+        .num("status", &rows)
+        .iter()
+        .map(|&s| s == 2.0)
+        .collect();
     let (age, sex) = (data.num("age", &rows), data.num("sex", &rows));
     let x = DMatrix::from_fn(rows.len(), 2, |i, j| [age[i], sex[i]][j]);
     let id: Vec<usize> = (0..rows.len()).collect();
@@ -635,8 +667,18 @@ fn cox_per_subject_cluster_matches_r() {
         ..CoxOptions::default()
     };
     let fit = cox(&time, &event, &x, &["age", "sex"], &options).unwrap();
-    assert_opt("robust age", fit.terms[0].robust_se, Some(0.00950463812360186), ITERATIVE);
-    assert_opt("robust sex", fit.terms[1].robust_se, Some(0.160174167834172), ITERATIVE);
+    assert_opt(
+        "robust age",
+        fit.terms[0].robust_se,
+        Some(0.00950463812360186),
+        ITERATIVE,
+    );
+    assert_opt(
+        "robust sex",
+        fit.terms[1].robust_se,
+        Some(0.160174167834172),
+        ITERATIVE,
+    );
 }
 
 #[test]
@@ -645,7 +687,11 @@ fn logrank_other_rho_and_strata_match_r() {
     // survdiff(Surv(time, status == 2) ~ sex, data = lung, rho = 0.5)$chisq
     let rows = data.complete(&["time", "status", "sex"]);
     let time = data.num("time", &rows);
-    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let event: Vec<bool> = data
+        .num("status", &rows)
+        .iter()
+        .map(|&s| s == 2.0)
+        .collect();
     let labels = ["1".to_string(), "2".to_string()];
     let sex = data.codes("sex", &rows, &labels);
     let fit = logrank(&time, &event, &sex, &labels, None, 0.5).unwrap();
@@ -655,22 +701,42 @@ fn logrank_other_rho_and_strata_match_r() {
     // sd$chisq; rowSums(sd$obs); rowSums(sd$exp)
     let rows = data.complete(&["time", "status", "sex", "ph.ecog"]);
     let time = data.num("time", &rows);
-    let event: Vec<bool> = data.num("status", &rows).iter().map(|&s| s == 2.0).collect();
+    let event: Vec<bool> = data
+        .num("status", &rows)
+        .iter()
+        .map(|&s| s == 2.0)
+        .collect();
     let ecog_labels: Vec<String> = (0..4).map(|e| e.to_string()).collect();
     let ecog = data.codes("ph.ecog", &rows, &ecog_labels);
     let sex = data.codes("sex", &rows, &labels);
     let fit = logrank(&time, &event, &ecog, &ecog_labels, Some(&sex), 1.0).unwrap();
     assert_rel("chisq", fit.chisq, 24.5561453463421, CLOSED_FORM);
     assert_eq!(fit.df, 3);
-    let obs = [19.174631119717709, 47.586282582724209, 30.358288439923768, 0.802919708029197];
-    let exp = [30.491308965712687, 50.843594209725509, 16.382839112912876, 0.204379562043796];
+    let obs = [
+        19.17463111971771,
+        47.58628258272421,
+        30.35828843992377,
+        0.802919708029197,
+    ];
+    let exp = [
+        30.49130896571269,
+        50.84359420972551,
+        16.38283911291288,
+        0.204379562043796,
+    ];
     for g in 0..4 {
         assert_rel("observed", fit.groups[g].observed, obs[g], CLOSED_FORM);
         assert_rel("expected", fit.groups[g].expected, exp[g], CLOSED_FORM);
     }
 }
 
-fn km1(time: &[f64], event: &[bool], conf_type: ConfType, times: &[f64], extend: bool) -> galley_stats::km::KmGroup {
+fn km1(
+    time: &[f64],
+    event: &[bool],
+    conf_type: ConfType,
+    times: &[f64],
+    extend: bool,
+) -> galley_stats::km::KmGroup {
     let options = KmOptions {
         conf_type,
         times: times.to_vec(),
@@ -686,7 +752,13 @@ fn km1(time: &[f64], event: &[bool], conf_type: ConfType, times: &[f64], extend:
 fn km_median_flat_at_half_to_the_end_follows_print_survfit() {
     // fit <- survfit(Surv(c(1,2,3,4), c(1,1,0,0)) ~ 1); summary(fit)$table
     // median 2, 0.95LCL 1, 0.95UCL NA (quantile(fit, 0.5) would say 3; print says 2).
-    let g = km1(&[1.0, 2.0, 3.0, 4.0], &[true, true, false, false], ConfType::Log, &[], false);
+    let g = km1(
+        &[1.0, 2.0, 3.0, 4.0],
+        &[true, true, false, false],
+        ConfType::Log,
+        &[],
+        false,
+    );
     assert_eq!(g.median, Some(2.0));
     assert_eq!(g.median_lower, Some(1.0));
     assert_eq!(g.median_upper, None);
@@ -700,10 +772,38 @@ fn km_loglog_plain_and_summary_times_match_r() {
     let s = [false, true, false, true, true, false];
     let times = [-1.0, 0.0, 0.5, 2.0, 2.5, 6.0, 7.0, f64::NAN];
     let g = km1(&t, &s, ConfType::LogLog, &times, false);
-    let surv = [1.0, 0.8, 0.8, 0.533333333333333, 0.266666666666667, 0.266666666666667];
-    let se = [0.0, 0.223606797749979, 0.223606797749979, 0.465474668125631, 0.846561673280020, 0.846561673280020];
-    let lower = [None, Some(0.20380926326763926), Some(0.20380926326763926), Some(0.06833208784720288), Some(0.00967700057888136), Some(0.00967700057888136)];
-    let upper = [None, Some(0.969179788866743), Some(0.969179788866743), Some(0.863071182738792), Some(0.686136279157012), Some(0.686136279157012)];
+    let surv = [
+        1.0,
+        0.8,
+        0.8,
+        0.533333333333333,
+        0.266666666666667,
+        0.266666666666667,
+    ];
+    let se = [
+        0.0,
+        0.223606797749979,
+        0.223606797749979,
+        0.465474668125631,
+        0.846561673280020,
+        0.846561673280020,
+    ];
+    let lower = [
+        None,
+        Some(0.20380926326763926),
+        Some(0.20380926326763926),
+        Some(0.06833208784720288),
+        Some(0.00967700057888136),
+        Some(0.00967700057888136),
+    ];
+    let upper = [
+        None,
+        Some(0.969179788866743),
+        Some(0.969179788866743),
+        Some(0.863071182738792),
+        Some(0.686136279157012),
+        Some(0.686136279157012),
+    ];
     assert_eq!(g.table.len(), 6);
     for (i, r) in g.table.iter().enumerate() {
         assert_rel("surv", r.surv, surv[i], 1e-12);
@@ -713,15 +813,39 @@ fn km_loglog_plain_and_summary_times_match_r() {
         assert_opt("upper", r.upper, upper[i], 1e-12);
     }
     // summary(fit)$table: median 5, 0.95LCL 2, 0.95UCL NA
-    assert_eq!((g.median, g.median_lower, g.median_upper), (Some(5.0), Some(2.0), None));
+    assert_eq!(
+        (g.median, g.median_lower, g.median_upper),
+        (Some(5.0), Some(2.0), None)
+    );
     // summary(fit, times = c(-1, 0, 0.5, 2, 2.5, 6, 7)): 7 is after the last time and dropped
     let want = [
         (-1.0, 6, 1.0, 0.0, 1.0, 1.0),
         (0.0, 6, 1.0, 0.0, 1.0, 1.0),
         (0.5, 6, 1.0, 0.0, 1.0, 1.0),
-        (2.0, 5, 0.8, 0.178885438199983, 0.20380926326763926, 0.969179788866743),
-        (2.5, 4, 0.8, 0.178885438199983, 0.20380926326763926, 0.969179788866743),
-        (6.0, 1, 0.266666666666667, 0.225749779541339, 0.00967700057888136, 0.686136279157012),
+        (
+            2.0,
+            5,
+            0.8,
+            0.178885438199983,
+            0.20380926326763926,
+            0.969179788866743,
+        ),
+        (
+            2.5,
+            4,
+            0.8,
+            0.178885438199983,
+            0.20380926326763926,
+            0.969179788866743,
+        ),
+        (
+            6.0,
+            1,
+            0.266666666666667,
+            0.225749779541339,
+            0.00967700057888136,
+            0.686136279157012,
+        ),
     ];
     assert_eq!(g.at.len(), want.len());
     for (a, w) in g.at.iter().zip(want) {
@@ -733,12 +857,22 @@ fn km_loglog_plain_and_summary_times_match_r() {
     }
     // summary(fit, times = c(3, 10), extend = TRUE): n.risk 4 and 0, last values carried on
     let ext = g.summary_at(&[10.0, 3.0], true);
-    assert_eq!((ext[0].time, ext[0].n_risk, ext[1].time, ext[1].n_risk), (3.0, 4, 10.0, 0));
+    assert_eq!(
+        (ext[0].time, ext[0].n_risk, ext[1].time, ext[1].n_risk),
+        (3.0, 4, 10.0, 0)
+    );
     assert_rel("extended surv", ext[1].surv, 0.266666666666667, 1e-12);
 
     // conf.type = 'plain': clipped to [0, 1]
     let g = km1(&t, &s, ConfType::Plain, &[], false);
-    let lower = [1.0, 0.4493909837693675, 0.4493909837693675, 0.0467660878709485, 0.0, 0.0];
+    let lower = [
+        1.0,
+        0.4493909837693675,
+        0.4493909837693675,
+        0.0467660878709485,
+        0.0,
+        0.0,
+    ];
     let upper = [1.0, 1.0, 1.0, 1.0, 0.709128104085547, 0.709128104085547];
     for (i, r) in g.table.iter().enumerate() {
         assert_opt("plain lower", r.lower, Some(lower[i]), 1e-12);
@@ -749,7 +883,13 @@ fn km_loglog_plain_and_summary_times_match_r() {
 #[test]
 fn km_summary_with_events_at_time_zero_matches_r() {
     // fit <- survfit(Surv(c(0,0,2,3), c(1,0,1,0)) ~ 1); summary(fit, times = c(-1, 0, 1))
-    let g = km1(&[0.0, 0.0, 2.0, 3.0], &[true, false, true, false], ConfType::Log, &[-1.0, 0.0, 1.0], false);
+    let g = km1(
+        &[0.0, 0.0, 2.0, 3.0],
+        &[true, false, true, false],
+        ConfType::Log,
+        &[-1.0, 0.0, 1.0],
+        false,
+    );
     let n_risk: Vec<usize> = g.at.iter().map(|a| a.n_risk).collect();
     assert_eq!(n_risk, vec![4, 4, 2]);
     for a in &g.at {
@@ -775,9 +915,17 @@ fn km_without_censoring_is_the_empirical_survival_function() {
         assert_eq!(r.n_risk, t.iter().filter(|&&x| x >= r.time).count());
         if s > 0.0 {
             // Greenwood without censoring is the binomial variance S (1 - S) / n.
-            assert_opt("std_err", r.std_err, Some((s * (1.0 - s) / n).sqrt()), 1e-12);
+            assert_opt(
+                "std_err",
+                r.std_err,
+                Some((s * (1.0 - s) / n).sqrt()),
+                1e-12,
+            );
         } else {
-            assert_eq!((r.std_err_log, r.std_err, r.lower, r.upper), (None, None, None, None));
+            assert_eq!(
+                (r.std_err_log, r.std_err, r.lower, r.upper),
+                (None, None, None, None)
+            );
         }
     }
     // S is exactly 0.5 from 3 (4/8 left) until 4 (3/8): the midpoint rule gives 3.5.
@@ -794,17 +942,33 @@ fn km_median_midpoint_when_curve_is_exactly_half() {
 
 #[test]
 fn km_all_censored() {
-    let g = km1(&[2.0, 1.0, 3.0], &[false; 3], ConfType::Log, &[1.5, 9.0], false);
+    let g = km1(
+        &[2.0, 1.0, 3.0],
+        &[false; 3],
+        ConfType::Log,
+        &[1.5, 9.0],
+        false,
+    );
     assert_eq!(g.events, 0);
-    assert_eq!((g.median, g.median_lower, g.median_upper), (None, None, None));
+    assert_eq!(
+        (g.median, g.median_lower, g.median_upper),
+        (None, None, None)
+    );
     for r in &g.table {
-        assert_eq!((r.surv, r.std_err_log, r.lower, r.upper), (1.0, Some(0.0), Some(1.0), Some(1.0)));
+        assert_eq!(
+            (r.surv, r.std_err_log, r.lower, r.upper),
+            (1.0, Some(0.0), Some(1.0), Some(1.0))
+        );
     }
     assert_eq!(g.at.len(), 1); // 9 is after the last follow-up
     assert_eq!((g.at[0].n_risk, g.at[0].surv), (2, 1.0));
     assert_eq!(g.censor_times(), vec![1.0, 2.0, 3.0]);
     let ll = km1(&[2.0, 1.0, 3.0], &[false; 3], ConfType::LogLog, &[], false);
-    assert!(ll.table.iter().all(|r| r.lower.is_none() && r.upper.is_none()));
+    assert!(
+        ll.table
+            .iter()
+            .all(|r| r.lower.is_none() && r.upper.is_none())
+    );
 }
 
 #[test]
@@ -825,7 +989,13 @@ fn km_risk_table_helpers() {
 #[test]
 fn km_merges_times_equal_up_to_rounding_like_r() {
     // R's timefix: 0.1 + 0.2 and 0.3 are one time.
-    let g = km1(&[0.1 + 0.2, 0.3, 1.0], &[true, true, false], ConfType::Log, &[], false);
+    let g = km1(
+        &[0.1 + 0.2, 0.3, 1.0],
+        &[true, true, false],
+        ConfType::Log,
+        &[],
+        false,
+    );
     assert_eq!(g.table.len(), 2);
     assert_eq!(g.table[0].n_event, 2);
 }
@@ -856,9 +1026,30 @@ fn km_errors() {
     assert!(err(kaplan_meier(&[-1.0], &[true], &[0], &["all"], &o)).contains("non-negative"));
     assert!(err(kaplan_meier(&[f64::NAN], &[true], &[0], &["all"], &o)).contains("finite"));
     assert!(err(kaplan_meier(&[f64::INFINITY], &[true], &[0], &["all"], &o)).contains("finite"));
-    assert!(err(kaplan_meier(&[1.0, 2.0], &[true; 2], &[0, 0], &["a", "b"], &o)).contains("\"b\" has no observations"));
-    assert!(err(kaplan_meier(&[1.0, 2.0], &[true; 2], &[0, 2], &["a", "b"], &o)).contains("no label"));
-    let bad = KmOptions { conf_level: 1.0, ..KmOptions::default() };
+    assert!(
+        err(kaplan_meier(
+            &[1.0, 2.0],
+            &[true; 2],
+            &[0, 0],
+            &["a", "b"],
+            &o
+        ))
+        .contains("\"b\" has no observations")
+    );
+    assert!(
+        err(kaplan_meier(
+            &[1.0, 2.0],
+            &[true; 2],
+            &[0, 2],
+            &["a", "b"],
+            &o
+        ))
+        .contains("no label")
+    );
+    let bad = KmOptions {
+        conf_level: 1.0,
+        ..KmOptions::default()
+    };
     assert!(err(kaplan_meier(&[1.0], &[true], &[0], &["all"], &bad)).contains("confidence level"));
 }
 
@@ -894,17 +1085,57 @@ fn logrank_two_subjects_closed_form() {
 #[test]
 fn logrank_group_without_expected_events_is_dropped_like_r() {
     // b is censored before any event: no expected events, so no test (R: chisq 0, df 0).
-    let fit = logrank(&[2.0, 3.0, 1.0], &[true, true, false], &[0, 0, 1], &["a", "b"], None, 0.0).unwrap();
+    let fit = logrank(
+        &[2.0, 3.0, 1.0],
+        &[true, true, false],
+        &[0, 0, 1],
+        &["a", "b"],
+        None,
+        0.0,
+    )
+    .unwrap();
     assert_eq!((fit.chisq, fit.df, fit.p), (0.0, 0, None));
 }
 
 #[test]
 fn logrank_errors() {
     let err = |r: galley_stats::Result<galley_stats::logrank::LogRank>| r.unwrap_err().message;
-    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 0], &["a"], None, 0.0)).contains("two groups"));
-    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 0], &["a", "b"], None, 0.0)).contains("\"b\" has no observations"));
-    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 1], &["a", "b"], None, -1.0)).contains("rho"));
-    assert!(err(logrank(&[1.0, 2.0], &[true; 2], &[0, 1], &["a", "b"], Some(&[0]), 0.0)).contains("lengths"));
+    assert!(
+        err(logrank(&[1.0, 2.0], &[true; 2], &[0, 0], &["a"], None, 0.0)).contains("two groups")
+    );
+    assert!(
+        err(logrank(
+            &[1.0, 2.0],
+            &[true; 2],
+            &[0, 0],
+            &["a", "b"],
+            None,
+            0.0
+        ))
+        .contains("\"b\" has no observations")
+    );
+    assert!(
+        err(logrank(
+            &[1.0, 2.0],
+            &[true; 2],
+            &[0, 1],
+            &["a", "b"],
+            None,
+            -1.0
+        ))
+        .contains("rho")
+    );
+    assert!(
+        err(logrank(
+            &[1.0, 2.0],
+            &[true; 2],
+            &[0, 1],
+            &["a", "b"],
+            Some(&[0]),
+            0.0
+        ))
+        .contains("lengths")
+    );
     assert!(err(logrank(&[], &[], &[], &["a", "b"], None, 0.0)).contains("no observations"));
 }
 
@@ -912,12 +1143,17 @@ fn logrank_errors() {
 fn cox_score_test_without_ties_is_the_logrank_test() {
     // With distinct times and one binary covariate, the score test at beta = 0 is the log-rank.
     let time = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
-    let event = [true, true, false, true, true, true, false, true, true, false];
+    let event = [
+        true, true, false, true, true, true, false, true, true, false,
+    ];
     let group = [0, 1, 0, 0, 1, 0, 1, 1, 0, 1];
     let x = DMatrix::from_fn(10, 1, |i, _| group[i] as f64);
     let lr = logrank(&time, &event, &group, &["a", "b"], None, 0.0).unwrap();
     for ties in [Ties::Efron, Ties::Breslow] {
-        let opts = CoxOptions { ties, ..CoxOptions::default() };
+        let opts = CoxOptions {
+            ties,
+            ..CoxOptions::default()
+        };
         let fit = cox(&time, &event, &x, &["b"], &opts).unwrap();
         assert_rel("score = log-rank", fit.score_test.chisq, lr.chisq, 1e-12);
     }
@@ -930,8 +1166,17 @@ fn cox_separated_data_warns_of_an_infinite_coefficient() {
     let time = [4.0, 5.0, 6.0, 1.0, 2.0, 3.0];
     let x = DMatrix::from_column_slice(6, 1, &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
     let fit = cox(&time, &[true; 6], &x, &["x"], &CoxOptions::default()).unwrap();
-    assert!(fit.warnings.iter().any(|w| w.contains("\"x\" may be infinite")), "{:?}", fit.warnings);
-    assert_eq!((fit.terms[0].coef, fit.terms[0].hr, fit.terms[0].p), (None, None, None));
+    assert!(
+        fit.warnings
+            .iter()
+            .any(|w| w.contains("\"x\" may be infinite")),
+        "{:?}",
+        fit.warnings
+    );
+    assert_eq!(
+        (fit.terms[0].coef, fit.terms[0].hr, fit.terms[0].p),
+        (None, None, None)
+    );
     assert!(fit.wald_test.is_none());
     // The partial likelihood tends to (1/3)(1/2)(1/3)(1/2) = 1/36 (R: -3.58351894008267).
     assert_rel("loglik", fit.loglik, -(36f64.ln()), 1e-6);
@@ -945,16 +1190,24 @@ fn cox_errors_name_the_term() {
     let err = |r: galley_stats::Result<galley_stats::cox::Cox>| r.unwrap_err().message;
     let a = [1.0, 3.0, 2.0, 5.0, 4.0];
     let constant = DMatrix::from_fn(5, 2, |i, j| if j == 0 { a[i] } else { 7.0 });
-    assert!(err(cox(&time, &event, &constant, &["age", "site"], &o)).contains("\"site\" is constant"));
+    assert!(
+        err(cox(&time, &event, &constant, &["age", "site"], &o)).contains("\"site\" is constant")
+    );
     let collinear = DMatrix::from_fn(5, 3, |i, j| [a[i], (i % 2) as f64, 2.0 * a[i] + 1.0][j]);
-    assert!(err(cox(&time, &event, &collinear, &["a", "b", "c"], &o)).contains("\"c\" is a linear combination"));
+    assert!(
+        err(cox(&time, &event, &collinear, &["a", "b", "c"], &o))
+            .contains("\"c\" is a linear combination")
+    );
     let x = DMatrix::from_column_slice(5, 1, &a);
     assert!(err(cox(&time, &[false; 5], &x, &["a"], &o)).contains("no events"));
     assert!(err(cox(&time[..4], &event[..4], &x, &["a"], &o)).contains("rows"));
     assert!(err(cox(&time, &event, &x, &["a", "b"], &o)).contains("term names"));
     let nan = DMatrix::from_column_slice(5, 1, &[1.0, f64::NAN, 2.0, 3.0, 4.0]);
     assert!(err(cox(&time, &event, &nan, &["a"], &o)).contains("row 2"));
-    let bad_cluster = CoxOptions { cluster: Some(&[1, 2]), ..CoxOptions::default() };
+    let bad_cluster = CoxOptions {
+        cluster: Some(&[1, 2]),
+        ..CoxOptions::default()
+    };
     assert!(err(cox(&time, &event, &x, &["a"], &bad_cluster)).contains("cluster"));
     assert!(err(cox(&[], &[], &DMatrix::zeros(0, 1), &["a"], &o)).contains("no observations"));
 }
@@ -1000,31 +1253,42 @@ fn timing_one_million() {
             x[(i, j)] = v;
         }
     }
-    let t0 = Instant::now();
-    let km = kaplan_meier(&time, &event, &group, &["1", "2"], &KmOptions::default()).unwrap();
-    let t_km = t0.elapsed();
-    let t0 = Instant::now();
-    let lr = logrank(&time, &event, &group, &["1", "2"], None, 0.0).unwrap();
-    let t_lr = t0.elapsed();
-    let t0 = Instant::now();
+    // Best of three: the machine is shared, the minimum is the least disturbed run.
+    fn best<T>(mut f: impl FnMut() -> T) -> (T, f64) {
+        let mut out = None;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let r = f();
+            best = best.min(t0.elapsed().as_secs_f64());
+            out = Some(r);
+        }
+        (out.unwrap(), best)
+    }
+    let (km, t_km) =
+        best(|| kaplan_meier(&time, &event, &group, &["1", "2"], &KmOptions::default()).unwrap());
+    let (lr, t_lr) = best(|| logrank(&time, &event, &group, &["1", "2"], None, 0.0).unwrap());
     let names = ["age", "sex", "ecog", "bio", "site"];
-    let fit = cox(&time, &event, &x, &names, &CoxOptions::default()).unwrap();
-    let t_cox = t0.elapsed();
+    let (fit, t_cox) = best(|| cox(&time, &event, &x, &names, &CoxOptions::default()).unwrap());
     let cl: Vec<usize> = (0..n).map(|i| i % 100).collect();
-    let t0 = Instant::now();
-    let opts = CoxOptions { cluster: Some(&cl), ..CoxOptions::default() };
-    let _ = cox(&time, &event, &x, &names, &opts).unwrap();
-    let t_cl = t0.elapsed();
+    let opts = CoxOptions {
+        cluster: Some(&cl),
+        ..CoxOptions::default()
+    };
+    let (_, t_cl) = best(|| cox(&time, &event, &x, &names, &opts).unwrap());
     println!(
         "n = {n}: KM {:.3} s ({} rows), log-rank {:.3} s (chisq {:.1}), Cox Efron p = 5 {:.3} s \
          ({} iterations, coef {:?}), with 100 clusters {:.3} s",
-        t_km.as_secs_f64(),
+        t_km,
         km.groups[0].table.len() + km.groups[1].table.len(),
-        t_lr.as_secs_f64(),
+        t_lr,
         lr.chisq,
-        t_cox.as_secs_f64(),
+        t_cox,
         fit.iterations,
-        fit.terms.iter().map(|t| t.coef.unwrap()).collect::<Vec<_>>(),
-        t_cl.as_secs_f64(),
+        fit.terms
+            .iter()
+            .map(|t| t.coef.unwrap())
+            .collect::<Vec<_>>(),
+        t_cl,
     );
 }
