@@ -331,7 +331,7 @@ pub fn cox<S: AsRef<str>>(
 
     // Robust variance from dfbeta residuals summed within clusters.
     let robust: Option<Vec<f64>> = options.cluster.map(|cluster| {
-        let resid = data.score_residuals(&beta_s, &mut ws);
+        let resid = data.score_residuals(&beta_s);
         let cl: Vec<usize> = rows.iter().map(|&r| cluster[r as usize]).collect();
         let mut ids = cl.clone();
         ids.sort_unstable();
@@ -592,7 +592,7 @@ impl Sorted {
     /// `residuals(fit, type = "score")` (`coxscore2.c`): for subject l,
     /// sum over event times of dN_l (x_l - mean xbar) - r_l sum_j w_lj (x_l - xbar_j) / den_j,
     /// with Efron's fractional denominators den_j and weights w_lj = 1 - j/d for the tied deaths.
-    fn score_residuals(&self, beta: &[f64], _ws: &mut Workspace) -> Vec<f64> {
+    fn score_residuals(&self, beta: &[f64]) -> Vec<f64> {
         let p = self.p;
         let n = self.status.len();
         let risk: Vec<f64> = (0..n)

@@ -8,7 +8,7 @@
 //! see Therneau & Grambsch (2000), section 2.1, and the survival package's `survfitkm.c`.
 
 use crate::surv::{check_codes, check_response, partition_by, sort_times, z_for_level};
-use crate::{Result, StatsError};
+use crate::{Result, StatsError, finite};
 use serde::Serialize;
 
 /// Transformation on which the pointwise confidence interval is symmetric (R's `conf.type`).
@@ -209,18 +209,14 @@ fn km_table(rows: &[u32], times: &[f64], event: &[bool], z: f64, conf: ConfType)
             n_event: d,
             n_censor: (j - i) - d,
             surv,
-            std_err_log: finite_opt(se),
-            std_err: finite_opt(surv * se),
+            std_err_log: finite(se),
+            std_err: finite(surv * se),
             lower,
             upper,
         });
         i = j;
     }
     table
-}
-
-fn finite_opt(x: f64) -> Option<f64> {
-    crate::finite(x)
 }
 
 /// R's `survfit_confint` with `logse = TRUE`: `p` the survival, `se` the SE of -log p.
@@ -241,7 +237,7 @@ fn conf_limits(p: f64, se: f64, z: f64, conf: ConfType) -> (Option<f64>, Option<
             let se2 = z * se;
             let lower = (p.ln() - se2).exp();
             let upper = (p.ln() + se2).exp().min(1.0);
-            (finite_opt(lower), finite_opt(upper))
+            (finite(lower), finite(upper))
         }
         ConfType::LogLog => {
             if p == 0.0 || p == 1.0 {
@@ -251,7 +247,7 @@ fn conf_limits(p: f64, se: f64, z: f64, conf: ConfType) -> (Option<f64>, Option<
             let ll = (-p.ln()).ln();
             let lower = (-(ll - se2).exp()).exp();
             let upper = (-(ll + se2).exp()).exp();
-            (finite_opt(lower), finite_opt(upper))
+            (finite(lower), finite(upper))
         }
     }
 }
