@@ -39,3 +39,9 @@ pub type Result<T> = std::result::Result<T, StatsError>;
 pub fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
+
+// Survival estimators (survfit, survdiff, coxph).
+pub mod cox;
+pub mod km;
+pub mod logrank;
+mod surv;
