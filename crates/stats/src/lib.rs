@@ -39,3 +39,11 @@ pub type Result<T> = std::result::Result<T, StatsError>;
 pub fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
+
+pub mod balance;
+pub mod describe;
+pub mod design;
+#[path = "tests.rs"]
+pub mod hypothesis;
+pub mod logistic;
+pub mod matching;
