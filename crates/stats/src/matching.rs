@@ -65,6 +65,31 @@ pub enum MatchOrder {
     Data,
 }
 
+/// How the distance between a treated unit and a candidate control is measured when choosing
+/// between the two neighbours and applying the caliper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DistanceRule {
+    /// |d_treated - d_control|, as documented and as MatchIt computes it from 4.5.4 on.
+    #[default]
+    Exact,
+    /// Bug-compatible with MatchIt 4.5.1-4.5.3 (kosukeimai/MatchIt#163): its C++ code passed the
+    /// difference to C's integer `abs`, truncating it toward zero. So the lower neighbour wins
+    /// unless the upper one is closer by a whole unit of distance, and the caliper only excludes
+    /// controls with trunc(|difference|) > caliper width; on the propensity score scale (0-1)
+    /// the caliper never excludes anyone. Use it only to reproduce results from those versions.
+    MatchIt451,
+}
+
+impl DistanceRule {
+    fn measure(self, a: f64, b: f64) -> f64 {
+        match self {
+            DistanceRule::Exact => (a - b).abs(),
+            // C: abs((int)(a - b)); the conversion truncates toward zero.
+            DistanceRule::MatchIt451 => (a - b).trunc().abs(),
+        }
+    }
+}
+
 /// Options of nearest-neighbour matching.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NearestOptions {
@@ -77,6 +102,8 @@ pub struct NearestOptions {
     /// Order of the treated units. MatchIt ignores it with replacement (results do not depend on
     /// it then).
     pub order: MatchOrder,
+    /// Distance measure for neighbour choice and caliper; see [`DistanceRule`].
+    pub rule: DistanceRule,
 }
 
 impl Default for NearestOptions {
@@ -86,6 +113,7 @@ impl Default for NearestOptions {
             caliper: None,
             replace: false,
             order: MatchOrder::Largest,
+            rule: DistanceRule::Exact,
         }
     }
 }
@@ -290,13 +318,14 @@ pub fn nearest_neighbor(treat: &[bool], distance: &[f64], options: &NearestOptio
                 k_right = Some(k);
                 break;
             }
+            let dist = |k: usize| options.rule.measure(di, d_sorted[k]);
             if let Some(w) = caliper_width {
-                k_left = k_left.filter(|&k| (di - d_sorted[k]).abs() <= w);
-                k_right = k_right.filter(|&k| (di - d_sorted[k]).abs() <= w);
+                k_left = k_left.filter(|&k| dist(k) <= w);
+                k_right = k_right.filter(|&k| dist(k) <= w);
             }
             let k = match (k_left, k_right) {
                 (Some(l), Some(r)) => {
-                    if (d_sorted[l] - di).abs() <= (d_sorted[r] - di).abs() {
+                    if dist(l) <= dist(r) {
                         l
                     } else {
                         r

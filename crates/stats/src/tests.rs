@@ -823,6 +823,13 @@ mod unit {
         assert_eq!(w.statistic, 0.0);
         assert!(w.exact);
         assert!(close(w.p, 0.1, 1e-14));
+        // ?wilcox.test depression example: W = 35, one-sided p = 0.1272 (two-sided 0.2544).
+        let x = [0.80, 0.83, 1.89, 1.04, 1.45, 1.38, 1.91, 1.64, 0.73, 1.46];
+        let y = [1.15, 0.88, 0.90, 0.74, 1.21];
+        let w = wilcoxon_rank_sum(&x, &y, None, true).unwrap();
+        assert_eq!(w.statistic, 35.0);
+        assert!(w.exact);
+        assert!((w.p - 0.2544).abs() < 1e-4, "{}", w.p);
         let counts = wilcoxon_counts(3, 3);
         assert_eq!(counts.iter().sum::<f64>(), 20.0);
         assert_eq!(counts, vec![1.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 2.0, 1.0, 1.0]);
