@@ -35,7 +35,10 @@ pub fn smd_matchit(
     (0..x.ncols())
         .map(|j| {
             let col: Vec<f64> = x.x.column(j).iter().copied().collect();
-            Ok((x.names[j].clone(), smd_matchit_column(&col, treat, weights)?))
+            Ok((
+                x.names[j].clone(),
+                smd_matchit_column(&col, treat, weights)?,
+            ))
         })
         .collect()
 }
@@ -44,7 +47,11 @@ pub fn smd_matchit(
 /// `s.d.denom = "treated"` and unit sampling weights), including its edge rules: a difference
 /// below sqrt(machine epsilon) is reported unstandardized; fewer than two units with non-zero
 /// weight in both groups gives `None`; a treated SD of (almost) zero falls back to the pooled SD.
-pub fn smd_matchit_column(x: &[f64], treat: &[bool], weights: Option<&[f64]>) -> Result<Option<f64>> {
+pub fn smd_matchit_column(
+    x: &[f64],
+    treat: &[bool],
+    weights: Option<&[f64]>,
+) -> Result<Option<f64>> {
     let n = x.len();
     if treat.len() != n {
         return Err(StatsError::new(format!(
@@ -64,7 +71,9 @@ pub fn smd_matchit_column(x: &[f64], treat: &[bool], weights: Option<&[f64]>) ->
         }
     }
     if x.iter().any(|v| !v.is_finite()) {
-        return Err(StatsError::new("covariate values must be finite (complete cases)"));
+        return Err(StatsError::new(
+            "covariate values must be finite (complete cases)",
+        ));
     }
     let w = |i: usize| weights.map_or(1.0, |w| w[i]);
     let x1: Vec<f64> = (0..n).filter(|&i| treat[i]).map(|i| x[i]).collect();
@@ -187,10 +196,16 @@ pub fn smd_pooled_continuous(x: &[f64], group: &[usize]) -> Result<Option<f64>> 
 /// sqrt(T' S^-1 T), T the differences in level proportions (first level dropped) and S the
 /// average of the two multinomial covariance matrices (Moore-Penrose inverse, as tableone's
 /// `MASS::ginv`). For two levels this is |p0 - p1| / sqrt((p0 (1-p0) + p1 (1-p1)) / 2).
-pub fn smd_pooled_categorical(codes: &[usize], n_levels: usize, group: &[usize]) -> Result<Option<f64>> {
+pub fn smd_pooled_categorical(
+    codes: &[usize],
+    n_levels: usize,
+    group: &[usize],
+) -> Result<Option<f64>> {
     split_groups(codes.len(), group)?;
     if n_levels < 2 {
-        return Err(StatsError::new("a categorical variable needs at least two levels"));
+        return Err(StatsError::new(
+            "a categorical variable needs at least two levels",
+        ));
     }
     if codes.iter().any(|&c| c >= n_levels) {
         return Err(StatsError::new("a level code is outside the given levels"));

@@ -122,7 +122,9 @@ pub fn logistic_regression(
     let n = y.len();
     let p = x.ncols();
     if n == 0 {
-        return Err(StatsError::new("no observations to fit the logistic regression"));
+        return Err(StatsError::new(
+            "no observations to fit the logistic regression",
+        ));
     }
     if x.nrows() != n {
         return Err(StatsError::new(format!(
@@ -174,16 +176,18 @@ pub fn logistic_regression(
     for iter in 1..=options.max_iter {
         iterations = iter;
         // Working response and weights; variance mu (1 - mu).
-        let mut xw = DMatrix::<f64>::zeros(n, p);
+        let mut w = vec![0.0; n];
         let mut zw = DVector::<f64>::zeros(n);
         for i in 0..n {
             let me = mu_eta(eta[i]);
             let var = mu[i] * (1.0 - mu[i]);
-            let z = eta[i] + (yf[i] - mu[i]) / me;
-            let w = (me * me / var).sqrt();
-            zw[i] = z * w;
-            for j in 0..p {
-                xw[(i, j)] = xm[(i, j)] * w;
+            w[i] = (me * me / var).sqrt();
+            zw[i] = (eta[i] + (yf[i] - mu[i]) / me) * w[i];
+        }
+        let mut xw = xm.clone();
+        for mut col in xw.column_iter_mut() {
+            for (v, wi) in col.iter_mut().zip(&w) {
+                *v *= wi;
             }
         }
         let (start, r) = weighted_ls(xw, zw)?;
@@ -358,7 +362,11 @@ mod unit {
         let y: Vec<bool> = (0..20).map(|i| i >= 10).collect();
         let m = model_matrix(&[Covariate::numeric("x", x)], true).unwrap();
         let fit = logistic_regression(&y, &m, LogisticOptions::default()).unwrap();
-        assert!(fit.warnings.iter().any(|w| w.contains("numerically 0 or 1")));
+        assert!(
+            fit.warnings
+                .iter()
+                .any(|w| w.contains("numerically 0 or 1"))
+        );
         let json = serde_json::to_string(&fit).unwrap();
         assert!(!json.contains("NaN"));
         assert!(fit.deviance.is_finite());

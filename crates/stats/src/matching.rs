@@ -10,7 +10,9 @@
 //!   treated are visited in decreasing distance (`m.order = "largest"`, ties in data order);
 //! - each treated unit takes the nearest available control below and the nearest above it in
 //!   that sorted order and keeps the closer one; an exact tie goes to the one below (smaller
-//!   distance);
+//!   distance). MatchIt 4.5.1-4.5.3 measured "closer" (and the caliper) on the difference
+//!   truncated to an integer, a bug fixed in 4.5.4; [`DistanceRule::MatchIt451`] reproduces it
+//!   (the reference results need it), [`DistanceRule::Exact`] is the documented rule;
 //! - with `ratio = k`, matching runs in k rounds: every treated unit gets its first control
 //!   before any gets its second;
 //! - the caliper is `caliper x sd(distance)`, the sample SD over all units (treated and control),
@@ -189,7 +191,11 @@ fn sample_sd(x: &[f64]) -> f64 {
 /// Errors on mismatched lengths, non-finite distances, no treated or no control units, a ratio
 /// of 0, a non-positive caliper, or when no unit could be matched (MatchIt's "No matches were
 /// found").
-pub fn nearest_neighbor(treat: &[bool], distance: &[f64], options: &NearestOptions) -> Result<Matching> {
+pub fn nearest_neighbor(
+    treat: &[bool],
+    distance: &[f64],
+    options: &NearestOptions,
+) -> Result<Matching> {
     let n = treat.len();
     if distance.len() != n {
         return Err(StatsError::new(format!(
@@ -206,10 +212,12 @@ pub fn nearest_neighbor(treat: &[bool], distance: &[f64], options: &NearestOptio
     if options.ratio == 0 {
         return Err(StatsError::new("the matching ratio must be at least 1"));
     }
-    if let Some(c) = options.caliper {
-        if !(c.is_finite() && c > 0.0) {
-            return Err(StatsError::new("the caliper must be a positive number of SDs"));
-        }
+    if let Some(c) = options.caliper
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(StatsError::new(
+            "the caliper must be a positive number of SDs",
+        ));
     }
     let treated: Vec<usize> = (0..n).filter(|&i| treat[i]).collect();
     let n1 = treated.len();
@@ -267,7 +275,11 @@ pub fn nearest_neighbor(treat: &[bool], distance: &[f64], options: &NearestOptio
 
     // Order of the treated units; stable, so ties stay in data order (R's order()).
     let mut order: Vec<usize> = (0..n1).collect();
-    match if options.replace { MatchOrder::Data } else { options.order } {
+    match if options.replace {
+        MatchOrder::Data
+    } else {
+        options.order
+    } {
         MatchOrder::Largest => {
             order.sort_by(|&a, &b| distance[treated[b]].total_cmp(&distance[treated[a]]))
         }
@@ -547,7 +559,10 @@ mod unit {
         assert_eq!(m.sets[0].controls, vec![2, 3]);
         assert_eq!(m.sets[1].controls, vec![4, 5]);
         assert_eq!(m.weights, vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
-        assert_eq!(m.subclass, vec![Some(1), Some(2), Some(1), Some(1), Some(2), Some(2)]);
+        assert_eq!(
+            m.subclass,
+            vec![Some(1), Some(2), Some(1), Some(1), Some(2), Some(2)]
+        );
     }
 
     #[test]
@@ -598,7 +613,9 @@ mod unit {
         // 11 treated units at rows 0..=10 (row numbers "1".."11"), controls after them.
         let mut treat = vec![true; 11];
         treat.extend(vec![false; 11]);
-        let d: Vec<f64> = (0..22).map(|i| (i % 11) as f64 + if i < 11 { 0.0 } else { 0.1 }).collect();
+        let d: Vec<f64> = (0..22)
+            .map(|i| (i % 11) as f64 + if i < 11 { 0.0 } else { 0.1 })
+            .collect();
         let m = nearest_neighbor(&treat, &d, &NearestOptions::default()).unwrap();
         // Text order: "1", "10", "11", "2", ... so row 9 ("10") is subclass 2.
         assert_eq!(m.subclass[0], Some(1));

@@ -9,7 +9,7 @@
 
 use crate::{Result, StatsError, finite};
 use serde::Serialize;
-use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
+use statrs::distribution::{ChiSquared, Continuous, ContinuousCDF, Normal, StudentsT};
 use statrs::function::factorial::ln_factorial;
 
 // ---------------------------------------------------------------------------------------------
@@ -23,7 +23,12 @@ pub struct CrossTab {
 
 impl CrossTab {
     /// Cross-tabulate two coded variables: `rows[i]` in `0..n_rows`, `cols[i]` in `0..n_cols`.
-    pub fn from_codes(rows: &[usize], n_rows: usize, cols: &[usize], n_cols: usize) -> Result<Self> {
+    pub fn from_codes(
+        rows: &[usize],
+        n_rows: usize,
+        cols: &[usize],
+        n_cols: usize,
+    ) -> Result<Self> {
         if rows.len() != cols.len() {
             return Err(StatsError::new(format!(
                 "{} row codes but {} column codes; the two variables need the same observations",
@@ -51,7 +56,9 @@ impl CrossTab {
         }
         let c = counts[0].len();
         if counts.iter().any(|r| r.len() != c) {
-            return Err(StatsError::new("every row of the table needs the same number of columns"));
+            return Err(StatsError::new(
+                "every row of the table needs the same number of columns",
+            ));
         }
         Ok(CrossTab { counts })
     }
@@ -77,7 +84,9 @@ impl CrossTab {
     }
 
     pub fn col_sums(&self) -> Vec<u64> {
-        (0..self.n_cols()).map(|j| self.counts.iter().map(|r| r[j]).sum()).collect()
+        (0..self.n_cols())
+            .map(|j| self.counts.iter().map(|r| r[j]).sum())
+            .collect()
     }
 
     /// Expected counts under independence, row total x column total / N (R's
@@ -431,7 +440,14 @@ impl Enum<'_> {
         self.cell(j, 0, self.cols[j], remaining, acc)
     }
 
-    fn cell(&mut self, j: usize, i: usize, col_left: u64, remaining: &mut [u64], acc: f64) -> Result<()> {
+    fn cell(
+        &mut self,
+        j: usize,
+        i: usize,
+        col_left: u64,
+        remaining: &mut [u64],
+        acc: f64,
+    ) -> Result<()> {
         let r = remaining.len();
         if i + 1 == r {
             // Last row of the column takes what the column has left.
@@ -475,7 +491,12 @@ pub struct Wilcoxon {
 /// when both groups have fewer than 50 observations and there are no ties; with ties the normal
 /// approximation (tie-corrected variance) is used even if `exact = Some(true)`, as R does.
 /// `correct` applies the continuity correction to the normal approximation.
-pub fn wilcoxon_rank_sum(x: &[f64], y: &[f64], exact: Option<bool>, correct: bool) -> Result<Wilcoxon> {
+pub fn wilcoxon_rank_sum(
+    x: &[f64],
+    y: &[f64],
+    exact: Option<bool>,
+    correct: bool,
+) -> Result<Wilcoxon> {
     check_sample(x, "first group", 1)?;
     check_sample(y, "second group", 1)?;
     let (nx, ny) = (x.len(), y.len());
@@ -486,6 +507,11 @@ pub fn wilcoxon_rank_sum(x: &[f64], y: &[f64], exact: Option<bool>, correct: boo
     let ties = !tie_sizes.is_empty();
     let want_exact = exact.unwrap_or(nx < 50 && ny < 50);
     if want_exact && !ties {
+        if nx.min(ny) as f64 * (nx * ny) as f64 > WILCOXON_EXACT_MAX_CELLS {
+            return Err(StatsError::new(format!(
+                "an exact Wilcoxon p-value for groups of {nx} and {ny} is too large to compute; use the normal approximation"
+            )));
+        }
         let p = wilcoxon_exact_p(w, nx, ny);
         return Ok(Wilcoxon {
             statistic: w,
@@ -555,10 +581,14 @@ fn average_ranks(v: &[f64]) -> (Vec<f64>, Vec<f64>) {
     (ranks, ties)
 }
 
+/// Largest table (smaller group size x n1 n2) the exact Wilcoxon distribution may use.
+const WILCOXON_EXACT_MAX_CELLS: f64 = 5e7;
+
 /// Two-sided exact p of W (R's `pwilcox` logic): counts of rank-sum configurations by
 /// subset-sum dynamic programming, divided by choose(m + n, m).
 fn wilcoxon_exact_p(w: f64, m: usize, n: usize) -> f64 {
-    let counts = wilcoxon_counts(m, n);
+    // The null distribution of U is the same with the groups swapped: count with the smaller.
+    let counts = wilcoxon_counts(m.min(n), m.max(n));
     let total: f64 = counts.iter().sum();
     let cdf = |q: f64| -> f64 {
         if q < 0.0 {
@@ -618,7 +648,9 @@ pub fn welch_t_test(x: &[f64], y: &[f64], conf_level: f64) -> Result<WelchT> {
     check_sample(x, "first group", 2)?;
     check_sample(y, "second group", 2)?;
     if !(conf_level > 0.0 && conf_level < 1.0) {
-        return Err(StatsError::new("the confidence level must be between 0 and 1"));
+        return Err(StatsError::new(
+            "the confidence level must be between 0 and 1",
+        ));
     }
     let (nx, ny) = (x.len() as f64, y.len() as f64);
     let mx = crate::describe::mean(x);
@@ -656,7 +688,6 @@ pub(crate) fn t_quantile(p: f64, df: f64) -> Result<f64> {
     let dist = StudentsT::new(0.0, 1.0, df).map_err(|e| StatsError::new(e.to_string()))?;
     let mut q = dist.inverse_cdf(p);
     for _ in 0..4 {
-        use statrs::distribution::Continuous;
         let f = dist.cdf(q) - p;
         let d = dist.pdf(q);
         if d <= 0.0 || !f.is_finite() {
@@ -757,7 +788,11 @@ mod unit {
         let t = CrossTab::from_counts(vec![vec![3, 1], vec![1, 3]]).unwrap();
         let f = fisher_test(&t).unwrap();
         assert!(close(f.p, 34.0 / 70.0, 1e-12), "{}", f.p);
-        assert!(close(f.odds_ratio.unwrap(), 6.408309, 1e-6), "{:?}", f.odds_ratio);
+        assert!(
+            close(f.odds_ratio.unwrap(), 6.408309, 1e-6),
+            "{:?}",
+            f.odds_ratio
+        );
         // A zero cell gives OR 0 or infinity.
         let t = CrossTab::from_counts(vec![vec![0, 5], vec![5, 0]]).unwrap();
         let f = fisher_test(&t).unwrap();
@@ -809,6 +844,7 @@ mod unit {
     }
 
     #[test]
+    #[allow(clippy::approx_constant)] // 3.14 is a data value, not pi
     fn wilcoxon_exact_and_normal() {
         // wilcox.test(c(1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30),
         //             c(0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29)): W = 58, p = 0.1329
@@ -832,7 +868,10 @@ mod unit {
         assert!((w.p - 0.2544).abs() < 1e-4, "{}", w.p);
         let counts = wilcoxon_counts(3, 3);
         assert_eq!(counts.iter().sum::<f64>(), 20.0);
-        assert_eq!(counts, vec![1.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 2.0, 1.0, 1.0]);
+        assert_eq!(
+            counts,
+            vec![1.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 2.0, 1.0, 1.0]
+        );
     }
 
     #[test]
@@ -848,7 +887,11 @@ mod unit {
         assert!(welch_t_test(&[1.0], &y, 0.95).is_err());
         assert!(welch_t_test(&[1.0, 1.0], &[1.0, 1.0], 0.95).is_err());
         // qt(0.975, 10) = 2.228138851986274
-        assert!(close(t_quantile(0.975, 10.0).unwrap(), 2.228138851986274, 1e-14));
+        assert!(close(
+            t_quantile(0.975, 10.0).unwrap(),
+            2.228138851986274,
+            1e-14
+        ));
     }
 
     #[test]
