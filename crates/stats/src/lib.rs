@@ -45,3 +45,11 @@ pub mod cox;
 pub mod km;
 pub mod logrank;
 mod surv;
+
+// Descriptive statistics, tests, regression and matching (stats, MatchIt).
+pub mod balance;
+pub mod describe;
+pub mod design;
+pub mod hypothesis;
+pub mod logistic;
+pub mod matching;

@@ -1,0 +1,395 @@
+//! Model matrices, as R's `model.matrix()` builds them for `glm()` and `coxph()`.
+//!
+//! Each covariate is numeric (one column, named by the variable) or categorical (levels in the
+//! caller's order). Categorical covariates are coded with treatment contrasts against a
+//! reference level (R's `contr.treatment`; columns named `variable=level`, in level order, the
+//! reference omitted), or, for balance tables, with one indicator per level (MatchIt's
+//! `contrasts = FALSE`). The result is a plain `n x p` [`DMatrix`] plus column names, so the
+//! logistic and Cox fitters share it.
+
+use crate::{Result, StatsError};
+use nalgebra::DMatrix;
+
+/// One covariate column of the data, complete cases only.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Covariate {
+    /// A numeric variable: one column.
+    Numeric { name: String, values: Vec<f64> },
+    /// A categorical variable: `codes[i]` indexes `levels`; `reference` indexes the level
+    /// that treatment contrasts leave out (R's first level by default).
+    Categorical {
+        name: String,
+        codes: Vec<usize>,
+        levels: Vec<String>,
+        reference: usize,
+    },
+}
+
+impl Covariate {
+    /// A numeric covariate.
+    pub fn numeric(name: impl Into<String>, values: Vec<f64>) -> Self {
+        Covariate::Numeric {
+            name: name.into(),
+            values,
+        }
+    }
+
+    /// A categorical covariate whose reference level is the first level (R's default).
+    pub fn categorical(name: impl Into<String>, codes: Vec<usize>, levels: Vec<String>) -> Self {
+        Covariate::Categorical {
+            name: name.into(),
+            codes,
+            levels,
+            reference: 0,
+        }
+    }
+
+    /// Set the reference level of a categorical covariate by its label
+    /// (R's `relevel(x, ref = level)`). Errors for a numeric covariate or an unknown level.
+    pub fn with_reference(self, level: &str) -> Result<Self> {
+        match self {
+            Covariate::Categorical {
+                name,
+                codes,
+                levels,
+                ..
+            } => {
+                let reference = levels.iter().position(|l| l == level).ok_or_else(|| {
+                    StatsError::new(format!(
+                        "reference level '{level}' is not a level of '{name}' (levels: {})",
+                        levels.join(", ")
+                    ))
+                })?;
+                Ok(Covariate::Categorical {
+                    name,
+                    codes,
+                    levels,
+                    reference,
+                })
+            }
+            Covariate::Numeric { name, .. } => Err(StatsError::new(format!(
+                "'{name}' is numeric; only a categorical variable has a reference level"
+            ))),
+        }
+    }
+
+    /// The variable's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Covariate::Numeric { name, .. } | Covariate::Categorical { name, .. } => name,
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Covariate::Numeric { values, .. } => values.len(),
+            Covariate::Categorical { codes, .. } => codes.len(),
+        }
+    }
+
+    /// True when the covariate has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How categorical covariates become columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// Treatment contrasts: one column per non-reference level (for regression).
+    Treatment,
+    /// One indicator column per level, reference included (for balance tables).
+    Indicator,
+}
+
+/// Where a model-matrix column comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The covariate's name (`"(Intercept)"` for the intercept).
+    pub variable: String,
+    /// The level this indicator column stands for; `None` for numeric columns and the intercept.
+    pub level: Option<String>,
+}
+
+/// A numeric model matrix with named columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMatrix {
+    /// `n x p` values, one row per observation.
+    pub x: DMatrix<f64>,
+    /// Column names: `(Intercept)`, numeric variables by name, factor levels as `variable=level`.
+    pub names: Vec<String>,
+    /// The source of each column.
+    pub columns: Vec<Column>,
+    /// Whether column 0 is the intercept.
+    pub intercept: bool,
+}
+
+impl ModelMatrix {
+    /// Number of rows (observations).
+    pub fn nrows(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// Number of columns (coefficients).
+    pub fn ncols(&self) -> usize {
+        self.x.ncols()
+    }
+}
+
+/// Relative residual norm below which a column counts as a linear combination of the columns
+/// before it. R's `glm.fit` uses 1e-11 inside its pivoting QR; a design this close to singular
+/// gives meaningless estimates either way, so we refuse it a little earlier.
+const RANK_TOL: f64 = 1e-10;
+
+/// Build a regression model matrix: treatment contrasts for categorical covariates, an optional
+/// intercept first. Errors (naming the variable) on mismatched lengths, non-finite values,
+/// codes outside the levels, fewer than two observed levels, an empty level, a constant
+/// numeric covariate alongside an intercept, or any other rank deficiency.
+pub fn model_matrix(covariates: &[Covariate], intercept: bool) -> Result<ModelMatrix> {
+    let m = build(covariates, intercept, Coding::Treatment)?;
+    check_rank(&m)?;
+    Ok(m)
+}
+
+/// Build a matrix with one indicator column per level of every categorical covariate and no
+/// intercept, as MatchIt tabulates balance (`summary(matchit)`). No rank check: the indicators
+/// of one factor always sum to one.
+pub fn indicator_matrix(covariates: &[Covariate]) -> Result<ModelMatrix> {
+    build(covariates, false, Coding::Indicator)
+}
+
+/// Build a model matrix with the chosen coding, without the rank check.
+pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Result<ModelMatrix> {
+    if covariates.is_empty() && !intercept {
+        return Err(StatsError::new(
+            "the model has no terms: give at least one covariate or an intercept",
+        ));
+    }
+    let n = match covariates.first() {
+        Some(c) => c.len(),
+        None => {
+            return Err(StatsError::new(
+                "an intercept-only model needs the number of observations; give a covariate",
+            ));
+        }
+    };
+    if n == 0 {
+        return Err(StatsError::new("no observations to build the model from"));
+    }
+    let mut names = Vec::new();
+    let mut columns = Vec::new();
+    let mut data: Vec<Vec<f64>> = Vec::new();
+    if intercept {
+        names.push("(Intercept)".to_string());
+        columns.push(Column {
+            variable: "(Intercept)".to_string(),
+            level: None,
+        });
+        data.push(vec![1.0; n]);
+    }
+    for cov in covariates {
+        if cov.len() != n {
+            return Err(StatsError::new(format!(
+                "'{}' has {} values but '{}' has {n}; every covariate needs one value per observation",
+                cov.name(),
+                cov.len(),
+                covariates[0].name()
+            )));
+        }
+        match cov {
+            Covariate::Numeric { name, values } => {
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(StatsError::new(format!(
+                        "'{name}' has a missing or infinite value at row {}; pass complete cases",
+                        i + 1
+                    )));
+                }
+                names.push(name.clone());
+                columns.push(Column {
+                    variable: name.clone(),
+                    level: None,
+                });
+                data.push(values.clone());
+            }
+            Covariate::Categorical {
+                name,
+                codes,
+                levels,
+                reference,
+            } => {
+                if *reference >= levels.len() {
+                    return Err(StatsError::new(format!(
+                        "the reference level of '{name}' is not one of its {} levels",
+                        levels.len()
+                    )));
+                }
+                let mut counts = vec![0usize; levels.len()];
+                for (i, &c) in codes.iter().enumerate() {
+                    if c >= levels.len() {
+                        return Err(StatsError::new(format!(
+                            "'{name}' has code {c} at row {} but only {} levels",
+                            i + 1,
+                            levels.len()
+                        )));
+                    }
+                    counts[c] += 1;
+                }
+                let observed = counts.iter().filter(|&&c| c > 0).count();
+                if observed < 2 {
+                    return Err(StatsError::new(format!(
+                        "'{name}' has a single level in the data; a categorical covariate needs at least two"
+                    )));
+                }
+                if let Some(l) = counts.iter().position(|&c| c == 0) {
+                    return Err(StatsError::new(format!(
+                        "level '{}' of '{name}' has no observations; drop the level or merge it",
+                        levels[l]
+                    )));
+                }
+                for (l, level) in levels.iter().enumerate() {
+                    if coding == Coding::Treatment && l == *reference {
+                        continue;
+                    }
+                    names.push(format!("{name}={level}"));
+                    columns.push(Column {
+                        variable: name.clone(),
+                        level: Some(level.clone()),
+                    });
+                    data.push(
+                        codes
+                            .iter()
+                            .map(|&c| if c == l { 1.0 } else { 0.0 })
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    let p = data.len();
+    let x = DMatrix::from_fn(n, p, |i, j| data[j][i]);
+    Ok(ModelMatrix {
+        x,
+        names,
+        columns,
+        intercept,
+    })
+}
+
+/// Gram-Schmidt in column order (as R's pivoting QR meets them): a column whose residual, after
+/// removing the columns before it, is negligible relative to its own norm is aliased.
+fn check_rank(m: &ModelMatrix) -> Result<()> {
+    let (n, p) = m.x.shape();
+    if n < p {
+        return Err(StatsError::new(format!(
+            "the model has {p} coefficients but only {n} observations"
+        )));
+    }
+    let mut basis: Vec<Vec<f64>> = Vec::with_capacity(p);
+    for j in 0..p {
+        let mut v: Vec<f64> = m.x.column(j).iter().copied().collect();
+        let norm0 = norm(&v);
+        // Two passes of projection keep the orthogonalisation accurate (reorthogonalisation).
+        for _ in 0..2 {
+            for q in &basis {
+                let d = dot(q, &v);
+                for (vi, qi) in v.iter_mut().zip(q) {
+                    *vi -= d * qi;
+                }
+            }
+        }
+        let r = norm(&v);
+        if norm0 == 0.0 || r <= RANK_TOL * norm0 {
+            let col = &m.columns[j];
+            let what = if col.variable == "(Intercept)" {
+                "the intercept".to_string()
+            } else if norm0 == 0.0 {
+                format!("'{}' is zero for every observation", m.names[j])
+            } else if m.intercept && col.level.is_none() {
+                format!(
+                    "'{}' is constant or a linear combination of earlier covariates",
+                    m.names[j]
+                )
+            } else {
+                format!(
+                    "'{}' is a linear combination of earlier covariates",
+                    m.names[j]
+                )
+            };
+            return Err(StatsError::new(format!(
+                "the model cannot be estimated (rank deficient): {what}; remove '{}' or the covariates it duplicates",
+                col.variable
+            )));
+        }
+        for vi in v.iter_mut() {
+            *vi /= r;
+        }
+        basis.push(v);
+    }
+    Ok(())
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    fn lv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn treatment_contrasts_and_names() {
+        let covs = vec![
+            Covariate::numeric("age", vec![30.0, 40.0, 50.0, 60.0]),
+            Covariate::categorical("arm", vec![0, 1, 2, 1], lv(&["a", "b", "c"]))
+                .with_reference("b")
+                .unwrap(),
+        ];
+        let m = model_matrix(&covs, true).unwrap();
+        assert_eq!(m.names, vec!["(Intercept)", "age", "arm=a", "arm=c"]);
+        assert_eq!(m.x.column(2).as_slice(), &[1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(m.x.column(3).as_slice(), &[0.0, 0.0, 1.0, 0.0]);
+        let ind = indicator_matrix(&covs).unwrap();
+        assert_eq!(ind.names, vec!["age", "arm=a", "arm=b", "arm=c"]);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let one_level = Covariate::categorical("site", vec![0, 0, 0], lv(&["x"]));
+        let e = model_matrix(&[one_level], true).unwrap_err();
+        assert!(e.message.contains("site"), "{e}");
+
+        let empty_level = Covariate::categorical("site", vec![0, 1, 0], lv(&["x", "y", "z"]));
+        let e = model_matrix(&[empty_level], true).unwrap_err();
+        assert!(e.message.contains("'z'"), "{e}");
+
+        let constant = Covariate::numeric("dose", vec![2.0, 2.0, 2.0]);
+        let e = model_matrix(&[constant], true).unwrap_err();
+        assert!(e.message.contains("dose"), "{e}");
+
+        let a = Covariate::numeric("a", vec![1.0, 2.0, 3.0, 5.0]);
+        let b = Covariate::numeric("b", vec![2.0, 4.0, 6.0, 10.0]);
+        let e = model_matrix(&[a.clone(), b], true).unwrap_err();
+        assert!(e.message.contains("'b'"), "{e}");
+
+        let short = Covariate::numeric("c", vec![1.0]);
+        assert!(model_matrix(&[a, short], true).is_err());
+
+        let nan = Covariate::numeric("w", vec![1.0, f64::NAN]);
+        assert!(model_matrix(&[nan], true).is_err());
+        assert!(model_matrix(&[], false).is_err());
+        assert!(
+            Covariate::numeric("x", vec![1.0])
+                .with_reference("a")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! Logistic regression as R's `glm(y ~ ..., family = binomial)` fits it (`glm.fit`: iteratively
+//! reweighted least squares, logit link), with `summary.glm`'s Wald z tests and
+//! `confint.default`'s Wald intervals, exponentiated to odds ratios.
+//!
+//! The iteration follows `glm.fit` step for step so coefficients, deviance and the iteration
+//! count agree with R: start from mu = (y + 0.5) / 2, solve each weighted least-squares step by a
+//! QR decomposition (never the normal equations: covariates such as earnings in dollars make
+//! X'WX too ill-conditioned), stop when |dev - dev_old| / (|dev| + 0.1) < epsilon, at most
+//! `max_iter` steps. Standard errors come from the QR of the last step, as `summary.glm`'s.
+
+use crate::design::ModelMatrix;
+use crate::{Result, StatsError, finite};
+use nalgebra::{DMatrix, DVector};
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal};
+
+/// Fitting controls (R's `glm.control()` defaults) and the confidence level of the intervals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogisticOptions {
+    /// Relative deviance change that counts as converged (R: 1e-8).
+    pub epsilon: f64,
+    /// Most IRLS iterations (R: 25).
+    pub max_iter: usize,
+    /// Level of the Wald intervals (0.95).
+    pub conf_level: f64,
+}
+
+impl Default for LogisticOptions {
+    fn default() -> Self {
+        LogisticOptions {
+            epsilon: 1e-8,
+            max_iter: 25,
+            conf_level: 0.95,
+        }
+    }
+}
+
+/// One coefficient: estimate, standard error, Wald z and two-sided p, odds ratio and its Wald
+/// interval. `None` where a value is not finite (e.g. the odds ratio of a separated covariate).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogisticTerm {
+    pub term: String,
+    pub coef: Option<f64>,
+    pub se: Option<f64>,
+    pub z: Option<f64>,
+    pub p: Option<f64>,
+    pub or: Option<f64>,
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+}
+
+/// A fitted logistic regression.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogisticFit {
+    pub n: usize,
+    pub terms: Vec<LogisticTerm>,
+    pub null_deviance: f64,
+    pub deviance: f64,
+    pub aic: f64,
+    /// IRLS iterations used (R's `iter`).
+    pub iterations: usize,
+    pub converged: bool,
+    /// Problems R would warn about: non-convergence, fitted probabilities of 0 or 1.
+    pub warnings: Vec<String>,
+    /// Coefficients in term order (for prediction; not part of the report).
+    #[serde(skip)]
+    pub coefficients: Vec<f64>,
+    /// Fitted probabilities, one per observation.
+    #[serde(skip)]
+    pub fitted: Vec<f64>,
+    /// Linear predictors (log odds), one per observation.
+    #[serde(skip)]
+    pub linear_predictor: Vec<f64>,
+}
+
+// R's binomial()$linkinv and $mu.eta (family.c) bound the linear predictor at +-30.
+const THRESH: f64 = 30.0;
+const MTHRESH: f64 = -30.0;
+
+fn linkinv(eta: f64) -> f64 {
+    let tmp = if eta < MTHRESH {
+        f64::EPSILON
+    } else if eta > THRESH {
+        1.0 / f64::EPSILON
+    } else {
+        eta.exp()
+    };
+    tmp / (1.0 + tmp)
+}
+
+fn mu_eta(eta: f64) -> f64 {
+    if !(MTHRESH..=THRESH).contains(&eta) {
+        f64::EPSILON
+    } else {
+        let e = eta.exp();
+        let op = 1.0 + e;
+        e / (op * op)
+    }
+}
+
+fn y_log_y(y: f64, mu: f64) -> f64 {
+    if y != 0.0 { y * (y / mu).ln() } else { 0.0 }
+}
+
+/// Binomial deviance for 0/1 responses (R's `binomial()$dev.resids`, summed).
+fn deviance(y: &[f64], mu: &[f64]) -> f64 {
+    y.iter()
+        .zip(mu)
+        .map(|(&y, &m)| 2.0 * (y_log_y(y, m) + y_log_y(1.0 - y, 1.0 - m)))
+        .sum()
+}
+
+/// Fit `y ~ X` by maximum likelihood with the logit link. `x` should contain the intercept
+/// column (see [`crate::design::model_matrix`]). Errors on mismatched lengths, an outcome that
+/// never or always occurs, or a rank-deficient step; non-convergence and separation are reported
+/// as warnings in the result, as R does.
+pub fn logistic_regression(
+    y: &[bool],
+    x: &ModelMatrix,
+    options: LogisticOptions,
+) -> Result<LogisticFit> {
+    let n = y.len();
+    let p = x.ncols();
+    if n == 0 {
+        return Err(StatsError::new(
+            "no observations to fit the logistic regression",
+        ));
+    }
+    if x.nrows() != n {
+        return Err(StatsError::new(format!(
+            "the outcome has {n} values but the covariates have {} rows",
+            x.nrows()
+        )));
+    }
+    if p == 0 {
+        return Err(StatsError::new("the logistic model has no terms"));
+    }
+    if n < p {
+        return Err(StatsError::new(format!(
+            "{p} coefficients cannot be estimated from {n} observations"
+        )));
+    }
+    let events = y.iter().filter(|&&v| v).count();
+    if events == 0 || events == n {
+        return Err(StatsError::new(format!(
+            "the outcome is {} for every observation; a logistic regression needs both outcomes",
+            if events == 0 { "absent" } else { "present" }
+        )));
+    }
+    if !(options.conf_level > 0.0 && options.conf_level < 1.0) || options.max_iter == 0 {
+        return Err(StatsError::new(
+            "invalid fitting options: the confidence level must be in (0, 1) and max_iter positive",
+        ));
+    }
+    let yf: Vec<f64> = y.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
+    let xm = &x.x;
+
+    // glm.fit: mustart = (weights * y + 0.5) / (weights + 1), eta = linkfun(mustart).
+    let mut eta: Vec<f64> = yf
+        .iter()
+        .map(|&y| {
+            let m = (y + 0.5) / 2.0;
+            (m / (1.0 - m)).ln()
+        })
+        .collect();
+    let mut mu: Vec<f64> = eta.iter().map(|&e| linkinv(e)).collect();
+    let mut dev_old = deviance(&yf, &mu);
+    let mut coef_old: Option<DVector<f64>> = None;
+    let mut coef = DVector::zeros(p);
+    let mut r_last: Option<DMatrix<f64>> = None;
+    let mut converged = false;
+    let mut iterations = 0;
+    let mut dev = dev_old;
+    let mut warnings = Vec::new();
+
+    for iter in 1..=options.max_iter {
+        iterations = iter;
+        // Working response and weights; variance mu (1 - mu).
+        let mut w = vec![0.0; n];
+        let mut zw = DVector::<f64>::zeros(n);
+        for i in 0..n {
+            let me = mu_eta(eta[i]);
+            let var = mu[i] * (1.0 - mu[i]);
+            w[i] = (me * me / var).sqrt();
+            zw[i] = (eta[i] + (yf[i] - mu[i]) / me) * w[i];
+        }
+        let mut xw = xm.clone();
+        for mut col in xw.column_iter_mut() {
+            for (v, wi) in col.iter_mut().zip(&w) {
+                *v *= wi;
+            }
+        }
+        let (start, r) = weighted_ls(xw, zw)?;
+        let mut start = start;
+        let mut new_eta = mat_vec(xm, &start);
+        let mut new_mu: Vec<f64> = new_eta.iter().map(|&e| linkinv(e)).collect();
+        dev = deviance(&yf, &new_mu);
+        // glm.fit halves the step while the deviance is not finite (cannot happen with the
+        // bounded logit, kept for safety).
+        let mut halvings = 0;
+        while !dev.is_finite() {
+            let Some(old) = &coef_old else {
+                return Err(StatsError::new(
+                    "the logistic fit diverged at the first step; no valid coefficients found",
+                ));
+            };
+            halvings += 1;
+            if halvings > options.max_iter {
+                return Err(StatsError::new(
+                    "the logistic fit diverged and step-halving could not recover",
+                ));
+            }
+            start = (&start + old) / 2.0;
+            new_eta = mat_vec(xm, &start);
+            new_mu = new_eta.iter().map(|&e| linkinv(e)).collect();
+            dev = deviance(&yf, &new_mu);
+        }
+        eta = new_eta;
+        mu = new_mu;
+        coef = start;
+        r_last = Some(r);
+        if (dev - dev_old).abs() / (dev.abs() + 0.1) < options.epsilon {
+            converged = true;
+            break;
+        }
+        dev_old = dev;
+        coef_old = Some(coef.clone());
+    }
+
+    if !converged {
+        warnings.push(format!(
+            "the logistic fit did not converge in {} iterations (glm.fit: algorithm did not converge)",
+            options.max_iter
+        ));
+    }
+    let eps = 10.0 * f64::EPSILON;
+    if mu.iter().any(|&m| m > 1.0 - eps || m < eps) {
+        warnings.push(
+            "fitted probabilities numerically 0 or 1 occurred: the outcome is (quasi-)perfectly separated by the covariates, so some estimates and standard errors are not reliable"
+                .to_string(),
+        );
+    }
+
+    // Null deviance: intercept-only fit is the overall mean; without intercept, mu = 1/2.
+    let null_mu = if x.intercept {
+        events as f64 / n as f64
+    } else {
+        0.5
+    };
+    let null_deviance = deviance(&yf, &vec![null_mu; n]);
+    // For 0/1 data with unit weights, -2 log-likelihood equals the deviance.
+    let aic = dev + 2.0 * p as f64;
+
+    let cov = r_last.as_ref().and_then(unscaled_covariance);
+    let nd = Normal::standard();
+    let zq = nd.inverse_cdf(1.0 - (1.0 - options.conf_level) / 2.0);
+    let terms = (0..p)
+        .map(|j| {
+            let b = coef[j];
+            let se = cov.as_ref().map(|c| c[(j, j)].sqrt()).and_then(finite);
+            let z = se.map(|s| b / s).and_then(finite);
+            let pval = z.map(|z| 2.0 * nd.cdf(-z.abs()));
+            LogisticTerm {
+                term: x.names[j].clone(),
+                coef: finite(b),
+                se,
+                z,
+                p: pval,
+                or: finite(b.exp()),
+                lower: se.and_then(|s| finite((b - zq * s).exp())),
+                upper: se.and_then(|s| finite((b + zq * s).exp())),
+            }
+        })
+        .collect();
+
+    Ok(LogisticFit {
+        n,
+        terms,
+        null_deviance,
+        deviance: dev,
+        aic,
+        iterations,
+        converged,
+        warnings,
+        coefficients: coef.iter().copied().collect(),
+        fitted: mu,
+        linear_predictor: eta,
+    })
+}
+
+fn mat_vec(x: &DMatrix<f64>, b: &DVector<f64>) -> Vec<f64> {
+    let (n, p) = x.shape();
+    // Row-wise accumulation in column order, the same for identical rows, so units with equal
+    // covariates get bit-identical predictions (matching depends on exact ties).
+    (0..n)
+        .map(|i| (0..p).map(|j| x[(i, j)] * b[j]).sum())
+        .collect()
+}
+
+/// Least squares by Householder QR: returns the solution and the R factor.
+fn weighted_ls(xw: DMatrix<f64>, zw: DVector<f64>) -> Result<(DVector<f64>, DMatrix<f64>)> {
+    let p = xw.ncols();
+    let qr = xw.qr();
+    let r = qr.r();
+    let max_diag = (0..p).map(|j| r[(j, j)].abs()).fold(0.0, f64::max);
+    if (0..p).any(|j| r[(j, j)].abs() <= 1e-11 * max_diag) || max_diag == 0.0 {
+        return Err(StatsError::new(
+            "the weighted covariate matrix became rank deficient during fitting; check for covariates that separate the outcome or duplicate each other",
+        ));
+    }
+    let mut qtz = zw;
+    qr.q_tr_mul(&mut qtz);
+    let qtz = qtz.rows(0, p).into_owned();
+    let beta = r
+        .solve_upper_triangular(&qtz)
+        .ok_or_else(|| StatsError::new("singular weighted least-squares step"))?;
+    Ok((beta, r))
+}
+
+/// (R'R)^-1 from the R factor (R's `chol2inv`).
+fn unscaled_covariance(r: &DMatrix<f64>) -> Option<DMatrix<f64>> {
+    let p = r.ncols();
+    let rinv = r.clone().solve_upper_triangular(&DMatrix::identity(p, p))?;
+    Some(&rinv * rinv.transpose())
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use crate::design::{Covariate, model_matrix};
+
+    #[test]
+    fn single_binary_covariate_gives_log_odds_ratio() {
+        // 2x2: exposed 12 events / 8 non-events, unexposed 5 / 15.
+        let mut y = Vec::new();
+        let mut x = Vec::new();
+        for (exp, ev, non) in [(1.0, 12, 8), (0.0, 5, 15)] {
+            y.extend(std::iter::repeat_n(true, ev));
+            y.extend(std::iter::repeat_n(false, non));
+            x.extend(std::iter::repeat_n(exp, ev + non));
+        }
+        let m = model_matrix(&[Covariate::numeric("exposed", x)], true).unwrap();
+        let fit = logistic_regression(&y, &m, LogisticOptions::default()).unwrap();
+        let log_or = ((12.0 * 15.0) / (8.0 * 5.0f64)).ln();
+        let se = (1.0 / 12.0 + 1.0 / 8.0 + 1.0 / 5.0 + 1.0 / 15.0f64).sqrt();
+        let t = &fit.terms[1];
+        assert!((t.coef.unwrap() - log_or).abs() < 1e-9, "{:?}", t.coef);
+        // The SE uses the weights of the last IRLS step (as R's), a hair from the limit.
+        assert!((t.se.unwrap() - se).abs() < 1e-6 * se, "{:?} vs {se}", t.se);
+        assert!((fit.terms[0].coef.unwrap() - (5.0f64 / 15.0).ln()).abs() < 1e-9);
+        assert!(fit.converged && fit.warnings.is_empty());
+        // Null deviance: -2 sum log(p_bar) with p_bar = 17/40.
+        let pb: f64 = 17.0 / 40.0;
+        let nd = -2.0 * (17.0 * pb.ln() + 23.0 * (1.0 - pb).ln());
+        assert!((fit.null_deviance - nd).abs() < 1e-10);
+        assert!((fit.aic - fit.deviance - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn separation_warns_without_nan() {
+        let x: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        let y: Vec<bool> = (0..20).map(|i| i >= 10).collect();
+        let m = model_matrix(&[Covariate::numeric("x", x)], true).unwrap();
+        let fit = logistic_regression(&y, &m, LogisticOptions::default()).unwrap();
+        assert!(
+            fit.warnings
+                .iter()
+                .any(|w| w.contains("numerically 0 or 1"))
+        );
+        let json = serde_json::to_string(&fit).unwrap();
+        assert!(!json.contains("NaN"));
+        assert!(fit.deviance.is_finite());
+    }
+
+    #[test]
+    fn errors() {
+        let m = model_matrix(&[Covariate::numeric("x", vec![1.0, 2.0, 3.0])], true).unwrap();
+        let o = LogisticOptions::default();
+        assert!(logistic_regression(&[true, true, true], &m, o).is_err());
+        assert!(logistic_regression(&[true, false], &m, o).is_err());
+        assert!(logistic_regression(&[], &m, o).is_err());
+    }
+}
