@@ -35,6 +35,26 @@ pub(crate) fn nice_step(span: f64, max_intervals: usize) -> f64 {
     }
 }
 
+/// A break interval for a time axis: calendar-friendly steps for months (…, 3, 6, 12, 24),
+/// weeks and days, 1-2-5 × 10^k otherwise; the smallest that makes at most `max_intervals`.
+pub(crate) fn time_step(span: f64, unit: Option<&str>, max_intervals: usize) -> f64 {
+    let unit = unit.unwrap_or("").trim().to_lowercase();
+    let steps: &[f64] = if unit.starts_with("month") {
+        &[1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 36.0, 60.0, 120.0]
+    } else if unit.starts_with("week") {
+        &[1.0, 2.0, 4.0, 8.0, 13.0, 26.0, 52.0, 104.0]
+    } else if unit.starts_with("day") {
+        &[1.0, 2.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0]
+    } else {
+        &[]
+    };
+    steps
+        .iter()
+        .copied()
+        .find(|s| span / s <= max_intervals as f64 + 1e-9)
+        .unwrap_or_else(|| nice_step(span, max_intervals))
+}
+
 /// Multiples of `step` from `lo` to `hi` inclusive (with a little tolerance at both ends).
 pub(crate) fn breaks(lo: f64, hi: f64, step: f64) -> Vec<f64> {
     let eps = step * 1e-9;
@@ -175,6 +195,16 @@ mod tests {
         assert_eq!(nice_step(1800.0, 7), 500.0);
         assert_eq!(nice_step(1.0, 5), 0.2);
         assert_eq!(nice_step(0.37, 5), 0.1);
+    }
+
+    #[test]
+    fn time_steps_follow_the_unit() {
+        assert_eq!(time_step(36.0, Some("months"), 7), 6.0);
+        assert_eq!(time_step(60.0, Some("Months"), 7), 12.0);
+        assert_eq!(time_step(1800.0, Some("days"), 7), 365.0);
+        assert_eq!(time_step(10.0, Some("years"), 7), 2.0);
+        assert_eq!(time_step(600.0, Some("months"), 7), 120.0);
+        assert_eq!(time_step(6000.0, Some("months"), 7), 1000.0);
     }
 
     #[test]

@@ -16,6 +16,12 @@ const BAND_OPACITY: f64 = 0.16;
 const MARGIN: f64 = 4.0;
 /// Length of the line sample in legends and in the risk table's row labels.
 const SAMPLE: f64 = 20.0;
+/// Shorter line sample in the risk table's row labels.
+const TABLE_SAMPLE: f64 = 14.0;
+/// Expansion of the time axis beyond 0 and the last time, as a fraction of the last time.
+const X_PAD: f64 = 0.015;
+/// Expansion of the survival axis below 0 and above 1.
+const Y_PAD: f64 = 0.025;
 
 /// The survival estimate just after an event time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -87,7 +93,8 @@ pub struct KaplanMeier {
     /// End of the time axis; curves are cut there. Default: the first break at or after the
     /// last follow-up time.
     pub max_time: Option<f64>,
-    /// Distance between time breaks (and risk-table columns). Default: 1, 2 or 5 × 10^k.
+    /// Distance between time breaks (and risk-table columns). Default: at most 7 intervals of
+    /// 3, 6, 12, 24… when the unit is months (weeks and days likewise), else 1, 2 or 5 × 10^k.
     pub break_interval: Option<f64>,
     pub confidence_bands: bool,
     pub censor_marks: bool,
@@ -435,12 +442,13 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
 
     // Time axis.
     let t_end = km.groups.iter().map(last_time).fold(0.0, f64::max);
+    let unit = km.x_unit.as_deref();
     let (x_max, step) = match (km.max_time, km.break_interval) {
         (Some(m), Some(b)) => (m, b),
-        (Some(m), None) => (m, axis::nice_step(m, 7)),
+        (Some(m), None) => (m, axis::time_step(m, unit, 7)),
         (None, b) => {
             let span = if t_end > 0.0 { t_end } else { 1.0 };
-            let step = b.unwrap_or_else(|| axis::nice_step(span, 7));
+            let step = b.unwrap_or_else(|| axis::time_step(span, unit, 7));
             ((span / step - 1e-9).ceil().max(1.0) * step, step)
         }
     };
@@ -497,7 +505,7 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
         .map(|g| m(&g.label, fs, false))
         .fold(0.0, f64::max);
     let left_table_need = if km.risk_table {
-        MARGIN + SAMPLE + 4.0 + label_w + 8.0 + widest(0) / 2.0
+        MARGIN + TABLE_SAMPLE + 4.0 + label_w + 8.0 + widest(0) / 2.0
     } else {
         0.0
     };
@@ -570,7 +578,15 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
         let height = top + panel_h + below;
         let canvas = Canvas::new(st.width, height, st)?;
         let bottom = top + panel_h;
-        let panel = canvas.panel((left, right), (top, bottom), 0.0..x_max, 0.0..1.0);
+        // A little room around the data (as ggplot's expansion) so that curves at 0 or 1, or
+        // starting at time 0, do not run along an axis line.
+        let x_pad = X_PAD * x_max;
+        let panel = canvas.panel(
+            (left, right),
+            (top, bottom),
+            -x_pad..(x_max + x_pad),
+            -Y_PAD..(1.0 + Y_PAD),
+        );
 
         // What is drawn in the panel, as rectangles, for placement.
         let mut obstacles = Vec::new();
@@ -789,12 +805,12 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
                 let lk = look(km, i);
                 canvas.line(
                     (MARGIN, y),
-                    (MARGIN + SAMPLE, y),
+                    (MARGIN + TABLE_SAMPLE, y),
                     &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
                 )?;
                 canvas.text(
                     &g.label,
-                    (MARGIN + SAMPLE + 4.0, y),
+                    (MARGIN + TABLE_SAMPLE + 4.0, y),
                     TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
                 )?;
                 for ((x, _), n) in xt.iter().zip(&counts[i]) {

@@ -202,7 +202,13 @@ pub fn love_plot(p: &LovePlot) -> Result<String> {
     let bottom = top + n * pitch;
     let height = bottom + below;
     let canvas = Canvas::new(st.width, height, st)?;
-    let panel = canvas.panel((left, right), (top, bottom), 0.0..x_max, 0.0..1.0);
+    // A little room left of 0 so that markers at 0 do not sit on the axis line.
+    let panel = canvas.panel(
+        (left, right),
+        (top, bottom),
+        (-0.025 * x_max)..x_max,
+        0.0..1.0,
+    );
     let x = |v: f64| panel.to_pt(v, 0.0).0;
     let row_y = |i: usize| top + (i as f64 + 0.5) * pitch;
 
