@@ -96,11 +96,12 @@ pub(crate) enum HAlign {
     Right,
 }
 
-/// Vertical text anchor: top or middle of the capitals.
+/// Vertical text anchor: top or middle of the capitals, or the baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum VAlign {
     CapTop,
     CapMiddle,
+    Baseline,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -273,6 +274,7 @@ impl Canvas {
         let v = match spec.v {
             VAlign::CapTop => VPos::Top,
             VAlign::CapMiddle => VPos::Center,
+            VAlign::Baseline => VPos::Bottom,
         };
         let font_style = if spec.bold {
             FontStyle::Bold
@@ -295,6 +297,53 @@ impl Canvas {
         self.root
             .draw(&Text::new(text.to_string(), (dev(at.0), dev(at.1)), style))
             .map_err(drawing)
+    }
+
+    /// Width of text with `*emphasis*` (see [`emphasis_runs`]).
+    pub fn rich_width(&self, text: &str, size: f64) -> f64 {
+        emphasis_runs(text)
+            .iter()
+            .map(|(t, it)| {
+                if *it {
+                    self.italic.width(t, size)
+                } else {
+                    self.regular.width(t, size)
+                }
+            })
+            .sum()
+    }
+
+    /// Text with `*emphasis*` in italics, as consecutive runs; `spec.h` is Left or Right.
+    pub fn rich_text(&self, text: &str, at: (f64, f64), spec: TextSpec) -> Result<()> {
+        let mut x = match spec.h {
+            HAlign::Left => at.0,
+            HAlign::Center => at.0 - self.rich_width(text, spec.size) / 2.0,
+            HAlign::Right => at.0 - self.rich_width(text, spec.size),
+        };
+        // One baseline for all runs, from the regular face.
+        let cap = self.regular.cap_height(spec.size);
+        let baseline = match spec.v {
+            VAlign::CapTop => at.1 + cap,
+            VAlign::CapMiddle => at.1 + cap / 2.0,
+            VAlign::Baseline => at.1,
+        };
+        for (t, italic) in emphasis_runs(text) {
+            let font = if italic { self.italic } else { self.regular };
+            let run = TextSpec {
+                h: HAlign::Left,
+                v: VAlign::Baseline,
+                italic,
+                ..spec
+            };
+            // SVG drops a text's leading and trailing spaces: place the visible part instead.
+            let visible = t.trim();
+            let lead = &t[..t.len() - t.trim_start().len()];
+            if !visible.is_empty() {
+                self.text(visible, (x + font.width(lead, spec.size), baseline), run)?;
+            }
+            x += font.width(&t, spec.size);
+        }
+        Ok(())
     }
 
     /// A plotting panel spanning `px` × `py` (pt; `py` from top to bottom) showing data
@@ -323,6 +372,30 @@ impl Canvas {
         s.push_str("</svg>\n");
         s
     }
+}
+
+/// Split "Log-rank *p* = 0.03" into runs of (text, italic). A `*` without its partner is
+/// kept as a literal asterisk.
+pub(crate) fn emphasis_runs(text: &str) -> Vec<(String, bool)> {
+    let parts: Vec<&str> = text.split('*').collect();
+    let mut runs: Vec<(String, bool)> = Vec::new();
+    let paired = parts.len() % 2 == 1;
+    for (i, part) in parts.iter().enumerate() {
+        let last_unpaired = !paired && i == parts.len() - 1;
+        let italic = i % 2 == 1 && !last_unpaired;
+        let mut piece = part.to_string();
+        if last_unpaired {
+            piece.insert(0, '*');
+        }
+        if piece.is_empty() {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((t, it)) if *it == italic => t.push_str(&piece),
+            _ => runs.push((piece, italic)),
+        }
+    }
+    runs
 }
 
 type DataArea = DrawingArea<SvgBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
@@ -363,5 +436,29 @@ impl Panel<'_> {
         self.area
             .draw(&Polygon::new(pts.to_vec(), color(fill, opacity).filled()))
             .map_err(drawing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::emphasis_runs;
+
+    #[test]
+    fn emphasis() {
+        let r = |v: &[(&str, bool)]| {
+            v.iter()
+                .map(|(t, i)| (t.to_string(), *i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            emphasis_runs("Log-rank *p* = 0.03"),
+            r(&[("Log-rank ", false), ("p", true), (" = 0.03", false)])
+        );
+        assert_eq!(emphasis_runs("plain"), r(&[("plain", false)]));
+        assert_eq!(emphasis_runs("a * b"), r(&[("a * b", false)]));
+        assert_eq!(
+            emphasis_runs("*P* < 0.001"),
+            r(&[("P", true), (" < 0.001", false)])
+        );
     }
 }

@@ -100,7 +100,7 @@ pub struct KaplanMeier {
     pub censor_marks: bool,
     pub legend: LegendPosition,
     pub legend_title: Option<String>,
-    /// Text such as "Log-rank p = 0.03", placed where it covers nothing.
+    /// Text such as "Log-rank *p* = 0.03" (`*…*` in italics), placed where it covers nothing.
     pub annotation: Option<String>,
     pub risk_table: bool,
     pub risk_table_title: String,
@@ -540,7 +540,10 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
     let legend_w = (SAMPLE + 4.0 + label_w).max(legend_title_w);
     let legend_rows = km.groups.len() + usize::from(km.legend_title.is_some());
     let legend_h = legend_rows as f64 * legend_pitch;
-    let annotation_w = km.annotation.as_ref().map_or(0.0, |a| m(a, fs, false));
+    let annotation_w = km
+        .annotation
+        .as_ref()
+        .map_or(0.0, |a| measure_canvas.rich_width(a, fs));
     let annotation_h = fs * 1.3;
 
     // Vertical layout below the panel (relative to the panel bottom).
@@ -780,12 +783,12 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
         // Annotation.
         if let Some(text) = &km.annotation {
             match annotation_box {
-                Some(b) => canvas.text(
+                Some(b) => canvas.rich_text(
                     text,
                     (b.x0, (b.y0 + b.y1) / 2.0),
                     TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
                 )?,
-                None => canvas.text(
+                None => canvas.rich_text(
                     text,
                     (right, above_y + cap / 2.0),
                     TextSpec::new(fs, HAlign::Right, VAlign::CapMiddle),

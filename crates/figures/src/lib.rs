@@ -35,6 +35,12 @@ pub use km::{Censor, KaplanMeier, KmGroup, KmStep, LegendPosition, SurvivalScale
 pub use love::{LoveOrder, LovePlot, LoveRow, love_plot};
 pub use text::available_families;
 
+/// Advance width in pt of `text` set in the regular face of `family` at `size` pt, as the
+/// figures measure it (and as typst's SVG import will set it).
+pub fn text_width(text: &str, size: f64, family: &str) -> Result<f64> {
+    Ok(text::Font::new(family, text::Weight::Regular)?.width(text, size))
+}
+
 /// A figure could not be drawn. The message is written for the study's author.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FigureError {

@@ -114,7 +114,7 @@ pub fn kaplan_meier_two_arms() -> KaplanMeier {
         x_unit: Some("months".into()),
         y_label: "Overall survival".into(),
         break_interval: Some(12.0),
-        annotation: Some("Log-rank p = 0.03".into()),
+        annotation: Some("Log-rank *p* = 0.03".into()),
         ..KaplanMeier::default()
     }
 }
@@ -134,7 +134,7 @@ pub fn kaplan_meier_four_groups() -> KaplanMeier {
         scale: crate::SurvivalScale::Percent,
         confidence_bands: false,
         legend_title: Some("AJCC stage".into()),
-        annotation: Some("Log-rank p < 0.001".into()),
+        annotation: Some("Log-rank *p* < 0.001".into()),
         ..KaplanMeier::default()
     }
 }

@@ -113,7 +113,7 @@ fn km_crowded_legend_goes_above() {
     let km = KaplanMeier {
         groups: vec![steep("A", 1), steep("B", 2), steep("C", 3)],
         legend: LegendPosition::Above,
-        annotation: Some("Log-rank p = 0.41".into()),
+        annotation: Some("Log-rank *p* = 0.41".into()),
         ..KaplanMeier::default()
     };
     check("km_legend_above", &kaplan_meier(&km).unwrap());
