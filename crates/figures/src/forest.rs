@@ -18,7 +18,7 @@ const MAX_SQUARE: f64 = 8.5;
 
 /// One line of the plot: an estimate with its interval, or a heading, or a reference level
 /// (text only).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ForestRow {
     pub label: String,
@@ -39,22 +39,6 @@ pub struct ForestRow {
     pub indent: u8,
     /// Bold label (a heading).
     pub bold: bool,
-}
-
-impl Default for ForestRow {
-    fn default() -> Self {
-        ForestRow {
-            label: String::new(),
-            estimate: None,
-            lower: None,
-            upper: None,
-            text: None,
-            p: None,
-            weight: None,
-            indent: 0,
-            bold: false,
-        }
-    }
 }
 
 impl ForestRow {

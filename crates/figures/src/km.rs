@@ -499,10 +499,22 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
         .map(|(_, s)| m(s, fs, false))
         .fold(0.0, f64::max);
     let left_axis_need = MARGIN + cap_t + ts * 0.25 + 5.0 + y_tick_w + TICK_GAP + TICK;
-    let label_w = km
+    // Group labels: shortened with an ellipsis beyond 30% of the width in the risk table and
+    // 45% in the legend.
+    let font = measure_canvas.font(false);
+    let table_labels: Vec<String> = km
         .groups
         .iter()
-        .map(|g| m(&g.label, fs, false))
+        .map(|g| font.truncate(&g.label, fs, st.width * 0.3))
+        .collect();
+    let legend_labels: Vec<String> = km
+        .groups
+        .iter()
+        .map(|g| font.truncate(&g.label, fs, st.width * 0.45))
+        .collect();
+    let label_w = table_labels
+        .iter()
+        .map(|l| m(l, fs, false))
         .fold(0.0, f64::max);
     let left_table_need = if km.risk_table {
         MARGIN + TABLE_SAMPLE + 4.0 + label_w + 8.0 + widest(0) / 2.0
@@ -528,8 +540,20 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
     let right = st.width - MARGIN - right_need.max(4.0);
     if right - left < 100.0 {
         return Err(FigureError::new(format!(
-            "{FIGURE}: the group labels are too long for a {} pt wide figure; shorten them",
+            "{FIGURE}: a {} pt wide figure leaves too little room for the curves; widen it",
             st.width
+        )));
+    }
+    // Tick labels and risk counts must not run into their neighbours.
+    let column = (right - left) * step / (x_max * (1.0 + 2.0 * X_PAD));
+    let widest_cell = (0..x_breaks.len())
+        .map(|c| if km.risk_table { widest(c) } else { 0.0 })
+        .chain(x_ticks.iter().map(|(_, s)| m(s, fs, false)))
+        .fold(0.0, f64::max);
+    if x_breaks.len() > 1 && widest_cell + 3.0 > column {
+        return Err(FigureError::new(format!(
+            "{FIGURE}: breaks every {step} are {column:.0} pt apart, too close for their labels \
+             and counts; choose a larger break interval"
         )));
     }
 
@@ -537,7 +561,35 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
     let show_legend = km.legend != LegendPosition::None && km.groups.len() > 1;
     let legend_pitch = fs * 1.4;
     let legend_title_w = km.legend_title.as_ref().map_or(0.0, |t| m(t, fs, true));
-    let legend_w = (SAMPLE + 4.0 + label_w).max(legend_title_w);
+    let legend_label_w = legend_labels
+        .iter()
+        .map(|l| m(l, fs, false))
+        .fold(0.0, f64::max);
+    let legend_w = (SAMPLE + 4.0 + legend_label_w).max(legend_title_w);
+    // The legend above the panel: items packed into rows from the panel's left edge.
+    let above_items: Vec<f64> = km
+        .legend_title
+        .iter()
+        .map(|_| legend_title_w + 8.0)
+        .chain(
+            legend_labels
+                .iter()
+                .map(|l| SAMPLE + 4.0 + m(l, fs, false) + 12.0),
+        )
+        .collect();
+    let mut above_rows_of_items: Vec<usize> = Vec::new();
+    {
+        let (mut row, mut x) = (0, left);
+        for w in &above_items {
+            if x > left && x + w - 12.0 > st.width - MARGIN {
+                row += 1;
+                x = left;
+            }
+            above_rows_of_items.push(row);
+            x += w;
+        }
+    }
+    let legend_above_rows = above_rows_of_items.last().map_or(1, |r| r + 1);
     let legend_rows = km.groups.len() + usize::from(km.legend_title.is_some());
     let legend_h = legend_rows as f64 * legend_pitch;
     let annotation_w = km
@@ -564,7 +616,8 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
     let mut legend_above = show_legend && km.legend == LegendPosition::Above;
     let mut annotation_above = false;
     for _attempt in 0..3 {
-        let above_rows = usize::from(legend_above) + usize::from(annotation_above);
+        let above_rows =
+            if legend_above { legend_above_rows } else { 0 } + usize::from(annotation_above);
         let top = 8.0 + above_rows as f64 * (fs * 1.5);
         let panel_h = match st.height {
             Some(h) => h - top - below,
@@ -720,11 +773,10 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
         // Legend.
         let mut above_y = 6.0;
         if show_legend {
-            let entries: Vec<(usize, &str)> = km
-                .groups
+            let entries: Vec<(usize, &str)> = legend_labels
                 .iter()
                 .enumerate()
-                .map(|(i, g)| (i, g.label.as_str()))
+                .map(|(i, l)| (i, l.as_str()))
                 .collect();
             if let Some(b) = legend_box {
                 let mut y = b.y0 + legend_pitch / 2.0;
@@ -751,18 +803,31 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
                     y += legend_pitch;
                 }
             } else {
-                // A row above the panel, starting at the panel's left edge.
-                let y = above_y + cap / 2.0;
+                // Rows above the panel, starting at the panel's left edge.
+                let mut item = 0;
                 let mut x = left;
+                let mut row = 0;
+                let mut next = |x: &mut f64| {
+                    let r = above_rows_of_items[item];
+                    if r != row {
+                        row = r;
+                        *x = left;
+                    }
+                    let w = above_items[item];
+                    item += 1;
+                    (above_y + r as f64 * fs * 1.5 + cap / 2.0, w)
+                };
                 if let Some(t) = &km.legend_title {
+                    let (y, w) = next(&mut x);
                     canvas.text(
                         t,
                         (x, y),
                         TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle).bold(),
                     )?;
-                    x += m(t, fs, true) + 8.0;
+                    x += w;
                 }
                 for (i, label) in entries {
+                    let (y, w) = next(&mut x);
                     let lk = look(km, i);
                     canvas.line(
                         (x, y),
@@ -774,9 +839,9 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
                         (x + SAMPLE + 4.0, y),
                         TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
                     )?;
-                    x += SAMPLE + 4.0 + m(label, fs, false) + 12.0;
+                    x += w;
                 }
-                above_y += fs * 1.5;
+                above_y += legend_above_rows as f64 * fs * 1.5;
             }
         }
 
@@ -803,7 +868,7 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
                 (MARGIN, bottom + table_title_top),
                 TextSpec::new(fs, HAlign::Left, VAlign::CapTop).bold(),
             )?;
-            for (i, g) in km.groups.iter().enumerate() {
+            for (i, label) in table_labels.iter().enumerate() {
                 let y = bottom + first_row_mid + i as f64 * row_pitch;
                 let lk = look(km, i);
                 canvas.line(
@@ -812,7 +877,7 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
                     &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
                 )?;
                 canvas.text(
-                    &g.label,
+                    label,
                     (MARGIN + TABLE_SAMPLE + 4.0, y),
                     TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
                 )?;

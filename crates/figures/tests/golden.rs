@@ -120,6 +120,37 @@ fn km_crowded_legend_goes_above() {
 }
 
 #[test]
+fn km_many_long_groups_legend_rows() {
+    let labels = [
+        "Right hemicolectomy",
+        "Extended right hemicolectomy",
+        "Left hemicolectomy with a very long and descriptive name that goes on and on",
+        "Sigmoid colectomy",
+        "Anterior resection",
+        "Abdominoperineal resection",
+    ];
+    let groups = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            km_group(
+                l,
+                &survival_data(40 + i as u64, 50, 20.0 + 8.0 * i as f64, 48.0),
+            )
+        })
+        .collect();
+    let km = KaplanMeier {
+        groups,
+        x_label: "Time since surgery".into(),
+        x_unit: Some("months".into()),
+        legend: LegendPosition::Above,
+        confidence_bands: false,
+        ..KaplanMeier::default()
+    };
+    check("km_six_groups", &kaplan_meier(&km).unwrap());
+}
+
+#[test]
 fn love_sorted_with_long_label() {
     check("love", &love_plot(&samples::love()).unwrap());
 }

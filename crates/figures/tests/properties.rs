@@ -289,7 +289,18 @@ fn km_edge_cases_draw() {
         &"Very long label ".repeat(20),
         &survival_data(1, 20, 10.0, 20.0),
     );
-    assert!(err_km(&KaplanMeier::new(vec![longer])).contains("too long"));
+    let svg = kaplan_meier(&KaplanMeier::new(vec![longer, simple()])).unwrap();
+    assert!(
+        svg.contains('\u{2026}'),
+        "labels too long are cut with an ellipsis"
+    );
+    // Breaks so close that counts would collide are refused.
+    let dense = km_group("A", &survival_data(1, 2000, 10.0, 20.0));
+    let km = KaplanMeier {
+        break_interval: Some(0.5),
+        ..KaplanMeier::new(vec![dense])
+    };
+    assert!(err_km(&km).contains("too close"));
     // Many groups cycle colours and patterns.
     let many: Vec<KmGroup> = (0..9)
         .map(|i| km_group(&format!("G{i}"), &survival_data(i, 30, 20.0, 30.0)))
