@@ -132,9 +132,30 @@ fn round_sig(v: f64) -> f64 {
     (v * p).round() / p
 }
 
-/// Label for a log-axis tick: as few decimals as the value needs.
+/// Label for a log-axis tick: as few decimals as the value needs; powers of ten with
+/// superscript exponents below 0.001 and from 100 000 on.
 pub(crate) fn format_log_tick(v: f64) -> String {
-    format_number(v, decimals(v))
+    if (1e-3..1e5).contains(&v) {
+        return format_number(v, decimals(v));
+    }
+    let k = v.log10().floor() as i32;
+    let m = v / 10f64.powi(k);
+    let sup: String = k
+        .to_string()
+        .chars()
+        .map(|c| match c {
+            '-' => '\u{207B}',
+            d => [
+                '\u{2070}', '\u{00B9}', '\u{00B2}', '\u{00B3}', '\u{2074}', '\u{2075}', '\u{2076}',
+                '\u{2077}', '\u{2078}', '\u{2079}',
+            ][d.to_digit(10).unwrap_or(0) as usize],
+        })
+        .collect();
+    if (m - 1.0).abs() < 1e-9 {
+        format!("10{sup}")
+    } else {
+        format!("{}\u{00D7}10{sup}", format_number(m, decimals(m).min(2)))
+    }
 }
 
 /// Bottom axis: a line from `x0` to `x1` at `y`, ticks downwards at `ticks` (pt x, label).
@@ -226,6 +247,9 @@ mod tests {
         assert_eq!(decimals(12.0), 0);
         assert_eq!(format_log_tick(0.5), "0.5");
         assert_eq!(format_log_tick(2.0), "2");
+        assert_eq!(format_log_tick(1e-12), "10\u{207B}\u{00B9}\u{00B2}");
+        assert_eq!(format_log_tick(1e6), "10\u{2076}");
+        assert_eq!(format_log_tick(0.001), "0.001");
     }
 
     #[test]

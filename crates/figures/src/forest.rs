@@ -223,6 +223,8 @@ fn validate(f: &ForestPlot) -> Result<()> {
 fn format_bound(v: f64, decimals: usize) -> String {
     if v.is_infinite() {
         "\u{221E}".to_string()
+    } else if v >= 1e5 {
+        axis::format_log_tick(v)
     } else {
         axis::format_number(v, decimals)
     }
@@ -318,6 +320,18 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
                 ms.iter().any(|mm| (mm - m).abs() < 1e-6)
             })
             .collect();
+        // Over many decades keep every second, third… power of ten (always including 1 when
+        // it is on the axis) so that at most about 9 labels remain.
+        if t.len() > 9 {
+            let every = t.len().div_ceil(9);
+            let anchor = t.iter().position(|v| (v - 1.0).abs() < 1e-9).unwrap_or(0);
+            t = t
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i.abs_diff(anchor) % every == 0)
+                .map(|(_, v)| v)
+                .collect();
+        }
         if t.len() < 2 {
             t = vec![x_lo, x_hi];
         }

@@ -13,6 +13,18 @@
 //!   of a point, nothing random, no ids;
 //! - inputs that cannot make a figure (NaN, infinities, inconsistent counts…) give a
 //!   [`FigureError`] whose message names the figure, the row and the problem; nothing panics.
+//!
+//! How it is drawn: plotters maps data to the page (`Cartesian2d` panels) and draws every
+//! element through its `DrawingBackend` trait, implemented here by `svg.rs`, which works in
+//! hundredths of a point and writes points (plotters' own `SVGBackend` has whole-unit
+//! coordinates and stroke widths, guesses text placement and has no dash patterns). Line
+//! patterns are real `stroke-dasharray`s (see `canvas.rs` for why not `DashedLineSeries`).
+//! Text is shaped with rustybuzz against the very font files typst embeds (`typst-assets`),
+//! which is what usvg does when typst imports the SVG, so measured widths are the drawn ones.
+//!
+//! Checks: `tests/golden.rs` compares SVGs with `tests/snapshots/` (`GALLEY_BLESS=1` rewrites
+//! them); `cargo run -p galley-figures --example gallery -- /tmp/gallery` writes every kind,
+//! with the fonts and a fontconfig file for faithful previews with `rsvg-convert`.
 
 use std::fmt;
 

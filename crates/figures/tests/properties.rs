@@ -413,6 +413,21 @@ fn forest_errors_and_edges() {
     let svg = f(vec![ForestRow::estimate("Rare", 3.0, 0.0, f64::INFINITY)]).unwrap();
     assert_eq!(svg.matches("<polygon").count(), 2, "two arrowheads");
     assert!(svg.contains("3.00 (0.00\u{2013}\u{221E})"));
+    // A very wide axis keeps a readable number of ticks.
+    let wide = ForestPlot {
+        x_range: Some((1e-12, 1e12)),
+        ..ForestPlot::new(vec![ForestRow::estimate("Wide", 2.0, 1e-10, 1e10)])
+    };
+    let svg = forest_plot(&wide).unwrap();
+    let ticks = svg
+        .lines()
+        .filter(|l| {
+            l.starts_with("<text")
+                && l.contains("text-anchor=\"middle\"")
+                && l.contains("font-size=\"8\"")
+        })
+        .count();
+    assert!((3..=9).contains(&ticks), "{ticks} ticks");
     // Only headings: an axis around the reference line.
     f(vec![ForestRow::heading("Nothing estimable")]).unwrap();
     // A label far too long is cut with an ellipsis.
