@@ -16,6 +16,7 @@ use crate::diagnostics::{Diagnostic, Failure, Result};
 use crate::document::{AnalysisBlock, Document};
 use crate::manifest::FormatSection;
 
+pub mod columns;
 pub mod data;
 pub mod expr;
 

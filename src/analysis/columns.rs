@@ -1,0 +1,179 @@
+//! Reading the columns a statistical block names: numbers, event indicators (a column or an
+//! expression such as `status == 2`), groups, and covariates for model matrices, with complete-case
+//! selection. Shared by every statistical kind so they all treat missing values and types alike.
+
+use std::sync::Arc;
+
+use galley_stats::design::Covariate;
+use indexmap::IndexMap;
+
+use super::expr::{self, RowExpr};
+use super::{BlockEnv, grouping};
+use crate::dataset::{ColumnData, Dataset};
+use crate::diagnostics::Diagnostic;
+
+type R<T> = std::result::Result<T, Diagnostic>;
+
+/// Numbers of a numeric column (integers, numbers; booleans as 0/1).
+pub fn numbers(env: &BlockEnv, data: &Dataset, name: &str, key: &str) -> R<Vec<Option<f64>>> {
+    let column = env.column(data, name, key)?;
+    if !column.data.is_numeric() {
+        return Err(env.error(
+            key,
+            format!("column `{name}` is {}, expected a number", column.data.kind().name()),
+        ));
+    }
+    Ok((0..data.n_rows).map(|r| column.data.number(r)).collect())
+}
+
+/// True/false per row from a boolean column, a 0/1 column, or an expression (`status == 2`).
+pub fn indicator(env: &BlockEnv, data: &Dataset, source: &str, key: &str) -> R<Vec<Option<bool>>> {
+    if let Some(column) = data.column(source) {
+        return match &column.data {
+            ColumnData::Boolean(v) => Ok(v.clone()),
+            ColumnData::Integer(_) | ColumnData::Number(_) => {
+                let values: Vec<Option<f64>> = (0..data.n_rows).map(|r| column.data.number(r)).collect();
+                if let Some(bad) = values.iter().flatten().find(|&&x| x != 0.0 && x != 1.0) {
+                    return Err(env
+                        .error(key, format!("column `{source}` holds {bad}, expected 0 or 1"))
+                        .hint(format!("write the condition as an expression, e.g. `{key} = \"{source} == 2\"`")));
+                }
+                Ok(values.iter().map(|v| v.map(|x| x == 1.0)).collect())
+            }
+            other => Err(env
+                .error(key, format!("column `{source}` is {}, expected true/false or 0/1", other.kind().name()))
+                .hint(format!("write the condition as an expression, e.g. `{key} = \"{source} == 'dead'\"`"))),
+        };
+    }
+    let environment = expr::environment();
+    let compiled = RowExpr::compile(&environment, source, data).map_err(|m| env.error(key, m))?;
+    let values = compiled.eval_all(&Arc::new(data.clone())).map_err(|m| env.error(key, m))?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(row, v)| match v {
+            None => Ok(None),
+            Some(v) if v.kind() == minijinja::value::ValueKind::Bool => Ok(Some(v.is_true())),
+            Some(v) => Err(env.error(
+                key,
+                format!("`{source}` gives `{v}` on data row {}, expected true or false", row + 1),
+            )),
+        })
+        .collect()
+}
+
+/// Group labels and codes of a grouping column (levels in schema order, else sorted).
+pub fn groups(env: &BlockEnv, data: &Dataset, name: &str, key: &str) -> R<(Vec<String>, Vec<Option<usize>>)> {
+    let column = env.column(data, name, key)?;
+    if matches!(column.data, ColumnData::Number(_) | ColumnData::Date(_)) {
+        return Err(env.error(
+            key,
+            format!("column `{name}` is {}; group by a category, text, boolean or integer column", column.data.kind().name()),
+        ));
+    }
+    Ok(grouping(column))
+}
+
+/// A covariate as read from the data, before complete-case selection.
+#[derive(Debug, Clone)]
+pub enum CovariateColumn {
+    Numeric { name: String, values: Vec<Option<f64>> },
+    Categorical { name: String, levels: Vec<String>, codes: Vec<Option<usize>>, reference: Option<String> },
+}
+
+impl CovariateColumn {
+    pub fn name(&self) -> &str {
+        match self {
+            CovariateColumn::Numeric { name, .. } | CovariateColumn::Categorical { name, .. } => name,
+        }
+    }
+
+    pub fn is_missing(&self, row: usize) -> bool {
+        match self {
+            CovariateColumn::Numeric { values, .. } => values[row].is_none(),
+            CovariateColumn::Categorical { codes, .. } => codes[row].is_none(),
+        }
+    }
+}
+
+/// Read covariates as R's model formula would: numbers and booleans (0/1) are numeric; categories
+/// (schema level order) and text (sorted levels) are factors with treatment contrasts; `factors`
+/// forces numeric columns to factors; `reference` sets a factor's reference level.
+pub fn covariates(
+    env: &BlockEnv,
+    data: &Dataset,
+    names: &[String],
+    factors: &[String],
+    reference: &IndexMap<String, String>,
+    key: &str,
+) -> R<Vec<CovariateColumn>> {
+    for (variable, _) in reference {
+        if !names.contains(variable) {
+            return Err(env.error("reference", format!("`reference` names `{variable}`, which is not among the covariates")));
+        }
+    }
+    names
+        .iter()
+        .map(|name| {
+            let column = env.column(data, name, key)?;
+            let as_factor = factors.contains(name)
+                || matches!(column.data, ColumnData::Category { .. } | ColumnData::String(_));
+            if matches!(column.data, ColumnData::Date(_)) {
+                return Err(env.error(key, format!("covariate `{name}` is a date; derive a number from it first (e.g. `year(...)`)")));
+            }
+            if as_factor {
+                let (levels, codes) = grouping(column);
+                let reference = reference.get(name).cloned();
+                if let Some(r) = &reference
+                    && !levels.contains(r)
+                {
+                    return Err(env.error(
+                        "reference",
+                        format!("`{r}` is not a level of `{name}` (levels: {})", levels.join(", ")),
+                    ));
+                }
+                Ok(CovariateColumn::Categorical { name: name.clone(), levels, codes, reference })
+            } else {
+                let values = (0..data.n_rows).map(|r| column.data.number(r)).collect();
+                Ok(CovariateColumn::Numeric { name: name.clone(), values })
+            }
+        })
+        .collect()
+}
+
+/// Rows where none of the given "is missing" tests is true.
+pub fn complete_rows(n: usize, missing: &[&dyn Fn(usize) -> bool]) -> Vec<usize> {
+    (0..n).filter(|&r| !missing.iter().any(|m| m(r))).collect()
+}
+
+/// Covariates restricted to `rows`, as the statistics crate takes them. Factor levels that do not
+/// occur in those rows are dropped (R would give an NA coefficient for them).
+pub fn to_stats(env: &BlockEnv, columns: &[CovariateColumn], rows: &[usize], key: &str) -> R<Vec<Covariate>> {
+    columns
+        .iter()
+        .map(|c| match c {
+            CovariateColumn::Numeric { name, values } => {
+                Ok(Covariate::numeric(name.clone(), rows.iter().map(|&r| values[r].unwrap_or(f64::NAN)).collect()))
+            }
+            CovariateColumn::Categorical { name, levels, codes, reference } => {
+                let mut used = vec![false; levels.len()];
+                for &r in rows {
+                    if let Some(c) = codes[r] {
+                        used[c] = true;
+                    }
+                }
+                let kept: Vec<usize> = (0..levels.len()).filter(|&i| used[i]).collect();
+                let new_levels: Vec<String> = kept.iter().map(|&i| levels[i].clone()).collect();
+                let new_codes: Vec<usize> = rows
+                    .iter()
+                    .map(|&r| kept.iter().position(|&k| Some(k) == codes[r]).unwrap_or(0))
+                    .collect();
+                let cov = Covariate::categorical(name.clone(), new_codes, new_levels);
+                match reference {
+                    Some(level) => cov.with_reference(level).map_err(|e| env.error(key, e.message)),
+                    None => Ok(cov),
+                }
+            }
+        })
+        .collect()
+}
