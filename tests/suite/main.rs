@@ -1,0 +1,9 @@
+//! galley's integration suite: one test binary (fast to link) running the real `galley` executable on
+//! fixture studies, reference cases and invalid inputs.
+
+mod common;
+
+mod build;
+mod invalid;
+mod reference_regression;
+mod reference_survival;

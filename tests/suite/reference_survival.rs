@@ -1,0 +1,1 @@
+//! (filled in by the reference_survival tests)
