@@ -34,6 +34,7 @@ pub fn analyze(data_path: &Path, block_path: &Path) -> Result<serde_json::Value>
         seed: 1,
         cutoff: None,
         format: FormatSection::default(),
+        published: None,
     };
     let results = IndexMap::new();
     let env = BlockEnv {

@@ -64,6 +64,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             let report = pipeline::build(&study, &BuildOptions { out, as_of })?;
             print_warnings(&report.warnings, false)?;
+            if let Some(rows) = &report.reproduction {
+                eprint!("{}", galley::reproduction::summary(rows));
+            }
             if timings {
                 let total: f64 = report.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
                 for (stage, d) in &report.timings {

@@ -97,6 +97,9 @@ pub struct ManuscriptSection {
     pub csl: String,
     /// A folder in the study with its own `article.typ`, replacing galley's embedded template.
     pub template: Option<Spanned<String>>,
+    /// The figures a published paper reports, compared with the reproduced values on every build
+    /// (see `reproduction.rs`).
+    pub published: Option<Spanned<String>>,
 }
 
 fn default_csl() -> String {

@@ -16,6 +16,7 @@ use crate::diagnostics::{Diagnostic, Failure, Location, Result};
 use crate::document::Document;
 use crate::manuscript::{self, ConvertContext, escape_markup, string_literal};
 use crate::output::{self, OutputFiles};
+use crate::reproduction::{self, Published};
 use crate::study::Study;
 use crate::template;
 use crate::typeset::{self, FileSet};
@@ -40,6 +41,8 @@ pub struct BuildReport {
     pub files: Vec<String>,
     pub warnings: Vec<Diagnostic>,
     pub timings: Vec<(String, Duration)>,
+    /// Published versus reproduced, when the study names its published values.
+    pub reproduction: Option<Vec<reproduction::Comparison>>,
 }
 
 struct Stopwatch {
@@ -63,6 +66,21 @@ pub struct Prepared {
     /// The Typst sources and assets of the output folder.
     pub files: FileSet,
     pub warnings: Vec<Diagnostic>,
+    pub reproduction: Option<Vec<reproduction::Comparison>>,
+    /// Per block: what it read and what its spec was (for the provenance record).
+    pub block_inputs: Vec<BlockInputs>,
+}
+
+/// Hashes identifying one block's computation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlockInputs {
+    pub id: String,
+    pub kind: String,
+    pub file: String,
+    pub line: usize,
+    pub spec_sha256: String,
+    pub data: Option<String>,
+    pub data_sha256: Option<String>,
 }
 
 pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
@@ -71,8 +89,9 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     };
     let prepared = prepare(study_dir, options.as_of, &mut clock)?;
     let dest = options.out.join(&prepared.study.name);
+    let pdf_date = source_date_epoch()?.or(prepared.cutoff);
     let pdf = clock.time("typeset", || {
-        typeset::compile_pdf(&prepared.files, MAIN_FILE, prepared.cutoff, &dest)
+        typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
     });
     let pdf = pdf.map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?;
 
@@ -87,12 +106,20 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
             outputs.insert(format!("tables/{}.csv", table.name), table.to_csv());
         }
     }
+    if let Some(rows) = &prepared.reproduction {
+        let mut bytes = serde_json::to_vec_pretty(rows).unwrap_or_default();
+        bytes.push(b'\n');
+        outputs.insert("reproduction.json", bytes);
+    }
+    let provenance = provenance_json(&prepared, options, &outputs);
+    outputs.insert("provenance.json", provenance);
     clock.time("write", || output::write_atomically(&dest, &outputs))?;
     Ok(BuildReport {
         output_dir: dest,
         files: outputs.files.keys().cloned().collect(),
         warnings: prepared.warnings,
         timings: clock.timings,
+        reproduction: prepared.reproduction,
     })
 }
 
@@ -111,19 +138,47 @@ fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Resu
     let document = clock.time("parse manuscript", || {
         Document::parse(study.abstract_file.as_ref(), &study.manuscript_files)
     })?;
+    let published = match &study.published_file {
+        Some(f) => Some(Published::parse(f.text()?, &f.display)?),
+        None => None,
+    };
+    let block_inputs = block_inputs(&document, &tables);
     let settings = AnalysisSettings {
         seed: study.manifest.study.seed,
         cutoff,
         format: study.manifest.format.clone(),
+        published: published.clone(),
     };
     let analysis = clock.time("analysis", || {
         analysis::run_all(&document, tables, &settings)
     })?;
+    let block_inputs = complete_block_inputs(block_inputs, &analysis);
     let mut warnings: Vec<Diagnostic> = analysis
         .results
         .values()
         .flat_map(|r| r.warnings.iter().cloned())
         .collect();
+    let reproduction = match &published {
+        Some(p) => {
+            let results: serde_json::Map<String, serde_json::Value> = analysis
+                .results
+                .iter()
+                .map(|(id, r)| (id.clone(), r.value.clone()))
+                .collect();
+            match reproduction::compare(p, &serde_json::Value::Object(results)) {
+                Ok(rows) => Some(rows),
+                Err(message) => {
+                    let file = study
+                        .published_file
+                        .as_ref()
+                        .map(|f| f.display.clone())
+                        .unwrap_or_default();
+                    return Err(Diagnostic::error(message).in_file(file).into());
+                }
+            }
+        }
+        None => None,
+    };
     let files = clock.time("render", || {
         assemble(&study, &document, &analysis, cutoff, &mut warnings)
     })?;
@@ -133,6 +188,8 @@ fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Resu
         analysis,
         files,
         warnings,
+        reproduction,
+        block_inputs,
     })
 }
 
@@ -543,4 +600,112 @@ fn keep_failed_sources(failure: Failure, files: &FileSet, dest: &Path) -> Failur
         })
         .collect();
     Failure::new(diagnostics)
+}
+
+/// `SOURCE_DATE_EPOCH` (the reproducible-builds convention), when set, dates the PDF.
+fn source_date_epoch() -> Result<Option<Date>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(text) => {
+            let seconds: i64 = text.trim().parse().map_err(|_| {
+                Diagnostic::error(format!(
+                    "SOURCE_DATE_EPOCH is `{text}`, expected seconds since 1970-01-01"
+                ))
+            })?;
+            let ts = jiff::Timestamp::from_second(seconds).map_err(|e| {
+                Diagnostic::error(format!("SOURCE_DATE_EPOCH `{text}` is out of range: {e}"))
+            })?;
+            Ok(Some(ts.to_zoned(jiff::tz::TimeZone::UTC).date()))
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Spec hashes and the dataset each block names, before it runs (manifest tables are hashed now;
+/// datasets made by earlier blocks are hashed after the analysis).
+fn block_inputs(document: &Document, tables: &IndexMap<String, Dataset>) -> Vec<BlockInputs> {
+    document
+        .blocks
+        .iter()
+        .map(|b| {
+            let data = b
+                .table
+                .get("data")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let data_sha256 = data
+                .as_ref()
+                .and_then(|d| tables.get(d))
+                .map(Dataset::content_hash);
+            BlockInputs {
+                id: b.id.clone(),
+                kind: b.kind.clone(),
+                file: b.relative.clone(),
+                line: b.line,
+                spec_sha256: sha256_hex(b.body.as_bytes()),
+                data,
+                data_sha256,
+            }
+        })
+        .collect()
+}
+
+fn complete_block_inputs(mut inputs: Vec<BlockInputs>, analysis: &Analysis) -> Vec<BlockInputs> {
+    for input in &mut inputs {
+        if input.data_sha256.is_none()
+            && let Some(ds) = input
+                .data
+                .as_ref()
+                .and_then(|d| analysis.results.get(d))
+                .and_then(|r| r.dataset.as_ref())
+        {
+            input.data_sha256 = Some(ds.content_hash());
+        }
+    }
+    inputs
+}
+
+/// The provenance record: what went in (hashes), how (version, seed, cutoff, options), and what came out.
+fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &OutputFiles) -> Vec<u8> {
+    let study = &prepared.study;
+    let inputs: serde_json::Map<String, serde_json::Value> = study
+        .inputs()
+        .into_iter()
+        .map(|f| {
+            (
+                f.relative.clone(),
+                serde_json::json!({"sha256": sha256_hex(&f.bytes), "bytes": f.bytes.len()}),
+            )
+        })
+        .collect();
+    let outputs_map: serde_json::Map<String, serde_json::Value> = outputs
+        .files
+        .iter()
+        .map(|(path, bytes)| {
+            (
+                path.clone(),
+                serde_json::json!({"sha256": sha256_hex(bytes), "bytes": bytes.len()}),
+            )
+        })
+        .collect();
+    let record = serde_json::json!({
+        "galley_version": env!("CARGO_PKG_VERSION"),
+        "study": study.name,
+        "seed": study.manifest.study.seed,
+        "cutoff": prepared.cutoff.map(|d| d.to_string()),
+        "options": {
+            "as_of": options.as_of.map(|d| d.to_string()),
+            "source_date_epoch": std::env::var("SOURCE_DATE_EPOCH").ok(),
+        },
+        "inputs": inputs,
+        "blocks": prepared.block_inputs,
+        "outputs": outputs_map,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }

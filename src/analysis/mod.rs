@@ -19,6 +19,7 @@ use crate::manifest::FormatSection;
 pub mod columns;
 pub mod data;
 pub mod expr;
+pub mod reproduction;
 
 /// Settings every block may need.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct AnalysisSettings {
     /// Administrative censoring date for survival derived from dates.
     pub cutoff: Option<Date>,
     pub format: FormatSection,
+    /// The paper's published figures, for `reproduction` blocks.
+    pub published: Option<crate::reproduction::Published>,
 }
 
 /// What one block produced.
@@ -124,7 +127,7 @@ impl BlockEnv<'_> {
 }
 
 /// The kinds galley knows, for "unknown kind" messages and the docs.
-pub const KINDS: &[&str] = &["count", "derive", "filter", "survival_time"];
+pub const KINDS: &[&str] = &["count", "derive", "filter", "survival_time", "reproduction"];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
 pub fn run_all(
@@ -182,6 +185,7 @@ pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
         "derive" => data::derive(env),
         "filter" => data::filter(env),
         "survival_time" => data::survival_time(env),
+        "reproduction" => reproduction::reproduction(env),
         other => Err(env
             .block
             .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")
