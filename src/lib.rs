@@ -19,4 +19,5 @@ pub mod pipeline;
 pub mod reproduction;
 pub mod study;
 pub mod template;
+pub mod trail;
 pub mod typeset;

@@ -19,6 +19,7 @@ use crate::output::{self, OutputFiles};
 use crate::reproduction::{self, Published};
 use crate::study::Study;
 use crate::template;
+use crate::trail;
 use crate::typeset::{self, FileSet};
 
 /// The embedded article template (a study may provide its own `article.typ`).
@@ -67,6 +68,8 @@ pub struct Prepared {
     pub files: FileSet,
     pub warnings: Vec<Diagnostic>,
     pub reproduction: Option<Vec<reproduction::Comparison>>,
+    /// Every value the templates and tables put into the manuscript.
+    pub trail: Vec<trail::TrailEntry>,
     /// Per block: what it read and what its spec was (for the provenance record).
     pub block_inputs: Vec<BlockInputs>,
 }
@@ -111,6 +114,9 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         bytes.push(b'\n');
         outputs.insert("reproduction.json", bytes);
     }
+    let mut trail_bytes = serde_json::to_vec_pretty(&prepared.trail).unwrap_or_default();
+    trail_bytes.push(b'\n');
+    outputs.insert("trail.json", trail_bytes);
     let provenance = provenance_json(&prepared, options, &outputs);
     outputs.insert("provenance.json", provenance);
     clock.time("write", || output::write_atomically(&dest, &outputs))?;
@@ -179,7 +185,7 @@ fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Resu
         }
         None => None,
     };
-    let files = clock.time("render", || {
+    let (files, trail) = clock.time("render", || {
         assemble(&study, &document, &analysis, cutoff, &mut warnings)
     })?;
     Ok(Prepared {
@@ -189,6 +195,7 @@ fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Resu
         files,
         warnings,
         reproduction,
+        trail,
         block_inputs,
     })
 }
@@ -256,10 +263,31 @@ fn assemble(
     analysis: &Analysis,
     cutoff: Option<Date>,
     warnings: &mut Vec<Diagnostic>,
-) -> Result<FileSet> {
+) -> Result<(FileSet, Vec<trail::TrailEntry>)> {
     let env = template::environment(&study.manifest.format);
     let context = template_context(study, analysis, cutoff);
+    let results_json = serde_json::to_value(&context).unwrap_or_default();
     let mut problems = Vec::new();
+    let mut trail_entries = Vec::new();
+    let lint = &study.manifest.lint;
+    for source in document.abstract_file.iter().chain(document.files.iter()) {
+        trail_entries.extend(trail::template_entries(
+            &env,
+            &source.template,
+            &source.relative,
+            1,
+            "prose",
+            &context,
+            &results_json,
+        ));
+        if lint.hand_typed_numbers {
+            warnings.extend(trail::lint_numbers(
+                &source.template,
+                &source.file,
+                &lint.allow_numbers,
+            ));
+        }
+    }
 
     // 1. Prose templates.
     let mut rendered = Vec::new();
@@ -330,7 +358,31 @@ fn assemble(
                 None => Ok(typst),
             }
         };
+        let caption_trail = |text: &str| {
+            trail::template_entries(
+                &env,
+                text,
+                &block.relative,
+                block.line,
+                "caption",
+                &context,
+                &results_json,
+            )
+        };
+        for table in &result.artifacts.tables {
+            trail_entries.extend(caption_trail(&table.caption));
+            for note in &table.notes {
+                trail_entries.extend(caption_trail(note));
+            }
+            trail_entries.extend(trail::table_entries(
+                table,
+                &block.id,
+                &block.relative,
+                block.line,
+            ));
+        }
         for figure in &result.artifacts.figures {
+            trail_entries.extend(caption_trail(&figure.caption));
             match inline(&figure.caption) {
                 Ok(caption) => markup.push_str(&manuscript::figure_markup(figure, &caption)),
                 Err(d) => problems.push(d),
@@ -419,7 +471,7 @@ fn assemble(
         &style,
     );
     files.insert(MAIN_FILE, main.into_bytes());
-    Ok(files)
+    Ok((files, trail_entries))
 }
 
 fn main_source(
