@@ -747,6 +747,7 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
     let record = serde_json::json!({
         "galley_version": env!("CARGO_PKG_VERSION"),
         "study": study.name,
+        "study_dir": normalise_dir(&study.root),
         "seed": study.manifest.study.seed,
         "cutoff": prepared.cutoff.map(|d| d.to_string()),
         "options": {
@@ -760,4 +761,12 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
     let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
     bytes.push(b'\n');
     bytes
+}
+
+/// The study folder as given, in a stable spelling (`study/x`, not `./study/x/`), for the provenance
+/// record: `galley verify` finds the inputs through it.
+fn normalise_dir(path: &Path) -> String {
+    let text = path.to_string_lossy().replace('\\', "/");
+    let text = text.trim_end_matches('/');
+    text.strip_prefix("./").unwrap_or(text).to_string()
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit;
 mod build;
 mod invalid;
 mod reference_regression;
