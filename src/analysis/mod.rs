@@ -19,6 +19,7 @@ use crate::manifest::FormatSection;
 pub mod columns;
 pub mod data;
 pub mod expr;
+pub mod survival;
 
 /// Settings every block may need.
 #[derive(Debug, Clone)]
@@ -124,7 +125,15 @@ impl BlockEnv<'_> {
 }
 
 /// The kinds galley knows, for "unknown kind" messages and the docs.
-pub const KINDS: &[&str] = &["count", "derive", "filter", "survival_time"];
+pub const KINDS: &[&str] = &[
+    "count",
+    "derive",
+    "filter",
+    "survival_time",
+    "kaplan_meier",
+    "logrank",
+    "cox",
+];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
 pub fn run_all(
@@ -182,6 +191,9 @@ pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
         "derive" => data::derive(env),
         "filter" => data::filter(env),
         "survival_time" => data::survival_time(env),
+        "kaplan_meier" => survival::kaplan_meier(env),
+        "logrank" => survival::logrank(env),
+        "cox" => survival::cox(env),
         other => Err(env
             .block
             .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")
