@@ -7,6 +7,9 @@
 //! returns the statistics crate's result, which already has the field names of the R reference
 //! values (`tests/reference/README.md`), plus keys by level or term for the prose.
 
+// `Diagnostic` (the located error every block returns) is large; every kind returns it as is.
+#![allow(clippy::result_large_err)]
+
 use galley_figures as figures;
 use galley_stats::cox::{Cox, CoxOptions, Ties};
 use galley_stats::km::{ConfType, KaplanMeier, KmOptions};
@@ -23,6 +26,9 @@ use crate::diagnostics::Diagnostic;
 use crate::format;
 
 type R<T> = std::result::Result<T, Diagnostic>;
+
+/// A column's values by row (`None` = missing).
+type Values<T> = Vec<Option<T>>;
 
 /// Width of the text block of the article template (US letter, 1 in margins), in pt: figures are
 /// drawn at their printed size so that their text matches the captions'.
@@ -44,7 +50,7 @@ fn response(
     data: &Dataset,
     time: &str,
     event: &str,
-) -> R<(Vec<Option<f64>>, Vec<Option<bool>>)> {
+) -> R<(Values<f64>, Values<bool>)> {
     let times = columns::numbers(env, data, time, "time")?;
     let negative: Vec<usize> = times
         .iter()
@@ -350,7 +356,10 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
     let spec: KmSpec = env.block.parse_spec()?;
     let data = env.dataset(&spec.data)?;
     if spec.levels.is_some() && spec.by.is_none() {
-        return Err(env.error("levels", "`levels` orders the groups of `by`, but there is no `by`"));
+        return Err(env.error(
+            "levels",
+            "`levels` orders the groups of `by`, but there is no `by`",
+        ));
     }
     let (times, events) = response(env, data, &spec.time, &spec.event)?;
     let (labels, codes) = match &spec.by {
@@ -391,7 +400,10 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
     if !(spec.conf_level > 0.0 && spec.conf_level < 1.0) {
         return Err(env.error(
             "conf_level",
-            format!("`conf_level` must be between 0 and 1 (got {})", spec.conf_level),
+            format!(
+                "`conf_level` must be between 0 and 1 (got {})",
+                spec.conf_level
+            ),
         ));
     }
     let km = galley_stats::km::kaplan_meier(&time, &event, &group, &labels, &options)
@@ -402,11 +414,15 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
         .groups
         .iter()
         .map(|g| {
-            let at: serde_json::Map<String, Value> = g
-                .at
-                .iter()
-                .map(|a| (time_key(a.time), serde_json::to_value(a).unwrap_or(Value::Null)))
-                .collect();
+            let at: serde_json::Map<String, Value> =
+                g.at.iter()
+                    .map(|a| {
+                        (
+                            time_key(a.time),
+                            serde_json::to_value(a).unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect();
             (
                 g.level.clone(),
                 json!({
@@ -617,7 +633,12 @@ fn km_table(
         "Events".to_string(),
         format!("Median ({level} CI)"),
     ];
-    let mut requested: Vec<f64> = spec.times.iter().copied().filter(|t| t.is_finite()).collect();
+    let mut requested: Vec<f64> = spec
+        .times
+        .iter()
+        .copied()
+        .filter(|t| t.is_finite())
+        .collect();
     requested.sort_by(f64::total_cmp);
     requested.dedup();
     for t in &requested {
@@ -756,7 +777,10 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
     if !(spec.rho.is_finite() && spec.rho >= 0.0) {
         return Err(env.error(
             "rho",
-            format!("`rho` must be 0 (log-rank), 1 (Peto-Peto) or another number >= 0 (got {})", spec.rho),
+            format!(
+                "`rho` must be 0 (log-rank), 1 (Peto-Peto) or another number >= 0 (got {})",
+                spec.rho
+            ),
         ));
     }
     let (times, events) = response(env, data, &spec.time, &spec.event)?;
@@ -831,15 +855,20 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
     )
     .map_err(|e| stats_error(env, "by", e))?;
 
-    let test = match (spec.rho, spec.strata.is_some()) {
-        (r, false) if r == 0.0 => "Log-rank".to_string(),
-        (r, true) if r == 0.0 => "Stratified log-rank".to_string(),
-        (r, false) if r == 1.0 => "Peto-Peto".to_string(),
-        (r, true) if r == 1.0 => "Stratified Peto-Peto".to_string(),
-        (r, s) => format!(
-            "{}Harrington-Fleming (\u{3c1} = {r})",
-            if s { "Stratified " } else { "" }
-        ),
+    let base = if spec.rho == 0.0 {
+        "log-rank".to_string()
+    } else if spec.rho == 1.0 {
+        "Peto-Peto".to_string()
+    } else {
+        format!("Harrington-Fleming (\u{3c1} = {})", spec.rho)
+    };
+    let test = if spec.strata.is_some() {
+        format!("Stratified {base}")
+    } else {
+        let mut c = base.chars();
+        c.next().map_or_else(String::new, |f| {
+            f.to_uppercase().collect::<String>() + c.as_str()
+        })
     };
     let mut value = serde_json::to_value(&lr).unwrap_or(Value::Null);
     value["test"] = json!(test);
@@ -952,7 +981,10 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     let spec: CoxSpec = env.block.parse_spec()?;
     let data = env.dataset(&spec.data)?;
     if spec.covariates.is_empty() {
-        return Err(env.error("covariates", "`covariates` is empty; name at least one column"));
+        return Err(env.error(
+            "covariates",
+            "`covariates` is empty; name at least one column",
+        ));
     }
     for f in &spec.factors {
         if !spec.covariates.contains(f) {
@@ -965,7 +997,10 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     if !(spec.conf_level > 0.0 && spec.conf_level < 1.0) {
         return Err(env.error(
             "conf_level",
-            format!("`conf_level` must be between 0 and 1 (got {})", spec.conf_level),
+            format!(
+                "`conf_level` must be between 0 and 1 (got {})",
+                spec.conf_level
+            ),
         ));
     }
     let (times, events) = response(env, data, &spec.time, &spec.event)?;
@@ -998,8 +1033,13 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
             }
             CovariateColumn::Numeric { .. } => {
                 return Err(env
-                    .error("levels", format!("`{variable}` is numeric, so it has no levels"))
-                    .hint(format!("add it to `factors` to treat it as a factor: factors = [\"{variable}\"]")));
+                    .error(
+                        "levels",
+                        format!("`{variable}` is numeric, so it has no levels"),
+                    )
+                    .hint(format!(
+                        "add it to `factors` to treat it as a factor: factors = [\"{variable}\"]"
+                    )));
             }
         }
     }
@@ -1054,14 +1094,12 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     let time: Vec<f64> = rows.iter().map(|&r| times[r].unwrap_or(0.0)).collect();
     let event: Vec<bool> = rows.iter().map(|&r| events[r].unwrap_or(false)).collect();
     let stats_covs = columns::to_stats(env, &covs, &rows, "covariates")?;
-    let design = galley_stats::design::build(
-        &stats_covs,
-        false,
-        galley_stats::design::Coding::Treatment,
-    )
-    .map_err(|e| stats_error(env, "covariates", e))?;
+    let design =
+        galley_stats::design::build(&stats_covs, false, galley_stats::design::Coding::Treatment)
+            .map_err(|e| stats_error(env, "covariates", e))?;
     let dense = |codes: &[Option<usize>]| -> Vec<usize> {
-        let mut map: Vec<Option<usize>> = vec![None; codes.iter().flatten().max().map_or(0, |m| m + 1)];
+        let mut map: Vec<Option<usize>> =
+            vec![None; codes.iter().flatten().max().map_or(0, |m| m + 1)];
         let mut next = 0;
         rows.iter()
             .map(|&r| {
@@ -1097,7 +1135,12 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     value["by_term"] = Value::Object(
         fit.terms
             .iter()
-            .map(|t| (t.term.clone(), serde_json::to_value(t).unwrap_or(Value::Null)))
+            .map(|t| {
+                (
+                    t.term.clone(),
+                    serde_json::to_value(t).unwrap_or(Value::Null),
+                )
+            })
             .collect(),
     );
     let mut output = Output::value(value);
@@ -1218,7 +1261,11 @@ fn pick<'a>(
     own.get(key).or_else(|| fallback.and_then(|f| f.get(key)))
 }
 
-fn hr_text(t: &galley_stats::cox::CoxTerm, digits: usize, rules: &crate::manifest::FormatSection) -> String {
+fn hr_text(
+    t: &galley_stats::cox::CoxTerm,
+    digits: usize,
+    rules: &crate::manifest::FormatSection,
+) -> String {
     match t.hr {
         Some(hr) => format!(
             "{} ({})",
@@ -1236,11 +1283,21 @@ fn cox_figure(
     layout: &CoxLayout,
     spec: &CoxFigureSpec,
 ) -> R<Figure> {
-    check_label_keys(env, &spec.labels, &layout.label_keys(), "a term or covariate of the model")?;
+    check_label_keys(
+        env,
+        &spec.labels,
+        &layout.label_keys(),
+        "a term or covariate of the model",
+    )?;
     let width = figure_width(env, spec.width)?;
     let rules = &env.settings.format;
     let digits = spec.digits.unwrap_or(2);
-    let label = |key: &str, default: &str| spec.labels.get(key).cloned().unwrap_or_else(|| default.to_string());
+    let label = |key: &str, default: &str| {
+        spec.labels
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
     let term_row = |label: String, t: &galley_stats::cox::CoxTerm, indent: u8| {
         let p = t.p.map(|p| format::p_number(p, rules));
         match (t.hr, t.lower, t.upper) {
@@ -1265,7 +1322,11 @@ fn cox_figure(
     let mut rows = Vec::new();
     for v in &layout.variables {
         match v {
-            CoxVariable::Numeric { name, label: l, term } => {
+            CoxVariable::Numeric {
+                name,
+                label: l,
+                term,
+            } => {
                 rows.push(term_row(label(name, l), &fit.terms[*term], 0));
             }
             CoxVariable::Factor {
@@ -1277,10 +1338,17 @@ fn cox_figure(
                 rows.push(figures::ForestRow::heading(&label(name, l)));
                 rows.push(figures::ForestRow {
                     indent: 1,
-                    ..figures::ForestRow::reference(&label(&format!("{name}={reference}"), reference))
+                    ..figures::ForestRow::reference(&label(
+                        &format!("{name}={reference}"),
+                        reference,
+                    ))
                 });
                 for (level, term) in levels {
-                    rows.push(term_row(label(&format!("{name}={level}"), level), &fit.terms[*term], 1));
+                    rows.push(term_row(
+                        label(&format!("{name}={level}"), level),
+                        &fit.terms[*term],
+                        1,
+                    ));
                 }
             }
         }
@@ -1317,7 +1385,12 @@ fn cox_table(
     table: &CoxTableSpec,
     fallback: Option<&IndexMap<String, String>>,
 ) -> R<Table> {
-    check_label_keys(env, &table.labels, &layout.label_keys(), "a term or covariate of the model")?;
+    check_label_keys(
+        env,
+        &table.labels,
+        &layout.label_keys(),
+        "a term or covariate of the model",
+    )?;
     let rules = &env.settings.format;
     let digits = table.digits.unwrap_or(2);
     let label = |key: &str, default: &str| {
@@ -1342,7 +1415,11 @@ fn cox_table(
     let mut rows = Vec::new();
     for v in &layout.variables {
         match v {
-            CoxVariable::Numeric { name, label: l, term } => {
+            CoxVariable::Numeric {
+                name,
+                label: l,
+                term,
+            } => {
                 rows.push(Row::new(term_cells(label(name, l), &fit.terms[*term])));
             }
             CoxVariable::Factor {
@@ -1351,7 +1428,11 @@ fn cox_table(
                 reference,
                 levels,
             } => {
-                rows.push(Row::new(vec![Cell::text(label(name, l)), Cell::empty(), Cell::empty()]));
+                rows.push(Row::new(vec![
+                    Cell::text(label(name, l)),
+                    Cell::empty(),
+                    Cell::empty(),
+                ]));
                 rows.push(
                     Row::new(vec![
                         Cell::text(label(&format!("{name}={reference}"), reference)),
@@ -1362,8 +1443,11 @@ fn cox_table(
                 );
                 for (level, term) in levels {
                     rows.push(
-                        Row::new(term_cells(label(&format!("{name}={level}"), level), &fit.terms[*term]))
-                            .indented(1),
+                        Row::new(term_cells(
+                            label(&format!("{name}={level}"), level),
+                            &fit.terms[*term],
+                        ))
+                        .indented(1),
                     );
                 }
             }
@@ -1380,7 +1464,10 @@ fn cox_table(
         format::count(fit.events as f64)
     );
     if let Some(s) = &spec.strata {
-        method.push_str(&format!(" Stratified by {} (separate baseline hazards).", column_label_of(env, spec, s)));
+        method.push_str(&format!(
+            " Stratified by {} (separate baseline hazards).",
+            column_label_of(env, spec, s)
+        ));
     }
     if let Some(c) = &spec.cluster {
         method.push_str(&format!(
@@ -1388,7 +1475,9 @@ fn cox_table(
             column_label_of(env, spec, c)
         ));
     }
-    let mut notes = vec![format!("HR, hazard ratio; CI, confidence interval. {method}")];
+    let mut notes = vec![format!(
+        "HR, hazard ratio; CI, confidence interval. {method}"
+    )];
     notes.extend(table.notes.iter().cloned());
     Ok(Table {
         name: env.block.id.clone(),

@@ -15,6 +15,7 @@ fn check(dataset: &str, case: &str, tolerance: &dyn Fn(&str) -> f64) -> usize {
     let reference = common::reference(dataset, case);
     let n = common::assert_matches(&actual, &reference, tolerance);
     assert!(n > 0, "{case}: nothing compared");
+    eprintln!("{case}: {n} values match R");
     n
 }
 
@@ -116,7 +117,11 @@ fn analyze_fails(csv: &str, spec: &str) -> String {
         dir.path(),
     );
     let err = common::stderr(&out);
-    assert!(!out.status.success(), "expected a failure, got:\n{}", common::stdout(&out));
+    assert!(
+        !out.status.success(),
+        "expected a failure, got:\n{}",
+        common::stdout(&out)
+    );
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains("error:"), "{err}");
@@ -183,7 +188,10 @@ fn a_group_without_complete_rows_is_an_error() {
         "time,dead,arm\n5,1,A\n8,0,A\n12,,B\n,1,B\n",
         "id = \"km\"\nkind = \"kaplan_meier\"\ndata = \"data\"\ntime = \"time\"\nevent = \"dead\"\nby = \"arm\"\n",
     );
-    assert!(err.contains("group `B` of `arm` has no rows with complete data"), "{err}");
+    assert!(
+        err.contains("group `B` of `arm` has no rows with complete data"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -216,7 +224,10 @@ fn cox_reference_and_levels_are_checked() {
     let err = analyze_fails(SMALL, &format!("{spec}reference = {{ arm = \"C\" }}\n"));
     assert!(err.contains("`C` is not a level of `arm`"), "{err}");
     let err = analyze_fails(SMALL, &format!("{spec}levels = {{ time = [\"1\"] }}\n"));
-    assert!(err.contains("`levels` names `time`, which is not among the covariates"), "{err}");
+    assert!(
+        err.contains("`levels` names `time`, which is not among the covariates"),
+        "{err}"
+    );
     let err = analyze_fails(
         "time,dead,dose\n5,1,1\n8,0,2\n12,1,1\n20,1,2\n",
         "id = \"cx\"\nkind = \"cox\"\ndata = \"data\"\ntime = \"time\"\nevent = \"dead\"\ncovariates = [\"dose\"]\nlevels = { dose = [\"2\", \"1\"] }\n",
@@ -245,7 +256,10 @@ fn bad_confidence_level_and_rho() {
         SMALL,
         "id = \"km\"\nkind = \"kaplan_meier\"\ndata = \"data\"\ntime = \"time\"\nevent = \"dead\"\nconf_level = 95\n",
     );
-    assert!(err.contains("`conf_level` must be between 0 and 1"), "{err}");
+    assert!(
+        err.contains("`conf_level` must be between 0 and 1"),
+        "{err}"
+    );
     let err = analyze_fails(
         SMALL,
         "id = \"lr\"\nkind = \"logrank\"\ndata = \"data\"\ntime = \"time\"\nevent = \"dead\"\nby = \"arm\"\nrho = -1\n",
@@ -296,7 +310,11 @@ fn survival_study_builds_with_figures_and_tables() {
         ],
         &common::root(),
     );
-    assert!(result.status.success(), "build failed:\n{}", common::stderr(&result));
+    assert!(
+        result.status.success(),
+        "build failed:\n{}",
+        common::stderr(&result)
+    );
     let dest = std::fs::read_dir(out.path())
         .unwrap()
         .next()
@@ -308,7 +326,10 @@ fn survival_study_builds_with_figures_and_tables() {
     for figure in ["km_os", "cox_os"] {
         let svg = std::fs::read_to_string(dest.join("figures").join(format!("{figure}.svg")))
             .unwrap_or_else(|e| panic!("figures/{figure}.svg: {e}"));
-        assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{figure}");
+        assert!(
+            svg.starts_with("<svg") || svg.starts_with("<?xml"),
+            "{figure}"
+        );
     }
     let km_svg = std::fs::read_to_string(dest.join("figures/km_os.svg")).unwrap();
     assert!(km_svg.contains("Number at risk"), "risk table missing");
@@ -349,7 +370,10 @@ fn build_fails(edit: impl Fn(String) -> String) -> String {
 #[test]
 fn figure_test_must_name_an_earlier_logrank_block() {
     let err = build_fails(|t| t.replace("test = \"lr_os\"", "test = \"lr_missing\""));
-    assert!(err.contains("no block `lr_missing` runs before this one"), "{err}");
+    assert!(
+        err.contains("no block `lr_missing` runs before this one"),
+        "{err}"
+    );
     assert!(err.contains("earlier logrank blocks: lr_os"), "{err}");
     let err = build_fails(|t| t.replace("test = \"lr_os\"", "test = \"cohort\""));
     assert!(err.contains("block `cohort` is a `derive` block"), "{err}");
@@ -358,5 +382,8 @@ fn figure_test_must_name_an_earlier_logrank_block() {
 #[test]
 fn figure_labels_must_name_groups_and_terms() {
     let err = build_fails(|t| t.replace("labels = { A = ", "labels = { C = "));
-    assert!(err.contains("`labels` names `C`, which is not a group"), "{err}");
+    assert!(
+        err.contains("`labels` names `C`, which is not a group"),
+        "{err}"
+    );
 }
