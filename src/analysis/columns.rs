@@ -235,3 +235,54 @@ pub fn to_stats(
         })
         .collect()
 }
+
+/// Put the levels of a grouping (from [`groups`] or [`grouping`]) in the order `order` gives, as
+/// R's `factor(x, levels = order)` does, but strictly: every listed level must be a level of the
+/// column (listed once), and every value in the data must be listed (nothing turns missing
+/// silently). `name` is the column, `key` the spec field that holds the order.
+pub fn reorder_levels(
+    env: &BlockEnv,
+    name: &str,
+    grouping: (Vec<String>, Vec<Option<usize>>),
+    order: &[String],
+    key: &str,
+) -> R<(Vec<String>, Vec<Option<usize>>)> {
+    let (levels, codes) = grouping;
+    let mut position = vec![None; levels.len()];
+    for (i, level) in order.iter().enumerate() {
+        let Some(old) = levels.iter().position(|l| l == level) else {
+            return Err(env.error(
+                key,
+                format!(
+                    "`{level}` is not a level of `{name}` (levels: {})",
+                    levels.join(", ")
+                ),
+            ));
+        };
+        if position[old].is_some() {
+            return Err(env.error(key, format!("level `{level}` of `{name}` is listed twice")));
+        }
+        position[old] = Some(i);
+    }
+    let mut counts = vec![0usize; levels.len()];
+    for c in codes.iter().flatten() {
+        counts[*c] += 1;
+    }
+    let unlisted: Vec<&str> = (0..levels.len())
+        .filter(|&i| position[i].is_none() && counts[i] > 0)
+        .map(|i| levels[i].as_str())
+        .collect();
+    if !unlisted.is_empty() {
+        return Err(env
+            .error(
+                key,
+                format!(
+                    "`{name}` has values not listed in `{key}`: {}",
+                    unlisted.join(", ")
+                ),
+            )
+            .hint("list every level that occurs, or filter the rows first with a `filter` block"));
+    }
+    let new_codes = codes.iter().map(|c| c.and_then(|c| position[c])).collect();
+    Ok((order.to_vec(), new_codes))
+}

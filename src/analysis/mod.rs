@@ -20,6 +20,7 @@ pub mod columns;
 pub mod data;
 pub mod expr;
 pub mod reproduction;
+pub mod survival;
 
 /// Settings every block may need.
 #[derive(Debug, Clone)]
@@ -127,7 +128,16 @@ impl BlockEnv<'_> {
 }
 
 /// The kinds galley knows, for "unknown kind" messages and the docs.
-pub const KINDS: &[&str] = &["count", "derive", "filter", "survival_time", "reproduction"];
+pub const KINDS: &[&str] = &[
+    "count",
+    "derive",
+    "filter",
+    "survival_time",
+    "kaplan_meier",
+    "logrank",
+    "cox",
+    "reproduction",
+];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
 pub fn run_all(
@@ -185,6 +195,9 @@ pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
         "derive" => data::derive(env),
         "filter" => data::filter(env),
         "survival_time" => data::survival_time(env),
+        "kaplan_meier" => survival::kaplan_meier(env),
+        "logrank" => survival::logrank(env),
+        "cox" => survival::cox(env),
         "reproduction" => reproduction::reproduction(env),
         other => Err(env
             .block
