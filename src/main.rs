@@ -68,11 +68,22 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 eprint!("{}", galley::reproduction::summary(rows));
             }
             if timings {
-                let total: f64 = report.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
+                // Per-block lines are indented parts of "analysis": not added again.
+                let total: f64 = report
+                    .timings
+                    .iter()
+                    .filter(|(stage, _)| !stage.starts_with(' '))
+                    .map(|(_, d)| d.as_secs_f64())
+                    .sum();
                 for (stage, d) in &report.timings {
                     eprintln!("{:>10.1} ms  {stage}", d.as_secs_f64() * 1000.0);
                 }
                 eprintln!("{:>10.1} ms  total", total * 1000.0);
+                eprintln!(
+                    "blocks: {} run, {} from the cache",
+                    report.blocks_run.len(),
+                    report.blocks_cached.len()
+                );
             }
             println!(
                 "wrote {}/manuscript.pdf ({} files)",
