@@ -16,9 +16,15 @@ use crate::diagnostics::{Diagnostic, Failure, Result};
 use crate::document::{AnalysisBlock, Document};
 use crate::manifest::FormatSection;
 
+pub mod aggregate;
 pub mod columns;
+pub mod compare;
 pub mod data;
+pub mod describe;
 pub mod expr;
+pub mod logistic;
+pub mod matching;
+pub mod table1;
 
 /// Settings every block may need.
 #[derive(Debug, Clone)]
@@ -124,7 +130,18 @@ impl BlockEnv<'_> {
 }
 
 /// The kinds galley knows, for "unknown kind" messages and the docs.
-pub const KINDS: &[&str] = &["count", "derive", "filter", "survival_time"];
+pub const KINDS: &[&str] = &[
+    "count",
+    "derive",
+    "filter",
+    "survival_time",
+    "describe",
+    "compare",
+    "table1",
+    "logistic",
+    "propensity_match",
+    "aggregate",
+];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
 pub fn run_all(
@@ -182,6 +199,12 @@ pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
         "derive" => data::derive(env),
         "filter" => data::filter(env),
         "survival_time" => data::survival_time(env),
+        "describe" => describe::describe(env),
+        "compare" => compare::compare(env),
+        "table1" => table1::table1(env),
+        "logistic" => logistic::logistic(env),
+        "propensity_match" => matching::propensity_match(env),
+        "aggregate" => aggregate::aggregate(env),
         other => Err(env
             .block
             .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")
