@@ -315,3 +315,104 @@ fn summarise(function: Function, values: &[&Value]) -> Result<Option<Value>, Str
         Function::First => values.first().map(|v| (*v).clone()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::analysis::table1::testing::{dataset, run, text};
+    use crate::dataset::{ColumnData, Dataset};
+
+    /// Patients p1, p2, p3; lesions: p1 has sizes 10 and 30 (one fractured), p3 has one lesion of
+    /// unknown size, p2 has none.
+    fn tables() -> Vec<Dataset> {
+        vec![
+            dataset(
+                "patients",
+                vec![("id", text(&[Some("p1"), Some("p2"), Some("p3")]))],
+            ),
+            dataset(
+                "lesions",
+                vec![
+                    ("patient", text(&[Some("p1"), Some("p3"), Some("p1")])),
+                    ("size", ColumnData::Integer(vec![Some(10), None, Some(30)])),
+                    ("fracture", ColumnData::Boolean(vec![Some(false), Some(false), Some(true)])),
+                ],
+            ),
+        ]
+    }
+
+    const SPEC: &str = r#"
+id = "per_patient"
+kind = "aggregate"
+data = "lesions"
+into = "patients"
+on = { child = "patient", parent = "id" }
+[columns]
+n = "count()"
+big = "count(size > 20)"
+fractured = "any(fracture)"
+all_fractured = "all(fracture)"
+total = "sum(size)"
+smallest = "min(size)"
+largest = "max(size)"
+mean_size = "mean(size)"
+first_size = "first(size)"
+"#;
+
+    #[test]
+    fn summaries_by_hand() {
+        let out = run(SPEC, &tables()).unwrap();
+        let d = out.dataset.unwrap();
+        assert_eq!(d.name, "per_patient");
+        assert_eq!(d.n_rows, 3);
+        let col = |name: &str| d.column(name).unwrap().data.clone();
+        assert_eq!(col("n"), ColumnData::Integer(vec![Some(2), Some(0), Some(1)]));
+        // p3's size is missing: size > 20 is missing there and skipped.
+        assert_eq!(col("big"), ColumnData::Integer(vec![Some(1), Some(0), Some(0)]));
+        assert_eq!(col("fractured"), ColumnData::Boolean(vec![Some(true), Some(false), Some(false)]));
+        assert_eq!(col("all_fractured"), ColumnData::Boolean(vec![Some(false), None, Some(false)]));
+        assert_eq!(col("total"), ColumnData::Integer(vec![Some(40), None, None]));
+        // A sum of true/false counts the true values.
+        let spec = SPEC.replace("sum(size)", "sum(fracture)");
+        let d2 = run(&spec, &tables()).unwrap().dataset.unwrap();
+        assert_eq!(
+            d2.column("total").unwrap().data,
+            ColumnData::Integer(vec![Some(1), None, Some(0)])
+        );
+        assert_eq!(col("smallest"), ColumnData::Integer(vec![Some(10), None, None]));
+        assert_eq!(col("largest"), ColumnData::Integer(vec![Some(30), None, None]));
+        assert_eq!(col("mean_size"), ColumnData::Number(vec![Some(20.0), None, None]));
+        assert_eq!(col("first_size"), ColumnData::Integer(vec![Some(10), None, None]));
+        assert_eq!(out.value["without_children"], 1);
+        assert_eq!(out.value["missing"]["total"], 2);
+        // The parent's own columns stay.
+        assert!(d.column("id").is_some());
+    }
+
+    #[test]
+    fn errors() {
+        let err = |spec: String, data: &[Dataset]| run(&spec, data).unwrap_err().message;
+        assert!(
+            err(SPEC.replace("count(size > 20)", "median(size)"), &tables())
+                .contains("unknown summary function `median`")
+        );
+        assert!(err(SPEC.replace("\"any(fracture)\"", "\"any()\""), &tables()).contains("needs an expression"));
+        assert!(err(SPEC.replace("sum(size)", "sum(patient)"), &tables()).contains("needs a number"));
+        assert!(err(SPEC.replace("count(size > 20)", "count(size)"), &tables()).contains("true/false"));
+        assert!(err(SPEC.replace("child = \"patient\"", "child = \"patent\""), &tables()).contains("no column `patent`"));
+        // A child key that is not a parent.
+        let mut t = tables();
+        t[1] = dataset(
+            "lesions",
+            vec![
+                ("patient", text(&[Some("p1"), Some("p9"), Some("p1")])),
+                ("size", ColumnData::Integer(vec![Some(10), None, Some(30)])),
+                ("fracture", ColumnData::Boolean(vec![Some(false), Some(false), Some(true)])),
+            ],
+        );
+        assert!(err(SPEC.to_string(), &t).contains("are not in `patients`: p9"));
+        // Duplicate parent keys.
+        let mut t = tables();
+        t[0] = dataset("patients", vec![("id", text(&[Some("p1"), Some("p1"), Some("p3")]))]);
+        assert!(err(SPEC.to_string(), &t).contains("not unique"));
+    }
+}

@@ -165,13 +165,13 @@ pub fn categorical_test(table: &CrossTab, choice: TestChoice) -> Result<Categori
             } else if two_by_two {
                 chisq(
                     true,
-                    "Pearson's chi-square test with Yates' continuity correction (all expected counts >= 5)"
+                    "Pearson's chi-square test with Yates' continuity correction (all expected counts \u{2265} 5)"
                         .into(),
                 )
             } else {
                 chisq(
                     false,
-                    "Pearson's chi-square test (all expected counts >= 5)".into(),
+                    "Pearson's chi-square test (all expected counts \u{2265} 5)".into(),
                 )
             }
         }

@@ -246,6 +246,11 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
             Covariate::Numeric { name, .. } => {
                 lines.push((term_label(data, name, &spec.labels), Some(name.clone()), 0))
             }
+            // A two-level factor: one line for its second level (the other mirrors it).
+            Covariate::Categorical { name, levels, .. } if levels.len() == 2 => {
+                let term = format!("{name}={}", levels[1]);
+                lines.push((term_label(data, &term, &spec.labels), Some(term), 0));
+            }
             Covariate::Categorical { name, levels, .. } => {
                 lines.push((
                     spec.labels
@@ -308,6 +313,9 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
         for s in &stats_covs {
             let terms: Vec<String> = match s {
                 Covariate::Numeric { name, .. } => vec![name.clone()],
+                Covariate::Categorical { name, levels, .. } if levels.len() == 2 => {
+                    vec![format!("{name}={}", levels[1])]
+                }
                 Covariate::Categorical { name, levels, .. } => {
                     levels.iter().map(|l| format!("{name}={l}")).collect()
                 }

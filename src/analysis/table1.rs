@@ -132,6 +132,8 @@ enum Stats {
 struct VariableResult {
     /// One per group, then overall.
     stats: Vec<Stats>,
+    /// Every value is a whole number (decides the default decimals).
+    whole: bool,
     p: Option<f64>,
     test: Option<&'static str>,
     smd: Option<f64>,
@@ -606,8 +608,13 @@ fn compute_variable(
             }
         }
     }
+    let whole = match values {
+        Values::Continuous(x) => x.iter().flatten().all(|v| v.fract() == 0.0),
+        Values::Categorical(_) => true,
+    };
     Ok(VariableResult {
         stats,
+        whole,
         p,
         test,
         smd,
@@ -792,27 +799,29 @@ fn panel_json(spec: &Table1Spec, layout: &Layout, panel: &Panel) -> Value {
     out
 }
 
-/// Decimals of a continuous variable: as given, else 0 for whole numbers (1 for a mean and SD),
-/// otherwise from the magnitude (2 below 1, 1 below 100, else 0).
+/// Decimals of a continuous variable: as given; else 0 when every printed median, quartile and
+/// range limit is a whole number; else 1 for whole-number data (and for a mean and SD of whole
+/// numbers); otherwise from the magnitude: 2 below 1, 1 below 100, else 0.
 fn decimals(v: &Variable, panels: &[Panel], index: usize) -> usize {
     if let Some(d) = v.digits {
         return d;
     }
-    let mut whole = true;
+    let whole_data = panels.iter().all(|p| p.results[index].whole);
+    let mut printed_whole = true;
     let mut max_abs: f64 = 0.0;
     for p in panels {
         for s in &p.results[index].stats {
             if let Stats::Continuous(s) = s {
-                for x in [s.min, s.max, s.median, s.q1, s.q3].into_iter().flatten() {
-                    whole &= x.fract() == 0.0;
+                for x in [s.median, s.q1, s.q3, s.min, s.max].into_iter().flatten() {
+                    printed_whole &= x.fract() == 0.0;
                     max_abs = max_abs.max(x.abs());
                 }
             }
         }
     }
-    match (whole, v.summary) {
-        (true, SummaryKind::Median) => 0,
-        (true, SummaryKind::Mean) => 1,
+    match v.summary {
+        SummaryKind::Median if whole_data && printed_whole => 0,
+        _ if whole_data => 1,
         _ if max_abs < 1.0 => 2,
         _ if max_abs < 100.0 => 1,
         _ => 0,
@@ -852,7 +861,11 @@ fn render(
                 Some(i) => (layout.groups[*i].1.clone(), p.n[*i]),
                 None => ("Overall".to_string(), p.n[n_groups.max(1)]),
             };
-            header.push(format!("{label} (n = {})", format::count(n as f64)));
+            // Non-breaking spaces keep "(n = 25)" together when the header wraps.
+            header.push(format!(
+                "{label} (n\u{a0}=\u{a0}{})",
+                format::count(n as f64)
+            ));
         }
         if test_on {
             header.push("p".into());
@@ -933,17 +946,11 @@ fn render(
         match v.var_type {
             VarType::Continuous => {
                 let d = decimals(v, panels, vi);
-                let what = match v.summary {
-                    SummaryKind::Median => {
-                        uses[0] = true;
-                        "median (IQR)"
-                    }
-                    SummaryKind::Mean => {
-                        uses[1] = true;
-                        "mean (SD)"
-                    }
-                };
-                let mut cells = vec![Cell::text(format!("{}, {what}", v.label))];
+                match v.summary {
+                    SummaryKind::Median => uses[0] = true,
+                    SummaryKind::Mean => uses[1] = true,
+                }
+                let mut cells = vec![Cell::text(&v.label)];
                 for p in panels {
                     for g in &group_cols {
                         let Stats::Continuous(s) = &p.results[vi].stats[col_index(g)] else {
@@ -1049,25 +1056,25 @@ fn render(
     if uses[1] {
         shown.push("mean (SD)");
     }
-    let mut first = format!("Values are {}.", join_or(&shown));
+    let mut first = format!("Values are {}", join_or(&shown));
     if uses[2] {
-        first.push_str(" Percentages are of non-missing values.");
+        first.push_str("; percentages are of non-missing values");
     }
+    first.push('.');
     notes.push(first);
     if test_on && !tests_used.is_empty() {
         let legend: Vec<String> = tests_used
             .iter()
             .map(|t| format!("{}{}", mark(t), test_name(t)))
             .collect();
-        notes.push(format!(
-            "p: {}. Categorical variables: chi-square test (with Yates' continuity correction for 2 \u{d7} 2 tables), or Fisher's exact test when any expected count is below 5; {}.",
-            legend.join("; "),
-            if n_groups == 2 {
-                "medians: Wilcoxon rank-sum test; means: Welch's t-test"
-            } else {
-                "medians: Kruskal\u{2013}Wallis test; means: one-way analysis of variance"
-            }
-        ));
+        let mut text = format!("p: {}.", legend.join("; "));
+        if tests_used
+            .iter()
+            .any(|t| matches!(*t, "chisq" | "chisq_yates" | "fisher"))
+        {
+            text.push_str(" Categorical variables: chi-square test (Yates' continuity correction for 2\u{a0}\u{d7}\u{a0}2 tables), or Fisher's exact test when an expected count is below 5.");
+        }
+        notes.push(text);
     }
     let mut abbreviations = Vec::new();
     if uses[0] {
@@ -1077,7 +1084,7 @@ fn render(
         abbreviations.push("SD, standard deviation");
     }
     if smd_on {
-        abbreviations.push("SMD, standardized mean difference (pooled SD; multi-level for categorical variables)");
+        abbreviations.push("SMD, standardized mean difference");
     }
     if !abbreviations.is_empty() {
         notes.push(format!("{}.", abbreviations.join("; ")));
@@ -1131,5 +1138,264 @@ fn continuous_cell(s: &Summary, summary: SummaryKind, d: usize, sep: &str) -> Ce
             (Some(m), None) => Cell::number(format::fixed(m, d), m),
             _ => Cell::text("\u{2013}"),
         },
+    }
+}
+
+/// Running a block on hand-made datasets, for unit tests of the kinds.
+#[cfg(test)]
+pub(crate) mod testing {
+    use indexmap::IndexMap;
+
+    use crate::analysis::{AnalysisSettings, BlockEnv, Output, run_block};
+    use crate::dataset::{Column, ColumnData, Dataset};
+    use crate::diagnostics::Diagnostic;
+    use crate::document::AnalysisBlock;
+    use crate::manifest::FormatSection;
+
+    pub fn block(body: &str) -> AnalysisBlock {
+        let table: toml::Table = toml::from_str(body).expect("valid TOML");
+        AnalysisBlock {
+            id: table["id"].as_str().unwrap().to_string(),
+            kind: table["kind"].as_str().unwrap().to_string(),
+            body: body.to_string(),
+            table,
+            file: "test.md".into(),
+            relative: "test.md".into(),
+            body_offset: 0,
+            file_text: std::sync::Arc::from(body),
+            line: 1,
+        }
+    }
+
+    pub fn run(body: &str, datasets: &[Dataset]) -> Result<Output, Diagnostic> {
+        let block = block(body);
+        let datasets: IndexMap<String, Dataset> =
+            datasets.iter().map(|d| (d.name.clone(), d.clone())).collect();
+        let settings = AnalysisSettings {
+            seed: 1,
+            cutoff: None,
+            format: FormatSection::default(),
+        };
+        let results = IndexMap::new();
+        let env = BlockEnv {
+            block: &block,
+            datasets: &datasets,
+            results: &results,
+            settings: &settings,
+        };
+        run_block(&env)
+    }
+
+    pub fn text(values: &[Option<&str>]) -> ColumnData {
+        ColumnData::String(values.iter().map(|v| v.map(str::to_string)).collect())
+    }
+
+    pub fn category(levels: &[&str], values: &[Option<&str>]) -> ColumnData {
+        ColumnData::Category {
+            levels: levels.iter().map(|l| l.to_string()).collect(),
+            codes: values
+                .iter()
+                .map(|v| v.map(|v| levels.iter().position(|l| *l == v).unwrap() as u32))
+                .collect(),
+        }
+    }
+
+    pub fn dataset(name: &str, columns: Vec<(&str, ColumnData)>) -> Dataset {
+        Dataset::new(
+            name,
+            columns
+                .into_iter()
+                .map(|(n, d)| Column::new(n, d))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{category, dataset, run};
+    use crate::dataset::ColumnData;
+
+    fn close(a: &serde_json::Value, b: f64) {
+        let a = a.as_f64().unwrap_or_else(|| panic!("not a number: {a}"));
+        // statrs' normal tail is good to about 1e-10 relative.
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+    }
+
+    /// Groups A (x = 1, 2, 3, 4) and B (x = 3, 5, 7, missing); smoker A 3/4, B 1/4; site with
+    /// three levels, one missing.
+    fn patients() -> crate::dataset::Dataset {
+        dataset(
+            "patients",
+            vec![
+                (
+                    "group",
+                    category(
+                        &["A", "B"],
+                        &[Some("A"), Some("A"), Some("A"), Some("A"), Some("B"), Some("B"), Some("B"), Some("B"), None],
+                    ),
+                ),
+                (
+                    "x",
+                    ColumnData::Number(vec![
+                        Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(3.0), Some(5.0), Some(7.0), None, Some(100.0),
+                    ]),
+                ),
+                (
+                    "smoker",
+                    ColumnData::Boolean(vec![
+                        Some(true), Some(false), Some(true), Some(true), Some(false), Some(false), Some(true), Some(false), Some(true),
+                    ]),
+                ),
+                (
+                    "site",
+                    category(
+                        &["north", "south", "east"],
+                        &[Some("north"), Some("south"), Some("north"), None, Some("east"), Some("east"), Some("south"), Some("east"), Some("north")],
+                    ),
+                ),
+            ],
+        )
+    }
+
+    const SPEC: &str = r#"
+id = "t1"
+kind = "table1"
+data = "patients"
+by = "group"
+variables = ["x", "smoker", "site", { name = "x", label = "x again" }]
+"#;
+
+    #[test]
+    fn values_by_hand() {
+        let spec = SPEC.replace(", { name = \"x\", label = \"x again\" }", "")
+            + "labels = { A = \"Arm A\" }\n[table]\ncaption = \"Baseline\"\n";
+        let out = run(&spec, &[patients()]).unwrap();
+        let v = &out.value;
+        // The row with a missing group is left out of every column.
+        assert_eq!(v["n"], 8);
+        assert_eq!(v["missing_group"], 1);
+        assert_eq!(v["groups"][0]["n"], 4);
+        assert_eq!(v["groups"][0]["label"], "Arm A");
+        let x = &v["variables"]["x"];
+        // A: quantile type 7 of 1..4 -> 1.75, 2.5, 3.25. B: 3, 5, 7 -> 4, 5, 6; one missing.
+        close(&x["groups"]["A"]["median"], 2.5);
+        close(&x["groups"]["A"]["q1"], 1.75);
+        close(&x["groups"]["B"]["q3"], 6.0);
+        assert_eq!(x["groups"]["B"]["missing"], 1);
+        assert_eq!(x["missing"], 1);
+        // Wilcoxon: W = 11.5 - 10 = 1.5; z = (1.5 - 6 + 0.5) / sqrt(1 * (8 - 6 / 42)); R 0.153576396549984.
+        assert_eq!(x["test"], "wilcoxon");
+        close(&x["p"], 0.153576396549984);
+        // SMD: |2.5 - 5| / sqrt((5/3 + 4) / 2).
+        close(&x["smd"], 2.5 / ((5.0 / 3.0 + 4.0) / 2.0f64).sqrt());
+        // Smoker: A 3/4, B 1/4; expected counts 2 < 5 -> Fisher, p = 34/70.
+        let s = &v["variables"]["smoker"];
+        assert_eq!(s["type"], "binary");
+        assert_eq!(s["groups"]["A"]["count"], 3);
+        close(&s["groups"]["B"]["pct"], 0.25);
+        assert_eq!(s["test"], "fisher");
+        close(&s["p"], 34.0 / 70.0);
+        // Two-level SMD: |0.75 - 0.25| / sqrt((0.1875 + 0.1875) / 2).
+        close(&s["smd"], 0.5 / 0.1875f64.sqrt());
+        // Site: A north 2, south 1 (one missing); B south 1, east 3.
+        let site = &v["variables"]["site"];
+        assert_eq!(site["groups"]["A"]["n"], 3);
+        assert_eq!(site["groups"]["A"]["missing"], 1);
+        assert_eq!(site["groups"]["A"]["levels"]["north"]["n"], 2);
+        close(&site["groups"]["A"]["levels"]["north"]["pct"], 2.0 / 3.0);
+        assert_eq!(site["groups"]["B"]["levels"]["east"]["n"], 3);
+        assert_eq!(site["test"], "fisher");
+        // Overall column: all rows with a group.
+        assert_eq!(site["overall"]["levels"]["east"]["n"], 3);
+
+        // The table: header, rows, formatting.
+        let t = &out.artifacts.tables[0];
+        assert_eq!(
+            t.header,
+            vec!["Characteristic", "Arm A (n\u{a0}=\u{a0}4)", "B (n\u{a0}=\u{a0}4)", "p", "SMD"]
+        );
+        let texts: Vec<Vec<&str>> = t
+            .rows
+            .iter()
+            .map(|r| r.cells.iter().map(|c| c.text.as_str()).collect())
+            .collect();
+        // Non-integer data below 100: one decimal.
+        assert_eq!(texts[0], vec!["x", "2.5 (1.8\u{2013}3.2)", "5.0 (4.0\u{2013}6.0)", "0.15\u{1d43}", "1.49"]);
+        assert_eq!(texts[1], vec!["Missing", "0", "1", "", ""]);
+        assert_eq!(t.rows[1].indent, 1);
+        assert_eq!(texts[2], vec!["smoker", "3 (75%)", "1 (25%)", "0.49\u{1d47}", "1.15"]);
+        assert_eq!(texts[3][0], "site");
+        assert_eq!(texts[4], vec!["north", "2 (67%)", "0 (0%)", "", ""]);
+        assert_eq!(texts[7], vec!["Missing", "1", "0", "", ""]);
+        assert_eq!(texts.len(), 8);
+        assert!(t.notes.iter().any(|n| n.contains("\u{1d43}Wilcoxon rank-sum test")));
+        assert!(t.notes.iter().any(|n| n.contains("1 row(s) with unknown group")));
+    }
+
+    #[test]
+    fn overall_only_and_panels() {
+        let spec = "id = \"t\"\nkind = \"table1\"\ndata = \"patients\"\nvariables = [\"smoker\"]\n[table]\ncaption = \"c\"\n";
+        let out = run(spec, &[patients()]).unwrap();
+        let t = &out.artifacts.tables[0];
+        assert_eq!(t.header, vec!["Characteristic", "Overall (n\u{a0}=\u{a0}9)"]);
+        assert_eq!(t.rows[0].cells[1].text, "5 (56%)");
+        assert!(out.value["variables"]["smoker"]["p"].is_null());
+
+        let mut after = patients().take("after", &[0, 1, 4, 5]);
+        after.name = "after".into();
+        let spec = "id = \"t\"\nkind = \"table1\"\nby = \"group\"\nvariables = [\"smoker\"]\n[[panels]]\ndata = \"patients\"\nlabel = \"Before\"\n[[panels]]\ndata = \"after\"\nlabel = \"After\"\n[table]\ncaption = \"c\"\n";
+        let out = run(spec, &[patients(), after]).unwrap();
+        let t = &out.artifacts.tables[0];
+        assert_eq!(t.header.len(), 1 + 2 * 4);
+        assert_eq!(t.groups.len(), 3);
+        assert_eq!(t.groups[1].label.as_deref(), Some("Before"));
+        assert_eq!(t.groups[2].span, 4);
+        let after = &out.value["panels"][1];
+        assert_eq!(after["n"], 4);
+        assert_eq!(after["variables"]["smoker"]["groups"]["A"]["count"], 1);
+        // A 1/2 vs B 0/2: SMD |0.5 - 0| / sqrt((0.25 + 0) / 2).
+        close(&after["variables"]["smoker"]["smd"], 0.5 / 0.125f64.sqrt());
+    }
+
+    #[test]
+    fn three_groups_use_kruskal_and_anova() {
+        // R: kruskal.test(y ~ h)$p.value = 0.028696017396577; anova(lm(y ~ h)) p = 0.00216296551698589.
+        let y = [1.0, 2.0, 3.0, 4.0, 3.0, 5.0, 7.0, 8.0, 9.0, 9.0];
+        let h = ["A", "A", "A", "A", "B", "B", "B", "C", "C", "C"];
+        let data = dataset(
+            "d",
+            vec![
+                ("h", category(&["A", "B", "C"], &h.iter().map(|x| Some(*x)).collect::<Vec<_>>())),
+                ("y", ColumnData::Number(y.iter().map(|v| Some(*v)).collect())),
+            ],
+        );
+        let spec = "id = \"t\"\nkind = \"table1\"\ndata = \"d\"\nby = \"h\"\nvariables = [\"y\", { name = \"y2\", summary = \"mean\" }]\n";
+        let mut data2 = data.clone();
+        data2.set_column(crate::dataset::Column::new(
+            "y2",
+            ColumnData::Number(y.iter().map(|v| Some(*v)).collect()),
+        ));
+        let out = run(spec, &[data2]).unwrap();
+        let v = &out.value["variables"];
+        assert_eq!(v["y"]["test"], "kruskal");
+        assert!((v["y"]["p"].as_f64().unwrap() - 0.028696017396577).abs() < 1e-12);
+        assert_eq!(v["y2"]["test"], "anova");
+        assert!((v["y2"]["p"].as_f64().unwrap() - 0.00216296551698589).abs() < 1e-12);
+        assert!(v["y"]["smd"].is_null());
+    }
+
+    #[test]
+    fn errors_are_clear() {
+        let err = |spec: &str| run(spec, &[patients()]).unwrap_err().message;
+        assert!(err(&SPEC.replace("\"site\"", "\"sites\"")).contains("no column `sites`"));
+        assert!(err(SPEC).contains("listed twice"));
+        assert!(err(&SPEC.replace("\"smoker\"", "{ name = \"smoker\", summary = \"mean\" }"))
+            .contains("`summary` applies to continuous variables"));
+        assert!(err(&(SPEC.replace(", { name = \"x\", label = \"x again\" }", "") + "labels = { C = \"c\" }\n"))
+            .contains("not a group"));
+        assert!(err(&SPEC.replace("by = \"group\"", "by = \"x\"")).contains("grouping column"));
+        let by_number = "id = \"t\"\nkind = \"table1\"\ndata = \"patients\"\nby = \"x\"\nvariables = [\"site\"]\n";
+        assert!(err(by_number).contains("column `x` is number"));
     }
 }
