@@ -1,6 +1,9 @@
 //! `aggregate`: summarise a child table (several rows per parent, e.g. one row per lesion) into
 //! new columns of the parent table (one row per patient).
 
+// Blocks return the crate's `Diagnostic` (located, with hints) as errors.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -58,9 +61,7 @@ const FUNCTIONS: &str = "count(), count(<expr>), any(<expr>), all(<expr>), sum(<
 /// Split `any(size > 3)` into the function and its argument (`None` for `count()`).
 fn parse_call(source: &str) -> Result<(Function, Option<&str>), String> {
     let s = source.trim();
-    let bad = || {
-        format!("`{s}` is not a summary; write one of {FUNCTIONS}")
-    };
+    let bad = || format!("`{s}` is not a summary; write one of {FUNCTIONS}");
     let open = s.find('(').ok_or_else(bad)?;
     if !s.ends_with(')') {
         return Err(bad());
@@ -86,7 +87,9 @@ fn parse_call(source: &str) -> Result<(Function, Option<&str>), String> {
         if function == Function::Count {
             return Ok((function, None));
         }
-        return Err(format!("`{name}()` needs an expression, e.g. `{name}(size_mm)`"));
+        return Err(format!(
+            "`{name}()` needs an expression, e.g. `{name}(size_mm)`"
+        ));
     }
     Ok((function, Some(arg)))
 }
@@ -130,7 +133,11 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
         let key = parent_column.data.text(r).ok_or_else(|| {
             env.error(
                 key_field,
-                format!("key `{parent_key}` of `{}` is missing on row {}", parent.name, r + 1),
+                format!(
+                    "key `{parent_key}` of `{}` is missing on row {}",
+                    parent.name,
+                    r + 1
+                ),
             )
         })?;
         if parent_row.insert(key.clone(), r).is_some() {
@@ -183,15 +190,16 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
         let values: Vec<Option<Value>> = match arg {
             None => vec![Some(Value::from(true)); child.n_rows],
             Some(arg) => {
-                let compiled = RowExpr::compile(&environment, arg, child)
-                    .map_err(|m| env.error(name, m))?;
+                let compiled =
+                    RowExpr::compile(&environment, arg, child).map_err(|m| env.error(name, m))?;
                 compiled.eval_all(&shared).map_err(|m| env.error(name, m))?
             }
         };
         let per_parent: Vec<Option<Value>> = children
             .iter()
             .map(|rows| {
-                let present: Vec<&Value> = rows.iter().filter_map(|&r| values[r].as_ref()).collect();
+                let present: Vec<&Value> =
+                    rows.iter().filter_map(|&r| values[r].as_ref()).collect();
                 summarise(function, &present)
             })
             .collect::<Result<_, String>>()
@@ -237,9 +245,9 @@ fn as_number(v: &Value, what: &str) -> Result<f64, String> {
 }
 
 fn all_integers(values: &[&Value]) -> bool {
-    values
-        .iter()
-        .all(|v| v.kind() == ValueKind::Bool || (v.as_i64().is_some() && !v.to_string().contains('.')))
+    values.iter().all(|v| {
+        v.kind() == ValueKind::Bool || (v.as_i64().is_some() && !v.to_string().contains('.'))
+    })
 }
 
 /// One parent's summary of its children's non-missing values.
@@ -295,13 +303,22 @@ fn summarise(function: Function, values: &[&Value]) -> Result<Option<Value>, Str
             for v in &values[1..] {
                 let better = if numeric {
                     let (a, b) = (as_number(v, "min(...) and max(...)")?, as_number(best, "")?);
-                    if function == Function::Min { a < b } else { a > b }
+                    if function == Function::Min {
+                        a < b
+                    } else {
+                        a > b
+                    }
                 } else {
                     let (a, b) = (
-                        v.as_str().ok_or_else(|| format!("cannot compare `{v}` with `{best}`"))?,
+                        v.as_str()
+                            .ok_or_else(|| format!("cannot compare `{v}` with `{best}`"))?,
                         best.as_str().unwrap_or_default(),
                     );
-                    if function == Function::Min { a < b } else { a > b }
+                    if function == Function::Min {
+                        a < b
+                    } else {
+                        a > b
+                    }
                 };
                 if better {
                     best = v;
@@ -318,7 +335,7 @@ fn summarise(function: Function, values: &[&Value]) -> Result<Option<Value>, Str
 
 #[cfg(test)]
 mod tests {
-    use crate::analysis::table1::testing::{dataset, run, text};
+    use crate::analysis::table1::tests::{dataset, run, text};
     use crate::dataset::{ColumnData, Dataset};
 
     /// Patients p1, p2, p3; lesions: p1 has sizes 10 and 30 (one fractured), p3 has one lesion of
@@ -334,7 +351,10 @@ mod tests {
                 vec![
                     ("patient", text(&[Some("p1"), Some("p3"), Some("p1")])),
                     ("size", ColumnData::Integer(vec![Some(10), None, Some(30)])),
-                    ("fracture", ColumnData::Boolean(vec![Some(false), Some(false), Some(true)])),
+                    (
+                        "fracture",
+                        ColumnData::Boolean(vec![Some(false), Some(false), Some(true)]),
+                    ),
                 ],
             ),
         ]
@@ -365,12 +385,27 @@ first_size = "first(size)"
         assert_eq!(d.name, "per_patient");
         assert_eq!(d.n_rows, 3);
         let col = |name: &str| d.column(name).unwrap().data.clone();
-        assert_eq!(col("n"), ColumnData::Integer(vec![Some(2), Some(0), Some(1)]));
+        assert_eq!(
+            col("n"),
+            ColumnData::Integer(vec![Some(2), Some(0), Some(1)])
+        );
         // p3's size is missing: size > 20 is missing there and skipped.
-        assert_eq!(col("big"), ColumnData::Integer(vec![Some(1), Some(0), Some(0)]));
-        assert_eq!(col("fractured"), ColumnData::Boolean(vec![Some(true), Some(false), Some(false)]));
-        assert_eq!(col("all_fractured"), ColumnData::Boolean(vec![Some(false), None, Some(false)]));
-        assert_eq!(col("total"), ColumnData::Integer(vec![Some(40), None, None]));
+        assert_eq!(
+            col("big"),
+            ColumnData::Integer(vec![Some(1), Some(0), Some(0)])
+        );
+        assert_eq!(
+            col("fractured"),
+            ColumnData::Boolean(vec![Some(true), Some(false), Some(false)])
+        );
+        assert_eq!(
+            col("all_fractured"),
+            ColumnData::Boolean(vec![Some(false), None, Some(false)])
+        );
+        assert_eq!(
+            col("total"),
+            ColumnData::Integer(vec![Some(40), None, None])
+        );
         // A sum of true/false counts the true values.
         let spec = SPEC.replace("sum(size)", "sum(fracture)");
         let d2 = run(&spec, &tables()).unwrap().dataset.unwrap();
@@ -378,10 +413,22 @@ first_size = "first(size)"
             d2.column("total").unwrap().data,
             ColumnData::Integer(vec![Some(1), None, Some(0)])
         );
-        assert_eq!(col("smallest"), ColumnData::Integer(vec![Some(10), None, None]));
-        assert_eq!(col("largest"), ColumnData::Integer(vec![Some(30), None, None]));
-        assert_eq!(col("mean_size"), ColumnData::Number(vec![Some(20.0), None, None]));
-        assert_eq!(col("first_size"), ColumnData::Integer(vec![Some(10), None, None]));
+        assert_eq!(
+            col("smallest"),
+            ColumnData::Integer(vec![Some(10), None, None])
+        );
+        assert_eq!(
+            col("largest"),
+            ColumnData::Integer(vec![Some(30), None, None])
+        );
+        assert_eq!(
+            col("mean_size"),
+            ColumnData::Number(vec![Some(20.0), None, None])
+        );
+        assert_eq!(
+            col("first_size"),
+            ColumnData::Integer(vec![Some(10), None, None])
+        );
         assert_eq!(out.value["without_children"], 1);
         assert_eq!(out.value["missing"]["total"], 2);
         // The parent's own columns stay.
@@ -395,10 +442,23 @@ first_size = "first(size)"
             err(SPEC.replace("count(size > 20)", "median(size)"), &tables())
                 .contains("unknown summary function `median`")
         );
-        assert!(err(SPEC.replace("\"any(fracture)\"", "\"any()\""), &tables()).contains("needs an expression"));
-        assert!(err(SPEC.replace("sum(size)", "sum(patient)"), &tables()).contains("needs a number"));
-        assert!(err(SPEC.replace("count(size > 20)", "count(size)"), &tables()).contains("true/false"));
-        assert!(err(SPEC.replace("child = \"patient\"", "child = \"patent\""), &tables()).contains("no column `patent`"));
+        assert!(
+            err(SPEC.replace("\"any(fracture)\"", "\"any()\""), &tables())
+                .contains("needs an expression")
+        );
+        assert!(
+            err(SPEC.replace("sum(size)", "sum(patient)"), &tables()).contains("needs a number")
+        );
+        assert!(
+            err(SPEC.replace("count(size > 20)", "count(size)"), &tables()).contains("true/false")
+        );
+        assert!(
+            err(
+                SPEC.replace("child = \"patient\"", "child = \"patent\""),
+                &tables()
+            )
+            .contains("no column `patent`")
+        );
         // A child key that is not a parent.
         let mut t = tables();
         t[1] = dataset(
@@ -406,13 +466,19 @@ first_size = "first(size)"
             vec![
                 ("patient", text(&[Some("p1"), Some("p9"), Some("p1")])),
                 ("size", ColumnData::Integer(vec![Some(10), None, Some(30)])),
-                ("fracture", ColumnData::Boolean(vec![Some(false), Some(false), Some(true)])),
+                (
+                    "fracture",
+                    ColumnData::Boolean(vec![Some(false), Some(false), Some(true)]),
+                ),
             ],
         );
         assert!(err(SPEC.to_string(), &t).contains("are not in `patients`: p9"));
         // Duplicate parent keys.
         let mut t = tables();
-        t[0] = dataset("patients", vec![("id", text(&[Some("p1"), Some("p1"), Some("p3")]))]);
+        t[0] = dataset(
+            "patients",
+            vec![("id", text(&[Some("p1"), Some("p1"), Some("p3")]))],
+        );
         assert!(err(SPEC.to_string(), &t).contains("not unique"));
     }
 }

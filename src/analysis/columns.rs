@@ -181,16 +181,23 @@ pub fn to_stats(env: &BlockEnv, columns: &[CovariateColumn], rows: &[usize], key
 // ---------------------------------------------------------------------------------------------
 // Presentation helpers shared by the kinds that draw figures and tables.
 
+// These return the crate's `Diagnostic` like every block does (clippy's result_large_err).
+
 /// Validate a `[figure]` width (a fraction of the text width, default 1).
+#[allow(clippy::result_large_err)]
 pub fn figure_width(env: &BlockEnv, width: Option<f64>) -> R<f64> {
     match width {
         None => Ok(1.0),
         Some(w) if w.is_finite() && w > 0.0 && w <= 1.0 => Ok(w),
-        Some(w) => Err(env.error("width", format!("`width` is a fraction of the text width between 0 and 1 (got {w})"))),
+        Some(w) => Err(env.error(
+            "width",
+            format!("`width` is a fraction of the text width between 0 and 1 (got {w})"),
+        )),
     }
 }
 
 /// A figure artifact named after the block (`<id>` for the first figure, `<id>-<n>` after).
+#[allow(clippy::result_large_err)]
 pub fn figure_artifact(
     env: &BlockEnv,
     svg: String,
@@ -208,7 +215,7 @@ pub fn figure_artifact(
     })
 }
 
-/// A table artifact named after the block, with the spec's caption, label and notes after `notes`.
+/// A table artifact named after the block (rename it for a second table), with the spec's caption, label and notes after `notes`.
 pub fn table_artifact(
     env: &BlockEnv,
     spec: &super::TableSpec,
@@ -217,12 +224,11 @@ pub fn table_artifact(
     groups: Vec<crate::artifacts::ColumnGroup>,
     rows: Vec<crate::artifacts::Row>,
     notes: Vec<String>,
-    index: usize,
 ) -> crate::artifacts::Table {
     let mut all_notes = notes;
     all_notes.extend(spec.notes.iter().cloned());
     crate::artifacts::Table {
-        name: artifact_name(env, index),
+        name: artifact_name(env, 0),
         caption: spec.caption.clone(),
         label: spec.label.clone(),
         header,
@@ -233,13 +239,18 @@ pub fn table_artifact(
     }
 }
 
-fn artifact_name(env: &BlockEnv, index: usize) -> String {
-    if index == 0 { env.block.id.clone() } else { format!("{}-{}", env.block.id, index + 1) }
+pub fn artifact_name(env: &BlockEnv, index: usize) -> String {
+    if index == 0 {
+        env.block.id.clone()
+    } else {
+        format!("{}-{}", env.block.id, index + 1)
+    }
 }
 
 /// How tables and figures name a column: its label from the schema, else its name.
 pub fn display_label(data: &Dataset, name: &str) -> String {
-    data.column(name).map_or_else(|| name.to_string(), |c| c.display_label().to_string())
+    data.column(name)
+        .map_or_else(|| name.to_string(), |c| c.display_label().to_string())
 }
 
 /// Display label of a model term (`age`, `race=white`): the `labels` map by term, then by variable
@@ -250,7 +261,10 @@ pub fn term_label(data: &Dataset, term: &str, labels: &IndexMap<String, String>)
     }
     match term.split_once('=') {
         Some((variable, level)) if data.column(variable).is_some() => {
-            let v = labels.get(variable).cloned().unwrap_or_else(|| display_label(data, variable));
+            let v = labels
+                .get(variable)
+                .cloned()
+                .unwrap_or_else(|| display_label(data, variable));
             format!("{v}: {level}")
         }
         _ => display_label(data, term),
@@ -260,6 +274,7 @@ pub fn term_label(data: &Dataset, term: &str, labels: &IndexMap<String, String>)
 /// Reorder factor levels as R's `factor(x, levels = ...)`: `levels` maps a categorical covariate
 /// to its levels in the wanted order (the first is the default reference level). Every level
 /// present in the data must be listed.
+#[allow(clippy::result_large_err)]
 pub fn reorder_levels(
     env: &BlockEnv,
     covariates: &mut [CovariateColumn],
@@ -272,7 +287,13 @@ pub fn reorder_levels(
                 format!("`levels` names `{variable}`, which is not among the covariates"),
             ));
         };
-        let CovariateColumn::Categorical { levels: old, codes, reference, .. } = c else {
+        let CovariateColumn::Categorical {
+            levels: old,
+            codes,
+            reference,
+            ..
+        } = c
+        else {
             return Err(env.error(
                 "levels",
                 format!("`{variable}` is numeric; list it under `factors` to give it levels"),

@@ -2,6 +2,9 @@
 //! `wilcox.test` and `t.test` compute it, with the per-group numbers the prose quotes beside it.
 //! The variable-type and test-choice rules here are shared with `table1`.
 
+// Blocks return the crate's `Diagnostic` (located, with hints) as errors.
+#![allow(clippy::result_large_err)]
+
 use galley_stats::describe::summarize;
 use galley_stats::hypothesis::{
     CrossTab, chisq_test, chisq_test_yates, fisher_test, welch_t_test, wilcoxon_rank_sum,
@@ -228,7 +231,10 @@ pub fn compare(env: &BlockEnv) -> Result<Output, Diagnostic> {
         (None, _) => detect_type(column).ok_or_else(|| {
             env.error(
                 "variable",
-                format!("`{}` is a date; compare a number derived from it", spec.variable),
+                format!(
+                    "`{}` is a date; compare a number derived from it",
+                    spec.variable
+                ),
             )
         })?,
     };
@@ -289,8 +295,8 @@ pub fn compare(env: &BlockEnv) -> Result<Output, Diagnostic> {
             extend(&mut value, json!(t));
             value["conf_level"] = json!(spec.conf_level);
         } else {
-            let w = wilcoxon_rank_sum(&x[0], &x[1], spec.exact, spec.correct)
-                .map_err(stats_error)?;
+            let w =
+                wilcoxon_rank_sum(&x[0], &x[1], spec.exact, spec.correct).map_err(stats_error)?;
             value["test"] = json!("wilcoxon");
             let how = if w.exact {
                 "exact p-value"

@@ -1,6 +1,9 @@
 //! `describe`: summary statistics of one numeric variable, overall and by group, as R's `mean`,
 //! `sd`, `quantile(type = 7)`, `min` and `max`; optionally a histogram.
 
+// Blocks return the crate's `Diagnostic` (located, with hints) as errors.
+#![allow(clippy::result_large_err)]
+
 use galley_figures::{Bins, Histogram, histogram};
 use galley_stats::describe::{Summary, summarize};
 use serde::Deserialize;

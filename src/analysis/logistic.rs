@@ -1,6 +1,9 @@
 //! `logistic`: logistic regression as R's `glm(family = binomial)` with Wald tests and
 //! `confint.default` intervals as odds ratios; an odds-ratio table and a forest plot.
 
+// Blocks return the crate's `Diagnostic` (located, with hints) as errors.
+#![allow(clippy::result_large_err)]
+
 use galley_figures::{ForestPlot, ForestRow, forest_plot};
 use galley_stats::design::{Covariate, model_matrix};
 use galley_stats::logistic::{LogisticFit, LogisticOptions, logistic_regression};
@@ -65,7 +68,11 @@ struct ForestFigure {
 enum Line {
     Heading(String),
     Reference(String),
-    Term { label: String, index: usize, indent: u8 },
+    Term {
+        label: String,
+        index: usize,
+        indent: u8,
+    },
 }
 
 /// `logistic`: result `n` (complete cases used), `excluded`, `events`, `terms` (`term`, `coef`, `se`,
@@ -140,21 +147,31 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
             None => "not estimable".to_string(),
         }
     };
-    let p_text = |i: usize| fit.terms[i].p.map_or(String::new(), |p| format::p_number(p, rules));
+    let p_text = |i: usize| {
+        fit.terms[i]
+            .p
+            .map_or(String::new(), |p| format::p_number(p, rules))
+    };
     let ci = format!("{}% CI", format::fixed(spec.conf_level * 100.0, 0));
 
     if let Some(table) = &spec.table {
         let mut rows_out = Vec::new();
         for line in &lines {
             rows_out.push(match line {
-                Line::Heading(label) => Row::new(vec![Cell::text(label), Cell::empty(), Cell::empty()]),
+                Line::Heading(label) => {
+                    Row::new(vec![Cell::text(label), Cell::empty(), Cell::empty()])
+                }
                 Line::Reference(level) => Row::new(vec![
                     Cell::text(level),
                     Cell::text("1 (reference)"),
                     Cell::empty(),
                 ])
                 .indented(1),
-                Line::Term { label, index, indent } => {
+                Line::Term {
+                    label,
+                    index,
+                    indent,
+                } => {
                     let t = &fit.terms[*index];
                     let or_cell = match t.or {
                         Some(or) => Cell::number(or_text(*index), or),
@@ -192,7 +209,6 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
             Vec::new(),
             rows_out,
             notes,
-            0,
         ));
     }
 
@@ -205,7 +221,11 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
                     indent: 1,
                     ..ForestRow::reference(level)
                 },
-                Line::Term { label, index, indent } => {
+                Line::Term {
+                    label,
+                    index,
+                    indent,
+                } => {
                     let t = &fit.terms[*index];
                     match (t.or, t.lower, t.upper) {
                         (Some(or), Some(lo), hi) if or > 0.0 => ForestRow {

@@ -2,9 +2,14 @@
 //! `matchit(method = "nearest", distance = "glm")` (ATT), with balance before and after, a Love plot,
 //! and the matched cohort as a dataset for later blocks.
 
+// Blocks return the crate's `Diagnostic` (located, with hints) as errors.
+#![allow(clippy::result_large_err)]
+
 use galley_figures::{LoveOrder, LovePlot, LoveRow, love_plot};
 use galley_stats::design::Covariate;
-use galley_stats::matching::{DistanceRule, Link, MatchOrder, NearestOptions, propensity_match as fit};
+use galley_stats::matching::{
+    DistanceRule, Link, MatchOrder, NearestOptions, propensity_match as fit,
+};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -139,7 +144,10 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
             (0..data.n_rows)
                 .map(|r| {
                     let id = column.data.text(r).ok_or_else(|| {
-                        env.error("id_column", format!("`{name}` is missing on data row {}", r + 1))
+                        env.error(
+                            "id_column",
+                            format!("`{name}` is missing on data row {}", r + 1),
+                        )
                     })?;
                     if !seen.insert(id.clone()) {
                         return Err(env.error(
@@ -224,7 +232,12 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
     cohort.set_column(Column {
         name: "weights".into(),
         label: Some("Matching weight".into()),
-        data: ColumnData::Number(matched.iter().map(|&i| Some(m.matching.weights[i])).collect()),
+        data: ColumnData::Number(
+            matched
+                .iter()
+                .map(|&i| Some(m.matching.weights[i]))
+                .collect(),
+        ),
     });
     cohort.set_column(Column {
         name: "distance".into(),
@@ -262,7 +275,11 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
                 ));
                 for level in levels {
                     let term = format!("{name}={level}");
-                    let label = spec.labels.get(&term).cloned().unwrap_or_else(|| level.clone());
+                    let label = spec
+                        .labels
+                        .get(&term)
+                        .cloned()
+                        .unwrap_or_else(|| level.clone());
                     lines.push((label, Some(term), 1));
                 }
             }
@@ -302,7 +319,6 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
             Vec::new(),
             rows_out,
             notes,
-            0,
         ));
     }
 
@@ -330,15 +346,15 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
                         after,
                     });
                 } else {
-                    output
-                        .warnings
-                        .push(format!("the Love plot leaves out `{term}`: its SMD is not estimable"));
+                    output.warnings.push(format!(
+                        "the Love plot leaves out `{term}`: its SMD is not estimable"
+                    ));
                 }
             }
         }
         let mut plot = LovePlot::new(rows_out);
         plot.threshold = match fig.threshold {
-            Some(t) if t == 0.0 => None,
+            Some(0.0) => None,
             Some(t) => Some(t),
             None => Some(0.1),
         };
@@ -366,4 +382,101 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
         )?);
     }
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::analysis::table1::tests::{dataset, run, text};
+    use crate::dataset::ColumnData;
+
+    #[test]
+    fn matched_cohort_dataset() {
+        // Two treated units and four controls; x separates them imperfectly.
+        let data = dataset(
+            "d",
+            vec![
+                (
+                    "id",
+                    text(&[
+                        Some("a"),
+                        Some("b"),
+                        Some("c"),
+                        Some("d"),
+                        Some("e"),
+                        Some("f"),
+                        Some("g"),
+                    ]),
+                ),
+                (
+                    "t",
+                    ColumnData::Boolean(vec![
+                        Some(true),
+                        Some(true),
+                        Some(false),
+                        Some(false),
+                        Some(false),
+                        Some(false),
+                        None,
+                    ]),
+                ),
+                (
+                    "x",
+                    ColumnData::Number(vec![
+                        Some(3.0),
+                        Some(1.0),
+                        Some(2.0),
+                        Some(0.5),
+                        Some(-1.0),
+                        Some(2.5),
+                        Some(1.0),
+                    ]),
+                ),
+            ],
+        );
+        let spec = "id = \"m\"\nkind = \"propensity_match\"\ndata = \"d\"\ntreatment = \"t\"\ncovariates = [\"x\"]\nid_column = \"id\"\n";
+        let out = run(spec, &[data]).unwrap();
+        // The row with a missing treatment is left out, with a warning.
+        assert_eq!(out.value["excluded"], 1);
+        assert!(out.warnings[0].contains("left out"));
+        let m = out.dataset.unwrap();
+        assert_eq!(m.name, "m");
+        assert_eq!(m.n_rows, 4);
+        let ids: Vec<String> = (0..4)
+            .map(|r| m.column("id").unwrap().data.text(r).unwrap())
+            .collect();
+        let sets = out.value["matched_sets"].as_array().unwrap();
+        let mut expected: Vec<String> = sets
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(s["treated"].as_str().unwrap().to_string()).chain(
+                    s["controls"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c.as_str().unwrap().to_string()),
+                )
+            })
+            .collect();
+        expected.sort();
+        let mut got = ids.clone();
+        got.sort();
+        assert_eq!(got, expected);
+        // Each set shares a subclass; 1:1 weights are all 1; distance is the propensity score.
+        let subclass = &m.column("subclass").unwrap().data;
+        for s in sets {
+            let row = |id: &str| ids.iter().position(|x| x == id).unwrap();
+            let t = row(s["treated"].as_str().unwrap());
+            let c = row(s["controls"][0].as_str().unwrap());
+            assert_eq!(subclass.number(t), subclass.number(c));
+            let d = m.column("distance").unwrap().data.number(t).unwrap();
+            let want = out.value["distance"][s["treated"].as_str().unwrap()]
+                .as_f64()
+                .unwrap();
+            assert_eq!(d, want);
+        }
+        assert_eq!(
+            m.column("weights").unwrap().data,
+            ColumnData::Number(vec![Some(1.0); 4])
+        );
+    }
 }

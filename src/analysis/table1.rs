@@ -4,6 +4,9 @@
 //! and tableone's standardized mean difference for two groups. Several panels (e.g. before and
 //! after matching) sit side by side under column groups.
 
+// Blocks return the crate's `Diagnostic` (located, with hints) as errors.
+#![allow(clippy::result_large_err)]
+
 use galley_stats::balance::{smd_pooled_categorical, smd_pooled_continuous};
 use galley_stats::describe::{Summary, summarize};
 use galley_stats::hypothesis::{CrossTab, welch_t_test, wilcoxon_rank_sum};
@@ -209,9 +212,10 @@ pub fn table1(env: &BlockEnv) -> R<Output> {
     };
     let mut output = Output::value(value);
     if let Some(table) = &spec.table {
-        output.artifacts.tables.push(render(
-            env, &spec, table, &layout, &panels, smd_on,
-        ));
+        output
+            .artifacts
+            .tables
+            .push(render(env, &spec, table, &layout, &panels, smd_on));
     }
     Ok(output)
 }
@@ -226,11 +230,16 @@ fn layout(env: &BlockEnv, spec: &Table1Spec, datasets: &[&Dataset]) -> R<Layout>
                 name: name.clone(),
                 ..VariableSpec::default()
             },
-            toml::Value::Table(t) => toml::Value::Table(t.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    env.error("variables", format!("in `variables`: {}", e.message().trim()))
-                })?,
+            toml::Value::Table(t) => {
+                toml::Value::Table(t.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        env.error(
+                            "variables",
+                            format!("in `variables`: {}", e.message().trim()),
+                        )
+                    })?
+            }
             other => {
                 return Err(env.error(
                     "variables",
@@ -246,7 +255,10 @@ fn layout(env: &BlockEnv, spec: &Table1Spec, datasets: &[&Dataset]) -> R<Layout>
         if spec.by.as_deref() == Some(v.name.as_str()) {
             return Err(env.error(
                 "variables",
-                format!("`{}` is the grouping column; it cannot also be a row", v.name),
+                format!(
+                    "`{}` is the grouping column; it cannot also be a row",
+                    v.name
+                ),
             ));
         }
         let mut var_type = None;
@@ -278,13 +290,21 @@ fn layout(env: &BlockEnv, spec: &Table1Spec, datasets: &[&Dataset]) -> R<Layout>
         if v.summary.is_some() && var_type != VarType::Continuous {
             return Err(env.error(
                 "variables",
-                format!("`summary` applies to continuous variables; `{}` is {}", v.name, var_type.name()),
+                format!(
+                    "`summary` applies to continuous variables; `{}` is {}",
+                    v.name,
+                    var_type.name()
+                ),
             ));
         }
         if v.level.is_some() && var_type != VarType::Binary {
             return Err(env.error(
                 "variables",
-                format!("`level` applies to binary variables; `{}` is {}", v.name, var_type.name()),
+                format!(
+                    "`level` applies to binary variables; `{}` is {}",
+                    v.name,
+                    var_type.name()
+                ),
             ));
         }
         variables.push(Variable {
@@ -458,11 +478,19 @@ fn compute_panel(
         } else {
             let (lv, codes) = grouping(column);
             // Codes into the table-wide levels (binary: 1 = the counted level).
-            let map: Vec<Option<usize>> =
-                lv.iter().map(|l| levels.iter().position(|x| x == l)).collect();
+            let map: Vec<Option<usize>> = lv
+                .iter()
+                .map(|l| levels.iter().position(|x| x == l))
+                .collect();
             Values::Categorical(codes.iter().map(|c| c.and_then(|c| map[c])).collect())
         };
-        results.push(compute_variable(v, levels.len(), &values, &group_of, columns_n)?);
+        results.push(compute_variable(
+            v,
+            levels.len(),
+            &values,
+            &group_of,
+            columns_n,
+        )?);
     }
     Ok(Panel {
         label,
@@ -491,7 +519,10 @@ fn compute_variable(
     for g in 0..=n_groups {
         match values {
             Values::Continuous(x) => {
-                let vals: Vec<Option<f64>> = (0..rows).filter(|&r| in_column(g, r)).map(|r| x[r]).collect();
+                let vals: Vec<Option<f64>> = (0..rows)
+                    .filter(|&r| in_column(g, r))
+                    .map(|r| x[r])
+                    .collect();
                 stats.push(Stats::Continuous(if vals.is_empty() {
                     empty_summary()
                 } else {
@@ -596,7 +627,10 @@ fn compute_variable(
                     test = Some(result.test);
                 }
                 if n_groups == 2 && col_keep.len() == 2 {
-                    let present_levels = counts.iter().filter(|row| row.iter().sum::<u64>() > 0).count();
+                    let present_levels = counts
+                        .iter()
+                        .filter(|row| row.iter().sum::<u64>() > 0)
+                        .count();
                     smd = if present_levels < 2 {
                         Some(0.0)
                     } else {
@@ -733,12 +767,23 @@ fn panel_json(spec: &Table1Spec, layout: &Layout, panel: &Panel) -> Value {
             .collect()
     };
     let mut variables = serde_json::Map::new();
-    for ((v, levels), res) in layout.variables.iter().zip(&layout.levels).zip(&panel.results) {
+    for ((v, levels), res) in layout
+        .variables
+        .iter()
+        .zip(&layout.levels)
+        .zip(&panel.results)
+    {
         let stats_json = |s: &Stats| -> Value {
             match s {
                 Stats::Continuous(summary) => json!(summary),
                 Stats::Categorical { n, missing, counts } => {
-                    let pct = |c: usize| if *n > 0 { Some(c as f64 / *n as f64) } else { None };
+                    let pct = |c: usize| {
+                        if *n > 0 {
+                            Some(c as f64 / *n as f64)
+                        } else {
+                            None
+                        }
+                    };
                     let mut lv = serde_json::Map::new();
                     for (l, c) in levels.iter().zip(counts) {
                         lv.insert(l.clone(), json!({"n": c, "pct": pct(*c)}));
@@ -918,10 +963,9 @@ fn render(
             let r = &p.results[vi];
             if test_on {
                 cells.push(match (r.p, r.test) {
-                    (Some(pv), Some(t)) => Cell::number(
-                        format!("{}{}", format::p_number(pv, rules), mark(t)),
-                        pv,
-                    ),
+                    (Some(pv), Some(t)) => {
+                        Cell::number(format!("{}{}", format::p_number(pv, rules), mark(t)), pv)
+                    }
                     _ => Cell::text("\u{2013}"),
                 });
             }
@@ -987,7 +1031,8 @@ fn render(
                 let mut cells = vec![Cell::text(&v.label)];
                 for p in panels {
                     for g in &group_cols {
-                        let Stats::Categorical { n, counts, .. } = &p.results[vi].stats[col_index(g)]
+                        let Stats::Categorical { n, counts, .. } =
+                            &p.results[vi].stats[col_index(g)]
                         else {
                             continue;
                         };
@@ -1018,7 +1063,11 @@ fn render(
                                 continue;
                             };
                             cells.push(Cell::number(
-                                format::n_percent(counts[li] as f64, *n as f64, rules.percent_digits),
+                                format::n_percent(
+                                    counts[li] as f64,
+                                    *n as f64,
+                                    rules.percent_digits,
+                                ),
                                 counts[li] as f64,
                             ));
                         }
@@ -1101,7 +1150,7 @@ fn render(
             ));
         }
     }
-    columns::table_artifact(env, table, header, align, groups, rows, notes, 0)
+    columns::table_artifact(env, table, header, align, groups, rows, notes)
 }
 
 fn join_or(items: &[&str]) -> String {
@@ -1141,9 +1190,9 @@ fn continuous_cell(s: &Summary, summary: SummaryKind, d: usize, sep: &str) -> Ce
     }
 }
 
-/// Running a block on hand-made datasets, for unit tests of the kinds.
+/// Unit tests, and helpers running a block on hand-made datasets (used by the other kinds' tests).
 #[cfg(test)]
-pub(crate) mod testing {
+pub(crate) mod tests {
     use indexmap::IndexMap;
 
     use crate::analysis::{AnalysisSettings, BlockEnv, Output, run_block};
@@ -1169,8 +1218,10 @@ pub(crate) mod testing {
 
     pub fn run(body: &str, datasets: &[Dataset]) -> Result<Output, Diagnostic> {
         let block = block(body);
-        let datasets: IndexMap<String, Dataset> =
-            datasets.iter().map(|d| (d.name.clone(), d.clone())).collect();
+        let datasets: IndexMap<String, Dataset> = datasets
+            .iter()
+            .map(|d| (d.name.clone(), d.clone()))
+            .collect();
         let settings = AnalysisSettings {
             seed: 1,
             cutoff: None,
@@ -1209,12 +1260,6 @@ pub(crate) mod testing {
                 .collect(),
         )
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::testing::{category, dataset, run};
-    use crate::dataset::ColumnData;
 
     fn close(a: &serde_json::Value, b: f64) {
         let a = a.as_f64().unwrap_or_else(|| panic!("not a number: {a}"));
@@ -1232,26 +1277,62 @@ mod tests {
                     "group",
                     category(
                         &["A", "B"],
-                        &[Some("A"), Some("A"), Some("A"), Some("A"), Some("B"), Some("B"), Some("B"), Some("B"), None],
+                        &[
+                            Some("A"),
+                            Some("A"),
+                            Some("A"),
+                            Some("A"),
+                            Some("B"),
+                            Some("B"),
+                            Some("B"),
+                            Some("B"),
+                            None,
+                        ],
                     ),
                 ),
                 (
                     "x",
                     ColumnData::Number(vec![
-                        Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(3.0), Some(5.0), Some(7.0), None, Some(100.0),
+                        Some(1.0),
+                        Some(2.0),
+                        Some(3.0),
+                        Some(4.0),
+                        Some(3.0),
+                        Some(5.0),
+                        Some(7.0),
+                        None,
+                        Some(100.0),
                     ]),
                 ),
                 (
                     "smoker",
                     ColumnData::Boolean(vec![
-                        Some(true), Some(false), Some(true), Some(true), Some(false), Some(false), Some(true), Some(false), Some(true),
+                        Some(true),
+                        Some(false),
+                        Some(true),
+                        Some(true),
+                        Some(false),
+                        Some(false),
+                        Some(true),
+                        Some(false),
+                        Some(true),
                     ]),
                 ),
                 (
                     "site",
                     category(
                         &["north", "south", "east"],
-                        &[Some("north"), Some("south"), Some("north"), None, Some("east"), Some("east"), Some("south"), Some("east"), Some("north")],
+                        &[
+                            Some("north"),
+                            Some("south"),
+                            Some("north"),
+                            None,
+                            Some("east"),
+                            Some("east"),
+                            Some("south"),
+                            Some("east"),
+                            Some("north"),
+                        ],
                     ),
                 ),
             ],
@@ -1313,7 +1394,13 @@ variables = ["x", "smoker", "site", { name = "x", label = "x again" }]
         let t = &out.artifacts.tables[0];
         assert_eq!(
             t.header,
-            vec!["Characteristic", "Arm A (n\u{a0}=\u{a0}4)", "B (n\u{a0}=\u{a0}4)", "p", "SMD"]
+            vec![
+                "Characteristic",
+                "Arm A (n\u{a0}=\u{a0}4)",
+                "B (n\u{a0}=\u{a0}4)",
+                "p",
+                "SMD"
+            ]
         );
         let texts: Vec<Vec<&str>> = t
             .rows
@@ -1321,16 +1408,36 @@ variables = ["x", "smoker", "site", { name = "x", label = "x again" }]
             .map(|r| r.cells.iter().map(|c| c.text.as_str()).collect())
             .collect();
         // Non-integer data below 100: one decimal.
-        assert_eq!(texts[0], vec!["x", "2.5 (1.8\u{2013}3.2)", "5.0 (4.0\u{2013}6.0)", "0.15\u{1d43}", "1.49"]);
+        assert_eq!(
+            texts[0],
+            vec![
+                "x",
+                "2.5 (1.8\u{2013}3.2)",
+                "5.0 (4.0\u{2013}6.0)",
+                "0.15\u{1d43}",
+                "1.49"
+            ]
+        );
         assert_eq!(texts[1], vec!["Missing", "0", "1", "", ""]);
         assert_eq!(t.rows[1].indent, 1);
-        assert_eq!(texts[2], vec!["smoker", "3 (75%)", "1 (25%)", "0.49\u{1d47}", "1.15"]);
+        assert_eq!(
+            texts[2],
+            vec!["smoker", "3 (75%)", "1 (25%)", "0.49\u{1d47}", "1.15"]
+        );
         assert_eq!(texts[3][0], "site");
         assert_eq!(texts[4], vec!["north", "2 (67%)", "0 (0%)", "", ""]);
         assert_eq!(texts[7], vec!["Missing", "1", "0", "", ""]);
         assert_eq!(texts.len(), 8);
-        assert!(t.notes.iter().any(|n| n.contains("\u{1d43}Wilcoxon rank-sum test")));
-        assert!(t.notes.iter().any(|n| n.contains("1 row(s) with unknown group")));
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("\u{1d43}Wilcoxon rank-sum test"))
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("1 row(s) with unknown group"))
+        );
     }
 
     #[test]
@@ -1338,7 +1445,10 @@ variables = ["x", "smoker", "site", { name = "x", label = "x again" }]
         let spec = "id = \"t\"\nkind = \"table1\"\ndata = \"patients\"\nvariables = [\"smoker\"]\n[table]\ncaption = \"c\"\n";
         let out = run(spec, &[patients()]).unwrap();
         let t = &out.artifacts.tables[0];
-        assert_eq!(t.header, vec!["Characteristic", "Overall (n\u{a0}=\u{a0}9)"]);
+        assert_eq!(
+            t.header,
+            vec!["Characteristic", "Overall (n\u{a0}=\u{a0}9)"]
+        );
         assert_eq!(t.rows[0].cells[1].text, "5 (56%)");
         assert!(out.value["variables"]["smoker"]["p"].is_null());
 
@@ -1366,8 +1476,17 @@ variables = ["x", "smoker", "site", { name = "x", label = "x again" }]
         let data = dataset(
             "d",
             vec![
-                ("h", category(&["A", "B", "C"], &h.iter().map(|x| Some(*x)).collect::<Vec<_>>())),
-                ("y", ColumnData::Number(y.iter().map(|v| Some(*v)).collect())),
+                (
+                    "h",
+                    category(
+                        &["A", "B", "C"],
+                        &h.iter().map(|x| Some(*x)).collect::<Vec<_>>(),
+                    ),
+                ),
+                (
+                    "y",
+                    ColumnData::Number(y.iter().map(|v| Some(*v)).collect()),
+                ),
             ],
         );
         let spec = "id = \"t\"\nkind = \"table1\"\ndata = \"d\"\nby = \"h\"\nvariables = [\"y\", { name = \"y2\", summary = \"mean\" }]\n";
@@ -1390,10 +1509,17 @@ variables = ["x", "smoker", "site", { name = "x", label = "x again" }]
         let err = |spec: &str| run(spec, &[patients()]).unwrap_err().message;
         assert!(err(&SPEC.replace("\"site\"", "\"sites\"")).contains("no column `sites`"));
         assert!(err(SPEC).contains("listed twice"));
-        assert!(err(&SPEC.replace("\"smoker\"", "{ name = \"smoker\", summary = \"mean\" }"))
-            .contains("`summary` applies to continuous variables"));
-        assert!(err(&(SPEC.replace(", { name = \"x\", label = \"x again\" }", "") + "labels = { C = \"c\" }\n"))
-            .contains("not a group"));
+        assert!(
+            err(&SPEC.replace("\"smoker\"", "{ name = \"smoker\", summary = \"mean\" }"))
+                .contains("`summary` applies to continuous variables")
+        );
+        assert!(
+            err(
+                &(SPEC.replace(", { name = \"x\", label = \"x again\" }", "")
+                    + "labels = { C = \"c\" }\n")
+            )
+            .contains("not a group")
+        );
         assert!(err(&SPEC.replace("by = \"group\"", "by = \"x\"")).contains("grouping column"));
         let by_number = "id = \"t\"\nkind = \"table1\"\ndata = \"patients\"\nby = \"x\"\nvariables = [\"site\"]\n";
         assert!(err(by_number).contains("column `x` is number"));

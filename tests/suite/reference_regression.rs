@@ -135,7 +135,13 @@ fn analyze_text(csv: &str, spec: &str) -> std::process::Output {
     std::fs::write(&data, csv).unwrap();
     std::fs::write(&block, spec).unwrap();
     common::galley(
-        &["analyze", "--data", data.to_str().unwrap(), "--block", block.to_str().unwrap()],
+        &[
+            "analyze",
+            "--data",
+            data.to_str().unwrap(),
+            "--block",
+            block.to_str().unwrap(),
+        ],
         dir.path(),
     )
 }
@@ -146,7 +152,11 @@ fn lalonde_csv() -> String {
 
 fn assert_fails(out: &std::process::Output, needles: &[&str]) {
     let err = common::stderr(out);
-    assert!(!out.status.success(), "expected a failure; stdout:\n{}", common::stdout(out));
+    assert!(
+        !out.status.success(),
+        "expected a failure; stdout:\n{}",
+        common::stdout(out)
+    );
     assert!(!err.contains("panicked"), "galley panicked:\n{err}");
     for needle in needles {
         assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
@@ -224,7 +234,9 @@ fn separated_logistic_warns_without_nan() {
     let warnings = v["warnings"].as_array().unwrap();
     assert!(!warnings.is_empty(), "no warning for separated data: {v}");
     assert!(
-        warnings.iter().any(|w| w.as_str().unwrap().contains("0 or 1")),
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("0 or 1")),
         "{warnings:?}"
     );
 }
@@ -268,10 +280,19 @@ fn matching_fixture_builds() {
     let study = root.join("tests/fixtures/matching");
     let out = tempfile::tempdir().unwrap();
     let run = common::galley(
-        &["build", study.to_str().unwrap(), "--out", out.path().to_str().unwrap()],
+        &[
+            "build",
+            study.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
         &root,
     );
-    assert!(run.status.success(), "build failed:\n{}", common::stderr(&run));
+    assert!(
+        run.status.success(),
+        "build failed:\n{}",
+        common::stderr(&run)
+    );
     let dir = out.path().join("matching");
     for file in [
         "manuscript.pdf",
@@ -293,8 +314,18 @@ fn matching_fixture_builds() {
     let treated = ps["n_treated_matched"].as_u64().unwrap();
     let controls = ps["n_control_matched"].as_u64().unwrap();
     let n = result("matched_n")["n"].as_u64().unwrap();
-    assert_eq!(n, treated + controls, "the count block sees the matched cohort");
+    assert_eq!(
+        n,
+        treated + controls,
+        "the count block sees the matched cohort"
+    );
     let csv = std::fs::read_to_string(dir.join("tables/baseline.csv")).unwrap();
     assert!(csv.starts_with("Characteristic,"), "{csv}");
-    assert!(Path::new(&dir.join("figures/ps.svg")).metadata().unwrap().len() > 1000);
+    assert!(
+        Path::new(&dir.join("figures/ps.svg"))
+            .metadata()
+            .unwrap()
+            .len()
+            > 1000
+    );
 }
