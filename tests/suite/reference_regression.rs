@@ -300,6 +300,9 @@ fn matching_fixture_builds() {
         "figures/ps.svg",
         "tables/baseline.csv",
         "tables/ps.csv",
+        "figures/age.svg",
+        "figures/fracture.svg",
+        "tables/fracture.csv",
     ] {
         assert!(dir.join(file).is_file(), "missing output {file}");
     }
