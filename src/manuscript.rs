@@ -561,7 +561,7 @@ fn align_name(a: Align) -> &'static str {
 }
 
 /// `@smith2020, p. 4; @jones` -> [(smith2020, Some("p. 4")), (jones, None)]; None if not a citation group.
-fn citation_group(inner: &str) -> Option<Vec<(String, Option<String>)>> {
+pub fn citation_group(inner: &str) -> Option<Vec<(String, Option<String>)>> {
     let mut keys = Vec::new();
     for part in inner.split(';') {
         let part = part.trim();
@@ -580,7 +580,7 @@ fn citation_group(inner: &str) -> Option<Vec<(String, Option<String>)>> {
 }
 
 /// The key at the start of `rest`: letters, digits and `_ - : .`, without trailing punctuation.
-fn citation_key(rest: &str) -> &str {
+pub fn citation_key(rest: &str) -> &str {
     let end = rest
         .char_indices()
         .find(|&(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.')))

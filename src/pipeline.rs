@@ -33,6 +33,49 @@ pub struct BuildOptions {
     pub out: PathBuf,
     /// Overrides the manifest's cutoff (administrative censoring and the document date).
     pub as_of: Option<Date>,
+    /// Which manuscripts to write (`manuscript.pdf`, `manuscript.html`).
+    pub formats: Formats,
+    /// Told the name of each stage as it starts (the CLI shows it as progress on a terminal).
+    pub progress: Option<Progress>,
+}
+
+/// The manuscript formats a build writes. Default: the PDF only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    pub pdf: bool,
+    pub html: bool,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Formats {
+            pdf: true,
+            html: false,
+        }
+    }
+}
+
+impl Formats {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.pdf {
+            names.push("pdf");
+        }
+        if self.html {
+            names.push("html");
+        }
+        names
+    }
+}
+
+/// A stage-start callback.
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// What a build did: where it wrote, warnings, and how long each stage took.
@@ -48,10 +91,14 @@ pub struct BuildReport {
 
 struct Stopwatch {
     timings: Vec<(String, Duration)>,
+    progress: Option<Progress>,
 }
 
 impl Stopwatch {
     fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> T) -> T {
+        if let Some(progress) = &self.progress {
+            (progress.0)(stage);
+        }
         let start = Instant::now();
         let out = f();
         self.timings.push((stage.to_string(), start.elapsed()));
@@ -89,20 +136,33 @@ pub struct BlockInputs {
 pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
+        progress: options.progress.clone(),
     };
     let prepared = prepare(study_dir, options.as_of, &mut clock)?;
     let dest = options.out.join(&prepared.study.name);
     let pdf_date = source_date_epoch()?.or(prepared.cutoff);
-    let pdf = clock.time("typeset", || {
-        typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
-    });
-    let pdf = pdf.map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?;
+    let pdf = match options.formats.pdf {
+        true => Some(
+            clock
+                .time("typeset", || {
+                    typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
+                })
+                .map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?,
+        ),
+        false => None,
+    };
 
     let mut outputs = OutputFiles::default();
     for (path, bytes) in prepared.files.iter() {
         outputs.insert(path.clone(), bytes.clone());
     }
-    outputs.insert("manuscript.pdf", pdf);
+    if let Some(pdf) = pdf {
+        outputs.insert("manuscript.pdf", pdf);
+    }
+    if options.formats.html {
+        let html = clock.time("html", || crate::html::render(&prepared))?;
+        outputs.insert("manuscript.html", html);
+    }
     outputs.insert("results.json", results_json(&prepared.analysis));
     for result in prepared.analysis.results.values() {
         for table in &result.artifacts.tables {
@@ -133,6 +193,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
 pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
+        progress: None,
     };
     prepare(study_dir, as_of, &mut clock).map(|p| p.warnings)
 }
@@ -239,7 +300,7 @@ fn load_tables(study: &Study) -> Result<IndexMap<String, Dataset>> {
 }
 
 /// The template context: every block's result by id, and `study`.
-fn template_context(study: &Study, analysis: &Analysis, cutoff: Option<Date>) -> Value {
+pub(crate) fn template_context(study: &Study, analysis: &Analysis, cutoff: Option<Date>) -> Value {
     let mut map = serde_json::Map::new();
     for (id, result) in &analysis.results {
         map.insert(id.clone(), result.value.clone());
@@ -753,6 +814,7 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
         "options": {
             "as_of": options.as_of.map(|d| d.to_string()),
             "source_date_epoch": std::env::var("SOURCE_DATE_EPOCH").ok(),
+            "formats": options.formats.names(),
         },
         "inputs": inputs,
         "blocks": prepared.block_inputs,
