@@ -80,7 +80,7 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
         let mut changed: Option<PathBuf> = None;
         while changed.is_none() {
             match rx.recv() {
-                Ok(Ok(event)) => changed = relevant(&event, &out),
+                Ok(Ok(event)) => changed = relevant(&event, &study, &out),
                 Ok(Err(e)) => eprintln!("warning: watching: {e}"),
                 Err(_) => return Ok(()),
             }
@@ -88,7 +88,7 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
         loop {
             match rx.recv_timeout(DEBOUNCE) {
                 Ok(Ok(event)) => {
-                    if let Some(p) = relevant(&event, &out) {
+                    if let Some(p) = relevant(&event, &study, &out) {
                         changed = Some(p);
                     }
                 }
@@ -106,8 +106,9 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
 }
 
 /// The changed path, if the event is a change to a file of the study (not the output, not an editor's
-/// swap or backup file, not a hidden file).
-fn relevant(event: &notify::Event, out: &Path) -> Option<PathBuf> {
+/// swap or backup file, not a hidden file inside the study; the study itself may well live under a
+/// hidden folder, such as a temporary one).
+fn relevant(event: &notify::Event, study: &Path, out: &Path) -> Option<PathBuf> {
     if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
         return None;
     }
@@ -116,7 +117,7 @@ fn relevant(event: &notify::Event, out: &Path) -> Option<PathBuf> {
         .iter()
         .find(|p| {
             !p.starts_with(out)
-                && !p.components().any(|c| {
+                && !p.strip_prefix(study).unwrap_or(p).components().any(|c| {
                     let c = c.as_os_str().to_string_lossy();
                     c.starts_with('.') && c != "." && c != ".."
                 })
