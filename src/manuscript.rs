@@ -16,13 +16,14 @@ use crate::artifacts::{Align, Figure, Table};
 use crate::diagnostics::Diagnostic;
 use crate::document::{BLOCK_MARKER, markdown_options};
 
-/// Escape text so that Typst markup shows it literally.
+/// Escape text so that Typst markup shows it literally. (`;` too: right after an embedded expression
+/// such as `#ref(..)` Typst takes it as the expression's end and drops it.)
 pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
             '\\' | '#' | '$' | '*' | '_' | '`' | '<' | '>' | '@' | '[' | ']' | '~' | '/' | '-'
-            | '+' | '=' | ':' | '.' | '\'' | '"' => {
+            | '+' | '=' | ':' | '.' | '\'' | '"' | ';' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -736,6 +737,14 @@ mod tests {
         );
         assert!(out.contains("#ref(label(\"fig:km\"))"), "{out}");
         assert!(out.contains("#list([a], [b], )"), "{out}");
+    }
+
+    #[test]
+    fn semicolon_after_a_reference_is_kept() {
+        let (out, diags) = convert("See @fig:km; then [@jones]; done.\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(out.contains("#ref(label(\"fig:km\"))\\;"), "{out}");
+        assert!(out.contains("#cite(label(\"jones\"))\\;"), "{out}");
     }
 
     #[test]
