@@ -723,3 +723,173 @@ fn live_preview_in_headless_chromium() {
     );
     assert!(all.contains("the build failed"), "{all}");
 }
+
+// ---- the user guide ----
+
+/// The fenced code blocks of a Markdown file: (info string, body, the `<!-- example: PATH -->` marker
+/// on the line before the fence, if any).
+fn code_blocks(text: &str) -> Vec<(String, String, Option<String>)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let fence: String = line.chars().take_while(|&c| c == '`').collect();
+        if fence.len() >= 3 {
+            let info = line[fence.len()..].trim().to_string();
+            let marker = i
+                .checked_sub(1)
+                .and_then(|p| lines[p].trim().strip_prefix("<!-- example:"))
+                .and_then(|m| m.strip_suffix("-->"))
+                .map(|m| m.trim().to_string());
+            let mut body = Vec::new();
+            i += 1;
+            while i < lines.len() && lines[i].trim_end() != fence {
+                body.push(lines[i]);
+                i += 1;
+            }
+            blocks.push((info, body.join("\n"), marker));
+        }
+        i += 1;
+    }
+    blocks
+}
+
+#[test]
+fn every_example_in_the_guide_is_part_of_a_file_that_builds() {
+    let guide = std::fs::read_to_string(root().join("docs/guide.md")).unwrap();
+    let mut checked = 0;
+    for (info, body, marker) in code_blocks(&guide) {
+        if matches!(info.as_str(), "sh" | "text") {
+            continue;
+        }
+        let path = marker.unwrap_or_else(|| {
+            panic!("a ```{info} example in the guide names no file (<!-- example: docs/examples/... -->):\n{body}")
+        });
+        assert!(path.starts_with("docs/examples/"), "{path}");
+        let file = std::fs::read_to_string(root().join(&path))
+            .unwrap_or_else(|e| panic!("the guide's example file {path}: {e}"));
+        let want: Vec<&str> = body.lines().collect();
+        let have: Vec<&str> = file.lines().collect();
+        assert!(
+            have.windows(want.len()).any(|w| w == want.as_slice()),
+            "the guide shows lines that are not (or no longer) in {path}:\n{body}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} examples found");
+
+    // Every example study builds, to both formats, without a warning.
+    let out = tempfile::tempdir().unwrap();
+    let mut studies = 0;
+    for entry in std::fs::read_dir(root().join("docs/examples")).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.join("study.toml").is_file() {
+            let rel = dir
+                .strip_prefix(root())
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            build_ok(
+                &[
+                    "-q",
+                    "build",
+                    &rel,
+                    "--out",
+                    out.path().to_str().unwrap(),
+                    "--format",
+                    "pdf,html",
+                    "--deny-warnings",
+                ],
+                &root(),
+            );
+            studies += 1;
+        }
+    }
+    assert!(studies >= 2);
+
+    // Relative links of the guide lead to files that exist.
+    for part in guide.split("](").skip(1) {
+        let target = part.split(')').next().unwrap();
+        if target.starts_with('#') || target.contains("://") {
+            continue;
+        }
+        assert!(
+            root().join("docs").join(target).exists(),
+            "the guide links to `{target}`, which does not exist"
+        );
+    }
+}
+
+#[test]
+fn the_guides_commands_run_as_shown() {
+    let guide = std::fs::read_to_string(root().join("docs/guide.md")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(
+        &root().join("docs/examples"),
+        &work.path().join("docs/examples"),
+    );
+    let mut ran = 0;
+    for (info, body, _) in code_blocks(&guide) {
+        if info != "sh" {
+            continue;
+        }
+        for line in body.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix("galley ") else {
+                continue;
+            };
+            let args: Vec<&str> = rest.split_whitespace().collect();
+            if args.first() == Some(&"watch") {
+                // Runs until stopped (the browser test drives it): check its flags exist.
+                let help = build_ok(&["watch", "--help"], work.path());
+                for flag in args.iter().filter(|a| a.starts_with("--")) {
+                    assert!(help.contains(flag), "`galley watch` has no {flag}");
+                }
+                continue;
+            }
+            let out = galley(&args, work.path());
+            assert!(
+                out.status.success(),
+                "`{line}` from the guide failed:\n{}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 9, "ran {ran} commands");
+    assert!(work.path().join("output/full/manuscript.html").is_file());
+    assert!(work.path().join("study/demo/study.toml").is_file());
+}
+
+#[test]
+fn troubleshooting_names_messages_galley_really_prints() {
+    let guide = std::fs::read_to_string(root().join("docs/guide.md")).unwrap();
+    let section = &guide[guide.find("## 10. Troubleshooting").unwrap()..];
+    // What galley says: its sources, and what it prints for the invalid fixtures.
+    let mut said = String::new();
+    fn sources(dir: &Path, into: &mut String) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, into);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                into.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    sources(&root().join("src"), &mut said);
+    for e in std::fs::read_dir(root().join("tests/fixtures/invalid")).unwrap() {
+        let dir = e.unwrap().path();
+        said.push_str(&stderr(&galley(&["check", dir.to_str().unwrap()], &root())));
+    }
+    let mut n = 0;
+    for line in section.lines() {
+        if let Some(message) = line.strip_prefix("### `").and_then(|l| l.strip_suffix('`')) {
+            assert!(said.contains(message), "galley never says `{message}`");
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "{n} messages");
+}
