@@ -751,6 +751,61 @@ fn infer_column(values: Vec<Option<String>>) -> ColumnData {
     ColumnData::Category { levels, codes }
 }
 
+impl Dataset {
+    /// SHA-256 of the table's content (names, types, labels, values) in a canonical binary encoding:
+    /// identifies a block's input for provenance and caching without serialising to text.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.n_rows as u64).to_le_bytes());
+        for c in &self.columns {
+            h.update((c.name.len() as u64).to_le_bytes());
+            h.update(c.name.as_bytes());
+            h.update(c.data.kind().name().as_bytes());
+            h.update(c.label.as_deref().unwrap_or("").as_bytes());
+            h.update([0xff]);
+            match &c.data {
+                ColumnData::String(v) => {
+                    for x in v {
+                        match x {
+                            Some(s) => {
+                                h.update((s.len() as u64).to_le_bytes());
+                                h.update(s.as_bytes());
+                            }
+                            None => h.update(u64::MAX.to_le_bytes()),
+                        }
+                    }
+                }
+                ColumnData::Category { levels, codes } => {
+                    for l in levels {
+                        h.update((l.len() as u64).to_le_bytes());
+                        h.update(l.as_bytes());
+                    }
+                    for x in codes {
+                        h.update(x.map_or(u64::MAX, |c| c as u64).to_le_bytes());
+                    }
+                }
+                ColumnData::Integer(v) => v.iter().for_each(|x| {
+                    h.update([x.is_some() as u8]);
+                    h.update(x.unwrap_or(0).to_le_bytes());
+                }),
+                ColumnData::Number(v) => v.iter().for_each(|x| {
+                    h.update([x.is_some() as u8]);
+                    h.update(x.unwrap_or(0.0).to_bits().to_le_bytes());
+                }),
+                ColumnData::Date(v) => v.iter().for_each(|x| {
+                    h.update([x.is_some() as u8]);
+                    h.update(x.map_or(0i64, |d| days_since_epoch(d) as i64).to_le_bytes());
+                }),
+                ColumnData::Boolean(v) => v
+                    .iter()
+                    .for_each(|x| h.update([x.map_or(2u8, |b| b as u8)])),
+            }
+        }
+        hex::encode(h.finalize())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -825,60 +880,5 @@ mod tests {
         assert_eq!(d.column("b").unwrap().data.kind(), ColumnType::Number);
         assert_eq!(d.column("c").unwrap().data.kind(), ColumnType::Category);
         assert_eq!(d.column("d").unwrap().data.kind(), ColumnType::Date);
-    }
-}
-
-impl Dataset {
-    /// SHA-256 of the table's content (names, types, labels, values) in a canonical binary encoding:
-    /// identifies a block's input for provenance and caching without serialising to text.
-    pub fn content_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update((self.n_rows as u64).to_le_bytes());
-        for c in &self.columns {
-            h.update((c.name.len() as u64).to_le_bytes());
-            h.update(c.name.as_bytes());
-            h.update(c.data.kind().name().as_bytes());
-            h.update(c.label.as_deref().unwrap_or("").as_bytes());
-            h.update([0xff]);
-            match &c.data {
-                ColumnData::String(v) => {
-                    for x in v {
-                        match x {
-                            Some(s) => {
-                                h.update((s.len() as u64).to_le_bytes());
-                                h.update(s.as_bytes());
-                            }
-                            None => h.update(u64::MAX.to_le_bytes()),
-                        }
-                    }
-                }
-                ColumnData::Category { levels, codes } => {
-                    for l in levels {
-                        h.update((l.len() as u64).to_le_bytes());
-                        h.update(l.as_bytes());
-                    }
-                    for x in codes {
-                        h.update(x.map_or(u64::MAX, |c| c as u64).to_le_bytes());
-                    }
-                }
-                ColumnData::Integer(v) => v.iter().for_each(|x| {
-                    h.update([x.is_some() as u8]);
-                    h.update(x.unwrap_or(0).to_le_bytes());
-                }),
-                ColumnData::Number(v) => v.iter().for_each(|x| {
-                    h.update([x.is_some() as u8]);
-                    h.update(x.unwrap_or(0.0).to_bits().to_le_bytes());
-                }),
-                ColumnData::Date(v) => v.iter().for_each(|x| {
-                    h.update([x.is_some() as u8]);
-                    h.update(x.map_or(0i64, |d| days_since_epoch(d) as i64).to_le_bytes());
-                }),
-                ColumnData::Boolean(v) => v
-                    .iter()
-                    .for_each(|x| h.update([x.map_or(2u8, |b| b as u8)])),
-            }
-        }
-        hex::encode(h.finalize())
     }
 }

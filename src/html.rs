@@ -353,23 +353,22 @@ impl Writer<'_> {
         };
         while i < chars.len() {
             let (pos, c) = chars[i];
-            if c == '[' && chars.get(i + 1).is_some_and(|&(_, n)| n == '@') {
-                if let Some(close) = text[pos..].find(']') {
-                    let inner = &text[pos + 1..pos + close];
-                    if let Some(keys) = citation_group(inner) {
-                        flush(&mut plain, out);
-                        let mut group = Vec::new();
-                        for (key, supplement) in keys {
-                            self.reference(key, supplement, false, &mut group, out);
-                        }
-                        self.close_group(group, out);
-                        let end = pos + close + 1;
-                        while i < chars.len() && chars[i].0 < end {
-                            i += 1;
-                        }
-                        continue;
-                    }
+            if c == '['
+                && chars.get(i + 1).is_some_and(|&(_, n)| n == '@')
+                && let Some(close) = text[pos..].find(']')
+                && let Some(keys) = citation_group(&text[pos + 1..pos + close])
+            {
+                flush(&mut plain, out);
+                let mut group = Vec::new();
+                for (key, supplement) in keys {
+                    self.reference(key, supplement, false, &mut group, out);
                 }
+                self.close_group(group, out);
+                let end = pos + close + 1;
+                while i < chars.len() && chars[i].0 < end {
+                    i += 1;
+                }
+                continue;
             }
             if c == '@' && (i == 0 || !chars[i - 1].1.is_alphanumeric()) {
                 let key = citation_key(&text[pos + 1..]);

@@ -338,8 +338,7 @@ impl<'a, 'c> Converter<'a, 'c> {
     fn end(&mut self, tag: TagEnd) {
         match tag {
             TagEnd::Paragraph => {
-                let inside_item = matches!(self.stack.last(), Some((Frame::Item, _)));
-                self.out.push_str(if inside_item { "\n\n" } else { "\n\n" });
+                self.out.push_str("\n\n");
             }
             TagEnd::Heading(_) => {
                 self.stack.pop();
@@ -350,13 +349,12 @@ impl<'a, 'c> Converter<'a, 'c> {
                 self.out.push_str("\n\n");
             }
             TagEnd::BlockQuote(_) => self.out.push_str("]\n\n"),
-            TagEnd::CodeBlock => match self.stack.pop() {
-                Some((Frame::Cell, 1)) => {
+            TagEnd::CodeBlock => {
+                if let Some((Frame::Cell, 1)) = self.stack.pop() {
                     let code = self.code.take().unwrap_or_default();
                     let _ = write!(self.out, "{})\n\n", string_literal(&code));
                 }
-                _ => {}
-            },
+            }
             TagEnd::List(_) => {
                 self.stack.pop();
                 self.out.push_str(")\n\n");
@@ -477,22 +475,21 @@ impl<'a, 'c> Converter<'a, 'c> {
         let mut plain = String::new();
         while i < chars.len() {
             let (pos, c) = chars[i];
-            if c == '[' && chars.get(i + 1).is_some_and(|&(_, n)| n == '@') {
-                if let Some(close) = text[pos..].find(']') {
-                    let inner = &text[pos + 1..pos + close];
-                    if let Some(keys) = citation_group(inner) {
-                        self.out.push_str(&escape_markup(&plain));
-                        plain.clear();
-                        for (key, supplement) in keys {
-                            self.cite(&key, supplement.as_deref(), None, offset + pos);
-                        }
-                        let end = pos + close + 1;
-                        while i < chars.len() && chars[i].0 < end {
-                            i += 1;
-                        }
-                        continue;
-                    }
+            if c == '['
+                && chars.get(i + 1).is_some_and(|&(_, n)| n == '@')
+                && let Some(close) = text[pos..].find(']')
+                && let Some(keys) = citation_group(&text[pos + 1..pos + close])
+            {
+                self.out.push_str(&escape_markup(&plain));
+                plain.clear();
+                for (key, supplement) in keys {
+                    self.cite(&key, supplement.as_deref(), None, offset + pos);
                 }
+                let end = pos + close + 1;
+                while i < chars.len() && chars[i].0 < end {
+                    i += 1;
+                }
+                continue;
             }
             if c == '@' && (i == 0 || !chars[i - 1].1.is_alphanumeric()) {
                 let rest = &text[pos + 1..];

@@ -654,12 +654,12 @@ pub fn bibliography_keys(text: &str) -> HashSet<String> {
                     keys.insert(key.to_string());
                 }
             }
-        } else if !line.starts_with([' ', '\t', '#', '-']) {
-            if let Some((key, _)) = line.split_once(':') {
-                let key = key.trim().trim_matches('"');
-                if !key.is_empty() {
-                    keys.insert(key.to_string());
-                }
+        } else if !line.starts_with([' ', '\t', '#', '-'])
+            && let Some((key, _)) = line.split_once(':')
+        {
+            let key = key.trim().trim_matches('"');
+            if !key.is_empty() {
+                keys.insert(key.to_string());
             }
         }
     }
