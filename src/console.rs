@@ -87,12 +87,23 @@ fn stage_message(stage: &str) -> String {
 
 /// One line per stage and the total, aligned.
 pub fn format_timings(report: &BuildReport) -> String {
-    let total: f64 = report.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    // Per-block lines are indented parts of "analysis": not added again.
+    let total: f64 = report
+        .timings
+        .iter()
+        .filter(|(stage, _)| !stage.starts_with(' '))
+        .map(|(_, d)| d.as_secs_f64())
+        .sum();
     let mut s = String::new();
     for (stage, d) in &report.timings {
         s.push_str(&format!("{:>10.1} ms  {stage}\n", d.as_secs_f64() * 1000.0));
     }
     s.push_str(&format!("{:>10.1} ms  total\n", total * 1000.0));
+    s.push_str(&format!(
+        "blocks: {} run, {} from the cache\n",
+        report.blocks_run.len(),
+        report.blocks_cached.len()
+    ));
     s
 }
 

@@ -16,7 +16,7 @@ use crate::manifest::{ColumnSpec, ColumnType};
 pub const MAX_PROBLEMS_PER_FILE: usize = 50;
 
 /// One column's values; `None` is a missing value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ColumnData {
     String(Vec<Option<String>>),
     /// Codes index `levels`; levels keep the schema's order (tables and reference levels follow it).
@@ -125,7 +125,7 @@ pub fn days_since_epoch(d: Date) -> f64 {
     (d - epoch).get_days() as f64
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Column {
     pub name: String,
     /// Human label for tables and figures; defaults to the name.
@@ -148,7 +148,7 @@ impl Column {
 }
 
 /// A table: named, equally long columns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dataset {
     pub name: String,
     pub columns: Vec<Column>,

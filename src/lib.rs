@@ -12,6 +12,7 @@ pub mod analysis;
 pub mod analyze;
 pub mod artifacts;
 pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod console;
 pub mod dataset;

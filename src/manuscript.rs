@@ -337,9 +337,7 @@ impl<'a, 'c> Converter<'a, 'c> {
 
     fn end(&mut self, tag: TagEnd) {
         match tag {
-            TagEnd::Paragraph => {
-                self.out.push_str("\n\n");
-            }
+            TagEnd::Paragraph => self.out.push_str("\n\n"),
             TagEnd::Heading(_) => {
                 self.stack.pop();
                 self.out.push(']');
@@ -478,18 +476,20 @@ impl<'a, 'c> Converter<'a, 'c> {
             if c == '['
                 && chars.get(i + 1).is_some_and(|&(_, n)| n == '@')
                 && let Some(close) = text[pos..].find(']')
-                && let Some(keys) = citation_group(&text[pos + 1..pos + close])
             {
-                self.out.push_str(&escape_markup(&plain));
-                plain.clear();
-                for (key, supplement) in keys {
-                    self.cite(&key, supplement.as_deref(), None, offset + pos);
+                let inner = &text[pos + 1..pos + close];
+                if let Some(keys) = citation_group(inner) {
+                    self.out.push_str(&escape_markup(&plain));
+                    plain.clear();
+                    for (key, supplement) in keys {
+                        self.cite(&key, supplement.as_deref(), None, offset + pos);
+                    }
+                    let end = pos + close + 1;
+                    while i < chars.len() && chars[i].0 < end {
+                        i += 1;
+                    }
+                    continue;
                 }
-                let end = pos + close + 1;
-                while i < chars.len() && chars[i].0 < end {
-                    i += 1;
-                }
-                continue;
             }
             if c == '@' && (i == 0 || !chars[i - 1].1.is_alphanumeric()) {
                 let rest = &text[pos + 1..];

@@ -11,6 +11,7 @@ use jiff::civil::Date;
 use minijinja::value::Value;
 
 use crate::analysis::{self, Analysis, AnalysisSettings};
+use crate::cache::{self, BlockCache};
 use crate::dataset::{self, Dataset, TableSchema};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
 use crate::document::Document;
@@ -87,6 +88,9 @@ pub struct BuildReport {
     pub timings: Vec<(String, Duration)>,
     /// Published versus reproduced, when the study names its published values.
     pub reproduction: Option<Vec<reproduction::Comparison>>,
+    /// Blocks read back from the cache, and blocks that ran.
+    pub blocks_cached: Vec<String>,
+    pub blocks_run: Vec<String>,
 }
 
 struct Stopwatch {
@@ -117,6 +121,8 @@ pub struct Prepared {
     pub reproduction: Option<Vec<reproduction::Comparison>>,
     /// Every value the templates and tables put into the manuscript.
     pub trail: Vec<trail::TrailEntry>,
+    /// The block cache of the output folder (a build has one; `check` does not).
+    pub cache: Option<BlockCache>,
     /// Per block: what it read and what its spec was (for the provenance record).
     pub block_inputs: Vec<BlockInputs>,
 }
@@ -138,18 +144,26 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         timings: Vec::new(),
         progress: options.progress.clone(),
     };
-    let prepared = prepare(study_dir, options.as_of, &mut clock)?;
+    let mut prepared = prepare(study_dir, options.as_of, Some(&options.out), &mut clock)?;
     let dest = options.out.join(&prepared.study.name);
     let pdf_date = source_date_epoch()?.or(prepared.cutoff);
+    let typeset_key = typeset_key(&prepared.files, pdf_date);
     let pdf = match options.formats.pdf {
-        true => Some(
-            clock
+        false => None,
+        true => Some(match previous_pdf(&dest, &typeset_key) {
+            // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
+            Some(pdf) => {
+                clock
+                    .timings
+                    .push(("typeset (unchanged, reused)".to_string(), Duration::ZERO));
+                pdf
+            }
+            None => clock
                 .time("typeset", || {
                     typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
                 })
                 .map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?,
-        ),
-        false => None,
+        }),
     };
 
     let mut outputs = OutputFiles::default();
@@ -179,14 +193,87 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     outputs.insert("trail.json", trail_bytes);
     let provenance = provenance_json(&prepared, options, &outputs);
     outputs.insert("provenance.json", provenance);
-    clock.time("write", || output::write_atomically(&dest, &outputs))?;
+    // The cache goes with the outputs (not in the provenance record: it is a build accelerator).
+    if let Some(cache) = &prepared.cache {
+        for (path, bytes) in cache.files() {
+            outputs.insert(path, bytes.clone());
+        }
+        let pdf_hash = sha256_hex(
+            outputs
+                .files
+                .get("manuscript.pdf")
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        );
+        outputs.insert(
+            format!("{}/typeset.json", cache::CACHE_DIR),
+            serde_json::to_vec(&serde_json::json!({"key": typeset_key, "pdf_sha256": pdf_hash}))
+                .unwrap_or_default(),
+        );
+    }
+    if output::unchanged(&dest, &outputs) {
+        clock
+            .timings
+            .push(("write (unchanged, skipped)".to_string(), Duration::ZERO));
+    } else {
+        clock.time("write", || output::write_atomically(&dest, &outputs))?;
+    }
+    let mut timings = clock.timings;
+    let position = timings
+        .iter()
+        .position(|(s, _)| s == "analysis")
+        .map_or(timings.len(), |i| i + 1);
+    for (i, (id, d, cached)) in prepared.analysis.timings.iter().enumerate() {
+        let label = if *cached {
+            format!("  block {id} (cached)")
+        } else {
+            format!("  block {id}")
+        };
+        timings.insert(position + i, (label, *d));
+    }
+    let cache = prepared.cache.take().unwrap_or_default();
     Ok(BuildReport {
         output_dir: dest,
-        files: outputs.files.keys().cloned().collect(),
+        files: outputs
+            .files
+            .keys()
+            .filter(|f| !f.starts_with(cache::CACHE_DIR))
+            .cloned()
+            .collect(),
         warnings: prepared.warnings,
-        timings: clock.timings,
+        timings,
         reproduction: prepared.reproduction,
+        blocks_cached: cache.hits,
+        blocks_run: cache.misses,
     })
+}
+
+/// A hash of everything typesetting reads: the Typst sources and assets, and the date.
+fn typeset_key(files: &FileSet, date: Option<Date>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(format!("{date:?}").as_bytes());
+    for (path, bytes) in files.iter() {
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The previous build's PDF, if it was typeset from exactly these sources and is intact.
+fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dest.join(cache::CACHE_DIR).join("typeset.json")).ok()?,
+    )
+    .ok()?;
+    if record.get("key")?.as_str()? != key {
+        return None;
+    }
+    let pdf = std::fs::read(dest.join("manuscript.pdf")).ok()?;
+    (record.get("pdf_sha256")?.as_str()? == sha256_hex(&pdf)).then_some(pdf)
 }
 
 /// Validate everything and run the analysis without typesetting or writing (`galley check`).
@@ -195,11 +282,17 @@ pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
         timings: Vec::new(),
         progress: None,
     };
-    prepare(study_dir, as_of, &mut clock).map(|p| p.warnings)
+    prepare(study_dir, as_of, None, &mut clock).map(|p| p.warnings)
 }
 
-fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Result<Prepared> {
+fn prepare(
+    study_dir: &Path,
+    as_of: Option<Date>,
+    out_root: Option<&Path>,
+    clock: &mut Stopwatch,
+) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir))?;
+    let mut cache = out_root.map(|root| BlockCache::load(&root.join(&study.name)));
     let cutoff = as_of.or(study.cutoff);
     let tables = clock.time("load data", || load_tables(&study))?;
     let document = clock.time("parse manuscript", || {
@@ -217,7 +310,7 @@ fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Resu
         published: published.clone(),
     };
     let analysis = clock.time("analysis", || {
-        analysis::run_all(&document, tables, &settings)
+        analysis::run_all(&document, tables, &settings, cache.as_mut())
     })?;
     let block_inputs = complete_block_inputs(block_inputs, &analysis);
     let mut warnings: Vec<Diagnostic> = analysis
@@ -258,6 +351,7 @@ fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Resu
         reproduction,
         trail,
         block_inputs,
+        cache,
     })
 }
 

@@ -5,6 +5,7 @@ mod common;
 
 mod audit;
 mod build;
+mod cache;
 mod front;
 mod invalid;
 mod reference_regression;
