@@ -16,14 +16,14 @@ use crate::artifacts::{Align, Figure, Table};
 use crate::diagnostics::Diagnostic;
 use crate::document::{BLOCK_MARKER, markdown_options};
 
-/// Escape text so that Typst markup shows it literally. (`;` too: right after an embedded expression
-/// such as `#ref(..)` Typst takes it as the expression's end and drops it.)
+/// Escape text so that Typst markup shows it literally. (`;` and `(` too: right after an embedded
+/// expression such as `#ref(..)` Typst takes `;` as the expression's end and `(` as more arguments.)
 pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
             '\\' | '#' | '$' | '*' | '_' | '`' | '<' | '>' | '@' | '[' | ']' | '~' | '/' | '-'
-            | '+' | '=' | ':' | '.' | '\'' | '"' | ';' => {
+            | '+' | '=' | ':' | '.' | '\'' | '"' | ';' | '(' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -782,9 +782,13 @@ mod escaping_properties {
     use super::*;
     use proptest::prelude::*;
 
-    /// Whitespace as Typst lays it out: runs collapse to one space, none at the ends.
+    /// Text as Typst lays it out: whitespace runs collapse to one space, none at the ends, and soft
+    /// hyphens (U+00AD, invisible break hints) are not shown.
     fn normalise(s: &str) -> String {
-        s.split_whitespace().collect::<Vec<_>>().join(" ")
+        s.replace('\u{ad}', "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn typeset(markup: &str) -> Result<String, String> {
