@@ -19,13 +19,19 @@ fn main() {
 /// The cohort of size `n`, simulated once per process.
 fn cohort(n: usize) -> &'static Cohort {
     static DATA: [OnceLock<Cohort>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    let k = SIZES.iter().position(|&s| s == n).expect("a benchmarked size");
+    let k = SIZES
+        .iter()
+        .position(|&s| s == n)
+        .expect("a benchmarked size");
     DATA[k].get_or_init(|| common::simulate(n, common::default_treated(n), 1))
 }
 
 fn ids(n: usize) -> &'static [String] {
     static IDS: [OnceLock<Vec<String>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    let k = SIZES.iter().position(|&s| s == n).expect("a benchmarked size");
+    let k = SIZES
+        .iter()
+        .position(|&s| s == n)
+        .expect("a benchmarked size");
     IDS[k].get_or_init(|| kernels::ids(n))
 }
 

@@ -19,7 +19,9 @@ fn main() {
     }
     let n: usize = args[0].parse().expect("N must be a whole number");
     let nt: usize = args[1].parse().expect("N_TREATED must be a whole number");
-    let seed: u64 = args.get(3).map_or(1, |s| s.parse().expect("SEED must be a whole number"));
+    let seed: u64 = args
+        .get(3)
+        .map_or(1, |s| s.parse().expect("SEED must be a whole number"));
     let cohort = common::simulate(n, nt, seed);
     let file = std::fs::File::create(&args[2]).unwrap_or_else(|e| panic!("{}: {e}", args[2]));
     let mut out = BufWriter::with_capacity(1 << 20, file);

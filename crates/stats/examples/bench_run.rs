@@ -4,8 +4,10 @@
 //! process's peak resident memory (VmHWM from /proc/self/status).
 //!
 //! ```text
-//! cargo run --release -p galley-stats --example bench_run -- DATA.csv [RUNS]
+//! cargo run --release -p galley-stats --example bench_run -- DATA.csv [RUNS [KERNELS]]
 //! ```
+//! KERNELS (default all): a comma-separated subset of km,logrank,cox,logistic,matching, e.g. to
+//! profile one of them under `perf record`.
 //! Result lines start with `galley` and are read by `benches/scripts/side_by_side.sh`:
 //! `galley <kernel> <median s> <min s> <cpu median s> <runs>` (wall times, then CPU time), then
 //! `galley peak_rss_mib <MiB>`.
@@ -83,6 +85,13 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
     (t, last.unwrap())
 }
 
+/// Estimates to 6 decimals, "NA" where not estimable (as R prints them).
+fn coefs(v: impl Iterator<Item = Option<f64>>) -> String {
+    v.map(|c| c.map_or("NA".into(), |c| format!("{c:.6}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn report(kernel: &str, t: &Timing) {
     println!(
         "galley {kernel:<16} {:.4} {:.4} {:.4} {}",
@@ -93,61 +102,69 @@ fn report(kernel: &str, t: &Timing) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(path) = args.first() else {
-        eprintln!("usage: bench_run DATA.csv [RUNS]");
+        eprintln!("usage: bench_run DATA.csv [RUNS [KERNELS]]");
         std::process::exit(2);
     };
-    let runs: usize = args.get(1).map_or(5, |s| s.parse().expect("RUNS must be a whole number"));
+    let runs: usize = args
+        .get(1)
+        .map_or(5, |s| s.parse().expect("RUNS must be a whole number"));
     assert!(runs >= 1);
+    let only: Option<Vec<&str>> = args.get(2).map(|s| s.split(',').collect());
+    let want = |k: &str| only.as_ref().is_none_or(|o| o.contains(&k));
 
-    let (t, c) = time(1, || common::Cohort::read_csv(path).unwrap_or_else(|e| panic!("{e}")));
+    let (t, c) = time(1, || {
+        common::Cohort::read_csv(path).unwrap_or_else(|e| panic!("{e}"))
+    });
     let n = c.len();
     let nt = c.treat.iter().filter(|&&t| t).count();
     eprintln!("{path}: {n} rows, {nt} treated");
     report("load_csv", &t);
     let ids = kernels::ids(n);
 
-    let (t, km) = time(runs, || kernels::km(&c));
-    report("km", &t);
-    let (t, lr) = time(runs, || kernels::logrank_test(&c));
-    report("logrank", &t);
-    let (t, fit) = time(runs, || kernels::cox_efron(&c));
-    report("cox", &t);
-    let (t, glm) = time(runs, || kernels::logistic(&c));
-    report("logistic", &t);
-    let (t, pm) = time(runs, || kernels::matching(&c, &ids));
-    report("matching", &t);
-    // The matching step alone, on the fitted propensity score.
-    let opts = kernels::match_options();
-    let (t, _) = time(runs, || {
-        galley_stats::matching::nearest_neighbor(&c.treat, &pm.model.fitted, &opts).unwrap()
-    });
-    report("matching_nn_only", &t);
+    if want("km") {
+        let (t, km) = time(runs, || kernels::km(&c));
+        report("km", &t);
+        let medians: Vec<_> = km.groups.iter().map(|g| g.median).collect();
+        eprintln!("km: median survival by group {medians:?}");
+    }
+    if want("logrank") {
+        let (t, lr) = time(runs, || kernels::logrank_test(&c));
+        report("logrank", &t);
+        eprintln!("logrank: chisq {:.4}, p {:?}", lr.chisq, lr.p);
+    }
+    if want("cox") {
+        let (t, fit) = time(runs, || kernels::cox_efron(&c));
+        report("cox", &t);
+        eprintln!(
+            "cox: coef {} ({} iterations)",
+            coefs(fit.terms.iter().map(|t| t.coef)),
+            fit.iterations
+        );
+    }
+    if want("logistic") {
+        let (t, glm) = time(runs, || kernels::logistic(&c));
+        report("logistic", &t);
+        eprintln!(
+            "logistic: coef {} ({} iterations)",
+            coefs(glm.terms.iter().map(|t| t.coef)),
+            glm.iterations
+        );
+    }
+    if want("matching") {
+        let (t, pm) = time(runs, || kernels::matching(&c, &ids));
+        report("matching", &t);
+        eprintln!(
+            "matching: {} treated matched, {} controls matched",
+            pm.n_treated_matched, pm.n_control_matched
+        );
+        // The matching step alone, on the fitted propensity score.
+        let opts = kernels::match_options();
+        let (t, _) = time(runs, || {
+            galley_stats::matching::nearest_neighbor(&c.treat, &pm.model.fitted, &opts).unwrap()
+        });
+        report("matching_nn_only", &t);
+    }
 
     let hwm = status_kib("VmHWM:").unwrap_or(0);
     println!("galley peak_rss_mib {:.1}", hwm as f64 / 1024.0);
-
-    // What was computed, to compare with R's printout.
-    let medians: Vec<_> = km.groups.iter().map(|g| g.median).collect();
-    eprintln!("km: median survival by group {medians:?}");
-    eprintln!("logrank: chisq {:.4}, p {:?}", lr.chisq, lr.p);
-    let coef = |v: Vec<Option<f64>>| {
-        v.into_iter()
-            .map(|c| c.map_or("NA".into(), |c| format!("{c:.6}")))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    eprintln!(
-        "cox: coef {} ({} iterations)",
-        coef(fit.terms.iter().map(|t| t.coef).collect()),
-        fit.iterations
-    );
-    eprintln!(
-        "logistic: coef {} ({} iterations)",
-        coef(glm.terms.iter().map(|t| t.coef).collect()),
-        glm.iterations
-    );
-    eprintln!(
-        "matching: {} treated matched, {} controls matched",
-        pm.n_treated_matched, pm.n_control_matched
-    );
 }
