@@ -48,16 +48,17 @@ awk -v n="$N" '
         split("km logrank cox logistic matching", ks, " ")
         target["km"] = 0.25; target["logrank"] = 0.15; target["cox"] = 0.7
         target["logistic"] = 0.45; target["matching"] = 1.5
-        printf "%-10s %10s %10s %9s %8s %8s  %s\n", "kernel", "galley s", "R s", "galley/R", "R/galley", "target", "verdict"
+        printf "%-10s %10s %10s %9s %8s %8s %6s %6s\n", "kernel", "galley s", "R s", "galley/R", "R/galley", "target", "abs", ">=10x"
         for (i = 1; i <= 5; i++) {
             k = ks[i]
             ratio = (r[k] > 0) ? g[k] / r[k] : 0
             speedup = (g[k] > 0) ? r[k] / g[k] : 0
+            tenx = (speedup >= 10) ? "pass" : "FAIL"
             if (n == 1000000) {
-                ok = (g[k] < target[k] && speedup >= 10) ? "pass" : "FAIL"
-                printf "%-10s %10.4f %10.4f %9.4f %7.1fx %7.2fs  %s\n", k, g[k], r[k], ratio, speedup, target[k], ok
+                ok = (g[k] < target[k]) ? "pass" : "FAIL"
+                printf "%-10s %10.4f %10.4f %9.4f %7.1fx %7.2fs %6s %6s\n", k, g[k], r[k], ratio, speedup, target[k], ok, tenx
             } else {
-                printf "%-10s %10.4f %10.4f %9.4f %7.1fx %8s  %s\n", k, g[k], r[k], ratio, speedup, "-", "-"
+                printf "%-10s %10.4f %10.4f %9.4f %7.1fx %8s %6s %6s\n", k, g[k], r[k], ratio, speedup, "-", "-", tenx
             }
         }
         printf "%-10s %10.4f %10s   (propensity score already fitted)\n", "nn only", g["matching_nn_only"], ""
