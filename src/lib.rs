@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod manuscript;
 pub mod output;
 pub mod pipeline;
+pub mod simulate;
 pub mod study;
 pub mod template;
 pub mod typeset;

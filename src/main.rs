@@ -96,5 +96,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let _ = writeln!(out);
             Ok(())
         }
+        Command::Simulate { study, check } => {
+            let report = galley::simulate::run(&study, check)?;
+            for (folder, cutoff) in &report.written {
+                let verb = if check { "up to date" } else { "wrote" };
+                println!("{verb} {}/{folder} (cutoff {cutoff})", study.display());
+            }
+            Ok(())
+        }
     }
 }

@@ -7,3 +7,4 @@ mod build;
 mod invalid;
 mod reference_regression;
 mod reference_survival;
+mod simulate;
