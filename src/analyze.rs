@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use crate::analysis::{self, AnalysisSettings, BlockEnv};
 use crate::dataset;
 use crate::diagnostics::{Diagnostic, Result, io_error};
-use crate::document::{AnalysisBlock, Document};
+use crate::document::AnalysisBlock;
 use crate::manifest::FormatSection;
 use crate::study::InputFile;
 
@@ -34,6 +34,7 @@ pub fn analyze(data_path: &Path, block_path: &Path) -> Result<serde_json::Value>
         seed: 1,
         cutoff: None,
         format: FormatSection::default(),
+        published: None,
     };
     let results = IndexMap::new();
     let env = BlockEnv {
@@ -57,26 +58,13 @@ pub fn analyze(data_path: &Path, block_path: &Path) -> Result<serde_json::Value>
     Ok(serde_json::Value::Object(value))
 }
 
-/// A spec file is an analysis block body on its own.
+/// A spec file is an analysis block body on its own: locations in it are its own lines.
 fn parse_block_file(spec: &str, path: &Path) -> std::result::Result<AnalysisBlock, Diagnostic> {
-    let wrapped = format!("```analysis\n{spec}\n```\n");
     let input = InputFile {
         relative: path.display().to_string(),
         display: path.to_path_buf(),
-        bytes: wrapped.into_bytes(),
+        bytes: spec.as_bytes().to_vec(),
     };
-    let doc = Document::parse(None, std::slice::from_ref(&input)).map_err(|mut f| {
-        let mut d = f.diagnostics.remove(0);
-        // The wrapper adds one line before the spec.
-        if let Some(loc) = &mut d.location
-            && let Some(line) = &mut loc.line
-        {
-            *line = line.saturating_sub(1).max(1);
-        }
-        d
-    })?;
-    doc.blocks
-        .into_iter()
-        .next()
-        .ok_or_else(|| Diagnostic::error("the block file is empty").in_file(path))
+    let text: std::sync::Arc<str> = spec.into();
+    crate::document::parse_block(spec, &input, &text, 0, 1)
 }

@@ -1,14 +1,13 @@
 //! What analysis blocks hand to the manuscript besides their numbers: figures and tables, as typed
 //! values. `manuscript.rs` typesets them; `output.rs` writes them as SVG and CSV files.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A figure drawn by a block: SVG text plus how the manuscript shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
     /// File stem under `figures/` (the block id, or `<id>-<n>` when a block draws several).
     pub name: String,
-    #[serde(skip)]
     pub svg: String,
     /// Markdown (inline) with template expressions already rendered.
     pub caption: String,
@@ -18,7 +17,7 @@ pub struct Figure {
     pub width: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Align {
     Left,
@@ -27,7 +26,7 @@ pub enum Align {
 }
 
 /// One cell: the text as printed and, for numbers, the unrounded value (for the CSV and the trail).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     pub text: String,
     pub value: Option<f64>,
@@ -53,7 +52,7 @@ impl Cell {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub cells: Vec<Cell>,
     /// Indentation level of the first cell (levels of a categorical variable are indented once).
@@ -78,14 +77,14 @@ impl Row {
 }
 
 /// A column group spanning `span` columns over the header ("Before matching").
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnGroup {
     pub label: Option<String>,
     pub span: usize,
 }
 
 /// A three-rule table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// File stem under `tables/`.
     pub name: String,
@@ -120,7 +119,7 @@ impl Table {
 }
 
 /// What a block contributes to the manuscript at the place where it stands.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Artifacts {
     pub figures: Vec<Figure>,
     pub tables: Vec<Table>,

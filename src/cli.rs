@@ -48,6 +48,27 @@ pub enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Rebuild a report from the inputs its provenance record names, in a temporary folder, and compare.
+    ///
+    /// Exit code: 0 identical; 2 inputs changed since the build; 3 the same inputs gave different
+    /// outputs (a determinism bug); 4 outputs were altered after the build; 1 verification impossible.
+    Verify {
+        /// A report's output folder (holding provenance.json), e.g. output/croome2016.
+        output: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List what changed between two versions of a report: inputs, block results, every reported value.
+    Diff {
+        /// The earlier report's output folder.
+        old: PathBuf,
+        /// The later report's output folder.
+        new: PathBuf,
+        /// Print the differences as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one analysis block on one CSV file and print its result as JSON.
     Analyze {
         /// The CSV file (column types are inferred: integer, number, date, else categorical).

@@ -16,7 +16,7 @@ use crate::manifest::{ColumnSpec, ColumnType};
 pub const MAX_PROBLEMS_PER_FILE: usize = 50;
 
 /// One column's values; `None` is a missing value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ColumnData {
     String(Vec<Option<String>>),
     /// Codes index `levels`; levels keep the schema's order (tables and reference levels follow it).
@@ -125,7 +125,7 @@ pub fn days_since_epoch(d: Date) -> f64 {
     (d - epoch).get_days() as f64
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Column {
     pub name: String,
     /// Human label for tables and figures; defaults to the name.
@@ -148,7 +148,7 @@ impl Column {
 }
 
 /// A table: named, equally long columns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dataset {
     pub name: String,
     pub columns: Vec<Column>,
@@ -749,6 +749,61 @@ fn infer_column(values: Vec<Option<String>>) -> ColumnData {
         .map(|v| v.as_ref().map(|s| index[s.as_str()]))
         .collect();
     ColumnData::Category { levels, codes }
+}
+
+impl Dataset {
+    /// SHA-256 of the table's content (names, types, labels, values) in a canonical binary encoding:
+    /// identifies a block's input for provenance and caching without serialising to text.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.n_rows as u64).to_le_bytes());
+        for c in &self.columns {
+            h.update((c.name.len() as u64).to_le_bytes());
+            h.update(c.name.as_bytes());
+            h.update(c.data.kind().name().as_bytes());
+            h.update(c.label.as_deref().unwrap_or("").as_bytes());
+            h.update([0xff]);
+            match &c.data {
+                ColumnData::String(v) => {
+                    for x in v {
+                        match x {
+                            Some(s) => {
+                                h.update((s.len() as u64).to_le_bytes());
+                                h.update(s.as_bytes());
+                            }
+                            None => h.update(u64::MAX.to_le_bytes()),
+                        }
+                    }
+                }
+                ColumnData::Category { levels, codes } => {
+                    for l in levels {
+                        h.update((l.len() as u64).to_le_bytes());
+                        h.update(l.as_bytes());
+                    }
+                    for x in codes {
+                        h.update(x.map_or(u64::MAX, |c| c as u64).to_le_bytes());
+                    }
+                }
+                ColumnData::Integer(v) => v.iter().for_each(|x| {
+                    h.update([x.is_some() as u8]);
+                    h.update(x.unwrap_or(0).to_le_bytes());
+                }),
+                ColumnData::Number(v) => v.iter().for_each(|x| {
+                    h.update([x.is_some() as u8]);
+                    h.update(x.unwrap_or(0.0).to_bits().to_le_bytes());
+                }),
+                ColumnData::Date(v) => v.iter().for_each(|x| {
+                    h.update([x.is_some() as u8]);
+                    h.update(x.map_or(0i64, |d| days_since_epoch(d) as i64).to_le_bytes());
+                }),
+                ColumnData::Boolean(v) => v
+                    .iter()
+                    .for_each(|x| h.update([x.map_or(2u8, |b| b as u8)])),
+            }
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 #[cfg(test)]

@@ -207,7 +207,7 @@ impl Document {
     }
 }
 
-fn parse_block(
+pub(crate) fn parse_block(
     body: &str,
     input: &InputFile,
     file_text: &std::sync::Arc<str>,

@@ -4,9 +4,15 @@
 //! `Study` (manifest + files) -> `Dataset`s -> `Document` (prose + analysis blocks) -> `Analysis`
 //! (results, figures, tables) -> Typst sources -> PDF -> output folder.
 
+// Diagnostics are large (message, location, snippet, hints) and travel only on the cold error path;
+// boxing them everywhere would cost clarity for no measurable gain.
+#![allow(clippy::result_large_err)]
+
 pub mod analysis;
 pub mod analyze;
 pub mod artifacts;
+pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod dataset;
 pub mod diagnostics;
@@ -16,7 +22,9 @@ pub mod manifest;
 pub mod manuscript;
 pub mod output;
 pub mod pipeline;
+pub mod reproduction;
 pub mod simulate;
 pub mod study;
 pub mod template;
+pub mod trail;
 pub mod typeset;

@@ -11,7 +11,7 @@ use galley::pipeline::{self, BuildOptions};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("{failure}");
             let n = failure.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -48,7 +48,7 @@ fn print_warnings(warnings: &[Diagnostic], deny: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Build {
             study,
@@ -64,19 +64,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             let report = pipeline::build(&study, &BuildOptions { out, as_of })?;
             print_warnings(&report.warnings, false)?;
+            if let Some(rows) = &report.reproduction {
+                eprint!("{}", galley::reproduction::summary(rows));
+            }
             if timings {
-                let total: f64 = report.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
+                // Per-block lines are indented parts of "analysis": not added again.
+                let total: f64 = report
+                    .timings
+                    .iter()
+                    .filter(|(stage, _)| !stage.starts_with(' '))
+                    .map(|(_, d)| d.as_secs_f64())
+                    .sum();
                 for (stage, d) in &report.timings {
                     eprintln!("{:>10.1} ms  {stage}", d.as_secs_f64() * 1000.0);
                 }
                 eprintln!("{:>10.1} ms  total", total * 1000.0);
+                eprintln!(
+                    "blocks: {} run, {} from the cache",
+                    report.blocks_run.len(),
+                    report.blocks_cached.len()
+                );
             }
             println!(
                 "wrote {}/manuscript.pdf ({} files)",
                 report.output_dir.display(),
                 report.files.len()
             );
-            Ok(())
+            Ok(0)
         }
         Command::Check {
             study,
@@ -87,14 +101,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let warnings = pipeline::check(&study, as_of)?;
             print_warnings(&warnings, deny_warnings)?;
             println!("{}: ok", study.display());
-            Ok(())
+            Ok(0)
         }
         Command::Analyze { data, block } => {
             let value = galley::analyze::analyze(&data, &block)?;
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer_pretty(&mut out, &value);
             let _ = writeln!(out);
-            Ok(())
+            Ok(0)
+        }
+        Command::Verify { output, json } => {
+            let report = galley::audit::verify(&output)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{report}");
+            }
+            Ok(report.verdict.exit_code())
+        }
+        Command::Diff { old, new, json } => {
+            let report = galley::audit::diff(&old, &new)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{report}");
+            }
+            Ok(0)
         }
         Command::Simulate { study, check } => {
             let report = galley::simulate::run(&study, check)?;
@@ -102,7 +140,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let verb = if check { "up to date" } else { "wrote" };
                 println!("{verb} {}/{folder} (cutoff {cutoff})", study.display());
             }
-            Ok(())
+            Ok(0)
         }
     }
 }

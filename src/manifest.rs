@@ -29,6 +29,27 @@ pub struct Manifest {
     pub manuscript: ManuscriptSection,
     #[serde(default)]
     pub format: FormatSection,
+    #[serde(default)]
+    pub lint: LintSection,
+}
+
+/// Checks on the prose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LintSection {
+    /// Warn about numbers typed by hand in the prose (not produced by a template expression).
+    pub hand_typed_numbers: bool,
+    /// Numbers the prose may state by hand (`"95%"`, `"0.2"`, `"1:4"` is two numbers: `"1"`, `"4"`).
+    pub allow_numbers: Vec<String>,
+}
+
+impl Default for LintSection {
+    fn default() -> Self {
+        LintSection {
+            hand_typed_numbers: true,
+            allow_numbers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +118,9 @@ pub struct ManuscriptSection {
     pub csl: String,
     /// A folder in the study with its own `article.typ`, replacing galley's embedded template.
     pub template: Option<Spanned<String>>,
+    /// The figures a published paper reports, compared with the reproduced values on every build
+    /// (see `reproduction.rs`).
+    pub published: Option<Spanned<String>>,
 }
 
 fn default_csl() -> String {

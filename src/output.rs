@@ -19,6 +19,30 @@ impl OutputFiles {
     }
 }
 
+/// True when `dest` already holds exactly `files` (same names, same bytes): nothing to write.
+pub fn unchanged(dest: &Path, files: &OutputFiles) -> bool {
+    let mut on_disk = 0usize;
+    let mut stack = vec![dest.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return false;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                on_disk += 1;
+            }
+        }
+    }
+    on_disk == files.files.len()
+        && files
+            .files
+            .iter()
+            .all(|(rel, bytes)| std::fs::read(dest.join(rel)).is_ok_and(|b| &b == bytes))
+}
+
 /// Replace `dest` (a study's output folder) by exactly `files`.
 pub fn write_atomically(dest: &Path, files: &OutputFiles) -> Result<()> {
     let parent = dest

@@ -11,13 +11,16 @@ use jiff::civil::Date;
 use minijinja::value::Value;
 
 use crate::analysis::{self, Analysis, AnalysisSettings};
+use crate::cache::{self, BlockCache};
 use crate::dataset::{self, Dataset, TableSchema};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
 use crate::document::Document;
 use crate::manuscript::{self, ConvertContext, escape_markup, string_literal};
 use crate::output::{self, OutputFiles};
+use crate::reproduction::{self, Published};
 use crate::study::Study;
 use crate::template;
+use crate::trail;
 use crate::typeset::{self, FileSet};
 
 /// The embedded article template (a study may provide its own `article.typ`).
@@ -40,6 +43,11 @@ pub struct BuildReport {
     pub files: Vec<String>,
     pub warnings: Vec<Diagnostic>,
     pub timings: Vec<(String, Duration)>,
+    /// Published versus reproduced, when the study names its published values.
+    pub reproduction: Option<Vec<reproduction::Comparison>>,
+    /// Blocks read back from the cache, and blocks that ran.
+    pub blocks_cached: Vec<String>,
+    pub blocks_run: Vec<String>,
 }
 
 struct Stopwatch {
@@ -63,18 +71,49 @@ pub struct Prepared {
     /// The Typst sources and assets of the output folder.
     pub files: FileSet,
     pub warnings: Vec<Diagnostic>,
+    pub reproduction: Option<Vec<reproduction::Comparison>>,
+    /// Every value the templates and tables put into the manuscript.
+    pub trail: Vec<trail::TrailEntry>,
+    /// The block cache of the output folder (a build has one; `check` does not).
+    pub cache: Option<BlockCache>,
+    /// Per block: what it read and what its spec was (for the provenance record).
+    pub block_inputs: Vec<BlockInputs>,
+}
+
+/// Hashes identifying one block's computation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlockInputs {
+    pub id: String,
+    pub kind: String,
+    pub file: String,
+    pub line: usize,
+    pub spec_sha256: String,
+    pub data: Option<String>,
+    pub data_sha256: Option<String>,
 }
 
 pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
     };
-    let prepared = prepare(study_dir, options.as_of, &mut clock)?;
+    let mut prepared = prepare(study_dir, options.as_of, Some(&options.out), &mut clock)?;
     let dest = options.out.join(&prepared.study.name);
-    let pdf = clock.time("typeset", || {
-        typeset::compile_pdf(&prepared.files, MAIN_FILE, prepared.cutoff, &dest)
-    });
-    let pdf = pdf.map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?;
+    let pdf_date = source_date_epoch()?.or(prepared.cutoff);
+    let typeset_key = typeset_key(&prepared.files, pdf_date);
+    let pdf = match previous_pdf(&dest, &typeset_key) {
+        // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
+        Some(pdf) => {
+            clock
+                .timings
+                .push(("typeset (unchanged, reused)".to_string(), Duration::ZERO));
+            pdf
+        }
+        None => clock
+            .time("typeset", || {
+                typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
+            })
+            .map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?,
+    };
 
     let mut outputs = OutputFiles::default();
     for (path, bytes) in prepared.files.iter() {
@@ -87,13 +126,97 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
             outputs.insert(format!("tables/{}.csv", table.name), table.to_csv());
         }
     }
-    clock.time("write", || output::write_atomically(&dest, &outputs))?;
+    if let Some(rows) = &prepared.reproduction {
+        let mut bytes = serde_json::to_vec_pretty(rows).unwrap_or_default();
+        bytes.push(b'\n');
+        outputs.insert("reproduction.json", bytes);
+    }
+    let mut trail_bytes = serde_json::to_vec_pretty(&prepared.trail).unwrap_or_default();
+    trail_bytes.push(b'\n');
+    outputs.insert("trail.json", trail_bytes);
+    let provenance = provenance_json(&prepared, options, &outputs);
+    outputs.insert("provenance.json", provenance);
+    // The cache goes with the outputs (not in the provenance record: it is a build accelerator).
+    if let Some(cache) = &prepared.cache {
+        for (path, bytes) in cache.files() {
+            outputs.insert(path, bytes.clone());
+        }
+        let pdf_hash = sha256_hex(
+            outputs
+                .files
+                .get("manuscript.pdf")
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        );
+        outputs.insert(
+            format!("{}/typeset.json", cache::CACHE_DIR),
+            serde_json::to_vec(&serde_json::json!({"key": typeset_key, "pdf_sha256": pdf_hash}))
+                .unwrap_or_default(),
+        );
+    }
+    if output::unchanged(&dest, &outputs) {
+        clock
+            .timings
+            .push(("write (unchanged, skipped)".to_string(), Duration::ZERO));
+    } else {
+        clock.time("write", || output::write_atomically(&dest, &outputs))?;
+    }
+    let mut timings = clock.timings;
+    let position = timings
+        .iter()
+        .position(|(s, _)| s == "analysis")
+        .map_or(timings.len(), |i| i + 1);
+    for (i, (id, d, cached)) in prepared.analysis.timings.iter().enumerate() {
+        let label = if *cached {
+            format!("  block {id} (cached)")
+        } else {
+            format!("  block {id}")
+        };
+        timings.insert(position + i, (label, *d));
+    }
+    let cache = prepared.cache.take().unwrap_or_default();
     Ok(BuildReport {
         output_dir: dest,
-        files: outputs.files.keys().cloned().collect(),
+        files: outputs
+            .files
+            .keys()
+            .filter(|f| !f.starts_with(cache::CACHE_DIR))
+            .cloned()
+            .collect(),
         warnings: prepared.warnings,
-        timings: clock.timings,
+        timings,
+        reproduction: prepared.reproduction,
+        blocks_cached: cache.hits,
+        blocks_run: cache.misses,
     })
+}
+
+/// A hash of everything typesetting reads: the Typst sources and assets, and the date.
+fn typeset_key(files: &FileSet, date: Option<Date>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(format!("{date:?}").as_bytes());
+    for (path, bytes) in files.iter() {
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The previous build's PDF, if it was typeset from exactly these sources and is intact.
+fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dest.join(cache::CACHE_DIR).join("typeset.json")).ok()?,
+    )
+    .ok()?;
+    if record.get("key")?.as_str()? != key {
+        return None;
+    }
+    let pdf = std::fs::read(dest.join("manuscript.pdf")).ok()?;
+    (record.get("pdf_sha256")?.as_str()? == sha256_hex(&pdf)).then_some(pdf)
 }
 
 /// Validate everything and run the analysis without typesetting or writing (`galley check`).
@@ -101,30 +224,64 @@ pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
     };
-    prepare(study_dir, as_of, &mut clock).map(|p| p.warnings)
+    prepare(study_dir, as_of, None, &mut clock).map(|p| p.warnings)
 }
 
-fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Result<Prepared> {
+fn prepare(
+    study_dir: &Path,
+    as_of: Option<Date>,
+    out_root: Option<&Path>,
+    clock: &mut Stopwatch,
+) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir))?;
+    let mut cache = out_root.map(|root| BlockCache::load(&root.join(&study.name)));
     let cutoff = as_of.or(study.cutoff);
     let tables = clock.time("load data", || load_tables(&study))?;
     let document = clock.time("parse manuscript", || {
         Document::parse(study.abstract_file.as_ref(), &study.manuscript_files)
     })?;
+    let published = match &study.published_file {
+        Some(f) => Some(Published::parse(f.text()?, &f.display)?),
+        None => None,
+    };
+    let block_inputs = block_inputs(&document, &tables);
     let settings = AnalysisSettings {
         seed: study.manifest.study.seed,
         cutoff,
         format: study.manifest.format.clone(),
+        published: published.clone(),
     };
     let analysis = clock.time("analysis", || {
-        analysis::run_all(&document, tables, &settings)
+        analysis::run_all(&document, tables, &settings, cache.as_mut())
     })?;
+    let block_inputs = complete_block_inputs(block_inputs, &analysis);
     let mut warnings: Vec<Diagnostic> = analysis
         .results
         .values()
         .flat_map(|r| r.warnings.iter().cloned())
         .collect();
-    let files = clock.time("render", || {
+    let reproduction = match &published {
+        Some(p) => {
+            let results: serde_json::Map<String, serde_json::Value> = analysis
+                .results
+                .iter()
+                .map(|(id, r)| (id.clone(), r.value.clone()))
+                .collect();
+            match reproduction::compare(p, &serde_json::Value::Object(results)) {
+                Ok(rows) => Some(rows),
+                Err(message) => {
+                    let file = study
+                        .published_file
+                        .as_ref()
+                        .map(|f| f.display.clone())
+                        .unwrap_or_default();
+                    return Err(Diagnostic::error(message).in_file(file).into());
+                }
+            }
+        }
+        None => None,
+    };
+    let (files, trail) = clock.time("render", || {
         assemble(&study, &document, &analysis, cutoff, &mut warnings)
     })?;
     Ok(Prepared {
@@ -133,6 +290,10 @@ fn prepare(study_dir: &Path, as_of: Option<Date>, clock: &mut Stopwatch) -> Resu
         analysis,
         files,
         warnings,
+        reproduction,
+        trail,
+        block_inputs,
+        cache,
     })
 }
 
@@ -199,10 +360,31 @@ fn assemble(
     analysis: &Analysis,
     cutoff: Option<Date>,
     warnings: &mut Vec<Diagnostic>,
-) -> Result<FileSet> {
+) -> Result<(FileSet, Vec<trail::TrailEntry>)> {
     let env = template::environment(&study.manifest.format);
     let context = template_context(study, analysis, cutoff);
+    let results_json = serde_json::to_value(&context).unwrap_or_default();
     let mut problems = Vec::new();
+    let mut trail_entries = Vec::new();
+    let lint = &study.manifest.lint;
+    for source in document.abstract_file.iter().chain(document.files.iter()) {
+        trail_entries.extend(trail::template_entries(
+            &env,
+            &source.template,
+            &source.relative,
+            1,
+            "prose",
+            &context,
+            &results_json,
+        ));
+        if lint.hand_typed_numbers {
+            warnings.extend(trail::lint_numbers(
+                &source.template,
+                &source.file,
+                &lint.allow_numbers,
+            ));
+        }
+    }
 
     // 1. Prose templates.
     let mut rendered = Vec::new();
@@ -273,7 +455,31 @@ fn assemble(
                 None => Ok(typst),
             }
         };
+        let caption_trail = |text: &str| {
+            trail::template_entries(
+                &env,
+                text,
+                &block.relative,
+                block.line,
+                "caption",
+                &context,
+                &results_json,
+            )
+        };
+        for table in &result.artifacts.tables {
+            trail_entries.extend(caption_trail(&table.caption));
+            for note in &table.notes {
+                trail_entries.extend(caption_trail(note));
+            }
+            trail_entries.extend(trail::table_entries(
+                table,
+                &block.id,
+                &block.relative,
+                block.line,
+            ));
+        }
         for figure in &result.artifacts.figures {
+            trail_entries.extend(caption_trail(&figure.caption));
             match inline(&figure.caption) {
                 Ok(caption) => markup.push_str(&manuscript::figure_markup(figure, &caption)),
                 Err(d) => problems.push(d),
@@ -362,7 +568,7 @@ fn assemble(
         &style,
     );
     files.insert(MAIN_FILE, main.into_bytes());
-    Ok(files)
+    Ok((files, trail_entries))
 }
 
 fn main_source(
@@ -484,12 +690,12 @@ pub fn bibliography_keys(text: &str) -> HashSet<String> {
                     keys.insert(key.to_string());
                 }
             }
-        } else if !line.starts_with([' ', '\t', '#', '-']) {
-            if let Some((key, _)) = line.split_once(':') {
-                let key = key.trim().trim_matches('"');
-                if !key.is_empty() {
-                    keys.insert(key.to_string());
-                }
+        } else if !line.starts_with([' ', '\t', '#', '-'])
+            && let Some((key, _)) = line.split_once(':')
+        {
+            let key = key.trim().trim_matches('"');
+            if !key.is_empty() {
+                keys.insert(key.to_string());
             }
         }
     }
@@ -543,4 +749,121 @@ fn keep_failed_sources(failure: Failure, files: &FileSet, dest: &Path) -> Failur
         })
         .collect();
     Failure::new(diagnostics)
+}
+
+/// `SOURCE_DATE_EPOCH` (the reproducible-builds convention), when set, dates the PDF.
+fn source_date_epoch() -> Result<Option<Date>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(text) => {
+            let seconds: i64 = text.trim().parse().map_err(|_| {
+                Diagnostic::error(format!(
+                    "SOURCE_DATE_EPOCH is `{text}`, expected seconds since 1970-01-01"
+                ))
+            })?;
+            let ts = jiff::Timestamp::from_second(seconds).map_err(|e| {
+                Diagnostic::error(format!("SOURCE_DATE_EPOCH `{text}` is out of range: {e}"))
+            })?;
+            Ok(Some(ts.to_zoned(jiff::tz::TimeZone::UTC).date()))
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Spec hashes and the dataset each block names, before it runs (manifest tables are hashed now;
+/// datasets made by earlier blocks are hashed after the analysis).
+fn block_inputs(document: &Document, tables: &IndexMap<String, Dataset>) -> Vec<BlockInputs> {
+    document
+        .blocks
+        .iter()
+        .map(|b| {
+            let data = b
+                .table
+                .get("data")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let data_sha256 = data
+                .as_ref()
+                .and_then(|d| tables.get(d))
+                .map(Dataset::content_hash);
+            BlockInputs {
+                id: b.id.clone(),
+                kind: b.kind.clone(),
+                file: b.relative.clone(),
+                line: b.line,
+                spec_sha256: sha256_hex(b.body.as_bytes()),
+                data,
+                data_sha256,
+            }
+        })
+        .collect()
+}
+
+fn complete_block_inputs(mut inputs: Vec<BlockInputs>, analysis: &Analysis) -> Vec<BlockInputs> {
+    for input in &mut inputs {
+        if input.data_sha256.is_none()
+            && let Some(ds) = input
+                .data
+                .as_ref()
+                .and_then(|d| analysis.results.get(d))
+                .and_then(|r| r.dataset.as_ref())
+        {
+            input.data_sha256 = Some(ds.content_hash());
+        }
+    }
+    inputs
+}
+
+/// The provenance record: what went in (hashes), how (version, seed, cutoff, options), and what came out.
+fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &OutputFiles) -> Vec<u8> {
+    let study = &prepared.study;
+    let inputs: serde_json::Map<String, serde_json::Value> = study
+        .inputs()
+        .into_iter()
+        .map(|f| {
+            (
+                f.relative.clone(),
+                serde_json::json!({"sha256": sha256_hex(&f.bytes), "bytes": f.bytes.len()}),
+            )
+        })
+        .collect();
+    let outputs_map: serde_json::Map<String, serde_json::Value> = outputs
+        .files
+        .iter()
+        .map(|(path, bytes)| {
+            (
+                path.clone(),
+                serde_json::json!({"sha256": sha256_hex(bytes), "bytes": bytes.len()}),
+            )
+        })
+        .collect();
+    let record = serde_json::json!({
+        "galley_version": env!("CARGO_PKG_VERSION"),
+        "study": study.name,
+        "study_dir": normalise_dir(&study.root),
+        "seed": study.manifest.study.seed,
+        "cutoff": prepared.cutoff.map(|d| d.to_string()),
+        "options": {
+            "as_of": options.as_of.map(|d| d.to_string()),
+            "source_date_epoch": std::env::var("SOURCE_DATE_EPOCH").ok(),
+        },
+        "inputs": inputs,
+        "blocks": prepared.block_inputs,
+        "outputs": outputs_map,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The study folder as given, in a stable spelling (`study/x`, not `./study/x/`), for the provenance
+/// record: `galley verify` finds the inputs through it.
+fn normalise_dir(path: &Path) -> String {
+    let text = path.to_string_lossy().replace('\\', "/");
+    let text = text.trim_end_matches('/');
+    text.strip_prefix("./").unwrap_or(text).to_string()
 }

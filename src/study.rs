@@ -56,6 +56,8 @@ pub struct Study {
     pub csl_file: Option<InputFile>,
     /// Template files of the study's own template folder (relative name -> file).
     pub template_files: Vec<InputFile>,
+    /// `published.toml`: the paper's figures to compare with.
+    pub published_file: Option<InputFile>,
 }
 
 impl Study {
@@ -132,6 +134,11 @@ impl Study {
         } else {
             None
         };
+        let published_file = manifest
+            .manuscript
+            .published
+            .as_ref()
+            .and_then(|f| read(f, "published values"));
         let template_files = match &manifest.manuscript.template {
             Some(dir) => read_template_folder(root, &manifest_path, &source, dir, &mut problems),
             None => Vec::new(),
@@ -206,6 +213,7 @@ impl Study {
             bibliography,
             csl_file,
             template_files,
+            published_file,
         })
     }
 
@@ -218,6 +226,7 @@ impl Study {
         all.extend(self.bibliography.iter());
         all.extend(self.csl_file.iter());
         all.extend(self.template_files.iter());
+        all.extend(self.published_file.iter());
         all
     }
 }

@@ -213,7 +213,16 @@ fn describe(e: &Error) -> String {
 }
 
 fn diagnostic(e: &Error, source: &str, display: &Path) -> Diagnostic {
-    let mut d = Diagnostic::error(format!("template error: {}", describe(e)));
+    let mut message = format!("template error: {}", describe(e));
+    // Name the expression that failed (`deaths.nn`), not just its position.
+    if let Some(range) = e.range()
+        && let Some(text) = source.get(range)
+        && !text.is_empty()
+        && text.len() < 200
+    {
+        message.push_str(&format!(" in `{}`", text.trim()));
+    }
+    let mut d = Diagnostic::error(message);
     match (e.range(), e.line()) {
         (Some(range), _) => d = d.at_offset(display, source, range.start),
         (None, Some(line)) => {

@@ -20,7 +20,10 @@ pub fn numbers(env: &BlockEnv, data: &Dataset, name: &str, key: &str) -> R<Vec<O
     if !column.data.is_numeric() {
         return Err(env.error(
             key,
-            format!("column `{name}` is {}, expected a number", column.data.kind().name()),
+            format!(
+                "column `{name}` is {}, expected a number",
+                column.data.kind().name()
+            ),
         ));
     }
     Ok((0..data.n_rows).map(|r| column.data.number(r)).collect())
@@ -32,22 +35,38 @@ pub fn indicator(env: &BlockEnv, data: &Dataset, source: &str, key: &str) -> R<V
         return match &column.data {
             ColumnData::Boolean(v) => Ok(v.clone()),
             ColumnData::Integer(_) | ColumnData::Number(_) => {
-                let values: Vec<Option<f64>> = (0..data.n_rows).map(|r| column.data.number(r)).collect();
+                let values: Vec<Option<f64>> =
+                    (0..data.n_rows).map(|r| column.data.number(r)).collect();
                 if let Some(bad) = values.iter().flatten().find(|&&x| x != 0.0 && x != 1.0) {
                     return Err(env
-                        .error(key, format!("column `{source}` holds {bad}, expected 0 or 1"))
-                        .hint(format!("write the condition as an expression, e.g. `{key} = \"{source} == 2\"`")));
+                        .error(
+                            key,
+                            format!("column `{source}` holds {bad}, expected 0 or 1"),
+                        )
+                        .hint(format!(
+                            "write the condition as an expression, e.g. `{key} = \"{source} == 2\"`"
+                        )));
                 }
                 Ok(values.iter().map(|v| v.map(|x| x == 1.0)).collect())
             }
             other => Err(env
-                .error(key, format!("column `{source}` is {}, expected true/false or 0/1", other.kind().name()))
-                .hint(format!("write the condition as an expression, e.g. `{key} = \"{source} == 'dead'\"`"))),
+                .error(
+                    key,
+                    format!(
+                        "column `{source}` is {}, expected true/false or 0/1",
+                        other.kind().name()
+                    ),
+                )
+                .hint(format!(
+                    "write the condition as an expression, e.g. `{key} = \"{source} == 'dead'\"`"
+                ))),
         };
     }
     let environment = expr::environment();
     let compiled = RowExpr::compile(&environment, source, data).map_err(|m| env.error(key, m))?;
-    let values = compiled.eval_all(&Arc::new(data.clone())).map_err(|m| env.error(key, m))?;
+    let values = compiled
+        .eval_all(&Arc::new(data.clone()))
+        .map_err(|m| env.error(key, m))?;
     values
         .into_iter()
         .enumerate()
@@ -56,19 +75,30 @@ pub fn indicator(env: &BlockEnv, data: &Dataset, source: &str, key: &str) -> R<V
             Some(v) if v.kind() == minijinja::value::ValueKind::Bool => Ok(Some(v.is_true())),
             Some(v) => Err(env.error(
                 key,
-                format!("`{source}` gives `{v}` on data row {}, expected true or false", row + 1),
+                format!(
+                    "`{source}` gives `{v}` on data row {}, expected true or false",
+                    row + 1
+                ),
             )),
         })
         .collect()
 }
 
 /// Group labels and codes of a grouping column (levels in schema order, else sorted).
-pub fn groups(env: &BlockEnv, data: &Dataset, name: &str, key: &str) -> R<(Vec<String>, Vec<Option<usize>>)> {
+pub fn groups(
+    env: &BlockEnv,
+    data: &Dataset,
+    name: &str,
+    key: &str,
+) -> R<(Vec<String>, Vec<Option<usize>>)> {
     let column = env.column(data, name, key)?;
     if matches!(column.data, ColumnData::Number(_) | ColumnData::Date(_)) {
         return Err(env.error(
             key,
-            format!("column `{name}` is {}; group by a category, text, boolean or integer column", column.data.kind().name()),
+            format!(
+                "column `{name}` is {}; group by a category, text, boolean or integer column",
+                column.data.kind().name()
+            ),
         ));
     }
     Ok(grouping(column))
@@ -77,14 +107,24 @@ pub fn groups(env: &BlockEnv, data: &Dataset, name: &str, key: &str) -> R<(Vec<S
 /// A covariate as read from the data, before complete-case selection.
 #[derive(Debug, Clone)]
 pub enum CovariateColumn {
-    Numeric { name: String, values: Vec<Option<f64>> },
-    Categorical { name: String, levels: Vec<String>, codes: Vec<Option<usize>>, reference: Option<String> },
+    Numeric {
+        name: String,
+        values: Vec<Option<f64>>,
+    },
+    Categorical {
+        name: String,
+        levels: Vec<String>,
+        codes: Vec<Option<usize>>,
+        reference: Option<String>,
+    },
 }
 
 impl CovariateColumn {
     pub fn name(&self) -> &str {
         match self {
-            CovariateColumn::Numeric { name, .. } | CovariateColumn::Categorical { name, .. } => name,
+            CovariateColumn::Numeric { name, .. } | CovariateColumn::Categorical { name, .. } => {
+                name
+            }
         }
     }
 
@@ -109,7 +149,10 @@ pub fn covariates(
 ) -> R<Vec<CovariateColumn>> {
     for (variable, _) in reference {
         if !names.contains(variable) {
-            return Err(env.error("reference", format!("`reference` names `{variable}`, which is not among the covariates")));
+            return Err(env.error(
+                "reference",
+                format!("`reference` names `{variable}`, which is not among the covariates"),
+            ));
         }
     }
     names
@@ -148,14 +191,27 @@ pub fn complete_rows(n: usize, missing: &[&dyn Fn(usize) -> bool]) -> Vec<usize>
 
 /// Covariates restricted to `rows`, as the statistics crate takes them. Factor levels that do not
 /// occur in those rows are dropped (R would give an NA coefficient for them).
-pub fn to_stats(env: &BlockEnv, columns: &[CovariateColumn], rows: &[usize], key: &str) -> R<Vec<Covariate>> {
+pub fn to_stats(
+    env: &BlockEnv,
+    columns: &[CovariateColumn],
+    rows: &[usize],
+    key: &str,
+) -> R<Vec<Covariate>> {
     columns
         .iter()
         .map(|c| match c {
-            CovariateColumn::Numeric { name, values } => {
-                Ok(Covariate::numeric(name.clone(), rows.iter().map(|&r| values[r].unwrap_or(f64::NAN)).collect()))
-            }
-            CovariateColumn::Categorical { name, levels, codes, reference } => {
+            CovariateColumn::Numeric { name, values } => Ok(Covariate::numeric(
+                name.clone(),
+                rows.iter()
+                    .map(|&r| values[r].unwrap_or(f64::NAN))
+                    .collect(),
+            )),
+            CovariateColumn::Categorical {
+                name,
+                levels,
+                codes,
+                reference,
+            } => {
                 let mut used = vec![false; levels.len()];
                 for &r in rows {
                     if let Some(c) = codes[r] {
@@ -170,10 +226,63 @@ pub fn to_stats(env: &BlockEnv, columns: &[CovariateColumn], rows: &[usize], key
                     .collect();
                 let cov = Covariate::categorical(name.clone(), new_codes, new_levels);
                 match reference {
-                    Some(level) => cov.with_reference(level).map_err(|e| env.error(key, e.message)),
+                    Some(level) => cov
+                        .with_reference(level)
+                        .map_err(|e| env.error(key, e.message)),
                     None => Ok(cov),
                 }
             }
         })
         .collect()
+}
+
+/// Put the levels of a grouping (from [`groups`] or [`grouping`]) in the order `order` gives, as
+/// R's `factor(x, levels = order)` does, but strictly: every listed level must be a level of the
+/// column (listed once), and every value in the data must be listed (nothing turns missing
+/// silently). `name` is the column, `key` the spec field that holds the order.
+pub fn reorder_levels(
+    env: &BlockEnv,
+    name: &str,
+    grouping: (Vec<String>, Vec<Option<usize>>),
+    order: &[String],
+    key: &str,
+) -> R<(Vec<String>, Vec<Option<usize>>)> {
+    let (levels, codes) = grouping;
+    let mut position = vec![None; levels.len()];
+    for (i, level) in order.iter().enumerate() {
+        let Some(old) = levels.iter().position(|l| l == level) else {
+            return Err(env.error(
+                key,
+                format!(
+                    "`{level}` is not a level of `{name}` (levels: {})",
+                    levels.join(", ")
+                ),
+            ));
+        };
+        if position[old].is_some() {
+            return Err(env.error(key, format!("level `{level}` of `{name}` is listed twice")));
+        }
+        position[old] = Some(i);
+    }
+    let mut counts = vec![0usize; levels.len()];
+    for c in codes.iter().flatten() {
+        counts[*c] += 1;
+    }
+    let unlisted: Vec<&str> = (0..levels.len())
+        .filter(|&i| position[i].is_none() && counts[i] > 0)
+        .map(|i| levels[i].as_str())
+        .collect();
+    if !unlisted.is_empty() {
+        return Err(env
+            .error(
+                key,
+                format!(
+                    "`{name}` has values not listed in `{key}`: {}",
+                    unlisted.join(", ")
+                ),
+            )
+            .hint("list every level that occurs, or filter the rows first with a `filter` block"));
+    }
+    let new_codes = codes.iter().map(|c| c.and_then(|c| position[c])).collect();
+    Ok((order.to_vec(), new_codes))
 }

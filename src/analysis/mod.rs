@@ -6,11 +6,16 @@
 //! Each kind lives in its own module and parses its own typed spec, so an unknown field is an error
 //! located in the manuscript.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use indexmap::IndexMap;
 use jiff::civil::Date;
 use serde::Deserialize;
+use sha2::Digest;
 
 use crate::artifacts::Artifacts;
+use crate::cache::{self, BlockCache, CachedOutput};
 use crate::dataset::{Column, ColumnData, Dataset};
 use crate::diagnostics::{Diagnostic, Failure, Result};
 use crate::document::{AnalysisBlock, Document};
@@ -19,6 +24,8 @@ use crate::manifest::FormatSection;
 pub mod columns;
 pub mod data;
 pub mod expr;
+pub mod reproduction;
+pub mod survival;
 
 /// Settings every block may need.
 #[derive(Debug, Clone)]
@@ -27,6 +34,8 @@ pub struct AnalysisSettings {
     /// Administrative censoring date for survival derived from dates.
     pub cutoff: Option<Date>,
     pub format: FormatSection,
+    /// The paper's published figures, for `reproduction` blocks.
+    pub published: Option<crate::reproduction::Published>,
 }
 
 /// What one block produced.
@@ -44,6 +53,8 @@ pub struct BlockResult {
 #[derive(Debug, Clone, Default)]
 pub struct Analysis {
     pub results: IndexMap<String, BlockResult>,
+    /// Per block: how long it took and whether it came from the cache.
+    pub timings: Vec<(String, Duration, bool)>,
 }
 
 /// What a kind's `run` returns; the executor adds id, kind and location.
@@ -124,16 +135,34 @@ impl BlockEnv<'_> {
 }
 
 /// The kinds galley knows, for "unknown kind" messages and the docs.
-pub const KINDS: &[&str] = &["count", "derive", "filter", "survival_time"];
+pub const KINDS: &[&str] = &[
+    "count",
+    "derive",
+    "filter",
+    "survival_time",
+    "kaplan_meier",
+    "logrank",
+    "cox",
+    "reproduction",
+];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
+/// With a cache, a block whose key (spec, settings, and the content of what it reads) is stored is read
+/// back instead of run.
 pub fn run_all(
     document: &Document,
     tables: IndexMap<String, Dataset>,
     settings: &AnalysisSettings,
+    mut cache: Option<&mut BlockCache>,
 ) -> Result<Analysis> {
     let mut datasets = tables;
     let mut analysis = Analysis::default();
+    // Content hash of every dataset and result a later block may read.
+    let mut hashes: HashMap<String, String> = datasets
+        .iter()
+        .map(|(name, d)| (name.clone(), d.content_hash()))
+        .collect();
+    let settings_text = settings_fingerprint(settings);
     for block in &document.blocks {
         if datasets.contains_key(&block.id) {
             return Err(block
@@ -143,24 +172,67 @@ pub fn run_all(
                 )
                 .into());
         }
-        let env = BlockEnv {
-            block,
-            datasets: &datasets,
-            results: &analysis.results,
-            settings,
+        let started = Instant::now();
+        let mut dependencies: Vec<(String, String)> = if block.kind == "reproduction" {
+            hashes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        } else {
+            cache::mentioned_names(&block.table)
+                .into_iter()
+                .filter_map(|n| hashes.get(&n).map(|h| (n, h.clone())))
+                .collect()
         };
-        let output = run_block(&env).map_err(Failure::from)?;
+        dependencies.sort();
+        dependencies.dedup();
+        let key = cache::block_key(&block.kind, &block.body, &settings_text, &dependencies);
+        let cached = cache.as_deref_mut().and_then(|c| c.get(&key, &block.id));
+        let from_cache = cached.is_some();
+        let output = match cached {
+            Some(c) => Output {
+                value: c.value,
+                dataset: c.dataset,
+                artifacts: c.artifacts,
+                warnings: c.warnings,
+            },
+            None => {
+                let env = BlockEnv {
+                    block,
+                    datasets: &datasets,
+                    results: &analysis.results,
+                    settings,
+                };
+                let output = run_block(&env).map_err(Failure::from)?;
+                if let Some(c) = cache.as_deref_mut() {
+                    let stored = CachedOutput {
+                        value: output.value.clone(),
+                        dataset: output.dataset.clone(),
+                        artifacts: output.artifacts.clone(),
+                        warnings: output.warnings.clone(),
+                    };
+                    c.put(&key, &block.id, &stored);
+                }
+                output
+            }
+        };
         let warnings = output
             .warnings
-            .into_iter()
+            .iter()
             .map(|w| {
                 Diagnostic::warning(format!("analysis block `{}`: {w}", block.id))
                     .at(crate::diagnostics::Location::line(&block.file, block.line))
             })
             .collect();
+        let mut result_hash = serde_json::to_string(&output.value).unwrap_or_default();
         if let Some(ds) = &output.dataset {
+            result_hash.push_str(&ds.content_hash());
             datasets.insert(block.id.clone(), ds.clone());
         }
+        hashes.insert(
+            block.id.clone(),
+            hex::encode(sha2::Sha256::digest(result_hash.as_bytes())),
+        );
+        analysis
+            .timings
+            .push((block.id.clone(), started.elapsed(), from_cache));
         analysis.results.insert(
             block.id.clone(),
             BlockResult {
@@ -176,12 +248,31 @@ pub fn run_all(
     Ok(analysis)
 }
 
+/// The settings a block's result may depend on, as text for its cache key.
+fn settings_fingerprint(settings: &AnalysisSettings) -> String {
+    format!(
+        "seed={} cutoff={:?} format={} published={}",
+        settings.seed,
+        settings.cutoff.map(|d| d.to_string()),
+        serde_json::to_string(&settings.format).unwrap_or_default(),
+        settings
+            .published
+            .as_ref()
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default()
+    )
+}
+
 pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
     match env.block.kind.as_str() {
         "count" => data::count(env),
         "derive" => data::derive(env),
         "filter" => data::filter(env),
         "survival_time" => data::survival_time(env),
+        "kaplan_meier" => survival::kaplan_meier(env),
+        "logrank" => survival::logrank(env),
+        "cox" => survival::cox(env),
+        "reproduction" => reproduction::reproduction(env),
         other => Err(env
             .block
             .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")

@@ -33,15 +33,34 @@ pub fn stderr(o: &Output) -> String {
 pub fn analyze_reference(dataset: &str, case: &str) -> Value {
     let root = root();
     let data = root.join("tests/reference").join(dataset).join("data.csv");
-    let spec = root.join("tests/reference/specs").join(format!("{case}.toml"));
-    let out = galley(&["analyze", "--data", data.to_str().unwrap(), "--block", spec.to_str().unwrap()], &root);
-    assert!(out.status.success(), "galley analyze {case} failed:\n{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{case}: output is not JSON ({e}):\n{}", stdout(&out)))
+    let spec = root
+        .join("tests/reference/specs")
+        .join(format!("{case}.toml"));
+    let out = galley(
+        &[
+            "analyze",
+            "--data",
+            data.to_str().unwrap(),
+            "--block",
+            spec.to_str().unwrap(),
+        ],
+        &root,
+    );
+    assert!(
+        out.status.success(),
+        "galley analyze {case} failed:\n{}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{case}: output is not JSON ({e}):\n{}", stdout(&out)))
 }
 
 /// The R reference values of a case.
 pub fn reference(dataset: &str, case: &str) -> Value {
-    let path = root().join("tests/reference").join(dataset).join(format!("{case}.json"));
+    let path = root()
+        .join("tests/reference")
+        .join(dataset)
+        .join(format!("{case}.json"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -54,31 +73,61 @@ pub fn assert_matches(actual: &Value, expected: &Value, tolerance: &dyn Fn(&str)
     count
 }
 
-fn compare(actual: &Value, expected: &Value, path: &str, tolerance: &dyn Fn(&str) -> f64, count: &mut usize) {
+fn compare(
+    actual: &Value,
+    expected: &Value,
+    path: &str,
+    tolerance: &dyn Fn(&str) -> f64,
+    count: &mut usize,
+) {
     match expected {
         Value::Object(map) => {
             for (key, e) in map {
                 if key == "_r_call" {
                     continue;
                 }
-                let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                let a = actual.get(key).unwrap_or_else(|| panic!("missing key `{p}` in galley's output"));
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let a = actual
+                    .get(key)
+                    .unwrap_or_else(|| panic!("missing key `{p}` in galley's output"));
                 compare(a, e, &p, tolerance, count);
             }
         }
         Value::Array(items) => {
-            let a = actual.as_array().unwrap_or_else(|| panic!("`{path}` is not an array: {actual}"));
-            assert_eq!(a.len(), items.len(), "`{path}`: {} items, R has {}", a.len(), items.len());
+            let a = actual
+                .as_array()
+                .unwrap_or_else(|| panic!("`{path}` is not an array: {actual}"));
+            assert_eq!(
+                a.len(),
+                items.len(),
+                "`{path}`: {} items, R has {}",
+                a.len(),
+                items.len()
+            );
             for (i, (a, e)) in a.iter().zip(items).enumerate() {
                 compare(a, e, &format!("{path}[{i}]"), tolerance, count);
             }
         }
         Value::Number(e) => {
             let e = e.as_f64().unwrap();
-            let a = actual.as_f64().unwrap_or_else(|| panic!("`{path}`: expected {e}, found {actual}"));
+            let a = actual
+                .as_f64()
+                .unwrap_or_else(|| panic!("`{path}`: expected {e}, found {actual}"));
             let tol = tolerance(path);
-            let ok = if e.abs() < 1e-12 { (a - e).abs() <= 1e-12 } else { ((a - e) / e).abs() <= tol };
-            assert!(ok, "`{path}`: galley {a}, R {e} (relative error {:e}, tolerance {tol:e})", ((a - e) / e).abs());
+            let ok = if e.abs() < 1e-12 {
+                (a - e).abs() <= 1e-12
+            } else {
+                ((a - e) / e).abs() <= tol
+            };
+            assert!(
+                ok,
+                "`{path}`: galley {a}, R {e} (relative error {:e}, tolerance {tol:e})",
+                ((a - e) / e).abs()
+            );
             *count += 1;
         }
         other => {

@@ -3,7 +3,9 @@
 
 mod common;
 
+mod audit;
 mod build;
+mod cache;
 mod invalid;
 mod reference_regression;
 mod reference_survival;

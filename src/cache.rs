@@ -1,0 +1,154 @@
+//! Content-addressed cache of block results, kept in the output folder (`.cache/blocks/`).
+//!
+//! A block's key hashes galley's version, its kind and spec, the analysis settings, and the content of
+//! everything it reads (the datasets and earlier results its spec names). An edited block, or one whose
+//! input changed, gets a new key and re-runs; an untouched one is read back. Each entry carries its key
+//! and the SHA-256 of its payload: a corrupted, truncated or foreign entry is detected and ignored,
+//! never trusted. Only entries used by the latest build are kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::artifacts::Artifacts;
+use crate::dataset::Dataset;
+
+pub const CACHE_DIR: &str = ".cache";
+
+/// What a block produced, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedOutput {
+    pub value: serde_json::Value,
+    pub dataset: Option<Dataset>,
+    pub artifacts: Artifacts,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    galley: String,
+    key: String,
+    payload_sha256: String,
+    payload: String,
+}
+
+#[derive(Debug, Default)]
+pub struct BlockCache {
+    previous: HashMap<String, Vec<u8>>,
+    kept: BTreeMap<String, Vec<u8>>,
+    pub hits: Vec<String>,
+    pub misses: Vec<String>,
+    pub rejected: Vec<String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl BlockCache {
+    /// Read the cache of a previous build in `output_dir` (missing or unreadable: an empty cache).
+    pub fn load(output_dir: &Path) -> BlockCache {
+        let mut cache = BlockCache::default();
+        let dir = output_dir.join(CACHE_DIR).join("blocks");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return cache;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(key) = name.strip_suffix(".json")
+                && let Ok(bytes) = std::fs::read(entry.path())
+            {
+                cache.previous.insert(key.to_string(), bytes);
+            }
+        }
+        cache
+    }
+
+    /// The stored output for `key`, if present and intact.
+    pub fn get(&mut self, key: &str, block: &str) -> Option<CachedOutput> {
+        let bytes = self.previous.get(key)?;
+        let valid = serde_json::from_slice::<Entry>(bytes).ok().filter(|e| {
+            e.key == key
+                && e.galley == env!("CARGO_PKG_VERSION")
+                && sha256_hex(e.payload.as_bytes()) == e.payload_sha256
+        });
+        let output = valid.and_then(|e| serde_json::from_str::<CachedOutput>(&e.payload).ok());
+        match output {
+            Some(output) => {
+                self.kept.insert(key.to_string(), bytes.clone());
+                self.hits.push(block.to_string());
+                Some(output)
+            }
+            None => {
+                self.rejected.push(block.to_string());
+                None
+            }
+        }
+    }
+
+    pub fn put(&mut self, key: &str, block: &str, output: &CachedOutput) {
+        self.misses.push(block.to_string());
+        let Ok(payload) = serde_json::to_string(output) else {
+            return;
+        };
+        let entry = Entry {
+            galley: env!("CARGO_PKG_VERSION").to_string(),
+            key: key.to_string(),
+            payload_sha256: sha256_hex(payload.as_bytes()),
+            payload,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&entry) {
+            self.kept.insert(key.to_string(), bytes);
+        }
+    }
+
+    /// The cache files to write with the outputs (relative paths).
+    pub fn files(&self) -> impl Iterator<Item = (String, &Vec<u8>)> {
+        self.kept
+            .iter()
+            .map(|(k, v)| (format!("{CACHE_DIR}/blocks/{k}.json"), v))
+    }
+}
+
+/// The key of a block: its version, kind, spec, settings and the content hashes of what it reads.
+pub fn block_key(
+    kind: &str,
+    body: &str,
+    settings: &str,
+    dependencies: &[(String, String)],
+) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    for part in [kind, body, settings] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for (name, hash) in dependencies {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(hash.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Names a spec mentions (every string value, recursively): a block depends on those that are
+/// datasets or earlier results.
+pub fn mentioned_names(table: &toml::Table) -> Vec<String> {
+    fn walk(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) => out.push(s.clone()),
+            toml::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            toml::Value::Table(t) => t.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in table {
+        if k != "id" && k != "kind" {
+            walk(v, &mut out);
+        }
+    }
+    out
+}
