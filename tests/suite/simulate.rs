@@ -282,3 +282,65 @@ fn spec_errors_are_located() {
     let (ok, err) = simulate_spec(&missing);
     assert!(!ok && err.contains("loss_to_follow_up"), "{err}");
 }
+
+/// The flagship study builds from the committed snapshot and every published figure of the abstract is
+/// reproduced within its tolerance; the companion study of the 2020 snapshot builds too.
+#[test]
+fn croome2016_reproduces_the_published_figures() {
+    let out = tempfile::tempdir().unwrap();
+    let o = galley(
+        &[
+            "build",
+            "study/croome2016",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.path().join("croome2016/reproduction.json")).unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = rows.as_array().unwrap();
+    let keys: Vec<&str> = rows
+        .iter()
+        .map(|r| r["quantity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "n_lb",
+            "n_l",
+            "major_pct_lb",
+            "major_pct_l",
+            "major_p",
+            "median_os_lb",
+            "median_os_l",
+            "logrank_p",
+            "median_os_gnet",
+            "median_os_pnet",
+            "bone_mets_median",
+            "bone_mets_min",
+            "bone_mets_max",
+            "spine_pct",
+            "pelvis_pct",
+            "ribs_pct",
+            "rt_n",
+            "rfa_n",
+            "resection_n"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["within"], true, "{r}");
+    }
+    let o = galley(
+        &[
+            "build",
+            "study/croome2016-2020",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.path().join("croome2016-2020/manuscript.pdf").exists());
+}
