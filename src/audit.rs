@@ -165,6 +165,14 @@ pub fn verify(output_dir: &Path) -> Result<VerifyReport> {
         .pointer("/options/as_of")
         .and_then(Value::as_str)
         .and_then(crate::study::parse_iso_date);
+    // The formats the recorded build wrote (records before formats existed wrote the PDF only).
+    let formats = match record.pointer("/options/formats").and_then(Value::as_array) {
+        Some(names) => pipeline::Formats {
+            pdf: names.iter().any(|n| n == "pdf"),
+            html: names.iter().any(|n| n == "html"),
+        },
+        None => pipeline::Formats::default(),
+    };
     let scratch = tempfile::tempdir()
         .map_err(|e| io_error("create a temporary folder in", &std::env::temp_dir(), &e))?;
     // The rebuild must see the same SOURCE_DATE_EPOCH as the recorded build did.
@@ -178,6 +186,8 @@ pub fn verify(output_dir: &Path) -> Result<VerifyReport> {
             &BuildOptions {
                 out: scratch.path().to_path_buf(),
                 as_of,
+                formats,
+                ..BuildOptions::default()
             },
         )
     });

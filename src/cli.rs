@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,6 +16,29 @@ with machine-readable results beside it. The same inputs always give the same by
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print only errors and warnings (no progress, no list of what was written).
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print how long each stage of a build took.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+}
+
+/// A manuscript format `--format` can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// manuscript.pdf, typeset by Typst.
+    Pdf,
+    /// manuscript.html: one self-contained page (inline SVG figures, embedded CSS).
+    Html,
+}
+
+/// `--format pdf,html` as the pipeline's formats.
+pub fn formats(list: &[Format]) -> crate::pipeline::Formats {
+    crate::pipeline::Formats {
+        pdf: list.contains(&Format::Pdf),
+        html: list.contains(&Format::Html),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,12 +53,48 @@ pub enum Command {
         /// Data cutoff (YYYY-MM-DD) overriding the manifest's: survival is censored at this date.
         #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
-        /// Print the time each stage took.
+        /// Manuscript formats to write, comma-separated: pdf, html.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "pdf")]
+        format: Vec<Format>,
+        /// Print the time each stage took (as --verbose).
         #[arg(long)]
         timings: bool,
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+    },
+    /// Create a new study folder with a small working example: `galley new study/demo`.
+    ///
+    /// The study (manifest, simulated data with its schema, manuscript with analysis blocks,
+    /// bibliography) builds at once with `galley build <path>`. An existing folder is never touched.
+    New {
+        /// The folder to create; its name is the study's name (outputs go to output/<name>/).
+        path: PathBuf,
+        /// The kind of study to start from.
+        #[arg(long, default_value = "cohort-survival")]
+        template: String,
+    },
+    /// Rebuild a study on every change to its folder; with --serve, show it in the browser, live.
+    ///
+    /// Build errors are printed (and shown in the page) and the watch goes on. Stop it with Ctrl-C.
+    Watch {
+        /// The study folder (holding study.toml).
+        study: PathBuf,
+        /// Output root; the study's outputs go to <out>/<study-folder-name>/.
+        #[arg(long, default_value = "output")]
+        out: PathBuf,
+        /// Data cutoff (YYYY-MM-DD) overriding the manifest's.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Manuscript formats to write on each rebuild (html is added with --serve).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "pdf")]
+        format: Vec<Format>,
+        /// Serve the HTML manuscript on http://127.0.0.1:<port>/ and reload the page on every rebuild.
+        #[arg(long)]
+        serve: bool,
+        /// Port for --serve (on 127.0.0.1 only); 0 picks a free one.
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
     },
     /// Validate the manifest, the data and the manuscript and run the analysis, writing nothing.
     Check {

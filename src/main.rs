@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use galley::cli::{Cli, Command};
+use galley::console::Console;
 use galley::diagnostics::{Diagnostic, Failure};
 use galley::pipeline::{self, BuildOptions};
 
@@ -49,11 +50,16 @@ fn print_warnings(warnings: &[Diagnostic], deny: bool) -> Result<(), Failure> {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
+    let console = Console {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
     match cli.command {
         Command::Build {
             study,
             out,
             as_of,
+            format,
             timings,
             deny_warnings,
         } => {
@@ -62,34 +68,60 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 let warnings = pipeline::check(&study, as_of)?;
                 print_warnings(&warnings, true)?;
             }
-            let report = pipeline::build(&study, &BuildOptions { out, as_of })?;
+            let (spinner, progress) = console.spinner("building");
+            let options = BuildOptions {
+                out,
+                as_of,
+                formats: galley::cli::formats(&format),
+                progress,
+            };
+            let report = pipeline::build(&study, &options);
+            drop(spinner);
+            let report = report?;
             print_warnings(&report.warnings, false)?;
             if let Some(rows) = &report.reproduction {
                 eprint!("{}", galley::reproduction::summary(rows));
             }
-            if timings {
-                // Per-block lines are indented parts of "analysis": not added again.
-                let total: f64 = report
-                    .timings
-                    .iter()
-                    .filter(|(stage, _)| !stage.starts_with(' '))
-                    .map(|(_, d)| d.as_secs_f64())
-                    .sum();
-                for (stage, d) in &report.timings {
-                    eprintln!("{:>10.1} ms  {stage}", d.as_secs_f64() * 1000.0);
+            console.report_build(&report, timings);
+            Ok(0)
+        }
+        Command::New { path, template } => {
+            let files = galley::scaffold::new_study(&path, &template)?;
+            if !console.quiet {
+                println!("created the study {}:", path.display());
+                for f in &files {
+                    println!("  {}", f.display());
                 }
-                eprintln!("{:>10.1} ms  total", total * 1000.0);
-                eprintln!(
-                    "blocks: {} run, {} from the cache",
-                    report.blocks_run.len(),
-                    report.blocks_cached.len()
+                println!(
+                    "\nnext: galley build {0}        (writes output/{1}/manuscript.pdf)\n      galley watch {0} --serve  (live preview in the browser)",
+                    path.display(),
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
                 );
             }
-            println!(
-                "wrote {}/manuscript.pdf ({} files)",
-                report.output_dir.display(),
-                report.files.len()
-            );
+            Ok(0)
+        }
+        Command::Watch {
+            study,
+            out,
+            as_of,
+            format,
+            serve,
+            port,
+        } => {
+            let as_of = parse_date(as_of.as_deref())?;
+            galley::watch::watch(galley::watch::WatchOptions {
+                study,
+                build: BuildOptions {
+                    out,
+                    as_of,
+                    formats: galley::cli::formats(&format),
+                    progress: None,
+                },
+                serve: serve.then_some(port),
+                console,
+            })?;
             Ok(0)
         }
         Command::Check {
@@ -100,7 +132,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let as_of = parse_date(as_of.as_deref())?;
             let warnings = pipeline::check(&study, as_of)?;
             print_warnings(&warnings, deny_warnings)?;
-            println!("{}: ok", study.display());
+            console.info(format!("{}: ok (nothing written)", study.display()));
             Ok(0)
         }
         Command::Analyze { data, block } => {

@@ -16,13 +16,14 @@ use crate::artifacts::{Align, Figure, Table};
 use crate::diagnostics::Diagnostic;
 use crate::document::{BLOCK_MARKER, markdown_options};
 
-/// Escape text so that Typst markup shows it literally.
+/// Escape text so that Typst markup shows it literally. (`;` and `(` too: right after an embedded
+/// expression such as `#ref(..)` Typst takes `;` as the expression's end and `(` as more arguments.)
 pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
             '\\' | '#' | '$' | '*' | '_' | '`' | '<' | '>' | '@' | '[' | ']' | '~' | '/' | '-'
-            | '+' | '=' | ':' | '.' | '\'' | '"' => {
+            | '+' | '=' | ':' | '.' | '\'' | '"' | ';' | '(' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -558,7 +559,7 @@ fn align_name(a: Align) -> &'static str {
 }
 
 /// `@smith2020, p. 4; @jones` -> [(smith2020, Some("p. 4")), (jones, None)]; None if not a citation group.
-fn citation_group(inner: &str) -> Option<Vec<(String, Option<String>)>> {
+pub fn citation_group(inner: &str) -> Option<Vec<(String, Option<String>)>> {
     let mut keys = Vec::new();
     for part in inner.split(';') {
         let part = part.trim();
@@ -577,7 +578,7 @@ fn citation_group(inner: &str) -> Option<Vec<(String, Option<String>)>> {
 }
 
 /// The key at the start of `rest`: letters, digits and `_ - : .`, without trailing punctuation.
-fn citation_key(rest: &str) -> &str {
+pub fn citation_key(rest: &str) -> &str {
     let end = rest
         .char_indices()
         .find(|&(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.')))
@@ -736,6 +737,14 @@ mod tests {
     }
 
     #[test]
+    fn semicolon_after_a_reference_is_kept() {
+        let (out, diags) = convert("See @fig:km; then [@jones]; done.\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(out.contains("#ref(label(\"fig:km\"))\\;"), "{out}");
+        assert!(out.contains("#cite(label(\"jones\"))\\;"), "{out}");
+    }
+
+    #[test]
     fn unknown_citation_is_located() {
         let (_, diags) = convert("Line one.\n\nAs shown [@nobody].\n");
         assert_eq!(diags.len(), 1);
@@ -773,9 +782,13 @@ mod escaping_properties {
     use super::*;
     use proptest::prelude::*;
 
-    /// Whitespace as Typst lays it out: runs collapse to one space, none at the ends.
+    /// Text as Typst lays it out: whitespace runs collapse to one space, none at the ends, and soft
+    /// hyphens (U+00AD, invisible break hints) are not shown.
     fn normalise(s: &str) -> String {
-        s.split_whitespace().collect::<Vec<_>>().join(" ")
+        s.replace('\u{ad}', "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn typeset(markup: &str) -> Result<String, String> {

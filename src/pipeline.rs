@@ -34,6 +34,49 @@ pub struct BuildOptions {
     pub out: PathBuf,
     /// Overrides the manifest's cutoff (administrative censoring and the document date).
     pub as_of: Option<Date>,
+    /// Which manuscripts to write (`manuscript.pdf`, `manuscript.html`).
+    pub formats: Formats,
+    /// Told the name of each stage as it starts (the CLI shows it as progress on a terminal).
+    pub progress: Option<Progress>,
+}
+
+/// The manuscript formats a build writes. Default: the PDF only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    pub pdf: bool,
+    pub html: bool,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Formats {
+            pdf: true,
+            html: false,
+        }
+    }
+}
+
+impl Formats {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.pdf {
+            names.push("pdf");
+        }
+        if self.html {
+            names.push("html");
+        }
+        names
+    }
+}
+
+/// A stage-start callback.
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// What a build did: where it wrote, warnings, and how long each stage took.
@@ -52,10 +95,14 @@ pub struct BuildReport {
 
 struct Stopwatch {
     timings: Vec<(String, Duration)>,
+    progress: Option<Progress>,
 }
 
 impl Stopwatch {
     fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> T) -> T {
+        if let Some(progress) = &self.progress {
+            (progress.0)(stage);
+        }
         let start = Instant::now();
         let out = f();
         self.timings.push((stage.to_string(), start.elapsed()));
@@ -95,31 +142,41 @@ pub struct BlockInputs {
 pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
+        progress: options.progress.clone(),
     };
     let mut prepared = prepare(study_dir, options.as_of, Some(&options.out), &mut clock)?;
     let dest = options.out.join(&prepared.study.name);
     let pdf_date = source_date_epoch()?.or(prepared.cutoff);
     let typeset_key = typeset_key(&prepared.files, pdf_date);
-    let pdf = match previous_pdf(&dest, &typeset_key) {
-        // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
-        Some(pdf) => {
-            clock
-                .timings
-                .push(("typeset (unchanged, reused)".to_string(), Duration::ZERO));
-            pdf
-        }
-        None => clock
-            .time("typeset", || {
-                typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
-            })
-            .map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?,
+    let pdf = match options.formats.pdf {
+        false => None,
+        true => Some(match previous_pdf(&dest, &typeset_key) {
+            // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
+            Some(pdf) => {
+                clock
+                    .timings
+                    .push(("typeset (unchanged, reused)".to_string(), Duration::ZERO));
+                pdf
+            }
+            None => clock
+                .time("typeset", || {
+                    typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
+                })
+                .map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?,
+        }),
     };
 
     let mut outputs = OutputFiles::default();
     for (path, bytes) in prepared.files.iter() {
         outputs.insert(path.clone(), bytes.clone());
     }
-    outputs.insert("manuscript.pdf", pdf);
+    if let Some(pdf) = pdf {
+        outputs.insert("manuscript.pdf", pdf);
+    }
+    if options.formats.html {
+        let html = clock.time("html", || crate::html::render(&prepared))?;
+        outputs.insert("manuscript.html", html);
+    }
     outputs.insert("results.json", results_json(&prepared.analysis));
     for result in prepared.analysis.results.values() {
         for table in &result.artifacts.tables {
@@ -223,6 +280,7 @@ fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
 pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
+        progress: None,
     };
     prepare(study_dir, as_of, None, &mut clock).map(|p| p.warnings)
 }
@@ -336,7 +394,7 @@ fn load_tables(study: &Study) -> Result<IndexMap<String, Dataset>> {
 }
 
 /// The template context: every block's result by id, and `study`.
-fn template_context(study: &Study, analysis: &Analysis, cutoff: Option<Date>) -> Value {
+pub(crate) fn template_context(study: &Study, analysis: &Analysis, cutoff: Option<Date>) -> Value {
     let mut map = serde_json::Map::new();
     for (id, result) in &analysis.results {
         map.insert(id.clone(), result.value.clone());
@@ -850,6 +908,7 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
         "options": {
             "as_of": options.as_of.map(|d| d.to_string()),
             "source_date_epoch": std::env::var("SOURCE_DATE_EPOCH").ok(),
+            "formats": options.formats.names(),
         },
         "inputs": inputs,
         "blocks": prepared.block_inputs,

@@ -286,3 +286,153 @@ pub fn reorder_levels(
     let new_codes = codes.iter().map(|c| c.and_then(|c| position[c])).collect();
     Ok((order.to_vec(), new_codes))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Presentation helpers shared by the kinds that draw figures and tables.
+
+// These return the crate's `Diagnostic` like every block does (clippy's result_large_err).
+
+/// Validate a `[figure]` width (a fraction of the text width, default 1).
+#[allow(clippy::result_large_err)]
+pub fn figure_width(env: &BlockEnv, width: Option<f64>) -> R<f64> {
+    match width {
+        None => Ok(1.0),
+        Some(w) if w.is_finite() && w > 0.0 && w <= 1.0 => Ok(w),
+        Some(w) => Err(env.error(
+            "width",
+            format!("`width` is a fraction of the text width between 0 and 1 (got {w})"),
+        )),
+    }
+}
+
+/// A figure artifact named after the block (`<id>` for the first figure, `<id>-<n>` after).
+#[allow(clippy::result_large_err)]
+pub fn figure_artifact(
+    env: &BlockEnv,
+    svg: String,
+    caption: &str,
+    label: Option<&str>,
+    width: Option<f64>,
+    index: usize,
+) -> R<crate::artifacts::Figure> {
+    Ok(crate::artifacts::Figure {
+        name: artifact_name(env, index),
+        svg,
+        caption: caption.to_string(),
+        label: label.map(str::to_string),
+        width: figure_width(env, width)?,
+    })
+}
+
+/// A table artifact named after the block (rename it for a second table), with the spec's caption, label and notes after `notes`.
+pub fn table_artifact(
+    env: &BlockEnv,
+    spec: &super::TableSpec,
+    header: Vec<String>,
+    align: Vec<crate::artifacts::Align>,
+    groups: Vec<crate::artifacts::ColumnGroup>,
+    rows: Vec<crate::artifacts::Row>,
+    notes: Vec<String>,
+) -> crate::artifacts::Table {
+    let mut all_notes = notes;
+    all_notes.extend(spec.notes.iter().cloned());
+    crate::artifacts::Table {
+        name: artifact_name(env, 0),
+        caption: spec.caption.clone(),
+        label: spec.label.clone(),
+        header,
+        align,
+        groups,
+        rows,
+        notes: all_notes,
+    }
+}
+
+pub fn artifact_name(env: &BlockEnv, index: usize) -> String {
+    if index == 0 {
+        env.block.id.clone()
+    } else {
+        format!("{}-{}", env.block.id, index + 1)
+    }
+}
+
+/// How tables and figures name a column: its label from the schema, else its name.
+pub fn display_label(data: &Dataset, name: &str) -> String {
+    data.column(name)
+        .map_or_else(|| name.to_string(), |c| c.display_label().to_string())
+}
+
+/// Display label of a model term (`age`, `race=white`): the `labels` map by term, then by variable
+/// for numeric terms, else "<variable label>: <level>" for a factor level.
+pub fn term_label(data: &Dataset, term: &str, labels: &IndexMap<String, String>) -> String {
+    if let Some(l) = labels.get(term) {
+        return l.clone();
+    }
+    match term.split_once('=') {
+        Some((variable, level)) if data.column(variable).is_some() => {
+            let v = labels
+                .get(variable)
+                .cloned()
+                .unwrap_or_else(|| display_label(data, variable));
+            format!("{v}: {level}")
+        }
+        _ => display_label(data, term),
+    }
+}
+
+/// Reorder factor levels as R's `factor(x, levels = ...)`: `levels` maps a categorical covariate
+/// to its levels in the wanted order (the first is the default reference level). Every level
+/// present in the data must be listed.
+#[allow(clippy::result_large_err)]
+pub fn reorder_covariate_levels(
+    env: &BlockEnv,
+    covariates: &mut [CovariateColumn],
+    levels: &IndexMap<String, Vec<String>>,
+) -> R<()> {
+    for (variable, order) in levels {
+        let Some(c) = covariates.iter_mut().find(|c| c.name() == variable) else {
+            return Err(env.error(
+                "levels",
+                format!("`levels` names `{variable}`, which is not among the covariates"),
+            ));
+        };
+        let CovariateColumn::Categorical {
+            levels: old,
+            codes,
+            reference,
+            ..
+        } = c
+        else {
+            return Err(env.error(
+                "levels",
+                format!("`{variable}` is numeric; list it under `factors` to give it levels"),
+            ));
+        };
+        let mut map = Vec::with_capacity(old.len());
+        for (i, level) in old.iter().enumerate() {
+            match order.iter().position(|l| l == level) {
+                Some(p) => map.push(p),
+                None if !codes.contains(&Some(i)) => map.push(usize::MAX),
+                None => {
+                    return Err(env.error(
+                        "levels",
+                        format!("`levels` of `{variable}` leaves out `{level}`, which occurs in the data"),
+                    ));
+                }
+            }
+        }
+        for code in codes.iter_mut().flatten() {
+            *code = map[*code];
+        }
+        if let Some(r) = reference
+            && !order.contains(r)
+        {
+            return Err(env.error(
+                "reference",
+                format!("`{r}` is not among the `levels` of `{variable}`"),
+            ));
+        }
+        *old = order.clone();
+    }
+    Ok(())
+}

@@ -21,11 +21,17 @@ use crate::diagnostics::{Diagnostic, Failure, Result};
 use crate::document::{AnalysisBlock, Document};
 use crate::manifest::FormatSection;
 
+pub mod aggregate;
 pub mod columns;
+pub mod compare;
 pub mod data;
+pub mod describe;
 pub mod expr;
+pub mod logistic;
+pub mod matching;
 pub mod reproduction;
 pub mod survival;
+pub mod table1;
 
 /// Settings every block may need.
 #[derive(Debug, Clone)]
@@ -144,6 +150,12 @@ pub const KINDS: &[&str] = &[
     "logrank",
     "cox",
     "reproduction",
+    "describe",
+    "compare",
+    "table1",
+    "logistic",
+    "propensity_match",
+    "aggregate",
 ];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
@@ -273,6 +285,12 @@ pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
         "logrank" => survival::logrank(env),
         "cox" => survival::cox(env),
         "reproduction" => reproduction::reproduction(env),
+        "describe" => describe::describe(env),
+        "compare" => compare::compare(env),
+        "table1" => table1::table1(env),
+        "logistic" => logistic::logistic(env),
+        "propensity_match" => matching::propensity_match(env),
+        "aggregate" => aggregate::aggregate(env),
         other => Err(env
             .block
             .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")

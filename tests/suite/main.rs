@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod build;
 mod cache;
+mod front;
 mod invalid;
 mod reference_regression;
 mod reference_survival;

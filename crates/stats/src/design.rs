@@ -179,14 +179,15 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
     }
     let mut names = Vec::new();
     let mut columns = Vec::new();
-    let mut data: Vec<Vec<f64>> = Vec::new();
+    // Column-major n x p values, written once (no per-column vectors copied again).
+    let mut data: Vec<f64> = Vec::with_capacity(n * (covariates.len() + usize::from(intercept)));
     if intercept {
         names.push("(Intercept)".to_string());
         columns.push(Column {
             variable: "(Intercept)".to_string(),
             level: None,
         });
-        data.push(vec![1.0; n]);
+        data.resize(n, 1.0);
     }
     for cov in covariates {
         if cov.len() != n {
@@ -210,7 +211,7 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
                     variable: name.clone(),
                     level: None,
                 });
-                data.push(values.clone());
+                data.extend_from_slice(values);
             }
             Covariate::Categorical {
                 name,
@@ -256,18 +257,13 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
                         variable: name.clone(),
                         level: Some(level.clone()),
                     });
-                    data.push(
-                        codes
-                            .iter()
-                            .map(|&c| if c == l { 1.0 } else { 0.0 })
-                            .collect(),
-                    );
+                    data.extend(codes.iter().map(|&c| if c == l { 1.0 } else { 0.0 }));
                 }
             }
         }
     }
-    let p = data.len();
-    let x = DMatrix::from_fn(n, p, |i, j| data[j][i]);
+    let p = names.len();
+    let x = DMatrix::from_vec(n, p, data);
     Ok(ModelMatrix {
         x,
         names,
@@ -276,8 +272,10 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
     })
 }
 
-/// Gram-Schmidt in column order (as R's pivoting QR meets them): a column whose residual, after
-/// removing the columns before it, is negligible relative to its own norm is aliased.
+/// A column whose residual, after removing the columns before it (in column order, as R's
+/// pivoting QR meets them), is negligible relative to its own norm is aliased. The residual norm
+/// of column j is |R_jj| of the QR decomposition of X, and its norm that of R's column j; R comes
+/// from one streamed pass over X (`crate::qr`), not a column-by-column Gram-Schmidt.
 fn check_rank(m: &ModelMatrix) -> Result<()> {
     let (n, p) = m.x.shape();
     if n < p {
@@ -285,21 +283,15 @@ fn check_rank(m: &ModelMatrix) -> Result<()> {
             "the model has {p} coefficients but only {n} observations"
         )));
     }
-    let mut basis: Vec<Vec<f64>> = Vec::with_capacity(p);
+    let xs = m.x.as_slice();
+    let r = crate::qr::r_factor(n, p, |j, i0, out| {
+        out.copy_from_slice(&xs[j * n + i0..j * n + i0 + out.len()])
+    });
     for j in 0..p {
-        let mut v: Vec<f64> = m.x.column(j).iter().copied().collect();
-        let norm0 = norm(&v);
-        // Two passes of projection keep the orthogonalisation accurate (reorthogonalisation).
-        for _ in 0..2 {
-            for q in &basis {
-                let d = dot(q, &v);
-                for (vi, qi) in v.iter_mut().zip(q) {
-                    *vi -= d * qi;
-                }
-            }
-        }
-        let r = norm(&v);
-        if norm0 == 0.0 || r <= RANK_TOL * norm0 {
+        let col = &r[j * p..j * p + j + 1];
+        let norm0 = col.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let resid = col[j].abs();
+        if norm0 == 0.0 || resid <= RANK_TOL * norm0 {
             let col = &m.columns[j];
             let what = if col.variable == "(Intercept)" {
                 "the intercept".to_string()
@@ -321,20 +313,8 @@ fn check_rank(m: &ModelMatrix) -> Result<()> {
                 col.variable
             )));
         }
-        for vi in v.iter_mut() {
-            *vi /= r;
-        }
-        basis.push(v);
     }
     Ok(())
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn norm(a: &[f64]) -> f64 {
-    dot(a, a).sqrt()
 }
 
 #[cfg(test)]

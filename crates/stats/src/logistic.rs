@@ -173,24 +173,19 @@ pub fn logistic_regression(
     let mut dev = dev_old;
     let mut warnings = Vec::new();
 
+    // Square-root weights and weighted working response, reused across iterations.
+    let mut w = vec![0.0; n];
+    let mut zw = vec![0.0; n];
     for iter in 1..=options.max_iter {
         iterations = iter;
         // Working response and weights; variance mu (1 - mu).
-        let mut w = vec![0.0; n];
-        let mut zw = DVector::<f64>::zeros(n);
         for i in 0..n {
             let me = mu_eta(eta[i]);
             let var = mu[i] * (1.0 - mu[i]);
             w[i] = (me * me / var).sqrt();
             zw[i] = (eta[i] + (yf[i] - mu[i]) / me) * w[i];
         }
-        let mut xw = xm.clone();
-        for mut col in xw.column_iter_mut() {
-            for (v, wi) in col.iter_mut().zip(&w) {
-                *v *= wi;
-            }
-        }
-        let (start, r) = weighted_ls(xw, zw)?;
+        let (start, r) = weighted_ls(xm, &w, &zw)?;
         let mut start = start;
         let mut new_eta = mat_vec(xm, &start);
         let mut new_mu: Vec<f64> = new_eta.iter().map(|&e| linkinv(e)).collect();
@@ -290,27 +285,47 @@ pub fn logistic_regression(
 
 fn mat_vec(x: &DMatrix<f64>, b: &DVector<f64>) -> Vec<f64> {
     let (n, p) = x.shape();
-    // Row-wise accumulation in column order, the same for identical rows, so units with equal
-    // covariates get bit-identical predictions (matching depends on exact ties).
-    (0..n)
-        .map(|i| (0..p).map(|j| x[(i, j)] * b[j]).sum())
-        .collect()
+    // Each row accumulates its terms in column order from -0.0 (as `Iterator::sum`), the same
+    // for identical rows, so units with equal covariates get bit-identical predictions (matching
+    // depends on exact ties); column by column, so the column-major matrix is read in order.
+    let mut eta = vec![-0.0; n];
+    let xs = x.as_slice();
+    for j in 0..p {
+        let bj = b[j];
+        for (e, &v) in eta.iter_mut().zip(&xs[j * n..(j + 1) * n]) {
+            *e += v * bj;
+        }
+    }
+    eta
 }
 
-/// Least squares by Householder QR: returns the solution and the R factor.
-fn weighted_ls(xw: DMatrix<f64>, zw: DVector<f64>) -> Result<(DVector<f64>, DMatrix<f64>)> {
-    let p = xw.ncols();
-    let qr = xw.qr();
-    let r = qr.r();
+/// Weighted least squares of z on X (rows weighted by `w`, `zw` = w z) by Householder QR of the
+/// augmented matrix [W X | W z], streamed in row blocks (`crate::qr`): the top-left p x p of its
+/// R factor is X'W's R, the last column above the diagonal is Q'(W z). No n x p copy of X is
+/// made. Returns the solution and the R factor.
+fn weighted_ls(x: &DMatrix<f64>, w: &[f64], zw: &[f64]) -> Result<(DVector<f64>, DMatrix<f64>)> {
+    let (n, p) = x.shape();
+    let q = p + 1;
+    let xs = x.as_slice();
+    let raug = crate::qr::r_factor(n, q, |j, i0, out| {
+        let rows = i0..i0 + out.len();
+        if j < p {
+            let col = &xs[j * n + rows.start..j * n + rows.end];
+            for ((o, &v), &wi) in out.iter_mut().zip(col).zip(&w[rows]) {
+                *o = v * wi;
+            }
+        } else {
+            out.copy_from_slice(&zw[rows]);
+        }
+    });
+    let r = DMatrix::from_fn(p, p, |i, j| raug[j * q + i]);
     let max_diag = (0..p).map(|j| r[(j, j)].abs()).fold(0.0, f64::max);
     if (0..p).any(|j| r[(j, j)].abs() <= 1e-11 * max_diag) || max_diag == 0.0 {
         return Err(StatsError::new(
             "the weighted covariate matrix became rank deficient during fitting; check for covariates that separate the outcome or duplicate each other",
         ));
     }
-    let mut qtz = zw;
-    qr.q_tr_mul(&mut qtz);
-    let qtz = qtz.rows(0, p).into_owned();
+    let qtz = DVector::from_column_slice(&raug[p * q..p * q + p]);
     let beta = r
         .solve_upper_triangular(&qtz)
         .ok_or_else(|| StatsError::new("singular weighted least-squares step"))?;

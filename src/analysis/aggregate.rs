@@ -1,0 +1,484 @@
+//! `aggregate`: summarise a child table (several rows per parent, e.g. one row per lesion) into
+//! new columns of the parent table (one row per patient).
+
+// Blocks return the crate's `Diagnostic` (located, with hints) as errors.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use minijinja::value::{Value, ValueKind};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::expr::{self, RowExpr};
+use super::{BlockEnv, Output};
+use crate::dataset::Column;
+use crate::diagnostics::Diagnostic;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnSpec {
+    child: String,
+    parent: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AggregateSpec {
+    #[allow(dead_code)]
+    id: String,
+    #[allow(dead_code)]
+    kind: String,
+    /// The child table (several rows per parent).
+    data: String,
+    /// The parent table the new columns are added to.
+    into: String,
+    /// Key column with the same name in both tables.
+    by: Option<String>,
+    /// Key columns named differently: `{ child = "patient_id", parent = "id" }`.
+    on: Option<OnSpec>,
+    /// New columns: `name = "function(expression)"`.
+    columns: IndexMap<String, String>,
+}
+
+/// The summary functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Function {
+    Count,
+    Any,
+    All,
+    Sum,
+    Min,
+    Max,
+    Mean,
+    First,
+}
+
+const FUNCTIONS: &str = "count(), count(<expr>), any(<expr>), all(<expr>), sum(<expr>), min(<expr>), max(<expr>), mean(<expr>), first(<expr>)";
+
+/// Split `any(size > 3)` into the function and its argument (`None` for `count()`).
+fn parse_call(source: &str) -> Result<(Function, Option<&str>), String> {
+    let s = source.trim();
+    let bad = || format!("`{s}` is not a summary; write one of {FUNCTIONS}");
+    let open = s.find('(').ok_or_else(bad)?;
+    if !s.ends_with(')') {
+        return Err(bad());
+    }
+    let name = s[..open].trim();
+    let arg = s[open + 1..s.len() - 1].trim();
+    let function = match name {
+        "count" => Function::Count,
+        "any" => Function::Any,
+        "all" => Function::All,
+        "sum" => Function::Sum,
+        "min" => Function::Min,
+        "max" => Function::Max,
+        "mean" => Function::Mean,
+        "first" => Function::First,
+        other => {
+            return Err(format!(
+                "unknown summary function `{other}` in `{s}`; the functions are {FUNCTIONS}"
+            ));
+        }
+    };
+    if arg.is_empty() {
+        if function == Function::Count {
+            return Ok((function, None));
+        }
+        return Err(format!(
+            "`{name}()` needs an expression, e.g. `{name}(size_mm)`"
+        ));
+    }
+    Ok((function, Some(arg)))
+}
+
+/// `aggregate`: the parent dataset with one new column per entry of `columns`, computed over each
+/// parent's child rows. Missing child values are skipped. A parent without child rows (or without
+/// non-missing values) gets `count` 0, `any` false, and a missing value for the other functions.
+/// Result: `n` (parent rows), `child_rows`, `without_children`, `columns`, `missing` per new column.
+pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
+    let spec: AggregateSpec = env.block.parse_spec()?;
+    let child = env.dataset(&spec.data)?;
+    let parent = env.datasets.get(&spec.into).ok_or_else(|| {
+        env.error(
+            "into",
+            format!(
+                "no dataset named `{}` (datasets defined before this block: {})",
+                spec.into,
+                env.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })?;
+    let (child_key, parent_key, key_field) = match (&spec.by, &spec.on) {
+        (Some(by), None) => (by.clone(), by.clone(), "by"),
+        (None, Some(on)) => (on.child.clone(), on.parent.clone(), "on"),
+        _ => {
+            return Err(env.error(
+                "by",
+                "give the key as `by = \"column\"` (same name in both tables) or `on = { child = \"...\", parent = \"...\" }`",
+            ));
+        }
+    };
+    let child_column = env.column(child, &child_key, key_field)?;
+    let parent_column = env.column(parent, &parent_key, key_field)?;
+    if spec.columns.is_empty() {
+        return Err(env.error("columns", "list at least one new column under [columns]"));
+    }
+
+    // Parent key -> parent row (unique, present).
+    let mut parent_row: HashMap<String, usize> = HashMap::new();
+    for r in 0..parent.n_rows {
+        let key = parent_column.data.text(r).ok_or_else(|| {
+            env.error(
+                key_field,
+                format!(
+                    "key `{parent_key}` of `{}` is missing on row {}",
+                    parent.name,
+                    r + 1
+                ),
+            )
+        })?;
+        if parent_row.insert(key.clone(), r).is_some() {
+            return Err(env.error(
+                key_field,
+                format!(
+                    "key `{parent_key}` is not unique in `{}`: `{key}` appears more than once",
+                    parent.name
+                ),
+            ));
+        }
+    }
+    // Child rows per parent row, in child order.
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); parent.n_rows];
+    let mut orphans: Vec<String> = Vec::new();
+    for r in 0..child.n_rows {
+        match child_column.data.text(r) {
+            None => orphans.push(format!("(missing, row {})", r + 1)),
+            Some(key) => match parent_row.get(&key) {
+                Some(&p) => children[p].push(r),
+                None => orphans.push(key),
+            },
+        }
+    }
+    if !orphans.is_empty() {
+        orphans.dedup();
+        let shown: Vec<&str> = orphans.iter().take(10).map(String::as_str).collect();
+        return Err(env
+            .error(
+                key_field,
+                format!(
+                    "{} key value(s) of `{}` are not in `{}`: {}{}",
+                    orphans.len(),
+                    child.name,
+                    parent.name,
+                    shown.join(", "),
+                    if orphans.len() > 10 { ", ..." } else { "" }
+                ),
+            )
+            .hint("every child row must belong to a parent row; fix the keys or filter the child table first"));
+    }
+
+    let environment = expr::environment();
+    let shared = Arc::new(child.clone());
+    let mut out = parent.clone();
+    out.name = env.block.id.clone();
+    let mut missing = serde_json::Map::new();
+    for (name, source) in &spec.columns {
+        let (function, arg) = parse_call(source).map_err(|m| env.error(name, m))?;
+        let values: Vec<Option<Value>> = match arg {
+            None => vec![Some(Value::from(true)); child.n_rows],
+            Some(arg) => {
+                let compiled =
+                    RowExpr::compile(&environment, arg, child).map_err(|m| env.error(name, m))?;
+                compiled.eval_all(&shared).map_err(|m| env.error(name, m))?
+            }
+        };
+        let per_parent: Vec<Option<Value>> = children
+            .iter()
+            .map(|rows| {
+                let present: Vec<&Value> =
+                    rows.iter().filter_map(|&r| values[r].as_ref()).collect();
+                summarise(function, &present)
+            })
+            .collect::<Result<_, String>>()
+            .map_err(|m| env.error(name, format!("column `{name}` = `{source}`: {m}")))?;
+        let data = expr::values_to_column(per_parent, None)
+            .map_err(|m| env.error(name, format!("column `{name}`: {m}")))?;
+        let n_missing = (0..data.len()).filter(|&r| data.is_missing(r)).count();
+        missing.insert(name.clone(), json!(n_missing));
+        out.set_column(Column {
+            name: name.clone(),
+            label: None,
+            data,
+        });
+    }
+    let value = json!({
+        "n": out.n_rows,
+        "child_rows": child.n_rows,
+        "without_children": children.iter().filter(|c| c.is_empty()).count(),
+        "columns": spec.columns.keys().collect::<Vec<_>>(),
+        "missing": missing,
+    });
+    Ok(Output {
+        value,
+        dataset: Some(out),
+        ..Default::default()
+    })
+}
+
+fn as_bool(v: &Value, what: &str) -> Result<bool, String> {
+    if v.kind() == ValueKind::Bool {
+        Ok(v.is_true())
+    } else {
+        Err(format!("{what} needs a true/false expression, got `{v}`"))
+    }
+}
+
+fn as_number(v: &Value, what: &str) -> Result<f64, String> {
+    match v.kind() {
+        ValueKind::Bool => Ok(if v.is_true() { 1.0 } else { 0.0 }),
+        ValueKind::Number => f64::try_from(v.clone()).map_err(|e| e.to_string()),
+        _ => Err(format!("{what} needs a number, got `{v}`")),
+    }
+}
+
+fn all_integers(values: &[&Value]) -> bool {
+    values.iter().all(|v| {
+        v.kind() == ValueKind::Bool || (v.as_i64().is_some() && !v.to_string().contains('.'))
+    })
+}
+
+/// One parent's summary of its children's non-missing values.
+fn summarise(function: Function, values: &[&Value]) -> Result<Option<Value>, String> {
+    Ok(match function {
+        Function::Count => {
+            let mut n = 0i64;
+            for v in values {
+                n += as_bool(v, "count(...)")? as i64;
+            }
+            Some(Value::from(n))
+        }
+        Function::Any => {
+            let mut any = false;
+            for v in values {
+                any |= as_bool(v, "any(...)")?;
+            }
+            Some(Value::from(any))
+        }
+        Function::All => {
+            if values.is_empty() {
+                None
+            } else {
+                let mut all = true;
+                for v in values {
+                    all &= as_bool(v, "all(...)")?;
+                }
+                Some(Value::from(all))
+            }
+        }
+        Function::Sum | Function::Mean => {
+            if values.is_empty() {
+                return Ok(None);
+            }
+            let mut total = 0.0;
+            for v in values {
+                total += as_number(v, "sum(...) and mean(...)")?;
+            }
+            if function == Function::Mean {
+                Some(Value::from(total / values.len() as f64))
+            } else if all_integers(values) {
+                Some(Value::from(total as i64))
+            } else {
+                Some(Value::from(total))
+            }
+        }
+        Function::Min | Function::Max => {
+            let Some(first) = values.first() else {
+                return Ok(None);
+            };
+            let numeric = matches!(first.kind(), ValueKind::Number | ValueKind::Bool);
+            let mut best: &Value = first;
+            for v in &values[1..] {
+                let better = if numeric {
+                    let (a, b) = (as_number(v, "min(...) and max(...)")?, as_number(best, "")?);
+                    if function == Function::Min {
+                        a < b
+                    } else {
+                        a > b
+                    }
+                } else {
+                    let (a, b) = (
+                        v.as_str()
+                            .ok_or_else(|| format!("cannot compare `{v}` with `{best}`"))?,
+                        best.as_str().unwrap_or_default(),
+                    );
+                    if function == Function::Min {
+                        a < b
+                    } else {
+                        a > b
+                    }
+                };
+                if better {
+                    best = v;
+                }
+            }
+            if numeric {
+                as_number(first, "min(...) and max(...)")?;
+            }
+            Some((*best).clone())
+        }
+        Function::First => values.first().map(|v| (*v).clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::analysis::table1::tests::{dataset, run, text};
+    use crate::dataset::{ColumnData, Dataset};
+
+    /// Patients p1, p2, p3; lesions: p1 has sizes 10 and 30 (one fractured), p3 has one lesion of
+    /// unknown size, p2 has none.
+    fn tables() -> Vec<Dataset> {
+        vec![
+            dataset(
+                "patients",
+                vec![("id", text(&[Some("p1"), Some("p2"), Some("p3")]))],
+            ),
+            dataset(
+                "lesions",
+                vec![
+                    ("patient", text(&[Some("p1"), Some("p3"), Some("p1")])),
+                    ("size", ColumnData::Integer(vec![Some(10), None, Some(30)])),
+                    (
+                        "fracture",
+                        ColumnData::Boolean(vec![Some(false), Some(false), Some(true)]),
+                    ),
+                ],
+            ),
+        ]
+    }
+
+    const SPEC: &str = r#"
+id = "per_patient"
+kind = "aggregate"
+data = "lesions"
+into = "patients"
+on = { child = "patient", parent = "id" }
+[columns]
+n = "count()"
+big = "count(size > 20)"
+fractured = "any(fracture)"
+all_fractured = "all(fracture)"
+total = "sum(size)"
+smallest = "min(size)"
+largest = "max(size)"
+mean_size = "mean(size)"
+first_size = "first(size)"
+"#;
+
+    #[test]
+    fn summaries_by_hand() {
+        let out = run(SPEC, &tables()).unwrap();
+        let d = out.dataset.unwrap();
+        assert_eq!(d.name, "per_patient");
+        assert_eq!(d.n_rows, 3);
+        let col = |name: &str| d.column(name).unwrap().data.clone();
+        assert_eq!(
+            col("n"),
+            ColumnData::Integer(vec![Some(2), Some(0), Some(1)])
+        );
+        // p3's size is missing: size > 20 is missing there and skipped.
+        assert_eq!(
+            col("big"),
+            ColumnData::Integer(vec![Some(1), Some(0), Some(0)])
+        );
+        assert_eq!(
+            col("fractured"),
+            ColumnData::Boolean(vec![Some(true), Some(false), Some(false)])
+        );
+        assert_eq!(
+            col("all_fractured"),
+            ColumnData::Boolean(vec![Some(false), None, Some(false)])
+        );
+        assert_eq!(
+            col("total"),
+            ColumnData::Integer(vec![Some(40), None, None])
+        );
+        // A sum of true/false counts the true values.
+        let spec = SPEC.replace("sum(size)", "sum(fracture)");
+        let d2 = run(&spec, &tables()).unwrap().dataset.unwrap();
+        assert_eq!(
+            d2.column("total").unwrap().data,
+            ColumnData::Integer(vec![Some(1), None, Some(0)])
+        );
+        assert_eq!(
+            col("smallest"),
+            ColumnData::Integer(vec![Some(10), None, None])
+        );
+        assert_eq!(
+            col("largest"),
+            ColumnData::Integer(vec![Some(30), None, None])
+        );
+        assert_eq!(
+            col("mean_size"),
+            ColumnData::Number(vec![Some(20.0), None, None])
+        );
+        assert_eq!(
+            col("first_size"),
+            ColumnData::Integer(vec![Some(10), None, None])
+        );
+        assert_eq!(out.value["without_children"], 1);
+        assert_eq!(out.value["missing"]["total"], 2);
+        // The parent's own columns stay.
+        assert!(d.column("id").is_some());
+    }
+
+    #[test]
+    fn errors() {
+        let err = |spec: String, data: &[Dataset]| run(&spec, data).unwrap_err().message;
+        assert!(
+            err(SPEC.replace("count(size > 20)", "median(size)"), &tables())
+                .contains("unknown summary function `median`")
+        );
+        assert!(
+            err(SPEC.replace("\"any(fracture)\"", "\"any()\""), &tables())
+                .contains("needs an expression")
+        );
+        assert!(
+            err(SPEC.replace("sum(size)", "sum(patient)"), &tables()).contains("needs a number")
+        );
+        assert!(
+            err(SPEC.replace("count(size > 20)", "count(size)"), &tables()).contains("true/false")
+        );
+        assert!(
+            err(
+                SPEC.replace("child = \"patient\"", "child = \"patent\""),
+                &tables()
+            )
+            .contains("no column `patent`")
+        );
+        // A child key that is not a parent.
+        let mut t = tables();
+        t[1] = dataset(
+            "lesions",
+            vec![
+                ("patient", text(&[Some("p1"), Some("p9"), Some("p1")])),
+                ("size", ColumnData::Integer(vec![Some(10), None, Some(30)])),
+                (
+                    "fracture",
+                    ColumnData::Boolean(vec![Some(false), Some(false), Some(true)]),
+                ),
+            ],
+        );
+        assert!(err(SPEC.to_string(), &t).contains("are not in `patients`: p9"));
+        // Duplicate parent keys.
+        let mut t = tables();
+        t[0] = dataset(
+            "patients",
+            vec![("id", text(&[Some("p1"), Some("p1"), Some("p3")]))],
+        );
+        assert!(err(SPEC.to_string(), &t).contains("not unique"));
+    }
+}
