@@ -137,4 +137,12 @@ pub enum Command {
         #[arg(long)]
         block: PathBuf,
     },
+    /// Write a study's simulated data snapshots from its generative spec (simulation.toml).
+    Simulate {
+        /// The study folder (holding simulation.toml).
+        study: PathBuf,
+        /// Write nothing; fail if the data files on disk differ from what the spec generates.
+        #[arg(long)]
+        check: bool,
+    },
 }

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod reproduction;
 pub mod scaffold;
 pub mod serve;
+pub mod simulate;
 pub mod study;
 pub mod template;
 pub mod trail;

@@ -166,5 +166,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Simulate { study, check } => {
+            let report = galley::simulate::run(&study, check)?;
+            for (folder, cutoff) in &report.written {
+                let verb = if check { "up to date" } else { "wrote" };
+                println!("{verb} {}/{folder} (cutoff {cutoff})", study.display());
+            }
+            Ok(0)
+        }
     }
 }

@@ -10,3 +10,4 @@ mod front;
 mod invalid;
 mod reference_regression;
 mod reference_survival;
+mod simulate;
