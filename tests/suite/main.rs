@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod build;
 mod cache;
+mod croome;
 mod front;
 mod invalid;
 mod reference_regression;
