@@ -187,6 +187,10 @@ pub fn verify(output_dir: &Path) -> Result<VerifyReport> {
                 out: scratch.path().to_path_buf(),
                 as_of,
                 formats,
+                audit: record
+                    .pointer("/options/audit")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
                 ..BuildOptions::default()
             },
         )

@@ -62,6 +62,9 @@ pub enum Command {
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+        /// Add an audit-trail appendix to the PDF; every templated number links to its entry.
+        #[arg(long)]
+        audit: bool,
     },
     /// Create a new study folder with a small working example: `galley new study/demo`.
     ///

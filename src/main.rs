@@ -62,6 +62,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             format,
             timings,
             deny_warnings,
+            audit,
         } => {
             let as_of = parse_date(as_of.as_deref())?;
             if deny_warnings {
@@ -74,6 +75,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 as_of,
                 formats: galley::cli::formats(&format),
                 progress,
+                audit,
             };
             let report = pipeline::build(&study, &options);
             drop(spinner);
@@ -118,6 +120,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     as_of,
                     formats: galley::cli::formats(&format),
                     progress: None,
+                    audit: false,
                 },
                 serve: serve.then_some(port),
                 console,

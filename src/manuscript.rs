@@ -468,6 +468,9 @@ impl<'a, 'c> Converter<'a, 'c> {
             code.push_str(&text);
             return;
         }
+        if text.contains(crate::trail::MARK_START) {
+            return self.flush_marked(text, offset);
+        }
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         let mut i = 0;
         let mut plain = String::new();
@@ -509,6 +512,35 @@ impl<'a, 'c> Converter<'a, 'c> {
             i += 1;
         }
         self.out.push_str(&escape_markup(&plain));
+    }
+
+    /// Audit mode: text holding marked values (see `trail::instrument`); each value becomes a link to
+    /// its trail entry, the text between is converted as usual.
+    fn flush_marked(&mut self, text: String, offset: usize) {
+        use crate::trail::{MARK_END, MARK_SEP, MARK_START};
+        let mut rest = text.as_str();
+        let mut pos = offset;
+        while let Some(start) = rest.find(MARK_START) {
+            self.pending = Some((rest[..start].to_string(), pos));
+            self.flush_text();
+            let after = &rest[start + MARK_START.len_utf8()..];
+            let (Some(sep), Some(end)) = (after.find(MARK_SEP), after.find(MARK_END)) else {
+                rest = after;
+                continue;
+            };
+            let index = &after[..sep];
+            let value = &after[sep + MARK_SEP.len_utf8()..end];
+            let _ = write!(
+                self.out,
+                "#link(label(\"trail-{index}\"))[{}]",
+                escape_markup(value)
+            );
+            let consumed = start + MARK_START.len_utf8() + end + MARK_END.len_utf8();
+            pos += consumed;
+            rest = &rest[consumed..];
+        }
+        self.pending = Some((rest.to_string(), pos));
+        self.flush_text();
     }
 
     fn cite(&mut self, key: &str, supplement: Option<&str>, form: Option<&str>, offset: usize) {

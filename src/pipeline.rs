@@ -38,6 +38,8 @@ pub struct BuildOptions {
     pub formats: Formats,
     /// Told the name of each stage as it starts (the CLI shows it as progress on a terminal).
     pub progress: Option<Progress>,
+    /// Add an audit-trail appendix to the PDF and make every templated number a link to its entry.
+    pub audit: bool,
 }
 
 /// The manuscript formats a build writes. Default: the PDF only.
@@ -144,7 +146,13 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         timings: Vec::new(),
         progress: options.progress.clone(),
     };
-    let mut prepared = prepare(study_dir, options.as_of, Some(&options.out), &mut clock)?;
+    let mut prepared = prepare(
+        study_dir,
+        options.as_of,
+        Some(&options.out),
+        options.audit,
+        &mut clock,
+    )?;
     let dest = options.out.join(&prepared.study.name);
     let pdf_date = source_date_epoch()?.or(prepared.cutoff);
     let typeset_key = typeset_key(&prepared.files, pdf_date);
@@ -282,13 +290,14 @@ pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
         timings: Vec::new(),
         progress: None,
     };
-    prepare(study_dir, as_of, None, &mut clock).map(|p| p.warnings)
+    prepare(study_dir, as_of, None, false, &mut clock).map(|p| p.warnings)
 }
 
 fn prepare(
     study_dir: &Path,
     as_of: Option<Date>,
     out_root: Option<&Path>,
+    audit: bool,
     clock: &mut Stopwatch,
 ) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir))?;
@@ -340,7 +349,7 @@ fn prepare(
         None => None,
     };
     let (files, trail) = clock.time("render", || {
-        assemble(&study, &document, &analysis, cutoff, &mut warnings)
+        assemble(&study, &document, &analysis, cutoff, audit, &mut warnings)
     })?;
     Ok(Prepared {
         study,
@@ -417,6 +426,7 @@ fn assemble(
     document: &Document,
     analysis: &Analysis,
     cutoff: Option<Date>,
+    audit: bool,
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<(FileSet, Vec<trail::TrailEntry>)> {
     let env = template::environment(&study.manifest.format);
@@ -425,7 +435,14 @@ fn assemble(
     let mut problems = Vec::new();
     let mut trail_entries = Vec::new();
     let lint = &study.manifest.lint;
+    // In audit mode each file is rendered with its expressions marked by their trail index.
+    let mut instrumented: Vec<String> = Vec::new();
     for source in document.abstract_file.iter().chain(document.files.iter()) {
+        instrumented.push(if audit {
+            trail::instrument(&source.template, trail_entries.len())
+        } else {
+            source.template.clone()
+        });
         trail_entries.extend(trail::template_entries(
             &env,
             &source.template,
@@ -446,11 +463,16 @@ fn assemble(
 
     // 1. Prose templates.
     let mut rendered = Vec::new();
-    for source in document.abstract_file.iter().chain(document.files.iter()) {
+    for (source, template_text) in document
+        .abstract_file
+        .iter()
+        .chain(document.files.iter())
+        .zip(&instrumented)
+    {
         match template::render(
             &env,
             &source.relative,
-            &source.template,
+            template_text,
             &source.file,
             &context,
         ) {
@@ -589,6 +611,9 @@ fn assemble(
     }
     if !problems.is_empty() {
         return Err(Failure::new(problems));
+    }
+    if audit {
+        body.push_str(&trail::appendix_markup(&trail_entries));
     }
 
     // 5. The main file, the template, the bibliography.
@@ -909,6 +934,7 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
             "as_of": options.as_of.map(|d| d.to_string()),
             "source_date_epoch": std::env::var("SOURCE_DATE_EPOCH").ok(),
             "formats": options.formats.names(),
+            "audit": options.audit,
         },
         "inputs": inputs,
         "blocks": prepared.block_inputs,

@@ -146,6 +146,69 @@ fn paths(expr: &str, roots: &serde_json::Map<String, serde_json::Value>) -> Vec<
     out
 }
 
+/// Marks around a templated value in audit mode: `START index SEP value END` (private-use characters,
+/// which no manuscript text contains); the Markdown converter turns them into links to the appendix.
+pub const MARK_START: char = '\u{E000}';
+pub const MARK_SEP: char = '\u{E001}';
+pub const MARK_END: char = '\u{E002}';
+
+/// The template with each `{{ ... }}` wrapped in marks carrying its trail index (counting from `first`,
+/// in the order `expressions` finds them, which is the order of the trail entries).
+pub fn instrument(template: &str, first: usize) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut copied = 0;
+    for (i, (offset, _)) in expressions(template).into_iter().enumerate() {
+        let end = template[offset..]
+            .find("}}")
+            .map_or(template.len(), |e| offset + e + 2);
+        out.push_str(&template[copied..offset]);
+        out.push(MARK_START);
+        out.push_str(&(first + i).to_string());
+        out.push(MARK_SEP);
+        out.push_str(&template[offset..end]);
+        out.push(MARK_END);
+        copied = end;
+    }
+    out.push_str(&template[copied..]);
+    out
+}
+
+/// The audit appendix: every trail entry, anchored so the marked numbers in the text link to it.
+pub fn appendix_markup(entries: &[TrailEntry]) -> String {
+    use crate::manuscript::escape_markup as esc;
+    // Long paths and JSON have no spaces: allow line breaks after `.`, `,` and `[` (zero-width space).
+    let breakable = |t: &str| {
+        esc(t)
+            .replace("\\.", "\\.\u{200B}")
+            .replace(',', ",\u{200B}")
+            .replace("\\[", "\u{200B}\\[")
+    };
+    let mut rows = String::new();
+    for (i, e) in entries.iter().enumerate() {
+        let sources: Vec<String> = e
+            .sources
+            .iter()
+            .map(|s| format!("{} = {}", s.path, s.value))
+            .collect();
+        rows.push_str(&format!(
+            "([#metadata(none) #label(\"trail-{i}\") {}], [{}:{}], [#text(font: \"DejaVu Sans Mono\", size: 0.9em)[{}]], [{}], [{}]),\n",
+            i + 1,
+            esc(&e.file),
+            e.line,
+            breakable(&e.expression),
+            breakable(&sources.join("; ")),
+            esc(e.text.as_deref().unwrap_or("(in a loop)")),
+        ));
+    }
+    format!(
+        "\n#pagebreak(weak: true)\n#heading(level: 1)[Appendix: audit trail]\n\nEvery value the text and tables \
+         show, with where it appears, the expression that printed it, and the unrounded block results it came \
+         from. Numbers in the text link here.\n\n#block(width: 100%, booktable(columns: (auto, auto, 1fr, 1.2fr, auto), \
+         align: (right, left, left, left, right), header: (([\\#], [Where], [Expression], [Source values], [Printed]),), \
+         rows: ({rows})))\n"
+    )
+}
+
 /// Trail entries for one template (a manuscript file or a caption).
 #[allow(clippy::too_many_arguments)]
 pub fn template_entries(

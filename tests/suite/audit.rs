@@ -230,3 +230,32 @@ fn a_cutoff_before_every_start_is_a_clear_error() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn audit_mode_links_every_templated_value_to_an_appendix_entry() {
+    let (_dir, study, out) = workspace();
+    build_into(&study, &out, &["--audit"]);
+    let typ = std::fs::read_to_string(out.join("tiny/manuscript.typ")).unwrap();
+    let trail: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tiny/trail.json")).unwrap())
+            .unwrap();
+    assert!(typ.contains("Appendix: audit trail"));
+    // Every entry has an anchor; every prose entry's value is a link to it.
+    for (i, entry) in trail.iter().enumerate() {
+        assert!(
+            typ.contains(&format!("#label(\"trail-{i}\")")),
+            "no anchor for entry {i}"
+        );
+        if entry["context"] == "prose" {
+            assert!(
+                typ.contains(&format!("#link(label(\"trail-{i}\"))")),
+                "entry {i} is not linked: {entry}"
+            );
+        }
+    }
+    // Without --audit, no links and no appendix.
+    let plain = tempfile::tempdir().unwrap();
+    build_into(&study, plain.path(), &[]);
+    let typ = std::fs::read_to_string(plain.path().join("tiny/manuscript.typ")).unwrap();
+    assert!(!typ.contains("trail-0"));
+}
