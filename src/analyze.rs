@@ -9,7 +9,6 @@ use crate::analysis::{self, AnalysisSettings, BlockEnv};
 use crate::dataset;
 use crate::diagnostics::{Diagnostic, Result, io_error};
 use crate::document::AnalysisBlock;
-use crate::manifest::FormatSection;
 use crate::study::InputFile;
 
 /// Run the block in `block_path` on the CSV at `data_path`; the dataset is named `data` (and also by
@@ -30,12 +29,7 @@ pub fn analyze(data_path: &Path, block_path: &Path) -> Result<serde_json::Value>
         datasets.insert(stem, named);
     }
     datasets.insert("data".to_string(), table);
-    let settings = AnalysisSettings {
-        seed: 1,
-        cutoff: None,
-        format: FormatSection::default(),
-        published: None,
-    };
+    let settings = AnalysisSettings::standalone();
     let results = IndexMap::new();
     let env = BlockEnv {
         block: &block,

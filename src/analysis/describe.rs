@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use galley_figures::{Bins, Histogram, histogram};
-use galley_stats::describe::{Summary, summarize};
+use galley_stats::describe::summarize;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -71,7 +71,7 @@ pub fn describe(env: &BlockEnv) -> Result<Output, Diagnostic> {
                 .map(|r| values[r])
                 .collect();
             let summary = if v.is_empty() {
-                empty_summary()
+                galley_stats::describe::empty_summary()
             } else {
                 summarize(&v).map_err(stats_error)?
             };
@@ -125,18 +125,4 @@ pub fn describe(env: &BlockEnv) -> Result<Output, Diagnostic> {
         )?);
     }
     Ok(output)
-}
-
-fn empty_summary() -> Summary {
-    Summary {
-        n: 0,
-        missing: 0,
-        mean: None,
-        sd: None,
-        median: None,
-        q1: None,
-        q3: None,
-        min: None,
-        max: None,
-    }
 }

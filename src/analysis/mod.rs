@@ -44,6 +44,19 @@ pub struct AnalysisSettings {
     pub published: Option<crate::reproduction::Published>,
 }
 
+impl AnalysisSettings {
+    /// Settings for a block run outside a study (`galley analyze`, tests): seed 1, no cutoff,
+    /// default number formatting, no published values.
+    pub fn standalone() -> AnalysisSettings {
+        AnalysisSettings {
+            seed: 1,
+            cutoff: None,
+            format: FormatSection::default(),
+            published: None,
+        }
+    }
+}
+
 /// What one block produced.
 #[derive(Debug, Clone)]
 pub struct BlockResult {

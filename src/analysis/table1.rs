@@ -524,7 +524,7 @@ fn compute_variable(
                     .map(|r| x[r])
                     .collect();
                 stats.push(Stats::Continuous(if vals.is_empty() {
-                    empty_summary()
+                    galley_stats::describe::empty_summary()
                 } else {
                     summarize(&vals).map_err(|e| {
                         Diagnostic::error(format!("variable `{}`: {}", v.name, e.message))
@@ -653,20 +653,6 @@ fn compute_variable(
         test,
         smd,
     })
-}
-
-fn empty_summary() -> Summary {
-    Summary {
-        n: 0,
-        missing: 0,
-        mean: None,
-        sd: None,
-        median: None,
-        q1: None,
-        q3: None,
-        min: None,
-        max: None,
-    }
 }
 
 /// Average ranks of all values and the sizes of tied groups.
@@ -1199,7 +1185,6 @@ pub(crate) mod tests {
     use crate::dataset::{Column, ColumnData, Dataset};
     use crate::diagnostics::Diagnostic;
     use crate::document::AnalysisBlock;
-    use crate::manifest::FormatSection;
 
     pub fn block(body: &str) -> AnalysisBlock {
         let table: toml::Table = toml::from_str(body).expect("valid TOML");
@@ -1222,12 +1207,7 @@ pub(crate) mod tests {
             .iter()
             .map(|d| (d.name.clone(), d.clone()))
             .collect();
-        let settings = AnalysisSettings {
-            seed: 1,
-            cutoff: None,
-            format: FormatSection::default(),
-            published: None,
-        };
+        let settings = AnalysisSettings::standalone();
         let results = IndexMap::new();
         let env = BlockEnv {
             block: &block,

@@ -107,7 +107,8 @@ pub fn describe_by(
     Ok(Description { overall, groups })
 }
 
-fn empty_summary() -> Summary {
+/// The summary of no values (n = 0, every statistic not estimable).
+pub fn empty_summary() -> Summary {
     Summary {
         n: 0,
         missing: 0,
