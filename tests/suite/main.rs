@@ -4,6 +4,7 @@
 mod common;
 
 mod build;
+mod fuzz_regressions;
 mod invalid;
 mod reference_regression;
 mod reference_survival;
