@@ -150,6 +150,11 @@ struct Converter<'a, 'c> {
     /// Consecutive text events are merged before citations are recognised (pulldown-cmark splits
     /// text at brackets).
     pending: Option<(String, usize)>,
+    /// Byte offsets in `pending` of characters the author escaped with a backslash (`\@`, `\[`):
+    /// literal text, never the start of a citation or a reference. (Found by fuzzing: escaped
+    /// plain text such as `\@handle` still became an unknown citation, so a literal `@word` could
+    /// not be written.)
+    escaped: Vec<usize>,
     stack: Vec<(Frame, usize)>,
     /// Label of the heading being written (`{#id}`), put after its closing bracket.
     heading_label: Option<String>,
@@ -167,6 +172,7 @@ impl<'a, 'c> Converter<'a, 'c> {
             diagnostics: Vec::new(),
             footnotes: HashMap::new(),
             pending: None,
+            escaped: Vec::new(),
             stack: Vec::new(),
             heading_label: None,
             code: None,
@@ -190,6 +196,10 @@ impl<'a, 'c> Converter<'a, 'c> {
             Event::Text(text) => {
                 if let Some(Frame::Image) = self.stack.last().map(|f| &f.0) {
                     return; // alt text is not shown
+                }
+                let at = self.pending.as_ref().map_or(0, |(buf, _)| buf.len());
+                if is_escaped(self.source, range.start) {
+                    self.escaped.push(at);
                 }
                 match &mut self.pending {
                     Some((buf, _)) => buf.push_str(&text),
@@ -464,6 +474,7 @@ impl<'a, 'c> Converter<'a, 'c> {
 
     /// Escape merged text, turning `[@key]`, `[@a; @b]`, `@key` and `@fig:x` into citations and references.
     fn flush_text(&mut self) {
+        let escaped = std::mem::take(&mut self.escaped);
         let Some((text, offset)) = self.pending.take() else {
             return;
         };
@@ -476,7 +487,12 @@ impl<'a, 'c> Converter<'a, 'c> {
         let mut plain = String::new();
         while i < chars.len() {
             let (pos, c) = chars[i];
-            if c == '[' && chars.get(i + 1).is_some_and(|&(_, n)| n == '@') {
+            if c == '['
+                && !escaped.contains(&pos)
+                && chars
+                    .get(i + 1)
+                    .is_some_and(|&(p, n)| n == '@' && !escaped.contains(&p))
+            {
                 if let Some(close) = text[pos..].find(']') {
                     let inner = &text[pos + 1..pos + close];
                     if let Some(keys) = citation_group(inner) {
@@ -493,7 +509,8 @@ impl<'a, 'c> Converter<'a, 'c> {
                     }
                 }
             }
-            if c == '@' && (i == 0 || !chars[i - 1].1.is_alphanumeric()) {
+            if c == '@' && !escaped.contains(&pos) && (i == 0 || !chars[i - 1].1.is_alphanumeric())
+            {
                 let rest = &text[pos + 1..];
                 let key = citation_key(rest);
                 if !key.is_empty() {
@@ -550,6 +567,20 @@ impl<'a, 'c> Converter<'a, 'c> {
             self.out.push_str(&escape_markup(&format!("@{key}")));
         }
     }
+}
+
+/// Whether the text event starting at byte `start` of `source` begins with a backslash-escaped
+/// character: pulldown-cmark starts such an event at the backslash or just after it (an odd run
+/// of backslashes before it; `\\@` is an escaped backslash, then a live `@`).
+fn is_escaped(source: &str, start: usize) -> bool {
+    let Some(rest) = source.get(start..) else {
+        return false;
+    };
+    if rest.starts_with('\\') && rest[1..].starts_with(|c: char| c.is_ascii_punctuation()) {
+        return true;
+    }
+    let before = &source.as_bytes()[..start];
+    before.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
 }
 
 fn align_name(a: Align) -> &'static str {

@@ -331,7 +331,7 @@ fn template_context() -> minijinja::Value {
         "km": {"median": 54.04, "nr": null, "p": 0.0312, "lower": 1.234, "upper": 2.5,
                "groups": [{"level": "A", "n": 10}, {"level": "B", "n": 0}]},
         "deaths": {"n": 15, "pct": 0.6, "levels": {"A": {"n": 9, "pct": 0.6}}},
-        "n": 15, "total": 25, "zero": 0, "big": 1e300, "tiny": 1e-300, "neg": -3,
+        "n": 15, "total": 25, "zero": 0, "big": 1e300, "tiny": 1e-300, "neg": -3, "p0": 0.0,
         "text": "a <b> & {{ c }}",
         "study": {"title": "T", "cutoff": "2020-12-31"},
     }))
@@ -348,13 +348,23 @@ pub fn template(data: &[u8]) {
         Some(&b) if b.is_ascii_digit() => (b, &text[1..]),
         _ => (b'0', text),
     };
+    // A leading digit picks the [format] rules: 0 and others the defaults, 1 odd small
+    // settings, 2 the extremes study.toml allows.
     let mut rules = FormatSection::default();
-    if rules_byte % 2 == 1 {
-        rules.percent_digits = 3;
-        rules.p_digits = 0;
-        rules.p_threshold = 1e-300;
-        rules.not_reached = "{{ x }}".into();
-        rules.range_separator = String::new();
+    match rules_byte {
+        b'1' => {
+            rules.percent_digits = 3;
+            rules.p_digits = 0;
+            rules.p_threshold = 1e-300;
+            rules.not_reached = "{{ x }}".into();
+            rules.range_separator = String::new();
+        }
+        b'2' => {
+            rules.percent_digits = usize::MAX;
+            rules.p_digits = usize::MAX;
+            rules.p_threshold = 0.0;
+        }
+        _ => {}
     }
     let env = template::environment(&rules);
     let ctx = template_context();
