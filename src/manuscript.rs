@@ -21,8 +21,11 @@ pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
+            // `(` too: right after a call the converter emits (`#emph[a]`, `#raw("c")`) it would
+            // be read as arguments of a call on the result (`*a*(b)`: "expected function, found
+            // content"; found by fuzzing).
             '\\' | '#' | '$' | '*' | '_' | '`' | '<' | '>' | '@' | '[' | ']' | '~' | '/' | '-'
-            | '+' | '=' | ':' | '.' | '\'' | '"' => {
+            | '+' | '=' | ':' | '.' | '\'' | '"' | '(' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -326,6 +329,8 @@ impl<'a, 'c> Converter<'a, 'c> {
             Tag::Strikethrough => self.out.push_str("#strike["),
             Tag::Superscript => self.out.push_str("#super["),
             Tag::Subscript => self.out.push_str("#sub["),
+            // Typst refuses an empty URL (`[text]()`; found by fuzzing): keep the text, unlinked.
+            Tag::Link { dest_url, .. } if dest_url.trim().is_empty() => self.out.push_str("#["),
             Tag::Link { dest_url, .. } => {
                 let _ = write!(self.out, "#link({})[", string_literal(&dest_url));
             }
