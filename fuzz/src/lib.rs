@@ -91,7 +91,10 @@ const STUDY_FILES: &[(&str, &str)] = &[
     ),
     ("refs.bib", "@article{k, title = {T}, year = {2000}}\n"),
     ("style.csl", "<style/>\n"),
-    ("published.toml", "[[quantity]]\nkey = \"n\"\npublished = 1\nvalue = \"a.n\"\ntolerance = 0\n"),
+    (
+        "published.toml",
+        "[[quantity]]\nkey = \"n\"\npublished = 1\nvalue = \"a.n\"\ntolerance = 0\n",
+    ),
     ("tpl/article.typ", "#let article(body) = body\n"),
 ];
 
@@ -246,8 +249,7 @@ pub fn markdown(data: &[u8]) {
     if text.len() > 4000 {
         return; // Typst's compile time, not galley, would dominate.
     }
-    let blocks: HashMap<usize, String> =
-        [(0, "\n#rect(width: 2cm)[block 0]\n".to_string())].into();
+    let blocks: HashMap<usize, String> = [(0, "\n#rect(width: 2cm)[block 0]\n".to_string())].into();
     let labels: HashSet<String> = ["fig:km".to_string()].into();
     let citations = HashSet::new();
     if mode % 2 == 0 {
@@ -263,11 +265,18 @@ pub fn markdown(data: &[u8]) {
             let _ = d.to_string();
         }
         if let Err(e) = typeset(TYPST_PRELUDE, &markup) {
-            panic!("Markdown converted to Typst that does not compile:\n{e}\n--- markdown ---\n{text:?}");
+            panic!(
+                "Markdown converted to Typst that does not compile:\n{e}\n--- markdown ---\n{text:?}"
+            );
         }
         let (inline, _) = manuscript::inline_to_typst(text, Path::new("m.md"), &ctx);
-        if let Err(e) = typeset(TYPST_PRELUDE, &format!("#figure(rect(), caption: [{inline}])")) {
-            panic!("inline Markdown does not compile as a caption:\n{e}\n--- markdown ---\n{text:?}");
+        if let Err(e) = typeset(
+            TYPST_PRELUDE,
+            &format!("#figure(rect(), caption: [{inline}])"),
+        ) {
+            panic!(
+                "inline Markdown does not compile as a caption:\n{e}\n--- markdown ---\n{text:?}"
+            );
         }
     } else {
         // Plain text: one paragraph, printable characters, every ASCII punctuation escaped
@@ -374,7 +383,10 @@ pub fn template(data: &[u8]) {
         }
         Err(d) => {
             assert!(d.is_error());
-            assert!(d.location.is_some(), "template error without a location: {d}");
+            assert!(
+                d.location.is_some(),
+                "template error without a location: {d}"
+            );
             let _ = d.to_string();
         }
     }

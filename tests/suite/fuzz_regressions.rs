@@ -33,7 +33,11 @@ fn replay(target: &str, run: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
             failed.push(file.display().to_string());
         }
     }
-    assert!(failed.is_empty(), "fuzz regressions fail on:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "fuzz regressions fail on:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[test]
@@ -90,12 +94,25 @@ fn dates_before_1900_and_after_2100() {
     assert_eq!(parse_date("9999-12-31", None), Some(date(9999, 12, 31)));
     assert_eq!(parse_date("2400-02-29", None), Some(date(2400, 2, 29)));
     // Not dates: 1900 and 2100 are not leap years; no five-digit or signed years in ISO columns.
-    for bad in ["1900-02-29", "2100-02-29", "10000-01-01", "+2020-01-01", "-001-01-01", "1899-13-01"] {
+    for bad in [
+        "1900-02-29",
+        "2100-02-29",
+        "10000-01-01",
+        "+2020-01-01",
+        "-001-01-01",
+        "1899-13-01",
+    ] {
         assert_eq!(parse_date(bad, None), None, "{bad}");
     }
     // A custom format reaches the same range.
-    assert_eq!(parse_date("31/12/1850", Some("%d/%m/%Y")), Some(date(1850, 12, 31)));
-    assert_eq!(parse_date("01/01/2150", Some("%d/%m/%Y")), Some(date(2150, 1, 1)));
+    assert_eq!(
+        parse_date("31/12/1850", Some("%d/%m/%Y")),
+        Some(date(1850, 12, 31))
+    );
+    assert_eq!(
+        parse_date("01/01/2150", Some("%d/%m/%Y")),
+        Some(date(2150, 1, 1))
+    );
     // Day counts are exact across the centuries (no 1900-based epoch, no two-digit years).
     assert_eq!(days_since_epoch(date(1900, 1, 1)), -25567.0);
     assert_eq!(days_since_epoch(date(2100, 1, 1)), 47482.0);

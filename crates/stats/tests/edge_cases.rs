@@ -6,13 +6,13 @@
 //! 1e-300). Dates before 1900 and after 2100 are galley's (`galley::dataset`), tested in the
 //! integration suite (`tests/suite/fuzz_regressions.rs`).
 
+use galley_stats::StatsError;
 use galley_stats::cox::{Cox, CoxOptions, Ties, cox};
 use galley_stats::design::{Covariate, model_matrix};
 use galley_stats::km::{ConfType, KaplanMeier, KmOptions, kaplan_meier};
 use galley_stats::logistic::{LogisticFit, LogisticOptions, logistic_regression};
 use galley_stats::logrank::{LogRank, logrank};
-use galley_stats::matching::{NearestOptions, nearest_neighbor, propensity_match, Link};
-use galley_stats::StatsError;
+use galley_stats::matching::{Link, NearestOptions, nearest_neighbor, propensity_match};
 use nalgebra::DMatrix;
 
 /// No token of the value's debug form is `NaN` or `inf` (f64's spellings; words such as
@@ -59,7 +59,10 @@ fn all_censored() {
         let g = &km.groups[0];
         assert_eq!(g.events, 0);
         assert!(g.table.iter().all(|r| r.surv == 1.0));
-        assert_eq!((g.median, g.median_lower, g.median_upper), (None, None, None));
+        assert_eq!(
+            (g.median, g.median_lower, g.median_upper),
+            (None, None, None)
+        );
     }
     let lr = logrank(&time, &event, &[0, 0, 1, 1], &["a", "b"], None, 0.0).unwrap();
     assert_finite("log-rank", &lr);
@@ -87,7 +90,11 @@ fn all_events_at_one_time() {
         assert_eq!(g.median, Some(3.0));
         // Nothing is defined once everyone has failed: no standard error, no limits.
         assert_eq!(g.table[0].std_err_log, None);
-        assert_eq!(g.at.len(), 2, "times 0 and 1 (5 is after the last follow-up)");
+        assert_eq!(
+            g.at.len(),
+            2,
+            "times 0 and 1 (5 is after the last follow-up)"
+        );
         assert_eq!(g.at[0].surv, 1.0);
     }
     // Log-rank: everyone at risk dies at the one time, so the hypergeometric variance is 0 and
@@ -97,8 +104,15 @@ fn all_events_at_one_time() {
         &["log-rank test", "singular"],
     );
     // Some survivors at that time: a defined statistic, observed = expected.
-    let lr = logrank(&time, &[true, false, true, false, true], &[0, 0, 1, 1, 1], &["a", "b"], None, 0.0)
-        .unwrap();
+    let lr = logrank(
+        &time,
+        &[true, false, true, false, true],
+        &[0, 0, 1, 1, 1],
+        &["a", "b"],
+        None,
+        0.0,
+    )
+    .unwrap();
     assert_finite("log-rank", &lr);
     assert_eq!(lr.df, 1);
     assert!(lr.chisq >= 0.0 && lr.p.is_some(), "{lr:?}");
@@ -106,7 +120,10 @@ fn all_events_at_one_time() {
     // (every denominator is the whole set), and Efron gives a finite fit or a clear refusal.
     let x = DMatrix::from_column_slice(5, 1, &[0.0, 1.0, 0.0, 1.0, 1.0]);
     for ties in [Ties::Efron, Ties::Breslow] {
-        let options = CoxOptions { ties, ..CoxOptions::default() };
+        let options = CoxOptions {
+            ties,
+            ..CoxOptions::default()
+        };
         match cox(&time, &event, &x, &["x"], &options) {
             Ok(fit) => assert_finite("Cox", &fit),
             Err(e) => assert!(e.message.starts_with("Cox model:"), "{e}"),
@@ -157,7 +174,13 @@ fn one_patient_per_group() {
     );
     // A label with no patient is refused by name.
     expect_error(
-        kaplan_meier(&time, &event, &[0, 0, 2], &["a", "b", "c"], &KmOptions::default()),
+        kaplan_meier(
+            &time,
+            &event,
+            &[0, 0, 2],
+            &["a", "b", "c"],
+            &KmOptions::default(),
+        ),
         &["\"b\"", "no observations"],
     );
     // Cox with one patient: the covariate is necessarily constant.
@@ -203,13 +226,26 @@ fn ties_everywhere() {
     }
     let x = DMatrix::from_column_slice(8, 1, &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]);
     for ties in [Ties::Efron, Ties::Breslow] {
-        let fit = cox(&time, &event, &x, &["b"], &CoxOptions { ties, ..CoxOptions::default() })
-            .unwrap();
+        let fit = cox(
+            &time,
+            &event,
+            &x,
+            &["b"],
+            &CoxOptions {
+                ties,
+                ..CoxOptions::default()
+            },
+        )
+        .unwrap();
         assert_finite("Cox", &fit);
         assert!(fit.terms[0].coef.is_some());
     }
     // Near-ties closer than R's tolerance are one time (aeqSurv): 1 and 1 + 1e-12.
-    let km = km_all(&[1.0, 1.0 + 1e-12, 2.0], &[true, true, false], ConfType::Log);
+    let km = km_all(
+        &[1.0, 1.0 + 1e-12, 2.0],
+        &[true, true, false],
+        ConfType::Log,
+    );
     assert_eq!(km.groups[0].table.len(), 2);
     assert_eq!(km.groups[0].table[0].n_event, 2);
 }
@@ -228,7 +264,11 @@ fn perfectly_separated_logistic_data() {
     let y: Vec<bool> = (0..12).map(|i| i >= 6).collect();
     let fit = logistic(&y, &[Covariate::numeric("x", x)]).unwrap();
     assert_finite("logistic", &fit);
-    assert!(fit.warnings.iter().any(|w| w.contains("separated")), "{:?}", fit.warnings);
+    assert!(
+        fit.warnings.iter().any(|w| w.contains("separated")),
+        "{:?}",
+        fit.warnings
+    );
     // A binary covariate that predicts the outcome exactly (quasi-complete separation).
     let x: Vec<f64> = (0..10).map(|i| f64::from(i % 2)).collect();
     let y: Vec<bool> = (0..10).map(|i| i % 2 == 1).collect();
@@ -249,7 +289,10 @@ fn perfectly_separated_logistic_data() {
             &treat,
             &[Covariate::numeric("age", age.clone())],
             link,
-            &NearestOptions { caliper: Some(0.2), ..NearestOptions::default() },
+            &NearestOptions {
+                caliper: Some(0.2),
+                ..NearestOptions::default()
+            },
         ) {
             Ok(m) => assert_finite("propensity match", &m.matched_sets),
             Err(e) => assert!(!e.message.is_empty()),
@@ -271,7 +314,11 @@ fn covariate_constant_within_the_data() {
         &["\"dose\"", "constant"],
     );
     // Constant next to a varying covariate: named, not the other one.
-    let x = DMatrix::from_column_slice(6, 2, &[1.0, 3.0, 2.0, 5.0, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let x = DMatrix::from_column_slice(
+        6,
+        2,
+        &[1.0, 3.0, 2.0, 5.0, 4.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    );
     expect_error(
         cox(&time, &y, &x, &["age", "sex"], &CoxOptions::default()),
         &["\"sex\""],
@@ -280,7 +327,10 @@ fn covariate_constant_within_the_data() {
     // is not estimable there (R: NA with a singularity note); galley refuses it by name.
     let strata = [0, 0, 0, 1, 1, 1];
     let x = DMatrix::from_column_slice(6, 1, &[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
-    let options = CoxOptions { strata: Some(&strata), ..CoxOptions::default() };
+    let options = CoxOptions {
+        strata: Some(&strata),
+        ..CoxOptions::default()
+    };
     match cox(&time, &y, &x, &["site_dose"], &options) {
         Ok(fit) => {
             assert_finite("Cox", &fit);
@@ -290,7 +340,14 @@ fn covariate_constant_within_the_data() {
     }
     // A categorical covariate with one level in the data.
     expect_error(
-        logistic(&y, &[Covariate::categorical("arm", vec![0; 6], vec!["a".into(), "b".into()])]),
+        logistic(
+            &y,
+            &[Covariate::categorical(
+                "arm",
+                vec![0; 6],
+                vec!["a".into(), "b".into()],
+            )],
+        ),
         &["arm"],
     );
 }
@@ -307,21 +364,28 @@ fn cox_fit(time: &[f64], event: &[bool], x: &[f64]) -> Result<Cox, StatsError> {
 fn huge_and_tiny_survival_times() {
     let event = [true, false, true, true, false, true];
     for scale in [1e300, 1e-300, f64::MAX / 8.0, f64::MIN_POSITIVE] {
-        let time: Vec<f64> = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0].iter().map(|t| t * scale).collect();
+        let time: Vec<f64> = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .map(|t| t * scale)
+            .collect();
         let km = km_all(&time, &event, ConfType::Log);
         if scale > 1.0 {
             // Huge times give the curve of 1..6 (the mean of the times, which R's time fix
             // divides by, must not overflow: it did near f64::MAX, merging every time into one).
             assert_eq!(km.groups[0].table.len(), 6, "scale {scale}");
             let median = km.groups[0].median.expect("median");
-            assert!((median / scale - 4.0).abs() < 1e-12, "scale {scale}: {median}");
+            assert!(
+                (median / scale - 4.0).abs() < 1e-12,
+                "scale {scale}: {median}"
+            );
         } else {
             // Tiny times are closer than R's absolute tolerance (sqrt(eps), aeqSurv): one time,
             // as survfit gives.
             assert_eq!(km.groups[0].table.len(), 1, "scale {scale}");
             assert_eq!(km.groups[0].table[0].n_event, 4);
         }
-        let lr: LogRank = logrank(&time, &event, &[0, 1, 0, 1, 0, 1], &["a", "b"], None, 0.0).unwrap();
+        let lr: LogRank =
+            logrank(&time, &event, &[0, 1, 0, 1, 0, 1], &["a", "b"], None, 0.0).unwrap();
         assert_finite("log-rank", &lr);
         let fit = cox_fit(&time, &event, &[0.0, 1.0, 0.0, 1.0, 1.0, 0.0]).unwrap();
         assert_finite("Cox", &fit);
@@ -332,11 +396,24 @@ fn huge_and_tiny_survival_times() {
     assert!(km.groups[0].median.is_some());
     // Infinite and negative times are refused by row.
     expect_error(
-        kaplan_meier(&[1.0, f64::INFINITY], &[true, true], &[0, 0], &["a"], &KmOptions::default()),
+        kaplan_meier(
+            &[1.0, f64::INFINITY],
+            &[true, true],
+            &[0, 0],
+            &["a"],
+            &KmOptions::default(),
+        ),
         &["row 2"],
     );
     expect_error(
-        logrank(&[1.0, -1e-300], &[true, true], &[0, 1], &["a", "b"], None, 0.0),
+        logrank(
+            &[1.0, -1e-300],
+            &[true, true],
+            &[0, 1],
+            &["a", "b"],
+            None,
+            0.0,
+        ),
         &["row 2"],
     );
 }
@@ -355,7 +432,10 @@ fn huge_and_tiny_covariates() {
                 assert_finite("Cox", &fit);
                 // beta / c when x * c; the coefficient itself may be out of range (1e300).
                 if let Some(b) = fit.terms[0].coef {
-                    assert!((b * scale / b0 - 1.0).abs() < 1e-6, "scale {scale}: {b} vs {b0}");
+                    assert!(
+                        (b * scale / b0 - 1.0).abs() < 1e-6,
+                        "scale {scale}: {b} vs {b0}"
+                    );
                 }
             }
             Err(e) => assert!(e.message.contains("\"x\""), "scale {scale}: {e}"),
@@ -372,7 +452,10 @@ fn huge_and_tiny_covariates() {
     let treat = [true, false, true, false, false, false];
     let base = [0.9, 0.8, 0.5, 0.55, 0.45, 0.1];
     for caliper in [None, Some(0.25), Some(0.5)] {
-        let options = NearestOptions { caliper, ..NearestOptions::default() };
+        let options = NearestOptions {
+            caliper,
+            ..NearestOptions::default()
+        };
         let reference = nearest_neighbor(&treat, &base, &options).unwrap();
         for scale in [1e300, 1e-300, f64::MAX / 2.0] {
             let d: Vec<f64> = base.iter().map(|v| v * scale).collect();

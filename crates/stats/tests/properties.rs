@@ -112,12 +112,22 @@ fn check_km_shape(km: &KaplanMeier, data: &SurvData) -> Result<(), TestCaseError
         let mut prev_risk = usize::MAX;
         let mut counted = 0;
         for row in &curve.table {
-            prop_assert!(row.surv.is_finite() && (0.0..=1.0).contains(&row.surv), "{row:?}");
-            prop_assert!(row.surv <= prev, "survival increases: {} after {prev}", row.surv);
+            prop_assert!(
+                row.surv.is_finite() && (0.0..=1.0).contains(&row.surv),
+                "{row:?}"
+            );
+            prop_assert!(
+                row.surv <= prev,
+                "survival increases: {} after {prev}",
+                row.surv
+            );
             prop_assert!(row.n_risk <= prev_risk);
             prop_assert_eq!(row.n_risk, n_g - counted);
             counted += row.n_event + row.n_censor;
-            for v in [row.std_err, row.std_err_log, row.lower, row.upper].into_iter().flatten() {
+            for v in [row.std_err, row.std_err_log, row.lower, row.upper]
+                .into_iter()
+                .flatten()
+            {
                 prop_assert!(v.is_finite() && v >= 0.0, "{row:?}");
             }
             if let (Some(lo), Some(hi)) = (row.lower, row.upper) {
@@ -134,7 +144,10 @@ fn check_km_shape(km: &KaplanMeier, data: &SurvData) -> Result<(), TestCaseError
         if let Some(m) = curve.median {
             let first = curve.table.first().map_or(0.0, |r| r.time);
             let last = curve.table.last().map_or(0.0, |r| r.time);
-            prop_assert!(m >= first && m <= last, "median {m} outside [{first}, {last}]");
+            prop_assert!(
+                m >= first && m <= last,
+                "median {m} outside [{first}, {last}]"
+            );
             prop_assert!(curve.surv_at(m) <= 0.5 + 1e-9);
         }
     }
@@ -365,7 +378,10 @@ fn match_data() -> impl Strategy<Value = MatchData> {
         (
             prop::collection::vec(prop::bool::weighted(0.35), n),
             // Few distinct values, so ties between units are frequent.
-            prop::collection::vec(prop_oneof![(0..8u32).prop_map(|v| f64::from(v) / 8.0), 0.0..1.0f64], n),
+            prop::collection::vec(
+                prop_oneof![(0..8u32).prop_map(|v| f64::from(v) / 8.0), 0.0..1.0f64],
+                n,
+            ),
         )
             .prop_map(|(mut treat, distance)| {
                 treat[0] = true;
