@@ -158,6 +158,10 @@ struct Converter<'a, 'c> {
     /// plain text such as `\@handle` still became an unknown citation, so a literal `@word` could
     /// not be written.)
     escaped: Vec<usize>,
+    /// Open block quotes and lists written as Typst elements; deeper ones are written as plain
+    /// content (see [`MAX_NESTING`]). `quotes` says, per open block quote, whether it was.
+    nesting: usize,
+    quotes: Vec<bool>,
     stack: Vec<(Frame, usize)>,
     /// Label of the heading being written (`{#id}`), put after its closing bracket.
     heading_label: Option<String>,
@@ -176,6 +180,8 @@ impl<'a, 'c> Converter<'a, 'c> {
             footnotes: HashMap::new(),
             pending: None,
             escaped: Vec::new(),
+            nesting: 0,
+            quotes: Vec::new(),
             stack: Vec::new(),
             heading_label: None,
             code: None,
@@ -253,7 +259,14 @@ impl<'a, 'c> Converter<'a, 'c> {
                 self.stack.push((Frame::Item, 0));
                 self.heading_label = id.map(|id| id.to_string());
             }
-            Tag::BlockQuote(_) => self.out.push_str("#quote(block: true)["),
+            Tag::BlockQuote(_) => {
+                let wrap = self.nesting < MAX_NESTING;
+                if wrap {
+                    self.nesting += 1;
+                    self.out.push_str("#quote(block: true)[");
+                }
+                self.quotes.push(wrap);
+            }
             Tag::CodeBlock(kind) => {
                 let info = match &kind {
                     CodeBlockKind::Fenced(info) => info.to_string(),
@@ -282,7 +295,11 @@ impl<'a, 'c> Converter<'a, 'c> {
                     self.code = Some(String::new());
                 }
             }
+            Tag::List(_) if self.nesting >= MAX_NESTING => {
+                self.stack.push((Frame::List, 1)); // too deep: items as plain content
+            }
             Tag::List(first) => {
+                self.nesting += 1;
                 match first {
                     Some(start) => {
                         let _ = write!(self.out, "#enum(start: {start}, ");
@@ -292,7 +309,8 @@ impl<'a, 'c> Converter<'a, 'c> {
                 self.stack.push((Frame::List, 0));
             }
             Tag::Item => {
-                self.out.push('[');
+                let flat = matches!(self.stack.last(), Some((Frame::List, 1)));
+                self.out.push_str(if flat { "#[" } else { "[" });
                 self.stack.push((Frame::Item, 0));
             }
             Tag::FootnoteDefinition(_) => {}
@@ -363,7 +381,13 @@ impl<'a, 'c> Converter<'a, 'c> {
                 }
                 self.out.push_str("\n\n");
             }
-            TagEnd::BlockQuote(_) => self.out.push_str("]\n\n"),
+            TagEnd::BlockQuote(_) => {
+                if self.quotes.pop().unwrap_or(false) {
+                    self.nesting -= 1;
+                    self.out.push(']');
+                }
+                self.out.push_str("\n\n");
+            }
             TagEnd::CodeBlock => match self.stack.pop() {
                 Some((Frame::Cell, 1)) => {
                     let code = self.code.take().unwrap_or_default();
@@ -372,15 +396,19 @@ impl<'a, 'c> Converter<'a, 'c> {
                 _ => {}
             },
             TagEnd::List(_) => {
-                self.stack.pop();
-                self.out.push_str(")\n\n");
+                if let Some((Frame::List, 0)) = self.stack.pop() {
+                    self.nesting -= 1;
+                    self.out.push(')');
+                }
+                self.out.push_str("\n\n");
             }
             TagEnd::Item => {
                 self.stack.pop();
                 while self.out.ends_with('\n') {
                     self.out.pop();
                 }
-                self.out.push_str("], ");
+                let flat = matches!(self.stack.last(), Some((Frame::List, 1)));
+                self.out.push_str(if flat { "] " } else { "], " });
             }
             TagEnd::FootnoteDefinition => {}
             TagEnd::Table => {
@@ -573,6 +601,11 @@ impl<'a, 'c> Converter<'a, 'c> {
         }
     }
 }
+
+/// Block quotes and lists nested deeper than this are written as plain content: Typst stops at
+/// its show-rule depth (16 nested quotes in the body, fewer in a caption: "maximum show rule depth
+/// exceeded"; found by fuzzing).
+pub const MAX_NESTING: usize = 8;
 
 /// Whether the text event starting at byte `start` of `source` begins with a backslash-escaped
 /// character: pulldown-cmark starts such an event at the backslash or just after it (an odd run
