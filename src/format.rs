@@ -5,9 +5,15 @@
 
 use crate::manifest::FormatSection;
 
-/// Fixed decimals, with a true minus sign and no negative zero (`-0.0` prints as `0.0`).
+/// Most decimals any number prints with. Rust's formatter panics on a precision above 65535
+/// (`{{ x | num(70000) }}`, `percent_digits = 70000` in study.toml: found by fuzzing the
+/// templates); more than 20 decimals of a double are noise anyway.
+pub const MAX_DECIMALS: usize = 20;
+
+/// Fixed decimals (at most [`MAX_DECIMALS`]), with a true minus sign and no negative zero (`-0.0`
+/// prints as `0.0`).
 pub fn fixed(x: f64, digits: usize) -> String {
-    let s = format!("{:.*}", digits, x);
+    let s = format!("{:.*}", digits.min(MAX_DECIMALS), x);
     let zero = s
         .trim_start_matches('-')
         .chars()
@@ -59,11 +65,13 @@ pub fn p_number(p: f64, rules: &FormatSection) -> String {
     if p > 0.99 {
         return "> 0.99".to_string();
     }
-    let digits = rules.p_digits.max(1) as i32;
+    let digits = rules.p_digits.clamp(1, MAX_DECIMALS) as i32;
     // Two significant digits, but never fewer decimals than the threshold shows (0.0012 -> 0.001 would
     // read as the threshold): decimals = significant digits below the first non-zero digit.
+    // A p of 0 (with `p_threshold = 0`) has magnitude -inf (i32::MIN): saturate, and stay within
+    // the decimals a double can show (subnormals reach 1e-324); found by fuzzing the templates.
     let magnitude = p.log10().floor() as i32; // 0.031 -> -2
-    let decimals = (digits - 1 - magnitude).max(digits) as usize;
+    let decimals = (digits - 1).saturating_sub(magnitude).clamp(digits, 330) as usize;
     let s = format!("{:.*}", decimals, p);
     // Rounding can reach the next decade (0.0995 -> 0.10); keep the significant digits then.
     trim_to_significant(&s, digits as usize)

@@ -22,6 +22,9 @@ pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
+            // `(` too: right after a call the converter emits (`#emph[a]`, `#raw("c")`) it would
+            // be read as arguments of a call on the result (`*a*(b)`: "expected function, found
+            // content"; found by fuzzing).
             '\\' | '#' | '$' | '*' | '_' | '`' | '<' | '>' | '@' | '[' | ']' | '~' | '/' | '-'
             | '+' | '=' | ':' | '.' | '\'' | '"' | ';' | '(' => {
                 out.push('\\');
@@ -151,6 +154,15 @@ struct Converter<'a, 'c> {
     /// Consecutive text events are merged before citations are recognised (pulldown-cmark splits
     /// text at brackets).
     pending: Option<(String, usize)>,
+    /// Byte offsets in `pending` of characters the author escaped with a backslash (`\@`, `\[`):
+    /// literal text, never the start of a citation or a reference. (Found by fuzzing: escaped
+    /// plain text such as `\@handle` still became an unknown citation, so a literal `@word` could
+    /// not be written.)
+    escaped: Vec<usize>,
+    /// Open block quotes and lists written as Typst elements; deeper ones are written as plain
+    /// content (see [`MAX_NESTING`]). `quotes` says, per open block quote, whether it was.
+    nesting: usize,
+    quotes: Vec<bool>,
     stack: Vec<(Frame, usize)>,
     /// Label of the heading being written (`{#id}`), put after its closing bracket.
     heading_label: Option<String>,
@@ -168,6 +180,9 @@ impl<'a, 'c> Converter<'a, 'c> {
             diagnostics: Vec::new(),
             footnotes: HashMap::new(),
             pending: None,
+            escaped: Vec::new(),
+            nesting: 0,
+            quotes: Vec::new(),
             stack: Vec::new(),
             heading_label: None,
             code: None,
@@ -191,6 +206,10 @@ impl<'a, 'c> Converter<'a, 'c> {
             Event::Text(text) => {
                 if let Some(Frame::Image) = self.stack.last().map(|f| &f.0) {
                     return; // alt text is not shown
+                }
+                let at = self.pending.as_ref().map_or(0, |(buf, _)| buf.len());
+                if is_escaped(self.source, range.start) {
+                    self.escaped.push(at);
                 }
                 match &mut self.pending {
                     Some((buf, _)) => buf.push_str(&text),
@@ -241,7 +260,14 @@ impl<'a, 'c> Converter<'a, 'c> {
                 self.stack.push((Frame::Item, 0));
                 self.heading_label = id.map(|id| id.to_string());
             }
-            Tag::BlockQuote(_) => self.out.push_str("#quote(block: true)["),
+            Tag::BlockQuote(_) => {
+                let wrap = self.nesting < MAX_NESTING;
+                if wrap {
+                    self.nesting += 1;
+                    self.out.push_str("#quote(block: true)[");
+                }
+                self.quotes.push(wrap);
+            }
             Tag::CodeBlock(kind) => {
                 let info = match &kind {
                     CodeBlockKind::Fenced(info) => info.to_string(),
@@ -270,7 +296,11 @@ impl<'a, 'c> Converter<'a, 'c> {
                     self.code = Some(String::new());
                 }
             }
+            Tag::List(_) if self.nesting >= MAX_NESTING => {
+                self.stack.push((Frame::List, 1)); // too deep: items as plain content
+            }
             Tag::List(first) => {
+                self.nesting += 1;
                 match first {
                     Some(start) => {
                         let _ = write!(self.out, "#enum(start: {start}, ");
@@ -280,7 +310,8 @@ impl<'a, 'c> Converter<'a, 'c> {
                 self.stack.push((Frame::List, 0));
             }
             Tag::Item => {
-                self.out.push('[');
+                let flat = matches!(self.stack.last(), Some((Frame::List, 1)));
+                self.out.push_str(if flat { "#[" } else { "[" });
                 self.stack.push((Frame::Item, 0));
             }
             Tag::FootnoteDefinition(_) => {}
@@ -317,6 +348,8 @@ impl<'a, 'c> Converter<'a, 'c> {
             Tag::Strikethrough => self.out.push_str("#strike["),
             Tag::Superscript => self.out.push_str("#super["),
             Tag::Subscript => self.out.push_str("#sub["),
+            // Typst refuses an empty URL (`[text]()`; found by fuzzing): keep the text, unlinked.
+            Tag::Link { dest_url, .. } if dest_url.trim().is_empty() => self.out.push_str("#["),
             Tag::Link { dest_url, .. } => {
                 let _ = write!(self.out, "#link({})[", string_literal(&dest_url));
             }
@@ -346,7 +379,13 @@ impl<'a, 'c> Converter<'a, 'c> {
                 }
                 self.out.push_str("\n\n");
             }
-            TagEnd::BlockQuote(_) => self.out.push_str("]\n\n"),
+            TagEnd::BlockQuote(_) => {
+                if self.quotes.pop().unwrap_or(false) {
+                    self.nesting -= 1;
+                    self.out.push(']');
+                }
+                self.out.push_str("\n\n");
+            }
             TagEnd::CodeBlock => {
                 if let Some((Frame::Cell, 1)) = self.stack.pop() {
                     let code = self.code.take().unwrap_or_default();
@@ -354,15 +393,19 @@ impl<'a, 'c> Converter<'a, 'c> {
                 }
             }
             TagEnd::List(_) => {
-                self.stack.pop();
-                self.out.push_str(")\n\n");
+                if let Some((Frame::List, 0)) = self.stack.pop() {
+                    self.nesting -= 1;
+                    self.out.push(')');
+                }
+                self.out.push_str("\n\n");
             }
             TagEnd::Item => {
                 self.stack.pop();
                 while self.out.ends_with('\n') {
                     self.out.pop();
                 }
-                self.out.push_str("], ");
+                let flat = matches!(self.stack.last(), Some((Frame::List, 1)));
+                self.out.push_str(if flat { "] " } else { "], " });
             }
             TagEnd::FootnoteDefinition => {}
             TagEnd::Table => {
@@ -461,6 +504,7 @@ impl<'a, 'c> Converter<'a, 'c> {
 
     /// Escape merged text, turning `[@key]`, `[@a; @b]`, `@key` and `@fig:x` into citations and references.
     fn flush_text(&mut self) {
+        let escaped = std::mem::take(&mut self.escaped);
         let Some((text, offset)) = self.pending.take() else {
             return;
         };
@@ -477,7 +521,10 @@ impl<'a, 'c> Converter<'a, 'c> {
         while i < chars.len() {
             let (pos, c) = chars[i];
             if c == '['
-                && chars.get(i + 1).is_some_and(|&(_, n)| n == '@')
+                && !escaped.contains(&pos)
+                && chars
+                    .get(i + 1)
+                    .is_some_and(|&(p, n)| n == '@' && !escaped.contains(&p))
                 && let Some(close) = text[pos..].find(']')
             {
                 let inner = &text[pos + 1..pos + close];
@@ -494,7 +541,8 @@ impl<'a, 'c> Converter<'a, 'c> {
                     continue;
                 }
             }
-            if c == '@' && (i == 0 || !chars[i - 1].1.is_alphanumeric()) {
+            if c == '@' && !escaped.contains(&pos) && (i == 0 || !chars[i - 1].1.is_alphanumeric())
+            {
                 let rest = &text[pos + 1..];
                 let key = citation_key(rest);
                 if !key.is_empty() {
@@ -580,6 +628,25 @@ impl<'a, 'c> Converter<'a, 'c> {
             self.out.push_str(&escape_markup(&format!("@{key}")));
         }
     }
+}
+
+/// Block quotes and lists nested deeper than this are written as plain content: Typst stops at
+/// its show-rule depth (16 nested quotes in the body, fewer in a caption: "maximum show rule depth
+/// exceeded"; found by fuzzing).
+pub const MAX_NESTING: usize = 8;
+
+/// Whether the text event starting at byte `start` of `source` begins with a backslash-escaped
+/// character: pulldown-cmark starts such an event at the backslash or just after it (an odd run
+/// of backslashes before it; `\\@` is an escaped backslash, then a live `@`).
+fn is_escaped(source: &str, start: usize) -> bool {
+    let Some(rest) = source.get(start..) else {
+        return false;
+    };
+    if rest.starts_with('\\') && rest[1..].starts_with(|c: char| c.is_ascii_punctuation()) {
+        return true;
+    }
+    let before = &source.as_bytes()[..start];
+    before.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
 }
 
 fn align_name(a: Align) -> &'static str {

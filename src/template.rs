@@ -17,6 +17,11 @@ use crate::manifest::FormatSection;
 /// Steps of template evaluation allowed per file: ends a runaway loop with a clear message.
 pub const TEMPLATE_FUEL: u64 = 5_000_000;
 
+/// Most items a `{{ }}` prints of a list or map. `{{ [0] * 10**16 }}` is a lazy list of 10^16
+/// items that minijinja prints without spending fuel (found by fuzzing: a render that never
+/// ended); no manuscript prints more than a few items of a list.
+pub const MAX_PRINTED_ITEMS: usize = 10_000;
+
 /// Build the environment with galley's filters and functions.
 pub fn environment(rules: &FormatSection) -> Environment<'static> {
     let mut env = Environment::new();
@@ -30,6 +35,18 @@ pub fn environment(rules: &FormatSection) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_recursion_limit(100);
+    env.set_formatter(|out, state, value| {
+        if matches!(
+            value.kind(),
+            ValueKind::Seq | ValueKind::Iterable | ValueKind::Map
+        ) && let Some(n) = value.len().filter(|&n| n > MAX_PRINTED_ITEMS)
+        {
+            return Err(invalid(format!(
+                "a list of {n} items is too long to print (at most {MAX_PRINTED_ITEMS})"
+            )));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     let rules = Arc::new(rules.clone());
 
     // {{ x | num(1) }}: fixed decimals; a missing (not reached) value prints as "NR".

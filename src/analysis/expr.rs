@@ -98,6 +98,13 @@ impl<'e> RowExpr<'e> {
         source: &'e str,
         data: &Dataset,
     ) -> Result<RowExpr<'e>, String> {
+        // minijinja 2's lexer ends an expression at `}}` and then panics on what follows ("empty
+        // lexer stack"; found by fuzzing the analysis blocks): refuse it first.
+        if source.contains("}}") {
+            return Err(format!(
+                "cannot read expression `{source}`: `}}}}` is not allowed in an expression (write `}} }}` to close nested braces)"
+            ));
+        }
         let expr = env.compile_expression(source).map_err(|e| {
             format!(
                 "cannot read expression `{source}`: {}",

@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod croome;
 mod front;
+mod fuzz_regressions;
 mod invalid;
 mod reference_regression;
 mod reference_survival;

@@ -183,6 +183,15 @@ impl NextFree {
 
 /// Sample SD (divisor n - 1), as R's `sd`.
 fn sample_sd(x: &[f64]) -> f64 {
+    // Squares of distances beyond ~1e150 overflow and below ~1e-150 underflow (found by the
+    // edge-case tests: the SD came out infinite, refused as "no spread", or 0, so a caliper
+    // matched nothing). Out there, take the SD of x / s times s, with s the largest |x|.
+    let s = x.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    if s.is_finite() && s > 0.0 && !(1e-150..=1e150).contains(&s) {
+        let scaled: Vec<f64> = x.iter().map(|v| v / s).collect();
+        let m = crate::describe::mean(&scaled);
+        return crate::describe::variance(&scaled, m).map_or(f64::NAN, |v| v.sqrt() * s);
+    }
     let m = crate::describe::mean(x);
     crate::describe::variance(x, m).map_or(f64::NAN, f64::sqrt)
 }

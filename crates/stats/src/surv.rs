@@ -86,7 +86,20 @@ pub(crate) fn sort_times(time: &[f64]) -> SortedTimes {
             }
         }
     }
-    let mean = sum / count as f64;
+    let mut mean = sum / count as f64;
+    if !mean.is_finite() {
+        // The sum overflowed (times near f64::MAX; R sums in long double and does not): take the
+        // mean of the unique times scaled down by their count instead. Found by the edge-case
+        // tests (crates/stats/tests/edge_cases.rs): an infinite mean made every gap "relatively
+        // close", merging all times into one.
+        let c = count as f64;
+        mean = 0.0;
+        for i in 0..sorted.len() {
+            if i == 0 || sorted[i] != sorted[i - 1] {
+                mean += sorted[i] / c;
+            }
+        }
+    }
     if !any_close && count > 1 {
         // Relative closeness can only matter when some gap is below tol * mean.
         let mut prev = sorted[0];
