@@ -274,10 +274,31 @@ pub struct DiffReport {
 
 /// What changed from the report in `old` to the report in `new`.
 pub fn diff(old: &Path, new: &Path) -> Result<DiffReport> {
-    let (old_prov, new_prov) = (
-        read_json(old, "provenance.json")?,
-        read_json(new, "provenance.json")?,
-    );
+    let old = ReportFiles::read(old)?;
+    let new = ReportFiles::read(new)?;
+    Ok(diff_reports(&old, &new))
+}
+
+/// The three records of a built report that a comparison reads.
+pub struct ReportFiles {
+    pub provenance: Value,
+    pub results: Value,
+    pub trail: Value,
+}
+
+impl ReportFiles {
+    pub fn read(dir: &Path) -> Result<ReportFiles> {
+        Ok(ReportFiles {
+            provenance: read_json(dir, "provenance.json")?,
+            results: read_json(dir, "results.json")?,
+            trail: read_json(dir, "trail.json")?,
+        })
+    }
+}
+
+/// What changed from one report's records to another's.
+pub fn diff_reports(old: &ReportFiles, new: &ReportFiles) -> DiffReport {
+    let (old_prov, new_prov) = (&old.provenance, &new.provenance);
     let (old_in, new_in) = (hashes(&old_prov, "inputs"), hashes(&new_prov, "inputs"));
     let mut report = DiffReport {
         old_cutoff: old_prov
@@ -303,10 +324,7 @@ pub fn diff(old: &Path, new: &Path) -> Result<DiffReport> {
         .cloned()
         .collect();
 
-    let (old_results, new_results) = (
-        read_json(old, "results.json")?,
-        read_json(new, "results.json")?,
-    );
+    let (old_results, new_results) = (&old.results, &new.results);
     if let Some(new_map) = new_results.as_object() {
         for (id, value) in new_map {
             if old_results.get(id) == Some(value) {
@@ -317,7 +335,7 @@ pub fn diff(old: &Path, new: &Path) -> Result<DiffReport> {
         }
     }
 
-    let (old_trail, new_trail) = (read_json(old, "trail.json")?, read_json(new, "trail.json")?);
+    let (old_trail, new_trail) = (&old.trail, &new.trail);
     let key = |e: &Value| {
         (
             e.get("file")
@@ -370,7 +388,54 @@ pub fn diff(old: &Path, new: &Path) -> Result<DiffReport> {
             relative_change,
         });
     }
-    Ok(report)
+    report
+}
+
+impl DiffReport {
+    /// Typst for a "Changes since the previous report" appendix.
+    pub fn appendix_markup(&self, previous: &str) -> String {
+        use crate::manuscript::escape_markup as esc;
+        let mut s = String::from(
+            "\n#pagebreak(weak: true)\n#heading(level: 1)[Changes since the previous report]\n\n",
+        );
+        let cutoffs = match (&self.old_cutoff, &self.new_cutoff) {
+            (Some(a), Some(b)) if a != b => format!("The data cutoff moved from {a} to {b}. "),
+            _ => String::new(),
+        };
+        s.push_str(&esc(&format!(
+            "Compared with the report recorded in {previous}. {cutoffs}Inputs changed: {}. Blocks with changed results: {}. Blocks unchanged: {}. Reported values that changed: {}.",
+            if self.changed_inputs.is_empty() { "none".to_string() } else { self.changed_inputs.join(", ") },
+            if self.changed_blocks.is_empty() { "none".to_string() } else { self.changed_blocks.join(", ") },
+            if self.unchanged_blocks.is_empty() { "none".to_string() } else { self.unchanged_blocks.join(", ") },
+            self.changed_values.len()
+        )));
+        s.push_str("\n\n");
+        if self.changed_values.is_empty() {
+            return s;
+        }
+        let mut rows = String::new();
+        for c in &self.changed_values {
+            let change = match (c.absolute_change, c.relative_change) {
+                (Some(a), Some(r)) => format!("{a:+.3} ({:+.1}%)", r * 100.0),
+                (Some(a), None) => format!("{a:+.3}"),
+                _ => String::new(),
+            };
+            rows.push_str(&format!(
+                "([{}:{}], [#text(font: \"DejaVu Sans Mono\", size: 0.9em)[{}]], [{}], [{}], [{}]),\n",
+                esc(&c.file),
+                c.line,
+                esc(&c.expression).replace("\\.", "\\.\u{200B}"),
+                esc(c.old_text.as_deref().unwrap_or("(new)")),
+                esc(c.new_text.as_deref().unwrap_or("\u{2013}")),
+                esc(&change),
+            ));
+        }
+        s.push_str(&format!(
+            "#block(width: 100%, booktable(columns: (auto, 1fr, auto, auto, auto), align: (left, left, right, right, right), \
+             header: (([Where], [Expression], [Previous], [Now], [Change]),), rows: ({rows})))\n"
+        ));
+        s
+    }
 }
 
 impl std::fmt::Display for DiffReport {

@@ -121,6 +121,9 @@ pub struct ManuscriptSection {
     /// The figures a published paper reports, compared with the reproduced values on every build
     /// (see `reproduction.rs`).
     pub published: Option<Spanned<String>>,
+    /// A folder in the study holding a previous build's `provenance.json`, `results.json` and
+    /// `trail.json`: the new PDF gets a "Changes since the previous report" appendix.
+    pub previous: Option<Spanned<String>>,
 }
 
 fn default_csl() -> String {

@@ -348,9 +348,12 @@ fn prepare(
         }
         None => None,
     };
-    let (files, trail) = clock.time("render", || {
+    let (mut files, trail) = clock.time("render", || {
         assemble(&study, &document, &analysis, cutoff, audit, &mut warnings)
     })?;
+    if !study.previous_files.is_empty() {
+        changes_appendix(&study, &analysis, &trail, cutoff, &mut files)?;
+    }
     Ok(Prepared {
         study,
         cutoff,
@@ -951,4 +954,70 @@ fn normalise_dir(path: &Path) -> String {
     let text = path.to_string_lossy().replace('\\', "/");
     let text = text.trim_end_matches('/');
     text.strip_prefix("./").unwrap_or(text).to_string()
+}
+
+/// The "Changes since the previous report" appendix: this build's records against the previous
+/// build's records the manifest names (`[manuscript] previous`), appended to the manuscript.
+fn changes_appendix(
+    study: &Study,
+    analysis: &Analysis,
+    trail: &[trail::TrailEntry],
+    cutoff: Option<Date>,
+    files: &mut FileSet,
+) -> Result<()> {
+    let record = |name: &str| -> Result<serde_json::Value> {
+        let file = study
+            .previous_files
+            .iter()
+            .find(|f| f.relative.ends_with(name))
+            .ok_or_else(|| Diagnostic::error(format!("the previous report has no {name}")))?;
+        serde_json::from_slice(&file.bytes).map_err(|e| {
+            Diagnostic::error(format!("`{}` is not valid JSON: {e}", file.relative))
+                .in_file(&file.display)
+                .into()
+        })
+    };
+    let old = crate::audit::ReportFiles {
+        provenance: record("provenance.json")?,
+        results: record("results.json")?,
+        trail: record("trail.json")?,
+    };
+    let inputs: serde_json::Map<String, serde_json::Value> = study
+        .inputs()
+        .into_iter()
+        .filter(|f| {
+            !study
+                .previous_files
+                .iter()
+                .any(|p| p.relative == f.relative)
+        })
+        .map(|f| {
+            (
+                f.relative.clone(),
+                serde_json::json!({"sha256": sha256_hex(&f.bytes)}),
+            )
+        })
+        .collect();
+    let new = crate::audit::ReportFiles {
+        provenance: serde_json::json!({"inputs": inputs, "cutoff": cutoff.map(|d| d.to_string())}),
+        results: serde_json::from_slice(&results_json(analysis)).unwrap_or_default(),
+        trail: serde_json::to_value(trail).unwrap_or_default(),
+    };
+    let report = crate::audit::diff_reports(&old, &new);
+    let previous = study
+        .manifest
+        .manuscript
+        .previous
+        .as_ref()
+        .map(|p| p.get_ref().clone())
+        .unwrap_or_default();
+    let mut main = String::from_utf8_lossy(files.get(MAIN_FILE).unwrap_or_default()).into_owned();
+    let appendix = report.appendix_markup(&previous);
+    // Before the bibliography, which closes the document.
+    match main.rfind("\n#bibliography(") {
+        Some(at) => main.insert_str(at, &appendix),
+        None => main.push_str(&appendix),
+    }
+    files.insert(MAIN_FILE, main.into_bytes());
+    Ok(())
 }

@@ -58,6 +58,8 @@ pub struct Study {
     pub template_files: Vec<InputFile>,
     /// `published.toml`: the paper's figures to compare with.
     pub published_file: Option<InputFile>,
+    /// A previous build's records (provenance, results, trail), to report what changed.
+    pub previous_files: Vec<InputFile>,
 }
 
 impl Study {
@@ -133,6 +135,16 @@ impl Study {
             read(&field, "CSL style")
         } else {
             None
+        };
+        let previous_files: Vec<InputFile> = match &manifest.manuscript.previous {
+            Some(dir) => ["provenance.json", "results.json", "trail.json"]
+                .iter()
+                .filter_map(|name| {
+                    let rel = format!("{}/{name}", dir.get_ref().trim_end_matches('/'));
+                    read(&Spanned::new(dir.span(), rel), "previous report record")
+                })
+                .collect(),
+            None => Vec::new(),
         };
         let published_file = manifest
             .manuscript
@@ -214,6 +226,7 @@ impl Study {
             csl_file,
             template_files,
             published_file,
+            previous_files,
         })
     }
 
@@ -227,6 +240,7 @@ impl Study {
         all.extend(self.csl_file.iter());
         all.extend(self.template_files.iter());
         all.extend(self.published_file.iter());
+        all.extend(self.previous_files.iter());
         all
     }
 }

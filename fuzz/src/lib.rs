@@ -477,7 +477,8 @@ pub fn analysis_results(data: &[u8]) -> IndexMap<String, Result<serde_json::Valu
     }
     let settings = AnalysisSettings {
         seed: 1,
-        cutoff: Some(jiff::civil::Date::constant(2020, 12, 31)).filter(|_| data.len().is_multiple_of(2)),
+        cutoff: Some(jiff::civil::Date::constant(2020, 12, 31))
+            .filter(|_| data.len().is_multiple_of(2)),
         format: FormatSection::default(),
         published: Some(published().clone()),
     };

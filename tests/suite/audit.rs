@@ -259,3 +259,48 @@ fn audit_mode_links_every_templated_value_to_an_appendix_entry() {
     let typ = std::fs::read_to_string(plain.path().join("tiny/manuscript.typ")).unwrap();
     assert!(!typ.contains("trail-0"));
 }
+
+#[test]
+fn a_manifest_naming_a_previous_report_gets_a_changes_appendix() {
+    let (_dir, study, out) = workspace();
+    let early = tempfile::tempdir().unwrap();
+    build_into(&study, early.path(), &["--as-of", "2017-06-30"]);
+    let previous = study.join("previous");
+    std::fs::create_dir_all(&previous).unwrap();
+    for f in ["provenance.json", "results.json", "trail.json"] {
+        std::fs::copy(early.path().join("tiny").join(f), previous.join(f)).unwrap();
+    }
+    let manifest = study.join("study.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace(
+        "published = \"published.toml\"",
+        "published = \"published.toml\"\nprevious = \"previous\"",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    build_into(&study, &out, &[]);
+    let typ = std::fs::read_to_string(out.join("tiny/manuscript.typ")).unwrap();
+    assert!(
+        typ.contains("Changes since the previous report"),
+        "no appendix"
+    );
+    assert!(
+        typ.contains("The data cutoff moved from 2017\\-06\\-30 to 2020\\-12\\-31"),
+        "{typ}"
+    );
+    // deaths.n went from 3 to 7 (counted by hand in `as_of_censors_and_diff_lists_what_changed`).
+    let row = typ
+        .lines()
+        .find(|l| l.contains("deaths\\.\u{200B}n]"))
+        .expect("a row for deaths.n");
+    assert!(row.contains("[3], [7]"), "{row}");
+    // The previous records are inputs of the new build.
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tiny/provenance.json")).unwrap())
+            .unwrap();
+    assert!(
+        prov["inputs"]
+            .as_object()
+            .unwrap()
+            .contains_key("previous/trail.json")
+    );
+}
