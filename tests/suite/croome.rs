@@ -142,3 +142,63 @@ fn the_2020_snapshot_censored_at_2015_gives_the_2015_results() {
         read(root().join("output/croome2016/reproduction.json"))
     );
 }
+
+#[test]
+fn diff_between_the_2015_and_2020_reports_shows_survival_changes_and_an_unchanged_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("croome2016");
+    copy_dir(&root().join("study/croome2016"), &study);
+    let manifest = study.join("study.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("data/2015/", "data/2020/")
+        .replace(
+            "min = \"1989-01-01\", max = \"2015-08-31\", label = \"Date of last contact",
+            "min = \"1989-01-01\", max = \"2020-08-31\", label = \"Date of last contact",
+        );
+    std::fs::write(&manifest, text).unwrap();
+    let out = dir.path().join("out");
+    build(study.to_str().unwrap(), &out, &["--as-of", "2020-08-31"]);
+    let r = galley(
+        &[
+            "diff",
+            "output/croome2016",
+            out.join("croome2016").to_str().unwrap(),
+            "--json",
+        ],
+        &root(),
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    let d: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(d["new_cutoff"], "2020-08-31");
+    let changed: Vec<&str> = d["changed_blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let unchanged: Vec<&str> = d["unchanged_blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for survival in ["km_os", "lr_os", "cox_os"] {
+        assert!(
+            changed.contains(&survival),
+            "{survival} should change: {changed:?}"
+        );
+    }
+    // Baseline data are identical in both snapshots: Table 1 and the major-resection comparison stay.
+    for baseline in ["baseline", "major_cmp"] {
+        assert!(
+            unchanged.contains(&baseline),
+            "{baseline} should not change: {changed:?}"
+        );
+    }
+    assert!(d["changed_values"].as_array().unwrap().iter().any(|c| {
+        c["expression"]
+            .as_str()
+            .is_some_and(|e| e.contains("km_os"))
+    }));
+}
