@@ -855,8 +855,14 @@ mod escaping_properties {
     use proptest::prelude::*;
 
     /// Whitespace as Typst lays it out: runs collapse to one space, none at the ends.
+    /// Soft hyphens (U+00AD, in the generated range) are invisible break hints: Typst's glyph runs
+    /// may repeat one at a break (`"!\u{ad}"` came back as `"!\u{ad}\u{ad}"`), which made this
+    /// test fail at random. They are dropped before comparing.
     fn normalise(s: &str) -> String {
-        s.split_whitespace().collect::<Vec<_>>().join(" ")
+        s.replace('\u{ad}', "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn typeset(markup: &str) -> Result<String, String> {
