@@ -187,7 +187,10 @@ impl Document {
                         template.push('\n');
                     }
                     template.push_str("\n```");
-                    if text[fence_start..end].ends_with('\n') {
+                    // As many line ends as the block had after its last line (more than one when
+                    // an unclosed fence runs to the end of the file; found by fuzzing).
+                    let block = &text[fence_start..end];
+                    for _ in 0..block.len() - block.trim_end_matches('\n').len() {
                         template.push('\n');
                     }
                     copied = end;

@@ -163,6 +163,10 @@ struct Converter<'a, 'c> {
     /// content (see [`MAX_NESTING`]). `quotes` says, per open block quote, whether it was.
     nesting: usize,
     quotes: Vec<bool>,
+    /// Inside a heading, a reference to a section cannot show that heading's text: a heading
+    /// referring to itself (or two to each other) would show itself without end ("maximum show
+    /// rule depth exceeded"; found by fuzzing). There it links, showing the label.
+    in_heading: bool,
     stack: Vec<(Frame, usize)>,
     /// Label of the heading being written (`{#id}`), put after its closing bracket.
     heading_label: Option<String>,
@@ -183,6 +187,7 @@ impl<'a, 'c> Converter<'a, 'c> {
             escaped: Vec::new(),
             nesting: 0,
             quotes: Vec::new(),
+            in_heading: false,
             stack: Vec::new(),
             heading_label: None,
             code: None,
@@ -257,6 +262,7 @@ impl<'a, 'c> Converter<'a, 'c> {
                     HeadingLevel::H6 => 6,
                 };
                 let _ = write!(self.out, "\n#heading(level: {level})[");
+                self.in_heading = true;
                 self.stack.push((Frame::Item, 0));
                 self.heading_label = id.map(|id| id.to_string());
             }
@@ -372,6 +378,7 @@ impl<'a, 'c> Converter<'a, 'c> {
         match tag {
             TagEnd::Paragraph => self.out.push_str("\n\n"),
             TagEnd::Heading(_) => {
+                self.in_heading = false;
                 self.stack.pop();
                 self.out.push(']');
                 if let Some(label) = self.heading_label.take() {
@@ -593,7 +600,9 @@ impl<'a, 'c> Converter<'a, 'c> {
 
     fn cite(&mut self, key: &str, supplement: Option<&str>, form: Option<&str>, offset: usize) {
         let label = string_literal(key);
-        if self.ctx.sections.contains(key) {
+        if self.ctx.sections.contains(key) && self.in_heading {
+            let _ = write!(self.out, "#link(label({label}))[{}]", escape_markup(key));
+        } else if self.ctx.sections.contains(key) {
             let _ = write!(
                 self.out,
                 "#context {{ let h = query(label({label})).first(); link(h.location(), h.body) }}"
@@ -881,8 +890,10 @@ mod escaping_properties {
     use super::*;
     use proptest::prelude::*;
 
-    /// Text as Typst lays it out: whitespace runs collapse to one space, none at the ends, and soft
-    /// hyphens (U+00AD, invisible break hints) are not shown.
+    /// Whitespace as Typst lays it out: runs collapse to one space, none at the ends.
+    /// Soft hyphens (U+00AD, in the generated range) are invisible break hints: Typst's glyph runs
+    /// may repeat one at a break (`"!\u{ad}"` came back as `"!\u{ad}\u{ad}"`), which made this
+    /// test fail at random. They are dropped before comparing.
     fn normalise(s: &str) -> String {
         s.replace('\u{ad}', "")
             .split_whitespace()
