@@ -394,7 +394,15 @@ impl Cdp {
             .send(tungstenite::Message::text(message.to_string()))
             .map_err(|e| e.to_string())?;
         loop {
-            let reply = self.socket.read().map_err(|e| format!("{method}: {e}"))?;
+            let reply = match self.socket.read() {
+                Ok(reply) => reply,
+                // A signal (e.g. a child process ending) interrupts the blocking read; tungstenite
+                // keeps the partial frame, so reading again resumes it.
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    continue;
+                }
+                Err(e) => return Err(format!("{method}: {e}")),
+            };
             let tungstenite::Message::Text(text) = reply else {
                 continue;
             };
