@@ -165,7 +165,7 @@ struct Converter<'a, 'c> {
     quotes: Vec<bool>,
     /// Inside a heading, a reference to a section cannot show that heading's text: a heading
     /// referring to itself (or two to each other) would show itself without end ("maximum show
-    /// rule depth exceeded"; found by fuzzing). There it links, showing the label.
+    /// rule depth exceeded"; found by fuzzing). There it links, showing the label's text.
     in_heading: bool,
     stack: Vec<(Frame, usize)>,
     /// Label of the heading being written (`{#id}`), put after its closing bracket.
@@ -601,7 +601,13 @@ impl<'a, 'c> Converter<'a, 'c> {
     fn cite(&mut self, key: &str, supplement: Option<&str>, form: Option<&str>, offset: usize) {
         let label = string_literal(key);
         if self.ctx.sections.contains(key) && self.in_heading {
-            let _ = write!(self.out, "#link(label({label}))[{}]", escape_markup(key));
+            // Through the first match's location, as below: a duplicated heading id must not
+            // break the compile either (`#link(label(..))` needs a unique label).
+            let _ = write!(
+                self.out,
+                "#context link(query(label({label})).first().location())[{}]",
+                escape_markup(key)
+            );
         } else if self.ctx.sections.contains(key) {
             let _ = write!(
                 self.out,
