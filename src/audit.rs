@@ -299,7 +299,7 @@ impl ReportFiles {
 /// What changed from one report's records to another's.
 pub fn diff_reports(old: &ReportFiles, new: &ReportFiles) -> DiffReport {
     let (old_prov, new_prov) = (&old.provenance, &new.provenance);
-    let (old_in, new_in) = (hashes(&old_prov, "inputs"), hashes(&new_prov, "inputs"));
+    let (old_in, new_in) = (hashes(old_prov, "inputs"), hashes(new_prov, "inputs"));
     let mut report = DiffReport {
         old_cutoff: old_prov
             .get("cutoff")
