@@ -44,7 +44,12 @@ struct SurvData {
 }
 
 fn surv_data(max_n: usize, max_k: usize) -> impl Strategy<Value = SurvData> {
-    (1..=max_k, 1..=30u32).prop_flat_map(move |(k, max_t)| {
+    surv_data_groups(1, max_n, max_k)
+}
+
+/// [`surv_data`] with at least `min_k` groups.
+fn surv_data_groups(min_k: usize, max_n: usize, max_k: usize) -> impl Strategy<Value = SurvData> {
+    (min_k..=max_k, 1..=30u32).prop_flat_map(move |(k, max_t)| {
         let n = k..=max_n.max(k);
         n.prop_flat_map(move |n| {
             (
@@ -225,9 +230,15 @@ proptest! {
     }
 
     #[test]
-    fn logrank_ignores_row_order_and_group_names(data in surv_data(40, 3), seed in any::<u64>(), rho in prop::sample::select(vec![0.0, 1.0, 0.5])) {
-        prop_assume!(data.k >= 2);
-        let base = logrank(&data.time, &data.event, &data.group, &labels(data.k), None, rho).unwrap();
+    fn logrank_ignores_row_order_and_group_names(data in surv_data_groups(2, 40, 3), seed in any::<u64>(), rho in prop::sample::select(vec![0.0, 1.0, 0.5])) {
+        let base = match logrank(&data.time, &data.event, &data.group, &labels(data.k), None, rho) {
+            Ok(lr) => lr,
+            Err(e) => {
+                // Every event where everyone at risk dies (variance 0), as R's survdiff.
+                prop_assert!(e.message.contains("singular"), "{e}");
+                return Ok(());
+            }
+        };
         prop_assert!(base.chisq.is_finite() && base.chisq >= -1e-9, "{base:?}");
         if let Some(p) = base.p {
             prop_assert!((0.0..=1.0).contains(&p));
@@ -324,6 +335,14 @@ proptest! {
         let x2: Vec<Vec<f64>> = data.x.iter().map(|c| permute(c, &perm)).collect();
         let other = cox(&permute(&data.time, &perm), &permute(&data.event, &perm), &matrix(&x2), &terms(p), &options);
         match (base, other) {
+            (Ok(a), _) | (_, Ok(a)) if !a.warnings.is_empty() => {
+                // A monotone likelihood (a coefficient heading to infinity) or no convergence:
+                // where Newton-Raphson stops depends on rounding, so only finiteness is checked.
+                prop_assert!(a.loglik.is_finite());
+            }
+            (Ok(a), Ok(b)) if !b.warnings.is_empty() => {
+                prop_assert!(a.loglik.is_finite() && b.loglik.is_finite());
+            }
             (Ok(a), Ok(b)) => {
                 prop_assert!(close(a.loglik, b.loglik, 1e-9), "{} vs {}", a.loglik, b.loglik);
                 prop_assert!(close(a.score_test.chisq, b.score_test.chisq, 1e-8));
@@ -351,6 +370,14 @@ proptest! {
         }
         let scaled = cox(&data.time, &data.event, &matrix(&scaled_x), &terms(p), &options);
         match (base, scaled) {
+            (Ok(a), _) | (_, Ok(a)) if !a.warnings.is_empty() => {
+                // A monotone likelihood (a coefficient heading to infinity) or no convergence:
+                // where Newton-Raphson stops depends on rounding, so only finiteness is checked.
+                prop_assert!(a.loglik.is_finite());
+            }
+            (Ok(a), Ok(b)) if !b.warnings.is_empty() => {
+                prop_assert!(a.loglik.is_finite() && b.loglik.is_finite());
+            }
             (Ok(a), Ok(b)) => {
                 prop_assert!(close(a.loglik, b.loglik, 1e-9));
                 let (ba, bb) = (a.terms[0].coef, b.terms[0].coef);
