@@ -259,6 +259,7 @@ pub fn markdown(data: &[u8]) {
             labels: &labels,
             citations: &citations,
             sections: &sections,
+            max_depth: galley::limits::Limits::default().markdown_depth,
         };
         let (markup, diagnostics) = manuscript::markdown_to_typst(text, Path::new("m.md"), &ctx);
         for d in &diagnostics {
@@ -300,6 +301,7 @@ pub fn markdown(data: &[u8]) {
             labels: &labels,
             citations: &citations,
             sections: &sections,
+            max_depth: galley::limits::Limits::default().markdown_depth,
         };
         let (markup, diagnostics) = manuscript::markdown_to_typst(&md, Path::new("m.md"), &ctx);
         assert!(
@@ -481,6 +483,7 @@ pub fn analysis_results(data: &[u8]) -> IndexMap<String, Result<serde_json::Valu
             .filter(|_| data.len().is_multiple_of(2)),
         format: FormatSection::default(),
         published: Some(published().clone()),
+        limits: galley::limits::Limits::default(),
     };
     let mut datasets: IndexMap<String, Dataset> = IndexMap::new();
     datasets.insert("patients".into(), patients().clone());

@@ -192,7 +192,9 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
             Some(arg) => {
                 let compiled =
                     RowExpr::compile(&environment, arg, child).map_err(|m| env.error(name, m))?;
-                compiled.eval_all(&shared).map_err(|m| env.error(name, m))?
+                compiled
+                    .eval_all(&shared, env.expression_limit(name))
+                    .map_err(|m| env.error(name, m))?
             }
         };
         let per_parent: Vec<Option<Value>> = children
@@ -211,7 +213,7 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
         out.set_column(Column {
             name: name.clone(),
             label: None,
-            data,
+            data: data.into(),
         });
     }
     let value = json!({
