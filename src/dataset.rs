@@ -4,9 +4,9 @@
 //! line, the column, the value found and what was expected, because a data manager fixing an export wants
 //! the whole list at once, not one error per build.
 
-use std::sync::Arc;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use jiff::civil::Date;

@@ -290,11 +290,19 @@ mod tests {
         assert_eq!(l.table_rows, 5000);
         assert_eq!(l.template_seconds, 2.0);
         let err = |o: &str| Limits::default().with_overrides(&[o.into()]).unwrap_err();
-        assert!(err("rows=5").contains("there is no limit `rows`"), "{}", err("rows=5"));
+        assert!(
+            err("rows=5").contains("there is no limit `rows`"),
+            "{}",
+            err("rows=5")
+        );
         assert!(err("table_rows").contains("expected NAME=VALUE"));
         assert!(err("table_rows=many").contains("is not a number"));
         assert!(err("markdown_depth=1000").contains("expected 1 to 100"));
         assert!(err("template_seconds=0").contains("above 0"));
-        assert!(err("table_rows=-3").contains("--limit"), "{}", err("table_rows=-3"));
+        assert!(
+            err("table_rows=-3").contains("--limit"),
+            "{}",
+            err("table_rows=-3")
+        );
     }
 }

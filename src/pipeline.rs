@@ -14,8 +14,8 @@ use crate::analysis::{self, Analysis, AnalysisSettings};
 use crate::cache::{self, BlockCache};
 use crate::dataset::{self, Dataset, TableSchema};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
-use crate::limits;
 use crate::document::Document;
+use crate::limits;
 use crate::manuscript::{self, ConvertContext, escape_markup, string_literal};
 use crate::output::{self, OutputFiles};
 use crate::reproduction::{self, Published};
@@ -289,11 +289,7 @@ fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
 }
 
 /// Validate everything and run the analysis without typesetting or writing (`galley check`).
-pub fn check(
-    study_dir: &Path,
-    as_of: Option<Date>,
-    limits: &[String],
-) -> Result<Vec<Diagnostic>> {
+pub fn check(study_dir: &Path, as_of: Option<Date>, limits: &[String]) -> Result<Vec<Diagnostic>> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
         progress: None,

@@ -167,7 +167,9 @@ impl Study {
             .as_ref()
             .and_then(|f| read(f, "published values"));
         let template_files = match &manifest.manuscript.template {
-            Some(dir) => read_template_folder(root, &manifest_path, &source, dir, max_bytes, &mut problems),
+            Some(dir) => {
+                read_template_folder(root, &manifest_path, &source, dir, max_bytes, &mut problems)
+            }
             None => Vec::new(),
         };
 
@@ -409,9 +411,16 @@ fn read_template_folder(
         .filter_map(|n| {
             let rel = format!("{}/{n}", dir.get_ref().trim_end_matches('/'));
             let field = Spanned::new(dir.span(), rel);
-            read_study_file(root, manifest_path, source, &field, "template file", max_bytes)
-                .map_err(|d| problems.push(d))
-                .ok()
+            read_study_file(
+                root,
+                manifest_path,
+                source,
+                &field,
+                "template file",
+                max_bytes,
+            )
+            .map_err(|d| problems.push(d))
+            .ok()
         })
         .collect()
 }

@@ -76,7 +76,7 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
 
     crate::limits::set_expiry_handler(restart);
     if std::env::var_os(RESTARTED).is_some() {
-        console.info("restarted after an evaluation ran past its time limit; waiting for a change");
+        eprintln!("restarted after an evaluation ran past its time limit; waiting for a change");
     } else {
         rebuild(&options, server.as_ref(), None);
     }

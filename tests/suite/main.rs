@@ -10,6 +10,7 @@ mod croome;
 mod front;
 mod fuzz_regressions;
 mod invalid;
+mod limits;
 mod reference_regression;
 mod reference_survival;
 mod simulate;
