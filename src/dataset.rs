@@ -848,8 +848,8 @@ mod tests {
         let d = load_csv(ok, Path::new("p.csv"), &schema).unwrap();
         assert_eq!(d.n_rows, 2);
         assert_eq!(
-            d.column("age").unwrap().data,
-            ColumnData::Integer(vec![Some(50), None])
+            d.column("age").unwrap().data.as_ref(),
+            &ColumnData::Integer(vec![Some(50), None])
         );
 
         let bad = "id,age,sex,alive\na,5x,female,yes\nb,130,man,maybe\n";

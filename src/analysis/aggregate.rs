@@ -386,7 +386,7 @@ first_size = "first(size)"
         let d = out.dataset.unwrap();
         assert_eq!(d.name, "per_patient");
         assert_eq!(d.n_rows, 3);
-        let col = |name: &str| d.column(name).unwrap().data.clone();
+        let col = |name: &str| d.column(name).unwrap().data.as_ref().clone();
         assert_eq!(
             col("n"),
             ColumnData::Integer(vec![Some(2), Some(0), Some(1)])
@@ -412,8 +412,8 @@ first_size = "first(size)"
         let spec = SPEC.replace("sum(size)", "sum(fracture)");
         let d2 = run(&spec, &tables()).unwrap().dataset.unwrap();
         assert_eq!(
-            d2.column("total").unwrap().data,
-            ColumnData::Integer(vec![Some(1), None, Some(0)])
+            d2.column("total").unwrap().data.as_ref(),
+            &ColumnData::Integer(vec![Some(1), None, Some(0)])
         );
         assert_eq!(
             col("smallest"),

@@ -477,8 +477,8 @@ mod tests {
             assert_eq!(d, want);
         }
         assert_eq!(
-            m.column("weights").unwrap().data,
-            ColumnData::Number(vec![Some(1.0); 4])
+            m.column("weights").unwrap().data.as_ref(),
+            &ColumnData::Number(vec![Some(1.0); 4])
         );
     }
 }
