@@ -142,7 +142,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Analyze { data, block } => {
-            let value = galley::analyze::analyze(&data, &block)?;
+            let value = galley::analyze::analyze(&data, &block, &limits)?;
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer_pretty(&mut out, &value);
             let _ = writeln!(out);

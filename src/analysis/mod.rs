@@ -22,6 +22,7 @@ use crate::document::{AnalysisBlock, Document};
 use crate::manifest::FormatSection;
 
 pub mod aggregate;
+pub mod bootstrap;
 pub mod columns;
 pub mod compare;
 pub mod data;
@@ -189,6 +190,7 @@ pub const KINDS: &[&str] = &[
     "logistic",
     "propensity_match",
     "aggregate",
+    "bootstrap",
 ];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
@@ -329,6 +331,7 @@ pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
         "logistic" => logistic::logistic(env),
         "propensity_match" => matching::propensity_match(env),
         "aggregate" => aggregate::aggregate(env),
+        "bootstrap" => bootstrap::run(env),
         other => Err(env
             .block
             .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")

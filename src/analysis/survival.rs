@@ -39,13 +39,13 @@ const TEXT_WIDTH_PT: f64 = 468.0;
 // ---------------------------------------------------------------------------------------------
 
 /// A column read for a survival block, with its name for messages about missing values.
-struct Missing<'a> {
-    name: &'a str,
-    test: Box<dyn Fn(usize) -> bool + 'a>,
+pub(super) struct Missing<'a> {
+    pub(super) name: &'a str,
+    pub(super) test: Box<dyn Fn(usize) -> bool + 'a>,
 }
 
 /// Follow-up times (numbers, checked non-negative) and event indicators of every row.
-fn response(
+pub(super) fn response(
     env: &BlockEnv,
     data: &Dataset,
     time: &str,
@@ -76,7 +76,7 @@ fn response(
 
 /// The rows where no used column is missing, and a warning naming the columns that had missing
 /// values when some rows were left out.
-fn complete_cases(n: usize, used: &[Missing]) -> (Vec<usize>, Option<String>) {
+pub(super) fn complete_cases(n: usize, used: &[Missing]) -> (Vec<usize>, Option<String>) {
     let tests: Vec<&dyn Fn(usize) -> bool> = used.iter().map(|m| m.test.as_ref()).collect();
     let rows = columns::complete_rows(n, &tests);
     if rows.len() == n {
@@ -98,7 +98,7 @@ fn complete_cases(n: usize, used: &[Missing]) -> (Vec<usize>, Option<String>) {
 }
 
 /// Levels and codes of a grouping column (`by`, `strata`), optionally in the order of `levels`.
-fn group_column(
+pub(super) fn group_column(
     env: &BlockEnv,
     data: &Dataset,
     name: &str,
@@ -113,7 +113,7 @@ fn group_column(
 }
 
 /// Codes restricted to complete rows, with an error naming a level that has no rows left.
-fn codes_in(
+pub(super) fn codes_in(
     env: &BlockEnv,
     name: &str,
     key: &str,
@@ -142,7 +142,7 @@ fn codes_in(
     Ok(out)
 }
 
-fn stats_error(env: &BlockEnv, key: &str, e: galley_stats::StatsError) -> Diagnostic {
+pub(super) fn stats_error(env: &BlockEnv, key: &str, e: galley_stats::StatsError) -> Diagnostic {
     env.error(key, e.message)
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod audit;
+mod bootstrap;
 mod build;
 mod cache;
 mod croome;
