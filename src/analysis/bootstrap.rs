@@ -17,7 +17,9 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::survival::{Missing, codes_in, complete_cases, group_column, response};
+use super::survival::{
+    codes_in, codes_missing, complete_cases, group_column, response, response_missing,
+};
 use super::{BlockEnv, Output};
 use crate::diagnostics::Diagnostic;
 use crate::simulate::Draws;
@@ -316,20 +318,8 @@ pub fn run(env: &BlockEnv) -> R<Output> {
     };
     let (times, events) = response(env, data, &spec.time, &spec.event)?;
     let (labels, codes) = group_column(env, data, &spec.by, "by", spec.levels.as_deref())?;
-    let used = vec![
-        Missing {
-            name: &spec.time,
-            test: Box::new(|r| times[r].is_none()),
-        },
-        Missing {
-            name: &spec.event,
-            test: Box::new(|r| events[r].is_none()),
-        },
-        Missing {
-            name: &spec.by,
-            test: Box::new(|r| codes[r].is_none()),
-        },
-    ];
+    let mut used = response_missing(&spec.time, &spec.event, &times, &events);
+    used.push(codes_missing(&spec.by, &codes));
     let (rows, warning) = complete_cases(data.n_rows, &used);
     drop(used);
     if labels.len() != 2 {
