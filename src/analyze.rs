@@ -12,8 +12,16 @@ use crate::document::AnalysisBlock;
 use crate::study::InputFile;
 
 /// Run the block in `block_path` on the CSV at `data_path`; the dataset is named `data` (and also by
-/// the file stem), so a spec may say `data = "data"` or omit nothing else.
-pub fn analyze(data_path: &Path, block_path: &Path) -> Result<serde_json::Value> {
+/// the file stem), so a spec may say `data = "data"` or omit nothing else. `limits` are the command
+/// line's `--limit NAME=VALUE`s over the default limits.
+pub fn analyze(
+    data_path: &Path,
+    block_path: &Path,
+    limits: &[String],
+) -> Result<serde_json::Value> {
+    let limits = crate::limits::Limits::default()
+        .with_overrides(limits)
+        .map_err(Diagnostic::error)?;
     let csv = std::fs::read_to_string(data_path).map_err(|e| io_error("read", data_path, &e))?;
     let spec = std::fs::read_to_string(block_path).map_err(|e| io_error("read", block_path, &e))?;
     let table = dataset::infer_csv(&csv, data_path, "data")?;
@@ -29,7 +37,10 @@ pub fn analyze(data_path: &Path, block_path: &Path) -> Result<serde_json::Value>
         datasets.insert(stem, named);
     }
     datasets.insert("data".to_string(), table);
-    let settings = AnalysisSettings::standalone();
+    let settings = AnalysisSettings {
+        limits,
+        ..AnalysisSettings::standalone()
+    };
     let results = IndexMap::new();
     let env = BlockEnv {
         block: &block,

@@ -26,6 +26,20 @@ pub struct CachedOutput {
     pub warnings: Vec<String>,
 }
 
+/// The same, borrowed from the block's output: storing never copies a dataset.
+#[derive(Serialize)]
+pub struct CachedOutputRef<'a> {
+    pub value: &'a serde_json::Value,
+    pub dataset: Option<&'a Dataset>,
+    pub artifacts: &'a Artifacts,
+    pub warnings: &'a [String],
+}
+
+/// Largest dataset (rows x columns) a cache entry stores. A derived table of a registry-sized CSV
+/// would be gigabytes of JSON, costlier to write and read back than to derive again; such a block
+/// re-runs on every build (its key still covers what it reads, so later blocks stay cached).
+pub const MAX_CACHED_CELLS: usize = 1_000_000;
+
 #[derive(Serialize, Deserialize)]
 struct Entry {
     galley: String,
@@ -88,8 +102,14 @@ impl BlockCache {
         }
     }
 
-    pub fn put(&mut self, key: &str, block: &str, output: &CachedOutput) {
+    pub fn put(&mut self, key: &str, block: &str, output: &CachedOutputRef) {
         self.misses.push(block.to_string());
+        if output
+            .dataset
+            .is_some_and(|d| d.n_rows.saturating_mul(d.columns.len()) > MAX_CACHED_CELLS)
+        {
+            return;
+        }
         let Ok(payload) = serde_json::to_string(output) else {
             return;
         };

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use jiff::civil::Date;
@@ -130,7 +131,24 @@ pub struct Column {
     pub name: String,
     /// Human label for tables and figures; defaults to the name.
     pub label: Option<String>,
-    pub data: ColumnData,
+    /// Shared: a derived table (`derive`, `survival_time`) adds columns to a copy of its input,
+    /// and the copy shares the input's columns instead of duplicating a registry's worth of cells.
+    #[serde(with = "shared_column")]
+    pub data: Arc<ColumnData>,
+}
+
+/// Serde for the shared column data (serde's `rc` feature would rebuild half the dependency tree).
+mod shared_column {
+    use super::{Arc, ColumnData};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &Arc<ColumnData>, s: S) -> Result<S::Ok, S::Error> {
+        data.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<ColumnData>, D::Error> {
+        ColumnData::deserialize(d).map(Arc::new)
+    }
 }
 
 impl Column {
@@ -138,7 +156,7 @@ impl Column {
         Column {
             name: name.into(),
             label: None,
-            data,
+            data: Arc::new(data),
         }
     }
 
@@ -195,7 +213,7 @@ impl Dataset {
             .map(|c| Column {
                 name: c.name.clone(),
                 label: c.label.clone(),
-                data: c.data.take(rows),
+                data: Arc::new(c.data.take(rows)),
             })
             .collect();
         Dataset {
@@ -528,7 +546,7 @@ impl<'a> ColumnBuilder<'a> {
         Column {
             name: self.name,
             label: self.label,
-            data: self.data,
+            data: self.data.into(),
         }
     }
 }
@@ -764,7 +782,7 @@ impl Dataset {
             h.update(c.data.kind().name().as_bytes());
             h.update(c.label.as_deref().unwrap_or("").as_bytes());
             h.update([0xff]);
-            match &c.data {
+            match &*c.data {
                 ColumnData::String(v) => {
                     for x in v {
                         match x {
@@ -830,8 +848,8 @@ mod tests {
         let d = load_csv(ok, Path::new("p.csv"), &schema).unwrap();
         assert_eq!(d.n_rows, 2);
         assert_eq!(
-            d.column("age").unwrap().data,
-            ColumnData::Integer(vec![Some(50), None])
+            d.column("age").unwrap().data.as_ref(),
+            &ColumnData::Integer(vec![Some(50), None])
         );
 
         let bad = "id,age,sex,alive\na,5x,female,yes\nb,130,man,maybe\n";

@@ -20,6 +20,7 @@ pub mod diagnostics;
 pub mod document;
 pub mod format;
 pub mod html;
+pub mod limits;
 pub mod manifest;
 pub mod manuscript;
 pub mod output;

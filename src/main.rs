@@ -54,6 +54,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
+    let limits = cli.limits;
     match cli.command {
         Command::Build {
             study,
@@ -66,7 +67,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         } => {
             let as_of = parse_date(as_of.as_deref())?;
             if deny_warnings {
-                let warnings = pipeline::check(&study, as_of)?;
+                let warnings = pipeline::check(&study, as_of, &limits)?;
                 print_warnings(&warnings, true)?;
             }
             let (spinner, progress) = console.spinner("building");
@@ -76,6 +77,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 formats: galley::cli::formats(&format),
                 progress,
                 audit,
+                limits,
             };
             let report = pipeline::build(&study, &options);
             drop(spinner);
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     formats: galley::cli::formats(&format),
                     progress: None,
                     audit: false,
+                    limits,
                 },
                 serve: serve.then_some(port),
                 console,
@@ -133,13 +136,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             deny_warnings,
         } => {
             let as_of = parse_date(as_of.as_deref())?;
-            let warnings = pipeline::check(&study, as_of)?;
+            let warnings = pipeline::check(&study, as_of, &limits)?;
             print_warnings(&warnings, deny_warnings)?;
             console.info(format!("{}: ok (nothing written)", study.display()));
             Ok(0)
         }
         Command::Analyze { data, block } => {
-            let value = galley::analyze::analyze(&data, &block)?;
+            let value = galley::analyze::analyze(&data, &block, &limits)?;
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer_pretty(&mut out, &value);
             let _ = writeln!(out);

@@ -31,6 +31,9 @@ pub struct Manifest {
     pub format: FormatSection,
     #[serde(default)]
     pub lint: LintSection,
+    /// Resource limits of a build (see `limits.rs`); the defaults suit any manuscript.
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
 }
 
 /// Checks on the prose.

@@ -72,6 +72,8 @@ pub struct ConvertContext<'a> {
     /// Labels of headings (`{#sec-x}`): journals do not number sections, so a reference to one is a
     /// link showing the heading's own text.
     pub sections: &'a HashSet<String>,
+    /// Deepest nesting of Markdown containers allowed (`[limits] markdown_depth`).
+    pub max_depth: usize,
 }
 
 /// Convert a rendered Markdown file to Typst. `display` and `source` locate diagnostics.
@@ -83,6 +85,9 @@ pub fn markdown_to_typst(
     let events: Vec<(Event, std::ops::Range<usize>)> = Parser::new_ext(source, markdown_options())
         .into_offset_iter()
         .collect();
+    if let Some(problem) = too_deep(&events, source, display, ctx.max_depth) {
+        return (String::new(), vec![problem]);
+    }
     let mut converter = Converter::new(ctx, display, source);
 
     // Footnote definitions first, so a reference can inline its note wherever it stands.
@@ -118,6 +123,45 @@ pub fn markdown_to_typst(
     }
     converter.run(main);
     (converter.out, converter.diagnostics)
+}
+
+/// Markdown nested deeper than `max_depth` containers (lists in lists, quotes in quotes, emphasis
+/// in links in emphasis, ...): an error at the first element past the limit. Checked before
+/// converting, because Typst refuses deeply nested markup with a message about generated source
+/// the author never wrote, and recursion over such a tree is how converters overflow their stack.
+fn too_deep(
+    events: &[(Event, std::ops::Range<usize>)],
+    source: &str,
+    display: &Path,
+    max_depth: usize,
+) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    let mut deepest = (0usize, 0usize);
+    let mut first_over = None;
+    for (event, range) in events {
+        match event {
+            Event::Start(_) => {
+                depth += 1;
+                if depth > max_depth && first_over.is_none() {
+                    first_over = Some(range.start);
+                }
+                if depth > deepest.0 {
+                    deepest = (depth, range.start);
+                }
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let offset = first_over?;
+    Some(
+        Diagnostic::error(format!(
+            "the Markdown here is nested {} levels deep (lists, block quotes, emphasis and links inside each other), more than the limit of {max_depth} (`markdown_depth`)",
+            deepest.0
+        ))
+        .at_offset(display, source, offset)
+        .hint("flatten the structure; if the depth is intended, raise markdown_depth under [limits] in study.toml (at most 100)"),
+    )
 }
 
 /// Convert Markdown that should be inline content (a caption, a table note, a title).
@@ -816,6 +860,7 @@ mod tests {
             labels: &labels,
             citations: &citations,
             sections: &sections,
+            max_depth: 32,
         };
         markdown_to_typst(md, Path::new("m.md"), &ctx)
     }
@@ -931,7 +976,7 @@ mod escaping_properties {
             let labels = HashSet::new();
             let citations = HashSet::new();
             let sections = HashSet::new();
-            let ctx = ConvertContext { blocks: &blocks, labels: &labels, citations: &citations, sections: &sections };
+            let ctx = ConvertContext { blocks: &blocks, labels: &labels, citations: &citations, sections: &sections, max_depth: 32 };
             let (markup, _diagnostics) = markdown_to_typst(&text, Path::new("m.md"), &ctx);
             // booktable comes from the template; give the snippet a stand-in with the same signature.
             let prelude = "#let booktable(columns: (), align: (), header: (), rows: ()) = table(columns: columns.len(), ..header.flatten(), ..rows.flatten())\n";

@@ -15,6 +15,7 @@ use crate::cache::{self, BlockCache};
 use crate::dataset::{self, Dataset, TableSchema};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
 use crate::document::Document;
+use crate::limits;
 use crate::manuscript::{self, ConvertContext, escape_markup, string_literal};
 use crate::output::{self, OutputFiles};
 use crate::reproduction::{self, Published};
@@ -40,6 +41,8 @@ pub struct BuildOptions {
     pub progress: Option<Progress>,
     /// Add an audit-trail appendix to the PDF and make every templated number a link to its entry.
     pub audit: bool,
+    /// `--limit NAME=VALUE` overrides of the manifest's `[limits]`.
+    pub limits: Vec<String>,
 }
 
 /// The manuscript formats a build writes. Default: the PDF only.
@@ -149,6 +152,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let mut prepared = prepare(
         study_dir,
         options.as_of,
+        &options.limits,
         Some(&options.out),
         options.audit,
         &mut clock,
@@ -285,22 +289,23 @@ fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
 }
 
 /// Validate everything and run the analysis without typesetting or writing (`galley check`).
-pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
+pub fn check(study_dir: &Path, as_of: Option<Date>, limits: &[String]) -> Result<Vec<Diagnostic>> {
     let mut clock = Stopwatch {
         timings: Vec::new(),
         progress: None,
     };
-    prepare(study_dir, as_of, None, false, &mut clock).map(|p| p.warnings)
+    prepare(study_dir, as_of, limits, None, false, &mut clock).map(|p| p.warnings)
 }
 
 fn prepare(
     study_dir: &Path,
     as_of: Option<Date>,
+    limits: &[String],
     out_root: Option<&Path>,
     audit: bool,
     clock: &mut Stopwatch,
 ) -> Result<Prepared> {
-    let study = clock.time("load study", || Study::load(study_dir))?;
+    let study = clock.time("load study", || Study::load(study_dir, limits))?;
     let mut cache = out_root.map(|root| BlockCache::load(&root.join(&study.name)));
     let cutoff = as_of.or(study.cutoff);
     let tables = clock.time("load data", || load_tables(&study))?;
@@ -317,6 +322,7 @@ fn prepare(
         cutoff,
         format: study.manifest.format.clone(),
         published: published.clone(),
+        limits: study.limits.clone(),
     };
     let analysis = clock.time("analysis", || {
         analysis::run_all(&document, tables, &settings, cache.as_mut())
@@ -440,7 +446,14 @@ fn assemble(
     let lint = &study.manifest.lint;
     // In audit mode each file is rendered with its expressions marked by their trail index.
     let mut instrumented: Vec<String> = Vec::new();
+    let file_limit = |source: &crate::document::SourceFile| {
+        study.limits.time_limit(
+            format!("evaluating the templates of `{}`", source.relative),
+            Some(Location::file(&source.file)),
+        )
+    };
     for source in document.abstract_file.iter().chain(document.files.iter()) {
+        let _watch = limits::watch(file_limit(source));
         instrumented.push(if audit {
             trail::instrument(&source.template, trail_entries.len())
         } else {
@@ -472,6 +485,7 @@ fn assemble(
         .chain(document.files.iter())
         .zip(&instrumented)
     {
+        let _watch = limits::watch(file_limit(source));
         match template::render(
             &env,
             &source.relative,
@@ -523,12 +537,17 @@ fn assemble(
         labels: &labels,
         citations: &citations,
         sections: &sections,
+        max_depth: study.limits.markdown_depth,
     };
     for (index, block) in document.blocks.iter().enumerate() {
         let Some(result) = analysis.results.get(&block.id) else {
             continue;
         };
         let location = Location::line(&block.file, block.line);
+        let _watch = limits::watch(study.limits.time_limit(
+            format!("evaluating the captions and notes of block `{}`", block.id),
+            Some(location.clone()),
+        ));
         let mut markup = String::new();
         let inline = |text: &str| -> std::result::Result<String, Diagnostic> {
             let rendered = template::render_inline(&env, text, &context, &location)?;
@@ -549,6 +568,26 @@ fn assemble(
                 &results_json,
             )
         };
+        // A table of every patient would typeset into hundreds of pages (and minutes); its CSV
+        // under tables/ is the place for it.
+        if let Some(table) = result
+            .artifacts
+            .tables
+            .iter()
+            .find(|t| t.rows.len() > study.limits.table_rows)
+        {
+            problems.push(
+                Diagnostic::error(format!(
+                    "the table of block `{}` has {} rows, more than the limit of {} rows in the manuscript (`table_rows`)",
+                    block.id,
+                    table.rows.len(),
+                    study.limits.table_rows
+                ))
+                .at(location.clone())
+                .hint("tabulate fewer groups, or drop [table] and report the data as a supplement; if the table is intended, raise table_rows under [limits] in study.toml"),
+            );
+            continue;
+        }
         for table in &result.artifacts.tables {
             trail_entries.extend(caption_trail(&table.caption));
             for note in &table.notes {
@@ -594,6 +633,7 @@ fn assemble(
         labels: &labels,
         citations: &citations,
         sections: &sections,
+        max_depth: study.limits.markdown_depth,
     };
     let mut abstract_typst = None;
     let mut body = String::new();
@@ -892,13 +932,13 @@ fn block_inputs(document: &Document, tables: &IndexMap<String, Dataset>) -> Vec<
 fn complete_block_inputs(mut inputs: Vec<BlockInputs>, analysis: &Analysis) -> Vec<BlockInputs> {
     for input in &mut inputs {
         if input.data_sha256.is_none()
-            && let Some(ds) = input
+            && let Some(hash) = input
                 .data
                 .as_ref()
                 .and_then(|d| analysis.results.get(d))
-                .and_then(|r| r.dataset.as_ref())
+                .and_then(|r| r.dataset_sha256.as_ref())
         {
-            input.data_sha256 = Some(ds.content_hash());
+            input.data_sha256 = Some(hash.clone());
         }
     }
     inputs

@@ -8,6 +8,7 @@ use jiff::civil::Date;
 use toml::Spanned;
 
 use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
+use crate::limits::Limits;
 use crate::manifest::{MANIFEST_FILE, Manifest, TableSpec};
 
 /// A file the study reads, with its bytes (kept for hashing in the provenance record).
@@ -60,18 +61,21 @@ pub struct Study {
     pub published_file: Option<InputFile>,
     /// A previous build's records (provenance, results, trail), to report what changed.
     pub previous_files: Vec<InputFile>,
+    /// The manifest's `[limits]` with the command line's `--limit` overrides applied.
+    pub limits: Limits,
 }
 
 impl Study {
-    /// Read `study.toml` in `root` and everything it names.
-    pub fn load(root: &Path) -> Result<Study> {
+    /// Read `study.toml` in `root` and everything it names. `limit_overrides` are the command
+    /// line's `--limit NAME=VALUE`s, applied over the manifest's `[limits]`.
+    pub fn load(root: &Path, limit_overrides: &[String]) -> Result<Study> {
         if !root.is_dir() {
             return Err(Diagnostic::error(format!("study folder `{}` does not exist", root.display()))
                 .hint("give the path of a folder that holds a study.toml, e.g. `galley build study/croome2016`")
                 .into());
         }
         let manifest_path = root.join(MANIFEST_FILE);
-        let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| {
+        let manifest_bytes = read_manifest(&manifest_path).map_err(|e| {
             let d = io_error("read the manifest", &manifest_path, &e);
             if e.kind() == std::io::ErrorKind::NotFound {
                 d.hint("every study folder needs a study.toml; `galley new` writes one")
@@ -86,6 +90,17 @@ impl Study {
         };
         let source = manifest_file.text()?.to_string();
         let manifest = Manifest::parse(&source, &manifest_path)?;
+        let limits = manifest
+            .limits
+            .validate()
+            .map_err(|m| Diagnostic::error(format!("[limits]: {m}")).in_file(&manifest_path))
+            .and_then(|()| {
+                manifest
+                    .limits
+                    .with_overrides(limit_overrides)
+                    .map_err(Diagnostic::error)
+            })?;
+        let max_bytes = limits.input_file_bytes();
         let name = root
             .canonicalize()
             .ok()
@@ -94,7 +109,7 @@ impl Study {
 
         let mut problems = Vec::new();
         let mut read = |field: &Spanned<String>, what: &str| -> Option<InputFile> {
-            match read_study_file(root, &manifest_path, &source, field, what) {
+            match read_study_file(root, &manifest_path, &source, field, what, max_bytes) {
                 Ok(f) => Some(f),
                 Err(d) => {
                     problems.push(d);
@@ -152,7 +167,9 @@ impl Study {
             .as_ref()
             .and_then(|f| read(f, "published values"));
         let template_files = match &manifest.manuscript.template {
-            Some(dir) => read_template_folder(root, &manifest_path, &source, dir, &mut problems),
+            Some(dir) => {
+                read_template_folder(root, &manifest_path, &source, dir, max_bytes, &mut problems)
+            }
             None => Vec::new(),
         };
 
@@ -227,6 +244,7 @@ impl Study {
             template_files,
             published_file,
             previous_files,
+            limits,
         })
     }
 
@@ -243,6 +261,25 @@ impl Study {
         all.extend(self.previous_files.iter());
         all
     }
+}
+
+/// Most bytes of a `study.toml` read (its limits are not known before it is read; real manifests
+/// are a few kilobytes).
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+fn read_manifest(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::other(format!(
+            "the manifest is larger than {} MiB",
+            MAX_MANIFEST_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
 }
 
 pub fn parse_iso_date(text: &str) -> Option<Date> {
@@ -277,6 +314,7 @@ fn read_study_file(
     source: &str,
     field: &Spanned<String>,
     what: &str,
+    max_bytes: u64,
 ) -> std::result::Result<InputFile, Diagnostic> {
     let relative = field.get_ref();
     let locate = |d: Diagnostic| {
@@ -288,18 +326,48 @@ fn read_study_file(
     };
     let path = resolve_inside(root, relative)
         .map_err(|why| locate(Diagnostic::error(format!("{what} `{relative}` is {why}"))))?;
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(InputFile {
+    // Refused before reading: memory is spent only on files the limits allow; and only regular
+    // files are read (a FIFO or a device named as a data file would block or never end).
+    let too_big = |len: u64| {
+        locate(
+            Diagnostic::error(format!(
+                "{what} `{relative}` is {} MiB, more than the limit of {} MiB (`input_file_mb`)",
+                len.div_ceil(1024 * 1024),
+                max_bytes / (1024 * 1024)
+            ))
+            .hint("a build holds about ten times a CSV's size in memory; if this machine has it, raise the limit under [limits] in study.toml (input_file_mb = ...) or with --limit input_file_mb=N"),
+        )
+    };
+    let not_found = || {
+        locate(Diagnostic::error(format!(
+            "{what} `{relative}` not found (looked for `{}`)",
+            path.display()
+        )))
+    };
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(locate(Diagnostic::error(format!(
+                "{what} `{relative}` is not a regular file (a folder, a device or a pipe)"
+            ))));
+        }
+        Ok(meta) if meta.len() > max_bytes => return Err(too_big(meta.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        _ => {}
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(&path).and_then(|f| {
+        use std::io::Read;
+        // `take`: a file that grows while it is read still stops at the limit.
+        f.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes)
+    });
+    match read {
+        Ok(n) if n as u64 > max_bytes => Err(too_big(n as u64)),
+        Ok(_) => Ok(InputFile {
             relative: relative.replace('\\', "/"),
             display: path,
             bytes,
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(locate(Diagnostic::error(format!(
-                "{what} `{relative}` not found (looked for `{}`)",
-                path.display()
-            ))))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
         Err(e) => Err(locate(io_error(&format!("read the {what}"), &path, &e))),
     }
 }
@@ -309,6 +377,7 @@ fn read_template_folder(
     manifest_path: &Path,
     source: &str,
     dir: &Spanned<String>,
+    max_bytes: u64,
     problems: &mut Vec<Diagnostic>,
 ) -> Vec<InputFile> {
     let folder = match resolve_inside(root, dir.get_ref()) {
@@ -342,9 +411,16 @@ fn read_template_folder(
         .filter_map(|n| {
             let rel = format!("{}/{n}", dir.get_ref().trim_end_matches('/'));
             let field = Spanned::new(dir.span(), rel);
-            read_study_file(root, manifest_path, source, &field, "template file")
-                .map_err(|d| problems.push(d))
-                .ok()
+            read_study_file(
+                root,
+                manifest_path,
+                source,
+                &field,
+                "template file",
+                max_bytes,
+            )
+            .map_err(|d| problems.push(d))
+            .ok()
         })
         .collect()
 }

@@ -74,7 +74,12 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
         options.study.display()
     ));
 
-    rebuild(&options, server.as_ref(), None);
+    crate::limits::set_expiry_handler(restart);
+    if std::env::var_os(RESTARTED).is_some() {
+        eprintln!("restarted after an evaluation ran past its time limit; waiting for a change");
+    } else {
+        rebuild(&options, server.as_ref(), None);
+    }
     loop {
         // Wait for a relevant change, then for quiet.
         let mut changed: Option<PathBuf> = None;
@@ -103,6 +108,30 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
             .map(|p| p.to_string_lossy().into_owned());
         rebuild(&options, server.as_ref(), shown.as_deref());
     }
+}
+
+/// Set in the environment of a watch restarted by [`restart`]: it waits for a change instead of
+/// building the same runaway input again.
+const RESTARTED: &str = "GALLEY_WATCH_RESTARTED";
+
+/// A template or expression ran past its time limit. Its thread cannot be stopped, so the watch
+/// replaces its own process image with a fresh `galley watch` (same arguments), which ends every
+/// thread and keeps watching: the author fixes the file and the next change rebuilds.
+fn restart(diagnostic: &Diagnostic) -> ! {
+    eprintln!("{diagnostic}\n");
+    eprintln!("galley watch: restarting to stop it; fix the file and save to rebuild");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        if let Ok(exe) = std::env::current_exe() {
+            let err = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env(RESTARTED, "1")
+                .exec();
+            eprintln!("error: cannot restart galley watch: {err}");
+        }
+    }
+    std::process::exit(1)
 }
 
 /// The changed path, if the event is a change to a file of the study (not the output, not an editor's

@@ -69,7 +69,7 @@ fn check_dataset(d: &Dataset) {
             if let Some(x) = c.data.number(r) {
                 assert!(x.is_finite(), "column `{}` row {r} holds {x}", c.name);
             }
-            if let ColumnData::Category { levels, codes } = &c.data {
+            if let ColumnData::Category { levels, codes } = &*c.data {
                 assert!(codes[r].is_none_or(|k| (k as usize) < levels.len()));
             }
         }
@@ -139,7 +139,7 @@ pub fn manifest_in(dir: &Path, data: &[u8]) {
     };
     let _ = format!("{manifest:?}");
     std::fs::write(dir.join("study.toml"), data).expect("write study.toml");
-    let study = match Study::load(dir) {
+    let study = match Study::load(dir, &[]) {
         Ok(s) => s,
         Err(f) => return check_failure(&f),
     };
@@ -259,6 +259,7 @@ pub fn markdown(data: &[u8]) {
             labels: &labels,
             citations: &citations,
             sections: &sections,
+            max_depth: galley::limits::Limits::default().markdown_depth,
         };
         let (markup, diagnostics) = manuscript::markdown_to_typst(text, Path::new("m.md"), &ctx);
         for d in &diagnostics {
@@ -300,6 +301,7 @@ pub fn markdown(data: &[u8]) {
             labels: &labels,
             citations: &citations,
             sections: &sections,
+            max_depth: galley::limits::Limits::default().markdown_depth,
         };
         let (markup, diagnostics) = manuscript::markdown_to_typst(&md, Path::new("m.md"), &ctx);
         assert!(
@@ -481,6 +483,7 @@ pub fn analysis_results(data: &[u8]) -> IndexMap<String, Result<serde_json::Valu
             .filter(|_| data.len().is_multiple_of(2)),
         format: FormatSection::default(),
         published: Some(published().clone()),
+        limits: galley::limits::Limits::default(),
     };
     let mut datasets: IndexMap<String, Dataset> = IndexMap::new();
     datasets.insert("patients".into(), patients().clone());
@@ -509,7 +512,7 @@ pub fn analysis_results(data: &[u8]) -> IndexMap<String, Result<serde_json::Valu
                         id: block.id.clone(),
                         kind: block.kind.clone(),
                         value: output.value,
-                        dataset: output.dataset,
+                        dataset_sha256: output.dataset.as_ref().map(|d| d.content_hash()),
                         artifacts: output.artifacts,
                         warnings: Vec::new(),
                     },

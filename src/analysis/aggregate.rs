@@ -192,7 +192,9 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
             Some(arg) => {
                 let compiled =
                     RowExpr::compile(&environment, arg, child).map_err(|m| env.error(name, m))?;
-                compiled.eval_all(&shared).map_err(|m| env.error(name, m))?
+                compiled
+                    .eval_all(&shared, env.expression_limit(name))
+                    .map_err(|m| env.error(name, m))?
             }
         };
         let per_parent: Vec<Option<Value>> = children
@@ -211,7 +213,7 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
         out.set_column(Column {
             name: name.clone(),
             label: None,
-            data,
+            data: data.into(),
         });
     }
     let value = json!({
@@ -384,7 +386,7 @@ first_size = "first(size)"
         let d = out.dataset.unwrap();
         assert_eq!(d.name, "per_patient");
         assert_eq!(d.n_rows, 3);
-        let col = |name: &str| d.column(name).unwrap().data.clone();
+        let col = |name: &str| d.column(name).unwrap().data.as_ref().clone();
         assert_eq!(
             col("n"),
             ColumnData::Integer(vec![Some(2), Some(0), Some(1)])
@@ -410,8 +412,8 @@ first_size = "first(size)"
         let spec = SPEC.replace("sum(size)", "sum(fracture)");
         let d2 = run(&spec, &tables()).unwrap().dataset.unwrap();
         assert_eq!(
-            d2.column("total").unwrap().data,
-            ColumnData::Integer(vec![Some(1), None, Some(0)])
+            d2.column("total").unwrap().data.as_ref(),
+            &ColumnData::Integer(vec![Some(1), None, Some(0)])
         );
         assert_eq!(
             col("smallest"),

@@ -32,7 +32,7 @@ pub fn numbers(env: &BlockEnv, data: &Dataset, name: &str, key: &str) -> R<Vec<O
 /// True/false per row from a boolean column, a 0/1 column, or an expression (`status == 2`).
 pub fn indicator(env: &BlockEnv, data: &Dataset, source: &str, key: &str) -> R<Vec<Option<bool>>> {
     if let Some(column) = data.column(source) {
-        return match &column.data {
+        return match &*column.data {
             ColumnData::Boolean(v) => Ok(v.clone()),
             ColumnData::Integer(_) | ColumnData::Number(_) => {
                 let values: Vec<Option<f64>> =
@@ -65,7 +65,7 @@ pub fn indicator(env: &BlockEnv, data: &Dataset, source: &str, key: &str) -> R<V
     let environment = expr::environment();
     let compiled = RowExpr::compile(&environment, source, data).map_err(|m| env.error(key, m))?;
     let values = compiled
-        .eval_all(&Arc::new(data.clone()))
+        .eval_all(&Arc::new(data.clone()), env.expression_limit(key))
         .map_err(|m| env.error(key, m))?;
     values
         .into_iter()
@@ -92,7 +92,7 @@ pub fn groups(
     key: &str,
 ) -> R<(Vec<String>, Vec<Option<usize>>)> {
     let column = env.column(data, name, key)?;
-    if matches!(column.data, ColumnData::Number(_) | ColumnData::Date(_)) {
+    if matches!(*column.data, ColumnData::Number(_) | ColumnData::Date(_)) {
         return Err(env.error(
             key,
             format!(
@@ -160,8 +160,8 @@ pub fn covariates(
         .map(|name| {
             let column = env.column(data, name, key)?;
             let as_factor = factors.contains(name)
-                || matches!(column.data, ColumnData::Category { .. } | ColumnData::String(_));
-            if matches!(column.data, ColumnData::Date(_)) {
+                || matches!(*column.data, ColumnData::Category { .. } | ColumnData::String(_));
+            if matches!(*column.data, ColumnData::Date(_)) {
                 return Err(env.error(key, format!("covariate `{name}` is a date; derive a number from it first (e.g. `year(...)`)")));
             }
             if as_factor {

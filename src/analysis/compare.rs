@@ -41,7 +41,7 @@ impl VarType {
 /// The type a column is summarised as unless the spec says otherwise: categories and text are
 /// categorical; booleans and 0/1 integer columns binary; other numbers continuous.
 pub fn detect_type(column: &Column) -> Option<VarType> {
-    match &column.data {
+    match &*column.data {
         ColumnData::Category { .. } | ColumnData::String(_) => Some(VarType::Categorical),
         ColumnData::Boolean(_) => Some(VarType::Binary),
         ColumnData::Integer(v) => {

@@ -79,7 +79,7 @@ fn selected_rows(
     let environment = expr::environment();
     let compiled = RowExpr::compile(&environment, source, data).map_err(|m| env.error(key, m))?;
     let values = compiled
-        .eval_all(&Arc::new(data.clone()))
+        .eval_all(&Arc::new(data.clone()), env.expression_limit(key))
         .map_err(|m| env.error(key, m))?;
     Ok(values
         .iter()
@@ -132,7 +132,9 @@ pub fn derive(env: &BlockEnv) -> BlockResult {
         let compiled =
             RowExpr::compile(&environment, source, &data).map_err(|m| env.error(name, m))?;
         let shared = Arc::new(data.clone());
-        let values = compiled.eval_all(&shared).map_err(|m| env.error(name, m))?;
+        let values = compiled
+            .eval_all(&shared, env.expression_limit(name))
+            .map_err(|m| env.error(name, m))?;
         let column_data = expr::values_to_column(values, levels)
             .map_err(|m| env.error(name, format!("column `{name}`: {m}")))?;
         let n_missing = (0..column_data.len())
@@ -142,7 +144,7 @@ pub fn derive(env: &BlockEnv) -> BlockResult {
         data.set_column(Column {
             name: name.clone(),
             label,
-            data: column_data,
+            data: column_data.into(),
         });
     }
     let value = json!({ "n": data.n_rows, "columns": spec.columns.keys().collect::<Vec<_>>(), "missing": missing });
@@ -243,7 +245,7 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
     let date_column =
         |name: &str, key: &str| -> Result<Vec<Option<jiff::civil::Date>>, Diagnostic> {
             let column = env.column(data, name, key)?;
-            match &column.data {
+            match &*column.data {
                 ColumnData::Date(v) => Ok(v.clone()),
                 ColumnData::String(_) | ColumnData::Category { .. } => (0..data.n_rows)
                     .map(|r| match column.data.text(r) {
@@ -271,7 +273,7 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
     let compiled =
         RowExpr::compile(&environment, &spec.event, data).map_err(|m| env.error("event", m))?;
     let events = compiled
-        .eval_all(&Arc::new(data.clone()))
+        .eval_all(&Arc::new(data.clone()), env.expression_limit("event"))
         .map_err(|m| env.error("event", m))?;
 
     let cutoff = env.settings.cutoff;
@@ -335,12 +337,12 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
     out.set_column(Column {
         name: spec.time.clone(),
         label: None,
-        data: ColumnData::Number(times),
+        data: ColumnData::Number(times).into(),
     });
     out.set_column(Column {
         name: spec.status.clone(),
         label: None,
-        data: ColumnData::Boolean(status),
+        data: ColumnData::Boolean(status).into(),
     });
     let value = json!({
         "n": out.n_rows,

@@ -140,9 +140,17 @@ impl<'e> RowExpr<'e> {
     }
 
     /// Evaluate on every row. `Ok(None)` for a row means missing.
-    pub fn eval_all(&self, data: &Arc<Dataset>) -> Result<Vec<Option<Value>>, String> {
+    /// The watchdog ends the build if one row takes longer than `limit` (a lazy list repeated
+    /// without end spends no fuel).
+    pub fn eval_all(
+        &self,
+        data: &Arc<Dataset>,
+        limit: crate::limits::TimeLimit,
+    ) -> Result<Vec<Option<Value>>, String> {
+        let watch = crate::limits::watch(limit);
         let mut out = Vec::with_capacity(data.n_rows);
         for row in 0..data.n_rows {
+            watch.beat();
             let ctx = Value::from_object(RowView {
                 data: data.clone(),
                 row,

@@ -227,7 +227,8 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
                 .iter()
                 .map(|&i| m.matching.subclass[i].map(|s| s as i64))
                 .collect(),
-        ),
+        )
+        .into(),
     });
     cohort.set_column(Column {
         name: "weights".into(),
@@ -237,12 +238,13 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
                 .iter()
                 .map(|&i| Some(m.matching.weights[i]))
                 .collect(),
-        ),
+        )
+        .into(),
     });
     cohort.set_column(Column {
         name: "distance".into(),
         label: Some("Propensity score distance".into()),
-        data: ColumnData::Number(matched.iter().map(|&i| Some(distance[i])).collect()),
+        data: ColumnData::Number(matched.iter().map(|&i| Some(distance[i])).collect()).into(),
     });
 
     let mut output = Output {
@@ -475,8 +477,8 @@ mod tests {
             assert_eq!(d, want);
         }
         assert_eq!(
-            m.column("weights").unwrap().data,
-            ColumnData::Number(vec![Some(1.0); 4])
+            m.column("weights").unwrap().data.as_ref(),
+            &ColumnData::Number(vec![Some(1.0); 4])
         );
     }
 }

@@ -15,13 +15,14 @@ use serde::Deserialize;
 use sha2::Digest;
 
 use crate::artifacts::Artifacts;
-use crate::cache::{self, BlockCache, CachedOutput};
+use crate::cache::{self, BlockCache, CachedOutputRef};
 use crate::dataset::{Column, ColumnData, Dataset};
 use crate::diagnostics::{Diagnostic, Failure, Result};
 use crate::document::{AnalysisBlock, Document};
 use crate::manifest::FormatSection;
 
 pub mod aggregate;
+pub mod bootstrap;
 pub mod columns;
 pub mod compare;
 pub mod data;
@@ -42,6 +43,9 @@ pub struct AnalysisSettings {
     pub format: FormatSection,
     /// The paper's published figures, for `reproduction` blocks.
     pub published: Option<crate::reproduction::Published>,
+    /// Resource limits (time per row expression, bootstrap replicates). Not part of a block's
+    /// cache key: they decide whether a block may run, never what it computes.
+    pub limits: crate::limits::Limits,
 }
 
 impl AnalysisSettings {
@@ -53,6 +57,7 @@ impl AnalysisSettings {
             cutoff: None,
             format: FormatSection::default(),
             published: None,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -63,7 +68,9 @@ pub struct BlockResult {
     pub id: String,
     pub kind: String,
     pub value: serde_json::Value,
-    pub dataset: Option<Dataset>,
+    /// Content hash of the dataset the block made (the dataset itself is in the analysis' dataset
+    /// map, held once: a derived table of a large registry is big).
+    pub dataset_sha256: Option<String>,
     pub artifacts: Artifacts,
     pub warnings: Vec<Diagnostic>,
 }
@@ -145,6 +152,20 @@ impl BlockEnv<'_> {
         })
     }
 
+    /// The time limit of evaluating a row expression of this block (the field `key`).
+    pub fn expression_limit(&self, key: &str) -> crate::limits::TimeLimit {
+        self.settings.limits.time_limit(
+            format!(
+                "a row of the expression `{key}` of analysis block `{}`",
+                self.block.id
+            ),
+            Some(crate::diagnostics::Location::line(
+                &self.block.file,
+                self.block.line,
+            )),
+        )
+    }
+
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Diagnostic {
         self.block.error_at_key(
             format!("analysis block `{}`: {message}", self.block.id),
@@ -169,6 +190,7 @@ pub const KINDS: &[&str] = &[
     "logistic",
     "propensity_match",
     "aggregate",
+    "bootstrap",
 ];
 
 /// Run every block in reading order. Stops at the first block that fails (later blocks may depend on it).
@@ -227,13 +249,16 @@ pub fn run_all(
                 };
                 let output = run_block(&env).map_err(Failure::from)?;
                 if let Some(c) = cache.as_deref_mut() {
-                    let stored = CachedOutput {
-                        value: output.value.clone(),
-                        dataset: output.dataset.clone(),
-                        artifacts: output.artifacts.clone(),
-                        warnings: output.warnings.clone(),
-                    };
-                    c.put(&key, &block.id, &stored);
+                    c.put(
+                        &key,
+                        &block.id,
+                        &CachedOutputRef {
+                            value: &output.value,
+                            dataset: output.dataset.as_ref(),
+                            artifacts: &output.artifacts,
+                            warnings: &output.warnings,
+                        },
+                    );
                 }
                 output
             }
@@ -247,10 +272,12 @@ pub fn run_all(
             })
             .collect();
         let mut result_hash = serde_json::to_string(&output.value).unwrap_or_default();
-        if let Some(ds) = &output.dataset {
-            result_hash.push_str(&ds.content_hash());
-            datasets.insert(block.id.clone(), ds.clone());
-        }
+        let dataset_sha256 = output.dataset.map(|ds| {
+            let hash = ds.content_hash();
+            result_hash.push_str(&hash);
+            datasets.insert(block.id.clone(), ds);
+            hash
+        });
         hashes.insert(
             block.id.clone(),
             hex::encode(sha2::Sha256::digest(result_hash.as_bytes())),
@@ -264,7 +291,7 @@ pub fn run_all(
                 id: block.id.clone(),
                 kind: block.kind.clone(),
                 value: output.value,
-                dataset: output.dataset,
+                dataset_sha256,
                 artifacts: output.artifacts,
                 warnings,
             },
@@ -304,6 +331,7 @@ pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
         "logistic" => logistic::logistic(env),
         "propensity_match" => matching::propensity_match(env),
         "aggregate" => aggregate::aggregate(env),
+        "bootstrap" => bootstrap::run(env),
         other => Err(env
             .block
             .error_at_key(format!("unknown analysis block kind `{other}`"), "kind")
@@ -334,7 +362,7 @@ pub struct TableSpec {
 /// Group labels of a column (`None` = missing), with the levels in the order tables list them:
 /// a category's schema order, a boolean's `no`/`yes`, otherwise sorted.
 pub fn grouping(column: &Column) -> (Vec<String>, Vec<Option<usize>>) {
-    match &column.data {
+    match &*column.data {
         ColumnData::Category { levels, codes } => (
             levels.clone(),
             codes.iter().map(|c| c.map(|c| c as usize)).collect(),

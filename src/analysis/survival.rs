@@ -39,13 +39,13 @@ const TEXT_WIDTH_PT: f64 = 468.0;
 // ---------------------------------------------------------------------------------------------
 
 /// A column read for a survival block, with its name for messages about missing values.
-struct Missing<'a> {
-    name: &'a str,
-    test: Box<dyn Fn(usize) -> bool + 'a>,
+pub(super) struct Missing<'a> {
+    pub(super) name: &'a str,
+    pub(super) test: Box<dyn Fn(usize) -> bool + 'a>,
 }
 
 /// Follow-up times (numbers, checked non-negative) and event indicators of every row.
-fn response(
+pub(super) fn response(
     env: &BlockEnv,
     data: &Dataset,
     time: &str,
@@ -74,9 +74,37 @@ fn response(
     Ok((times, events))
 }
 
+/// The missing-value tests of a survival response (time and event), to which a block adds those
+/// of its other columns.
+pub(super) fn response_missing<'a>(
+    time: &'a str,
+    event: &'a str,
+    times: &'a Values<f64>,
+    events: &'a Values<bool>,
+) -> Vec<Missing<'a>> {
+    vec![
+        Missing {
+            name: time,
+            test: Box::new(|r| times[r].is_none()),
+        },
+        Missing {
+            name: event,
+            test: Box::new(|r| events[r].is_none()),
+        },
+    ]
+}
+
+/// The missing-value test of a grouping column's codes.
+pub(super) fn codes_missing<'a>(name: &'a str, codes: &'a [Option<usize>]) -> Missing<'a> {
+    Missing {
+        name,
+        test: Box::new(|r| codes[r].is_none()),
+    }
+}
+
 /// The rows where no used column is missing, and a warning naming the columns that had missing
 /// values when some rows were left out.
-fn complete_cases(n: usize, used: &[Missing]) -> (Vec<usize>, Option<String>) {
+pub(super) fn complete_cases(n: usize, used: &[Missing]) -> (Vec<usize>, Option<String>) {
     let tests: Vec<&dyn Fn(usize) -> bool> = used.iter().map(|m| m.test.as_ref()).collect();
     let rows = columns::complete_rows(n, &tests);
     if rows.len() == n {
@@ -98,7 +126,7 @@ fn complete_cases(n: usize, used: &[Missing]) -> (Vec<usize>, Option<String>) {
 }
 
 /// Levels and codes of a grouping column (`by`, `strata`), optionally in the order of `levels`.
-fn group_column(
+pub(super) fn group_column(
     env: &BlockEnv,
     data: &Dataset,
     name: &str,
@@ -113,7 +141,7 @@ fn group_column(
 }
 
 /// Codes restricted to complete rows, with an error naming a level that has no rows left.
-fn codes_in(
+pub(super) fn codes_in(
     env: &BlockEnv,
     name: &str,
     key: &str,
@@ -142,7 +170,7 @@ fn codes_in(
     Ok(out)
 }
 
-fn stats_error(env: &BlockEnv, key: &str, e: galley_stats::StatsError) -> Diagnostic {
+pub(super) fn stats_error(env: &BlockEnv, key: &str, e: galley_stats::StatsError) -> Diagnostic {
     env.error(key, e.message)
 }
 
@@ -367,21 +395,9 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
         None => (vec!["all".to_string()], vec![Some(0); data.n_rows]),
     };
     let by_name = spec.by.clone().unwrap_or_default();
-    let mut used = vec![
-        Missing {
-            name: &spec.time,
-            test: Box::new(|r| times[r].is_none()),
-        },
-        Missing {
-            name: &spec.event,
-            test: Box::new(|r| events[r].is_none()),
-        },
-    ];
+    let mut used = response_missing(&spec.time, &spec.event, &times, &events);
     if spec.by.is_some() {
-        used.push(Missing {
-            name: &by_name,
-            test: Box::new(|r| codes[r].is_none()),
-        });
+        used.push(codes_missing(&by_name, &codes));
     }
     let (rows, warning) = complete_cases(data.n_rows, &used);
     drop(used);
@@ -790,20 +806,8 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
         None => None,
     };
     let strata_name = spec.strata.clone().unwrap_or_default();
-    let mut used = vec![
-        Missing {
-            name: &spec.time,
-            test: Box::new(|r| times[r].is_none()),
-        },
-        Missing {
-            name: &spec.event,
-            test: Box::new(|r| events[r].is_none()),
-        },
-        Missing {
-            name: &spec.by,
-            test: Box::new(|r| codes[r].is_none()),
-        },
-    ];
+    let mut used = response_missing(&spec.time, &spec.event, &times, &events);
+    used.push(codes_missing(&spec.by, &codes));
     if let Some((_, s)) = &strata {
         used.push(Missing {
             name: &strata_name,
@@ -1055,16 +1059,7 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
         spec.strata.clone().unwrap_or_default(),
         spec.cluster.clone().unwrap_or_default(),
     );
-    let mut used = vec![
-        Missing {
-            name: &spec.time,
-            test: Box::new(|r| times[r].is_none()),
-        },
-        Missing {
-            name: &spec.event,
-            test: Box::new(|r| events[r].is_none()),
-        },
-    ];
+    let mut used = response_missing(&spec.time, &spec.event, &times, &events);
     for c in &covs {
         used.push(Missing {
             name: c.name(),

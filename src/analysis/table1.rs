@@ -400,7 +400,7 @@ fn binary_levels(
     datasets: &[&Dataset],
 ) -> R<Vec<String>> {
     let column = env.column(datasets[0], &v.name, "variables")?;
-    match &column.data {
+    match &*column.data {
         ColumnData::Boolean(_) => Ok(vec!["no".into(), "yes".into()]),
         ColumnData::Integer(_) | ColumnData::Number(_)
             if levels.iter().all(|l| l == "0" || l == "1") =>

@@ -4,12 +4,14 @@
 mod common;
 
 mod audit;
+mod bootstrap;
 mod build;
 mod cache;
 mod croome;
 mod front;
 mod fuzz_regressions;
 mod invalid;
+mod limits;
 mod reference_regression;
 mod reference_survival;
 mod simulate;
