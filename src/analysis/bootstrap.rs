@@ -6,9 +6,11 @@
 //! from each group as it has; R's `boot(..., strata = group)`), so every replicate compares two
 //! groups of the original sizes. Replicate b draws from its own ChaCha8 stream (the study's seed
 //! mixed with the block id, stream b): the result does not depend on the number of threads, and
-//! adding a block elsewhere never changes this block's replicates. A replicate where the contrast
-//! is undefined (a median not reached, a resample whose follow-up ends before `at` with the curve
-//! above 0) is counted and left out; the interval is over the defined ones.
+//! adding a block elsewhere never changes this block's replicates. A median that a resample does
+//! not reach is infinitely late, not missing: dropping those replicates would bias the interval
+//! towards short survival. So the contrast is then +-infinity and sorts to its end, and a limit
+//! that falls among such replicates is itself not reached. A contrast with no value at all (both
+//! medians unreached; survival at a time after a resample's follow-up ends) is counted and left out.
 //!
 //! Hand-written rather than calling the KM kernel per replicate: a replicate is a vector of counts
 //! over the original rows, so one pre-sorted pass with weights gives its curve in O(n) without
@@ -169,13 +171,16 @@ impl SortedGroup {
 pub struct BootstrapResult {
     /// The contrast on the original data.
     pub estimate: Option<f64>,
-    /// Replicates where the contrast was defined.
+    /// Replicates where the contrast was defined (finite or, a median not reached, infinite).
     pub defined: usize,
-    /// Mean of the defined replicates minus the estimate.
+    /// Of those, replicates where one group's median was not reached (an infinite contrast).
+    pub not_reached: usize,
+    /// Mean of the finite replicates minus the estimate.
     pub bias: Option<f64>,
-    /// Standard deviation of the defined replicates (n - 1 denominator).
+    /// Standard deviation of the finite replicates (n - 1 denominator).
     pub se: Option<f64>,
-    /// Percentile interval: R's `quantile(type = 7)` of the defined replicates at (1 -+ level) / 2.
+    /// Percentile interval: R's `quantile(type = 7)` of the defined replicates at (1 -+ level) / 2;
+    /// `None` where the limit falls among infinite replicates (not reached).
     pub lower: Option<f64>,
     pub upper: Option<f64>,
     /// Each group's statistic on the original data.
@@ -199,7 +204,7 @@ pub fn bootstrap(
         original(&groups[0], &mut deaths, &mut leaving),
         original(&groups[1], &mut deaths, &mut leaving),
     ];
-    let estimate = by_group[0].zip(by_group[1]).map(|(a, b)| b - a);
+    let estimate = contrast(statistic, by_group[0], by_group[1]).filter(|d| d.is_finite());
 
     // Replicates in fixed chunks over the available cores; each replicate's value depends only on
     // its index, so the vector is the same whatever the thread count.
@@ -225,22 +230,24 @@ pub fn bootstrap(
                         stat[g] =
                             group.statistic(&counts[g], statistic, at, &mut deaths, &mut leaving);
                     }
-                    *slot = stat[0].zip(stat[1]).map(|(a, b)| b - a);
+                    *slot = contrast(statistic, stat[0], stat[1]);
                 }
             });
         }
     });
     let mut defined: Vec<f64> = values.into_iter().flatten().collect();
     defined.sort_by(f64::total_cmp);
-    let n = defined.len();
-    let mean = (n > 0).then(|| defined.iter().sum::<f64>() / n as f64);
+    let finite: Vec<f64> = defined.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = finite.len();
+    let mean = (n > 0).then(|| finite.iter().sum::<f64>() / n as f64);
     let se = mean
         .filter(|_| n > 1)
-        .map(|m| (defined.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        .map(|m| (finite.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
     let alpha = (1.0 - conf_level) / 2.0;
     BootstrapResult {
         estimate,
-        defined: n,
+        defined: defined.len(),
+        not_reached: defined.len() - n,
         bias: mean.zip(estimate).map(|(m, e)| m - e),
         se,
         lower: quantile7(&defined, alpha),
@@ -249,7 +256,20 @@ pub fn bootstrap(
     }
 }
 
-/// R's default `quantile(x, p, type = 7)` of sorted `x`.
+/// The contrast of the two groups' statistics, second minus first. A median not reached is
+/// infinitely late; with both unreached (or a survival undefined) there is no contrast.
+fn contrast(statistic: Statistic, first: Option<f64>, second: Option<f64>) -> Option<f64> {
+    match statistic {
+        Statistic::MedianDifference => {
+            let d = second.unwrap_or(f64::INFINITY) - first.unwrap_or(f64::INFINITY);
+            (!d.is_nan()).then_some(d)
+        }
+        Statistic::SurvivalDifference => first.zip(second).map(|(a, b)| b - a),
+    }
+}
+
+/// R's default `quantile(x, p, type = 7)` of sorted `x`; `None` when it would involve an
+/// infinite value (a limit that is not reached).
 pub fn quantile7(sorted: &[f64], p: f64) -> Option<f64> {
     let n = sorted.len();
     if n == 0 {
@@ -258,7 +278,12 @@ pub fn quantile7(sorted: &[f64], p: f64) -> Option<f64> {
     let h = (n - 1) as f64 * p;
     let lo = h.floor() as usize;
     let hi = (lo + 1).min(n - 1);
-    Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
+    let frac = h - lo as f64;
+    let (a, b) = (sorted[lo], sorted[hi]);
+    if !a.is_finite() || (frac > 0.0 && !b.is_finite()) {
+        return None;
+    }
+    Some(if frac > 0.0 { a + frac * (b - a) } else { a })
 }
 
 /// The block's random numbers: the study's seed mixed with the block id (FNV-1a), so each block
@@ -375,6 +400,7 @@ pub fn run(env: &BlockEnv) -> R<Output> {
         "conf_level": spec.conf_level,
         "replicates": spec.replicates,
         "defined": result.defined,
+        "not_reached": result.not_reached,
         "undefined": spec.replicates as usize - result.defined,
         "by_level": Value::Object(by_level),
         "n": rows.len(),
@@ -386,10 +412,20 @@ pub fn run(env: &BlockEnv) -> R<Output> {
     output.warnings.extend(warning);
     if result.defined < spec.replicates as usize {
         output.warnings.push(format!(
-            "the contrast was undefined in {} of {} replicates (a median not reached, or follow-up ending before `at`); the interval uses the other {}",
+            "the contrast was undefined in {} of {} replicates ({}); the interval uses the other {}",
             spec.replicates as usize - result.defined,
             spec.replicates,
+            match spec.statistic {
+                Statistic::MedianDifference => "neither median reached",
+                Statistic::SurvivalDifference => "follow-up ending before `at`",
+            },
             result.defined
+        ));
+    }
+    if result.estimate.is_some() && (result.lower.is_none() || result.upper.is_none()) {
+        output.warnings.push(format!(
+            "a limit of the interval is not reached: in {} of {} replicates a group's median was not reached",
+            result.not_reached, spec.replicates
         ));
     }
     Ok(output)
@@ -449,6 +485,12 @@ mod tests {
         assert_eq!(quantile7(&x, 0.0), Some(1.0));
         assert_eq!(quantile7(&x, 1.0), Some(4.0));
         assert_eq!(quantile7(&x, 0.5), Some(2.5));
+        let inf = [f64::NEG_INFINITY, 1.0, 2.0, f64::INFINITY];
+        assert_eq!(quantile7(&inf, 0.0), None);
+        assert_eq!(quantile7(&inf, 0.2), None);
+        assert_eq!(quantile7(&inf, 1.0 / 3.0), Some(1.0));
+        assert_eq!(quantile7(&inf, 0.5), Some(1.5));
+        assert_eq!(quantile7(&inf, 0.9), None);
         assert!((quantile7(&x, 0.1).unwrap() - 1.3).abs() < 1e-12);
     }
 
@@ -501,6 +543,41 @@ mod tests {
         );
         // The contrast is K/3: P(0) = 8/27 and P(1) = 1/27, both above 2.5%: limits 0 and 1.
         assert_eq!((r.lower, r.upper), (Some(0.0), Some(1.0)));
+    }
+
+    /// A = {1 (death), 5 (censored)}: a resample's median is 1 unless both draws are the 5 (prob
+    /// 1/4), when it is not reached. B's median is always 10. The contrast is 9 with probability
+    /// 3/4 and -infinity with 1/4: the lower 2.5% limit is not reached, the upper is 9.
+    #[test]
+    fn unreached_medians_are_infinitely_late_not_dropped() {
+        let a = group(&[1.0, 5.0], &[true, false]);
+        let b = group(&[10.0, 10.0], &[true, true]);
+        let r = bootstrap(
+            &[a, b],
+            Statistic::MedianDifference,
+            f64::NAN,
+            20_000,
+            0.95,
+            11,
+        );
+        assert_eq!(r.estimate, Some(9.0));
+        assert_eq!(r.defined, 20_000);
+        // 5,000 expected; binomial SD 61.
+        assert!((r.not_reached as f64 - 5000.0).abs() < 250.0, "{r:?}");
+        assert_eq!((r.lower, r.upper), (None, Some(9.0)));
+        // Finite replicates are all 9.
+        assert_eq!((r.se, r.bias), (Some(0.0), Some(0.0)));
+        // Both unreached: no contrast at all.
+        let never = || group(&[5.0, 6.0], &[false, false]);
+        let r = bootstrap(
+            &[never(), never()],
+            Statistic::MedianDifference,
+            f64::NAN,
+            100,
+            0.95,
+            1,
+        );
+        assert_eq!((r.estimate, r.defined, r.lower), (None, 0, None));
     }
 
     #[test]
