@@ -2,13 +2,14 @@
 //! parsed, authors' affiliations checked. Everything later stages need from disk is read here, once,
 //! so no later stage touches the file system behind the pipeline's back.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use jiff::civil::Date;
 use toml::Spanned;
 
 use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
 use crate::manifest::{MANIFEST_FILE, Manifest, TableSpec};
+use crate::sandbox;
 
 /// A file the study reads, with its bytes (kept for hashing in the provenance record).
 #[derive(Debug, Clone)]
@@ -71,6 +72,15 @@ impl Study {
                 .into());
         }
         let manifest_path = root.join(MANIFEST_FILE);
+        // study.toml itself may be a link: it too must stay inside the folder.
+        if let Err(why) = sandbox::resolve(root, MANIFEST_FILE) {
+            return Err(Diagnostic::error(format!(
+                "`{MANIFEST_FILE}` is {}",
+                why.describe(MANIFEST_FILE)
+            ))
+            .in_file(&manifest_path)
+            .into());
+        }
         let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| {
             let d = io_error("read the manifest", &manifest_path, &e);
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -131,7 +141,8 @@ impl Study {
             .as_ref()
             .and_then(|f| read(f, "bibliography"));
         let csl_file = if manifest.manuscript.csl.ends_with(".csl") {
-            let field = Spanned::new(0..0, manifest.manuscript.csl.clone());
+            let csl = &manifest.manuscript.csl;
+            let field = Spanned::new(value_span(&source, "csl", csl), csl.clone());
             read(&field, "CSL style")
         } else {
             None
@@ -249,26 +260,26 @@ pub fn parse_iso_date(text: &str) -> Option<Date> {
     crate::dataset::parse_date(text.trim(), None)
 }
 
-/// Resolve a manifest path inside the study folder: relative, no `..`, no escape through a link.
+/// Resolve a manifest path inside the study folder: relative, no `..`, no escape through a link
+/// (`sandbox.rs`). The error completes "`path` is ...".
 pub fn resolve_inside(root: &Path, relative: &str) -> std::result::Result<PathBuf, String> {
-    let rel = Path::new(relative);
-    if rel.is_absolute() {
-        return Err(
-            "an absolute path; paths in study.toml are relative to the study folder".into(),
-        );
+    sandbox::resolve(root, relative).map_err(|why| why.describe(MANIFEST_FILE))
+}
+
+/// Where the value of `key = "value"` is in the manifest, for a field parsed without its span.
+fn value_span(source: &str, key: &str, value: &str) -> std::ops::Range<usize> {
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+            && let Some(at) = line.find(value)
+        {
+            return offset + at - 1..offset + at + value.len() + 1;
+        }
+        offset += line.len();
     }
-    if rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(
-            "a path that leaves the study folder (`..`); keep study files inside it".into(),
-        );
-    }
-    let joined = root.join(rel);
-    if let (Ok(real), Ok(real_root)) = (joined.canonicalize(), root.canonicalize())
-        && !real.starts_with(&real_root)
-    {
-        return Err("a link that leads outside the study folder".into());
-    }
-    Ok(joined)
+    0..0
 }
 
 fn read_study_file(
@@ -288,6 +299,19 @@ fn read_study_file(
     };
     let path = resolve_inside(root, relative)
         .map_err(|why| locate(Diagnostic::error(format!("{what} `{relative}` is {why}"))))?;
+    // A FIFO or a device would never end (or never start) being read; a folder is not a file.
+    if let Ok(meta) = std::fs::metadata(&path)
+        && !meta.is_file()
+    {
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, FIFO or socket)"
+        };
+        return Err(locate(Diagnostic::error(format!(
+            "{what} `{relative}` is {kind}; expected a file"
+        ))));
+    }
     match std::fs::read(&path) {
         Ok(bytes) => Ok(InputFile {
             relative: relative.replace('\\', "/"),
@@ -321,11 +345,18 @@ fn read_template_folder(
             return Vec::new();
         }
     };
+    // The folder's files, and its links (checked like any path below: a link that stays inside is
+    // read, one that leaves is refused). Subfolders are not part of the template.
     let mut names: Vec<String> = match std::fs::read_dir(&folder) {
         Ok(entries) => entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                let rel = format!("{}/{n}", dir.get_ref().trim_end_matches('/'));
+                !std::fs::metadata(root.join(&rel)).is_ok_and(|m| m.is_dir())
+                    || resolve_inside(root, &rel).is_err()
+            })
             .collect(),
         Err(e) => {
             problems.push(io_error("read the template folder", &folder, &e).at_offset(
@@ -341,6 +372,16 @@ fn read_template_folder(
         .into_iter()
         .filter_map(|n| {
             let rel = format!("{}/{n}", dir.get_ref().trim_end_matches('/'));
+            if sandbox::reserved_output_name(&n) {
+                problems.push(
+                    Diagnostic::error(format!(
+                        "template file `{rel}` has a name galley gives to a file it writes into the output folder"
+                    ))
+                    .at_offset(manifest_path, source, dir.span().start)
+                    .hint("rename the file: a template may not replace (or pose as) manuscript.*, results.json, provenance.json, trail.json, reproduction.json, references.*, style.csl, figures, tables or .cache"),
+                );
+                return None;
+            }
             let field = Spanned::new(dir.span(), rel);
             read_study_file(root, manifest_path, source, &field, "template file")
                 .map_err(|d| problems.push(d))
