@@ -160,10 +160,14 @@ pub fn check_output(study: &Path, out: &Path, dest: &Path) -> Result<(), Diagnos
         .hint("a study folder must not decide where its outputs go, nor ship a previous build that the next one would reuse"));
     }
     if is_within(study, dest) {
+        let what = if is_within(dest, study) {
+            "is the study folder".to_string()
+        } else {
+            format!("would hold the study folder `{}`", study.display())
+        };
         return Err(Diagnostic::error(format!(
-            "the output folder `{}` would hold the study folder `{}`; a build replaces its output folder as a whole",
+            "the output folder `{}` {what}; a build replaces its output folder as a whole",
             dest.display(),
-            study.display()
         ))
         .hint("pass `--out` with a folder outside the study"));
     }
@@ -236,9 +240,16 @@ pub fn typst_file_message(message: &str, hints: &mut Vec<String>) -> Option<Stri
     {
         hints.retain(|h| !h.contains("--root") && !h.contains("project sandbox"));
         hints.push(TYPST_FILES_HINT.into());
+        let path = path.trim_matches('`').trim_matches('"');
         return Some(format!(
-            "{path} leaves the build's files (`..` above the output folder); a template cannot read outside them"
+            "`{path}` leaves the build's files (`..` above the output folder); a template cannot read outside them"
         ));
+    }
+    // Our own world's refusal of a package (`typeset.rs`), without Typst's "failed to load file".
+    if let Some(rest) = message.strip_prefix("failed to load file (package ")
+        && let Some(why) = rest.strip_suffix(')')
+    {
+        return Some(format!("package {why}"));
     }
     if let Some(rest) = message.strip_prefix("file not found (searched at ")
         && let Some(path) = rest.strip_suffix(')')

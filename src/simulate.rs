@@ -1093,6 +1093,13 @@ fn companion_destination(
         if real_target.starts_with(&real_companion) && real_target != real_companion {
             return Ok(target);
         }
+        if crate::sandbox::is_within(&target, companion) {
+            return Err(Diagnostic::error(format!(
+                "snapshot copy `{rel}` leads through a link out of the companion study folder `{}` (to `{}`)",
+                companion.display(),
+                real_target.display()
+            )));
+        }
     }
     let companion = crate::sandbox::tidy(
         &study_dir

@@ -12,4 +12,5 @@ mod fuzz_regressions;
 mod invalid;
 mod reference_regression;
 mod reference_survival;
+mod sandbox;
 mod simulate;
