@@ -54,6 +54,26 @@ impl Refusal {
 /// messages), or why it is refused. The path need not exist; whatever part of it exists must stay inside
 /// the folder once every link is followed.
 pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf, Refusal> {
+    check_relative(relative)?;
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| Refusal::Root(e.to_string()))?;
+    let joined = root.join(relative);
+    // The longest part that exists (a dangling link exists: it is there, leading nowhere). What does
+    // not exist yet holds no link, so checking this part once every link is followed is enough.
+    let mut existing = joined.clone();
+    while existing.symlink_metadata().is_err() && existing.pop() {}
+    match existing.canonicalize() {
+        Ok(real) if real.starts_with(&real_root) => Ok(joined),
+        Ok(real) => Err(Refusal::LinkOutside(real)),
+        Err(_) => Err(Refusal::BrokenLink(
+            std::fs::read_link(&existing).unwrap_or(existing),
+        )),
+    }
+}
+
+/// The checks of `resolve` that need no disk: not empty, no NUL, relative, no `..`.
+pub fn check_relative(relative: &str) -> Result<(), Refusal> {
     if relative.is_empty() {
         return Err(Refusal::Empty);
     }
@@ -71,21 +91,7 @@ pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf, Refusal> {
             Component::CurDir | Component::Normal(_) => {}
         }
     }
-    let real_root = root
-        .canonicalize()
-        .map_err(|e| Refusal::Root(e.to_string()))?;
-    let joined = root.join(rel);
-    // The longest part that exists (a dangling link exists: it is there, leading nowhere). What does
-    // not exist yet holds no link, so checking this part once every link is followed is enough.
-    let mut existing = joined.clone();
-    while existing.symlink_metadata().is_err() && existing.pop() {}
-    match existing.canonicalize() {
-        Ok(real) if real.starts_with(&real_root) => Ok(joined),
-        Ok(real) => Err(Refusal::LinkOutside(real)),
-        Err(_) => Err(Refusal::BrokenLink(
-            std::fs::read_link(&existing).unwrap_or(existing),
-        )),
-    }
+    Ok(())
 }
 
 /// Whether `path` is inside (or is) `folder`, comparing both lexically (as written, made absolute) and
@@ -118,7 +124,9 @@ pub fn tidy(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             Component::CurDir => {}
@@ -138,7 +146,10 @@ pub fn real(path: &Path) -> PathBuf {
             out.extend(rest.iter().rev());
             return out;
         }
-        match (existing.file_name().map(|n| n.to_os_string()), existing.pop()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.pop(),
+        ) {
             (Some(name), true) => rest.push(name),
             _ => return path.to_path_buf(),
         }
@@ -271,7 +282,10 @@ mod tests {
         assert_eq!(resolve(dir.path(), "a\0b"), Err(Refusal::Nul));
         assert_eq!(resolve(dir.path(), "/etc/passwd"), Err(Refusal::Absolute));
         assert_eq!(resolve(dir.path(), "a/../../x"), Err(Refusal::Parent));
-        assert_eq!(resolve(dir.path(), "a/./b.csv"), Ok(dir.path().join("a/./b.csv")));
+        assert_eq!(
+            resolve(dir.path(), "a/./b.csv"),
+            Ok(dir.path().join("a/./b.csv"))
+        );
     }
 
     #[cfg(unix)]
@@ -293,10 +307,19 @@ mod tests {
             resolve(&study, "data/chain.csv"),
             Err(Refusal::LinkOutside(secret.clone()))
         );
-        assert_eq!(resolve(&study, "data/out.csv"), Err(Refusal::LinkOutside(secret)));
+        assert_eq!(
+            resolve(&study, "data/out.csv"),
+            Err(Refusal::LinkOutside(secret))
+        );
         assert!(resolve(&study, "data/in.csv").is_ok());
-        assert!(matches!(resolve(&study, "up/new/file"), Err(Refusal::LinkOutside(_))));
-        assert!(matches!(resolve(&study, "dangling"), Err(Refusal::BrokenLink(_))));
+        assert!(matches!(
+            resolve(&study, "up/new/file"),
+            Err(Refusal::LinkOutside(_))
+        ));
+        assert!(matches!(
+            resolve(&study, "dangling"),
+            Err(Refusal::BrokenLink(_))
+        ));
         assert!(resolve(&study, "data/not-yet/there.csv").is_ok());
     }
 

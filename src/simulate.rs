@@ -1077,7 +1077,10 @@ fn companion_destination(
         up.push("..");
         components.next();
     }
-    if components.clone().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if components
+        .clone()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(Diagnostic::error(format!(
             "snapshot copy `{rel}` has `..` after a folder name; write it as `../<companion study>/<folder>`"
         )));
@@ -1102,9 +1105,11 @@ fn companion_destination(
         }
     }
     let companion = crate::sandbox::tidy(
-        &study_dir
-            .join(&up)
-            .join(components.next().map_or(std::path::Component::CurDir.as_os_str(), |c| c.as_os_str())),
+        &study_dir.join(&up).join(
+            components
+                .next()
+                .map_or(std::path::Component::CurDir.as_os_str(), |c| c.as_os_str()),
+        ),
     );
     Err(Diagnostic::error(format!(
         "snapshot copy `{rel}` is outside the study folder, and no `--companion` holds it"

@@ -85,8 +85,7 @@ impl Hostile {
     /// A study template folder: galley's own `article.typ` with `line` appended. Returns the line
     /// number of `line`.
     fn template_with(&self, line: &str) -> usize {
-        let mut article =
-            std::fs::read_to_string(root().join("templates/article.typ")).unwrap();
+        let mut article = std::fs::read_to_string(root().join("templates/article.typ")).unwrap();
         if !article.ends_with('\n') {
             article.push('\n');
         }
@@ -157,7 +156,10 @@ impl Hostile {
                 .collect::<Vec<_>>()
         );
         assert!(
-            std::fs::read_dir(self.path("out")).unwrap().next().is_none(),
+            std::fs::read_dir(self.path("out"))
+                .unwrap()
+                .next()
+                .is_none(),
             "the output root is not empty"
         );
         err
@@ -170,7 +172,13 @@ impl Hostile {
 
 /// No panic, no debug dump, no secret.
 fn clean(err: &str) {
-    for bad in ["panicked", "RUST_BACKTRACE", "{ code:", "Diagnostic {", "Os {"] {
+    for bad in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "{ code:",
+        "Diagnostic {",
+        "Os {",
+    ] {
         assert!(!err.contains(bad), "`{bad}` in the diagnostics:\n{err}");
     }
     assert!(!err.contains(SECRET), "the secret leaked:\n{err}");
@@ -266,7 +274,10 @@ fn a_chain_of_links_that_ends_outside_is_refused() {
 #[test]
 fn a_data_folder_linked_outside_is_refused() {
     let h = Hostile::new();
-    h.write("elsewhere/patients.csv", &format!("id,group,age\n{SECRET},A,1\n"));
+    h.write(
+        "elsewhere/patients.csv",
+        &format!("id,group,age\n{SECRET},A,1\n"),
+    );
     std::fs::remove_dir_all(h.path("study/data")).unwrap();
     h.link("study/data", "../elsewhere");
     h.build_refused(&[
@@ -278,7 +289,10 @@ fn a_data_folder_linked_outside_is_refused() {
 #[test]
 fn a_link_that_leads_nowhere_is_refused() {
     let h = Hostile::new();
-    h.link("study/data/patients.csv", "/nonexistent/galley/patients.csv");
+    h.link(
+        "study/data/patients.csv",
+        "/nonexistent/galley/patients.csv",
+    );
     h.build_refused(&[
         "`data/patients.csv` is a link to `/nonexistent/galley/patients.csv`, which does not exist",
         "study.toml:6",
@@ -312,11 +326,20 @@ fn every_path_field_of_the_manifest_refuses_leaving_the_study() {
             "files = [\"manuscript/main.md\", \"../outside.md\"]",
             "manuscript file `../outside.md`",
         ),
-        ("bibliography = \"../outside.bib\"", "bibliography `../outside.bib`"),
+        (
+            "bibliography = \"../outside.bib\"",
+            "bibliography `../outside.bib`",
+        ),
         ("csl = \"../outside.csl\"", "CSL style `../outside.csl`"),
         ("template = \"../outside\"", "template folder `../outside`"),
-        ("published = \"../published.toml\"", "published values `../published.toml`"),
-        ("previous = \"../out\"", "previous report record `../out/provenance.json`"),
+        (
+            "published = \"../published.toml\"",
+            "published values `../published.toml`",
+        ),
+        (
+            "previous = \"../out\"",
+            "previous report record `../out/provenance.json`",
+        ),
     ];
     for (line, what) in cases {
         let extra = if line.starts_with("files") {
@@ -333,7 +356,10 @@ fn every_path_field_of_the_manifest_refuses_leaving_the_study() {
         } else {
             manifest
         };
-        let at = format!("study.toml:{}", line_of(&manifest, line.split('=').next().unwrap()));
+        let at = format!(
+            "study.toml:{}",
+            line_of(&manifest, line.split('=').next().unwrap())
+        );
         h.build_refused(&[
             &format!("{what} is a path that leaves the study folder (`..`)"),
             &at,
@@ -435,7 +461,10 @@ fn typst_reads_no_file_from_the_disk_by_absolute_path() {
     let secret = h.path("secret.txt");
     let line = h.template_with(&format!("#read(\"{}\")", secret.display()));
     let err = h.build_refused(&[
-        &format!("Typst: `{}` is not one of the build's files", secret.display()),
+        &format!(
+            "Typst: `{}` is not one of the build's files",
+            secret.display()
+        ),
         &format!("template/article.typ:{line}"),
         "Typst reads only this build's files, never the disk",
     ]);
@@ -485,12 +514,10 @@ fn every_typst_file_function_reads_only_the_builds_files() {
     ];
     for case in cases {
         let line = h.template_with(&case);
-        let err = h.build_refused(&[
-            "Typst: `",
-            &format!("template/article.typ:{line}"),
-        ]);
+        let err = h.build_refused(&["Typst: `", &format!("template/article.typ:{line}")]);
         assert!(
-            err.contains("is not one of the build's files") || err.contains("leaves the build's files"),
+            err.contains("is not one of the build's files")
+                || err.contains("leaves the build's files"),
             "{case}:\n{err}"
         );
     }
@@ -528,7 +555,42 @@ fn typst_and_html_in_the_prose_print_literally_and_load_nothing() {
     assert!(!html.contains("<script src="), "no script from the prose");
     assert!(!html.contains(SECRET));
     let typ = std::fs::read_to_string(h.path("out/study/manuscript.typ")).unwrap();
-    assert!(typ.contains("\\#read\\("), "`#` is escaped in the Typst source");
+    assert!(
+        typ.contains("\\#read\\("),
+        "`#` is escaped in the Typst source"
+    );
+}
+
+#[test]
+fn a_link_in_the_prose_runs_nothing_in_the_html() {
+    let h = Hostile::new();
+    h.write(
+        "study/manuscript/main.md",
+        &format!(
+            "{MAIN}\n[one](javascript:alert(document.cookie)) [two](JaVaScRiPt:alert(1)) [three](data:text/html,x) [four](vbscript:x) [five](https://example.org/a) [six](#sec) [seven](../other.html)\n"
+        ),
+    );
+    let out = h.build();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(h.path("out/study/manuscript.html")).unwrap();
+    assert!(
+        html.contains("<p>one two three four <a href="),
+        "the links' text stays, unlinked"
+    );
+    let lower = html.to_ascii_lowercase();
+    for scheme in ["javascript:", "data:text", "vbscript:"] {
+        assert!(
+            !lower.contains(&format!("href=\"{scheme}")),
+            "a `{scheme}` link is in the HTML"
+        );
+    }
+    for kept in [
+        "href=\"https://example.org/a\"",
+        "href=\"#sec\"",
+        "href=\"../other.html\"",
+    ] {
+        assert!(html.contains(kept), "{kept} was dropped");
+    }
 }
 
 #[test]
@@ -695,12 +757,32 @@ fn watch_refuses_an_output_root_inside_the_study() {
     assert!(!h.path("study/output").exists());
 }
 
+#[test]
+fn verify_refuses_a_provenance_record_naming_files_outside() {
+    let h = Hostile::new();
+    let first = h.build();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let record = h.path("out/study/provenance.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    value["outputs"]["../../secret.txt"] = serde_json::json!({"sha256": "0", "bytes": 1});
+    std::fs::write(&record, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    let out = galley(&["verify", "out/study"], h.outer.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the provenance record names `../../secret.txt`, which is a path that leaves"),
+        "{err}"
+    );
+    assert!(err.contains("out/study/provenance.json"), "{err}");
+    clean(&err);
+}
+
 // ---- galley simulate ----
 
 /// `simulation.toml` of the flagship study with `snapshots` in place of its own.
 fn simulation_spec(snapshots: &str) -> String {
-    let spec =
-        std::fs::read_to_string(root().join("study/croome2016/simulation.toml")).unwrap();
+    let spec = std::fs::read_to_string(root().join("study/croome2016/simulation.toml")).unwrap();
     let start = spec.find("[[snapshot]]").unwrap();
     let end = spec.find("[liver_only]").unwrap();
     format!("{}{snapshots}\n{}", &spec[..start], &spec[end..])
@@ -871,9 +953,15 @@ fn the_preview_server_serves_no_files() {
     let mut answers = Vec::new();
     for target in &targets {
         let answer = get(target);
-        answers.push((target.clone(), answer.lines().next().unwrap_or("").to_string()));
+        answers.push((
+            target.clone(),
+            answer.lines().next().unwrap_or("").to_string(),
+        ));
         assert!(!answer.contains(SECRET), "GET {target} served the secret");
-        assert!(!answer.contains("root:x:0:0"), "GET {target} served /etc/passwd");
+        assert!(
+            !answer.contains("root:x:0:0"),
+            "GET {target} served /etc/passwd"
+        );
     }
     let _ = watch.kill();
     let _ = watch.wait();
@@ -900,7 +988,9 @@ fn a_study_with_links_inside_its_folder_a_template_images_and_a_bibliography_bui
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><rect width=\"10\" height=\"10\" fill=\"teal\"/></svg>\n",
     );
     let mut article = std::fs::read_to_string(root().join("templates/article.typ")).unwrap();
-    article.push_str("\n#let logo = image(\"logo.svg\", width: 1cm)\n#let notes = read(\"notes.txt\")\n");
+    article.push_str(
+        "\n#let logo = image(\"logo.svg\", width: 1cm)\n#let notes = read(\"notes.txt\")\n",
+    );
     h.write("study/assets/template/article.typ", &article);
     h.write("study/assets/template/notes.txt", "template notes\n");
     h.link("study/assets/template/logo.svg", "../logo.svg");

@@ -103,7 +103,11 @@ fn committed_snapshots_are_what_simulate_writes() {
     );
     std::fs::write(&patients, text).unwrap();
     let out = galley(
-        &[&["simulate", "--check", study.to_str().unwrap()][..], &companion_arg].concat(),
+        &[
+            &["simulate", "--check", study.to_str().unwrap()][..],
+            &companion_arg,
+        ]
+        .concat(),
         tmp.path(),
     );
     assert!(!out.status.success());
