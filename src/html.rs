@@ -499,7 +499,7 @@ fn deeper(level: HeadingLevel) -> HeadingLevel {
 /// A link target that runs and embeds nothing: relative, a fragment, or http(s) and mailto.
 fn harmless_url(url: &str) -> bool {
     let url = url.trim_start();
-    match url.find(|c| matches!(c, ':' | '/' | '?' | '#')) {
+    match url.find([':', '/', '?', '#']) {
         Some(at) if url[at..].starts_with(':') => {
             let scheme = url[..at].to_ascii_lowercase();
             ["http", "https", "mailto"].contains(&scheme.as_str())
