@@ -297,7 +297,7 @@ mod tests {
         std::fs::create_dir_all(study.join("data")).unwrap();
         std::fs::write(outer.path().join("secret.csv"), "x").unwrap();
         std::fs::write(study.join("data/real.csv"), "x").unwrap();
-        symlink("../secret.csv", study.join("data/out.csv")).unwrap();
+        symlink("../../secret.csv", study.join("data/out.csv")).unwrap();
         symlink("out.csv", study.join("data/chain.csv")).unwrap();
         symlink("real.csv", study.join("data/in.csv")).unwrap();
         symlink(outer.path(), study.join("up")).unwrap();
