@@ -148,10 +148,29 @@ pub fn verify(output_dir: &Path) -> Result<VerifyReport> {
         })?;
 
     let recorded_outputs = hashes(&record, "outputs");
+    // The record is a file anyone could have edited: the names in it must be plain paths inside the
+    // output and study folders, not a way to have galley read (and hash) files elsewhere.
+    for name in recorded_outputs
+        .keys()
+        .chain(hashes(&record, "inputs").keys())
+    {
+        if let Err(why) = crate::sandbox::check_relative(name) {
+            return Err(Diagnostic::error(format!(
+                "the provenance record names `{name}`, which is {}",
+                why.describe("provenance.json")
+            ))
+            .in_file(output_dir.join("provenance.json"))
+            .into());
+        }
+    }
     let tampered: Vec<String> = recorded_outputs
         .iter()
         .filter(|(name, hash)| {
-            sha256_file(&output_dir.join(name)).as_deref() != Some(hash.as_str())
+            // Regular files only: a link or a FIFO in an output folder is not followed.
+            crate::sandbox::read_regular_file(&output_dir.join(name))
+                .map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b)))
+                .as_deref()
+                != Some(hash.as_str())
         })
         .map(|(name, _)| name.clone())
         .collect();

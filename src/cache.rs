@@ -71,7 +71,9 @@ impl BlockCache {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            // Regular files only: a link planted in the cache is not followed.
             if let Some(key) = name.strip_suffix(".json")
+                && entry.file_type().is_ok_and(|t| t.is_file())
                 && let Ok(bytes) = std::fs::read(entry.path())
             {
                 cache.previous.insert(key.to_string(), bytes);

@@ -152,5 +152,9 @@ pub enum Command {
         /// Write nothing; fail if the data files on disk differ from what the spec generates.
         #[arg(long)]
         check: bool,
+        /// A companion study folder that the spec's `copies` may write into (the only place outside the
+        /// study folder galley simulate writes; repeat for several).
+        #[arg(long, value_name = "FOLDER")]
+        companion: Vec<PathBuf>,
     },
 }

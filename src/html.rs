@@ -250,6 +250,7 @@ impl Writer<'_> {
         let mut pending = String::new();
         let mut in_code = false;
         let mut skip = 0usize;
+        let mut unlinked = false;
         for event in events {
             if skip > 0 {
                 // Inside a block marker's (empty) fence.
@@ -312,6 +313,12 @@ impl Writer<'_> {
                     }
                 }
                 Event::InlineMath(m) | Event::DisplayMath(m) => out.push(Event::Text(m)),
+                // A link in the prose runs nothing when clicked: a `javascript:` or `data:` link
+                // (any scheme but http, https and mailto) keeps its text, unlinked.
+                Event::Start(Tag::Link { dest_url, .. }) if !harmless_url(&dest_url) => {
+                    unlinked = true;
+                }
+                Event::End(TagEnd::Link) if unlinked => unlinked = false,
                 // Images in the prose are an error of the build (figures come from blocks).
                 Event::Start(Tag::Image { .. }) => skip_image(&mut out),
                 Event::FootnoteReference(label) => {
@@ -489,6 +496,18 @@ fn deeper(level: HeadingLevel) -> HeadingLevel {
 }
 
 /// Mark the start of an image; `drop_images` removes it with its alt text.
+/// A link target that runs and embeds nothing: relative, a fragment, or http(s) and mailto.
+fn harmless_url(url: &str) -> bool {
+    let url = url.trim_start();
+    match url.find([':', '/', '?', '#']) {
+        Some(at) if url[at..].starts_with(':') => {
+            let scheme = url[..at].to_ascii_lowercase();
+            ["http", "https", "mailto"].contains(&scheme.as_str())
+        }
+        _ => true,
+    }
+}
+
 fn skip_image(out: &mut Events) {
     out.push(Event::Start(Tag::Image {
         link_type: pulldown_cmark::LinkType::Inline,
@@ -1090,6 +1109,31 @@ mod tests {
             strip_paragraph("<p>a</p>\n<p>b</p>\n"),
             "<p>a</p>\n<p>b</p>"
         );
+    }
+
+    #[test]
+    fn only_harmless_links_are_kept() {
+        for url in [
+            "https://x.org",
+            "HTTP://x",
+            "mailto:a@b",
+            "#sec",
+            "../a.html",
+            "a/b:c",
+            "//x.org",
+        ] {
+            assert!(harmless_url(url), "{url}");
+        }
+        for url in [
+            "javascript:alert(1)",
+            " JavaScript:x",
+            "data:text/html,x",
+            "vbscript:x",
+            "java\tscript:x",
+            "file:///etc/passwd",
+        ] {
+            assert!(!harmless_url(url), "{url}");
+        }
     }
 
     #[test]

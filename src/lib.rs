@@ -26,6 +26,7 @@ pub mod manuscript;
 pub mod output;
 pub mod pipeline;
 pub mod reproduction;
+pub mod sandbox;
 pub mod scaffold;
 pub mod serve;
 pub mod simulate;

@@ -172,8 +172,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Simulate { study, check } => {
-            let report = galley::simulate::run(&study, check)?;
+        Command::Simulate {
+            study,
+            check,
+            companion,
+        } => {
+            let report = galley::simulate::run(&study, check, &companion)?;
             for (folder, cutoff) in &report.written {
                 let verb = if check { "up to date" } else { "wrote" };
                 println!("{verb} {}/{folder} (cutoff {cutoff})", study.display());

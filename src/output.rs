@@ -28,19 +28,19 @@ pub fn unchanged(dest: &Path, files: &OutputFiles) -> bool {
             return false;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                on_disk += 1;
+            // Links are not followed (one to `/` would walk the disk, one to a FIFO never ends):
+            // anything but folders and regular files means the folder must be rewritten.
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => on_disk += 1,
+                _ => return false,
             }
         }
     }
     on_disk == files.files.len()
-        && files
-            .files
-            .iter()
-            .all(|(rel, bytes)| std::fs::read(dest.join(rel)).is_ok_and(|b| &b == bytes))
+        && files.files.iter().all(|(rel, bytes)| {
+            crate::sandbox::read_regular_file(&dest.join(rel)).is_some_and(|b| &b == bytes)
+        })
 }
 
 /// Replace `dest` (a study's output folder) by exactly `files`.

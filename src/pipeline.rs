@@ -277,14 +277,15 @@ fn typeset_key(files: &FileSet, date: Option<Date>) -> String {
 
 /// The previous build's PDF, if it was typeset from exactly these sources and is intact.
 fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dest.join(cache::CACHE_DIR).join("typeset.json")).ok()?,
-    )
+    // Regular files only: a link planted in the output folder is not followed.
+    let record: serde_json::Value = serde_json::from_slice(&crate::sandbox::read_regular_file(
+        &dest.join(cache::CACHE_DIR).join("typeset.json"),
+    )?)
     .ok()?;
     if record.get("key")?.as_str()? != key {
         return None;
     }
-    let pdf = std::fs::read(dest.join("manuscript.pdf")).ok()?;
+    let pdf = crate::sandbox::read_regular_file(&dest.join("manuscript.pdf"))?;
     (record.get("pdf_sha256")?.as_str()? == sha256_hex(&pdf)).then_some(pdf)
 }
 
@@ -306,6 +307,9 @@ fn prepare(
     clock: &mut Stopwatch,
 ) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir, limits))?;
+    if let Some(out) = out_root {
+        crate::sandbox::check_output(&study.root, out, &out.join(&study.name))?;
+    }
     let mut cache = out_root.map(|root| BlockCache::load(&root.join(&study.name)));
     let cutoff = as_of.or(study.cutoff);
     let tables = clock.time("load data", || load_tables(&study))?;

@@ -1017,23 +1017,146 @@ pub fn snapshot_files(sim: &Simulation) -> Result<Vec<(String, Date, OutputFiles
     Ok(out)
 }
 
+/// Where each snapshot folder goes (in the order of `snapshot_files`), checked against the sandbox:
+/// a folder inside the study folder (never the folder itself: it is replaced as a whole), or, for a
+/// `copies` entry only, a folder inside a companion study folder the user named on the command line.
+/// A study folder alone can never make galley write (or read) outside it.
+fn destinations(
+    sim: &Simulation,
+    source: &str,
+    file: &Path,
+    companions: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
+    let study_dir = &sim.root;
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for s in &sim.spec.snapshots {
+        let folders = std::iter::once((&s.path, false)).chain(s.copies.iter().map(|c| (c, true)));
+        for (folder, is_copy) in folders {
+            let rel = folder.get_ref();
+            let at = |message: String| {
+                Diagnostic::error(message).at_offset(file, source, folder.span().start)
+            };
+            match crate::sandbox::resolve(study_dir, rel) {
+                Ok(path) if crate::sandbox::is_within(study_dir, &path) => problems.push(at(format!(
+                    "snapshot folder `{rel}` is the study folder itself; a snapshot folder is replaced as a whole, so it must be a folder inside the study"
+                ))),
+                Ok(path) => out.push(path),
+                Err(crate::sandbox::Refusal::Parent) if is_copy => {
+                    match companion_destination(study_dir, rel, companions) {
+                        Ok(path) => out.push(path),
+                        Err(d) => problems.push(d.at_offset(file, source, folder.span().start)),
+                    }
+                }
+                Err(why) => problems.push(at(format!(
+                    "snapshot folder `{rel}` is {}",
+                    why.describe(SPEC_FILE)
+                ))),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Failure::new(problems))
+    }
+}
+
+/// A copy that leaves the study folder (`../companion/data`): allowed only into a companion study
+/// folder named with `--companion`, and only as leading `..` then plain names (no `..` further on),
+/// with every link followed.
+fn companion_destination(
+    study_dir: &Path,
+    rel: &str,
+    companions: &[PathBuf],
+) -> std::result::Result<PathBuf, Diagnostic> {
+    use std::path::Component;
+    let mut components = Path::new(rel).components().peekable();
+    let mut up = PathBuf::new();
+    while let Some(Component::ParentDir) = components.peek() {
+        up.push("..");
+        components.next();
+    }
+    if components
+        .clone()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(Diagnostic::error(format!(
+            "snapshot copy `{rel}` has `..` after a folder name; write it as `../<companion study>/<folder>`"
+        )));
+    }
+    let target = study_dir.join(rel);
+    let real_target = std::path::absolute(&target)
+        .map(|t| crate::sandbox::real(&t))
+        .map_err(|e| Diagnostic::error(format!("snapshot copy `{rel}` cannot be resolved: {e}")))?;
+    for companion in companions {
+        let Ok(real_companion) = companion.canonicalize() else {
+            continue;
+        };
+        if real_target.starts_with(&real_companion) && real_target != real_companion {
+            return Ok(target);
+        }
+        if crate::sandbox::is_within(&target, companion) {
+            return Err(Diagnostic::error(format!(
+                "snapshot copy `{rel}` leads through a link out of the companion study folder `{}` (to `{}`)",
+                companion.display(),
+                real_target.display()
+            )));
+        }
+    }
+    let companion = crate::sandbox::tidy(
+        &study_dir.join(&up).join(
+            components
+                .next()
+                .map_or(std::path::Component::CurDir.as_os_str(), |c| c.as_os_str()),
+        ),
+    );
+    Err(Diagnostic::error(format!(
+        "snapshot copy `{rel}` is outside the study folder, and no `--companion` holds it"
+    ))
+    .hint(format!(
+        "galley simulate writes outside the study folder only into a companion study named on the command line: `galley simulate {} --companion {}`",
+        study_dir.display(),
+        companion.display()
+    )))
+}
+
 /// `galley simulate <study>`: write every snapshot (each folder replaced atomically), or with
-/// `check` only compare the files on disk with what would be written.
-pub fn run(study_dir: &Path, check: bool) -> Result<Report> {
-    let sim = Simulation::load(study_dir)?;
+/// `check` only compare the files on disk with what would be written. `companions` are study folders
+/// that `copies` may write into (named by the user, never by the spec alone).
+pub fn run(study_dir: &Path, check: bool, companions: &[PathBuf]) -> Result<Report> {
+    let file = study_dir.join(SPEC_FILE);
+    if let Err(why) = crate::sandbox::resolve(study_dir, SPEC_FILE) {
+        return Err(
+            Diagnostic::error(format!("`{SPEC_FILE}` is {}", why.describe(SPEC_FILE)))
+                .in_file(&file)
+                .into(),
+        );
+    }
+    let source = std::fs::read_to_string(&file).map_err(|e| io_error("read", &file, &e))?;
+    let sim = Simulation::parse(study_dir, &source, &file)?;
+    for companion in companions {
+        if !companion.is_dir() {
+            return Err(Diagnostic::error(format!(
+                "companion study folder `{}` does not exist",
+                companion.display()
+            ))
+            .into());
+        }
+    }
+    let dests = destinations(&sim, &source, &file, companions)?;
     let snapshots = snapshot_files(&sim)?;
     let mut report = Report::default();
-    for (folder, cutoff, files) in &snapshots {
-        let dest = study_dir.join(folder);
+    for ((folder, cutoff, files), dest) in snapshots.iter().zip(&dests) {
         if check {
             for (name, bytes) in &files.files {
                 let path = dest.join(name);
-                if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+                if crate::sandbox::read_regular_file(&path).as_deref() != Some(bytes.as_slice()) {
                     report.stale.push(path);
                 }
             }
         } else {
-            write_atomically(&dest, files)?;
+            write_atomically(dest, files)?;
         }
         report.written.push((folder.clone(), *cutoff));
     }

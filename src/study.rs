@@ -2,7 +2,7 @@
 //! parsed, authors' affiliations checked. Everything later stages need from disk is read here, once,
 //! so no later stage touches the file system behind the pipeline's back.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use jiff::civil::Date;
 use toml::Spanned;
@@ -10,6 +10,7 @@ use toml::Spanned;
 use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
 use crate::limits::Limits;
 use crate::manifest::{MANIFEST_FILE, Manifest, TableSpec};
+use crate::sandbox;
 
 /// A file the study reads, with its bytes (kept for hashing in the provenance record).
 #[derive(Debug, Clone)]
@@ -75,6 +76,15 @@ impl Study {
                 .into());
         }
         let manifest_path = root.join(MANIFEST_FILE);
+        // study.toml itself may be a link: it too must stay inside the folder.
+        if let Err(why) = sandbox::resolve(root, MANIFEST_FILE) {
+            return Err(Diagnostic::error(format!(
+                "`{MANIFEST_FILE}` is {}",
+                why.describe(MANIFEST_FILE)
+            ))
+            .in_file(&manifest_path)
+            .into());
+        }
         let manifest_bytes = read_manifest(&manifest_path).map_err(|e| {
             let d = io_error("read the manifest", &manifest_path, &e);
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -146,7 +156,8 @@ impl Study {
             .as_ref()
             .and_then(|f| read(f, "bibliography"));
         let csl_file = if manifest.manuscript.csl.ends_with(".csl") {
-            let field = Spanned::new(0..0, manifest.manuscript.csl.clone());
+            let csl = &manifest.manuscript.csl;
+            let field = Spanned::new(value_span(&source, "csl", csl), csl.clone());
             read(&field, "CSL style")
         } else {
             None
@@ -286,26 +297,26 @@ pub fn parse_iso_date(text: &str) -> Option<Date> {
     crate::dataset::parse_date(text.trim(), None)
 }
 
-/// Resolve a manifest path inside the study folder: relative, no `..`, no escape through a link.
+/// Resolve a manifest path inside the study folder: relative, no `..`, no escape through a link
+/// (`sandbox.rs`). The error completes "`path` is ...".
 pub fn resolve_inside(root: &Path, relative: &str) -> std::result::Result<PathBuf, String> {
-    let rel = Path::new(relative);
-    if rel.is_absolute() {
-        return Err(
-            "an absolute path; paths in study.toml are relative to the study folder".into(),
-        );
+    sandbox::resolve(root, relative).map_err(|why| why.describe(MANIFEST_FILE))
+}
+
+/// Where the value of `key = "value"` is in the manifest, for a field parsed without its span.
+fn value_span(source: &str, key: &str, value: &str) -> std::ops::Range<usize> {
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+            && let Some(at) = line.find(value)
+        {
+            return offset + at - 1..offset + at + value.len() + 1;
+        }
+        offset += line.len();
     }
-    if rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(
-            "a path that leaves the study folder (`..`); keep study files inside it".into(),
-        );
-    }
-    let joined = root.join(rel);
-    if let (Ok(real), Ok(real_root)) = (joined.canonicalize(), root.canonicalize())
-        && !real.starts_with(&real_root)
-    {
-        return Err("a link that leads outside the study folder".into());
-    }
-    Ok(joined)
+    0..0
 }
 
 fn read_study_file(
@@ -327,7 +338,8 @@ fn read_study_file(
     let path = resolve_inside(root, relative)
         .map_err(|why| locate(Diagnostic::error(format!("{what} `{relative}` is {why}"))))?;
     // Refused before reading: memory is spent only on files the limits allow; and only regular
-    // files are read (a FIFO or a device named as a data file would block or never end).
+    // files are read (a FIFO or a device would never end, or never start, being read; a folder is
+    // not a file).
     let too_big = |len: u64| {
         locate(
             Diagnostic::error(format!(
@@ -346,8 +358,13 @@ fn read_study_file(
     };
     match std::fs::metadata(&path) {
         Ok(meta) if !meta.is_file() => {
+            let kind = if meta.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file (a device, FIFO or socket)"
+            };
             return Err(locate(Diagnostic::error(format!(
-                "{what} `{relative}` is not a regular file (a folder, a device or a pipe)"
+                "{what} `{relative}` is {kind}; expected a file"
             ))));
         }
         Ok(meta) if meta.len() > max_bytes => return Err(too_big(meta.len())),
@@ -390,11 +407,18 @@ fn read_template_folder(
             return Vec::new();
         }
     };
+    // The folder's files, and its links (checked like any path below: a link that stays inside is
+    // read, one that leaves is refused). Subfolders are not part of the template.
     let mut names: Vec<String> = match std::fs::read_dir(&folder) {
         Ok(entries) => entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                let rel = format!("{}/{n}", dir.get_ref().trim_end_matches('/'));
+                !std::fs::metadata(root.join(&rel)).is_ok_and(|m| m.is_dir())
+                    || resolve_inside(root, &rel).is_err()
+            })
             .collect(),
         Err(e) => {
             problems.push(io_error("read the template folder", &folder, &e).at_offset(
@@ -410,6 +434,16 @@ fn read_template_folder(
         .into_iter()
         .filter_map(|n| {
             let rel = format!("{}/{n}", dir.get_ref().trim_end_matches('/'));
+            if sandbox::reserved_output_name(&n) {
+                problems.push(
+                    Diagnostic::error(format!(
+                        "template file `{rel}` has a name galley gives to a file it writes into the output folder"
+                    ))
+                    .at_offset(manifest_path, source, dir.span().start)
+                    .hint("rename the file: a template may not replace (or pose as) manuscript.*, results.json, provenance.json, trail.json, reproduction.json, references.*, style.csl, figures, tables or .cache"),
+                );
+                return None;
+            }
             let field = Spanned::new(dir.span(), rel);
             read_study_file(
                 root,

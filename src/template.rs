@@ -253,6 +253,10 @@ fn diagnostic(e: &Error, source: &str, display: &Path) -> Diagnostic {
     if e.kind() == ErrorKind::UndefinedError {
         d = d.hint("names in `{{ }}` are analysis block ids (with their result keys) or `study`");
     }
+    // The environment has no loader, on purpose: the prose cannot read files (see docs/security.md).
+    if e.kind() == ErrorKind::TemplateNotFound {
+        d = d.hint("`include`, `import` and `extends` load nothing in galley: a manuscript cannot read other files; define a macro in the same file instead");
+    }
     d
 }
 

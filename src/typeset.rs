@@ -95,10 +95,10 @@ fn file_id(path: &str) -> Option<FileId> {
 
 impl GalleyWorld<'_> {
     fn lookup(&self, id: FileId) -> FileResult<&Vec<u8>> {
-        if !matches!(id.root(), VirtualRoot::Project) {
+        if let VirtualRoot::Package(spec) = id.root() {
             // Typst packages would need the network; the output folder must be self-contained.
             return Err(FileError::Other(Some(
-                "packages are not available in galley builds".into(),
+                format!("package `{spec}` is not available: galley builds never download packages; copy what the template needs into its folder").into(),
             )));
         }
         let path = id.vpath().get_without_slash();
@@ -193,9 +193,13 @@ fn convert_diagnostic(
     diag: &SourceDiagnostic,
     report_dir: &Path,
 ) -> Diagnostic {
+    let mut hints: Vec<String> = diag.hints.iter().map(|h| h.v.to_string()).collect();
+    // A file outside the build's files: say so in galley's terms (Typst's speak of a `--root`).
+    let message = crate::sandbox::typst_file_message(&diag.message, &mut hints)
+        .unwrap_or_else(|| diag.message.to_string());
     let mut d = match diag.severity {
-        TypstSeverity::Error => Diagnostic::error(format!("Typst: {}", diag.message)),
-        TypstSeverity::Warning => Diagnostic::warning(format!("Typst: {}", diag.message)),
+        TypstSeverity::Error => Diagnostic::error(format!("Typst: {message}")),
+        TypstSeverity::Warning => Diagnostic::warning(format!("Typst: {message}")),
     };
     // Use the first span that points into a file: the error's own, else the innermost call site.
     let spans = std::iter::once(diag.span).chain(diag.trace.iter().map(|t| t.span.into()));
@@ -216,8 +220,8 @@ fn convert_diagnostic(
         d = d.at_offset(file, source.text(), range.start);
         break;
     }
-    for hint in &diag.hints {
-        d = d.hint(hint.v.to_string());
+    for hint in hints {
+        d = d.hint(hint);
     }
     if d.location.is_none() {
         d = d.at(Location::file(report_dir.join("manuscript.typ")));

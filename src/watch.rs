@@ -37,6 +37,9 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
         options.build.formats.html = true;
     }
     let console = options.console;
+    // Checked before the output root is created: it must lie outside the study (`sandbox.rs`).
+    let name = study.file_name().map(PathBuf::from).unwrap_or_default();
+    crate::sandbox::check_output(&study, &options.build.out, &options.build.out.join(name))?;
     let _ = std::fs::create_dir_all(&options.build.out);
     let out = options
         .build
@@ -62,9 +65,14 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
     };
 
     let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
-    })
+    // Links are not followed: a study holding a link to `/` would otherwise have the whole disk
+    // watched (and rebuild on changes outside it).
+    let mut watcher = notify::RecommendedWatcher::new(
+        move |event| {
+            let _ = tx.send(event);
+        },
+        notify::Config::default().with_follow_symlinks(false),
+    )
     .map_err(|e| Diagnostic::error(format!("cannot watch the study folder: {e}")))?;
     watcher
         .watch(&study, RecursiveMode::Recursive)

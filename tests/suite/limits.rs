@@ -121,7 +121,7 @@ fn a_data_file_that_is_a_pipe_is_refused_not_read_forever() {
     build_fails(
         &s,
         &[],
-        &["`data/patients.csv` is not a regular file (a folder, a device or a pipe)"],
+        &["`data/patients.csv` is not a regular file (a device, FIFO or socket); expected a file"],
     );
 }
 

@@ -14,4 +14,5 @@ mod invalid;
 mod limits;
 mod reference_regression;
 mod reference_survival;
+mod sandbox;
 mod simulate;

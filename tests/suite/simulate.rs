@@ -53,7 +53,14 @@ fn committed_snapshots_are_what_simulate_writes() {
         study.join("simulation.toml"),
     )
     .unwrap();
-    let out = galley(&["simulate", study.to_str().unwrap()], tmp.path());
+    // The copy for the companion study goes beside it, into the folder named with `--companion`.
+    let companion = tmp.path().join("croome2016-2020");
+    std::fs::create_dir_all(&companion).unwrap();
+    let companion_arg = ["--companion", companion.to_str().unwrap()];
+    let out = galley(
+        &[&["simulate", study.to_str().unwrap()][..], &companion_arg].concat(),
+        tmp.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     for (fresh, committed) in [
         ("croome2016/data/2015", SNAPSHOT_2015),
@@ -78,7 +85,16 @@ fn committed_snapshots_are_what_simulate_writes() {
         );
     }
     // `--check` agrees, and catches a changed file.
-    let out = galley(&["simulate", "--check", "study/croome2016"], &root());
+    let out = galley(
+        &[
+            "simulate",
+            "--check",
+            "study/croome2016",
+            "--companion",
+            "study/croome2016-2020",
+        ],
+        &root(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let patients = tmp.path().join("croome2016/data/2020/patients.csv");
     let mut text = std::fs::read_to_string(&patients).unwrap();
@@ -87,7 +103,11 @@ fn committed_snapshots_are_what_simulate_writes() {
     );
     std::fs::write(&patients, text).unwrap();
     let out = galley(
-        &["simulate", "--check", study.to_str().unwrap()],
+        &[
+            &["simulate", "--check", study.to_str().unwrap()][..],
+            &companion_arg,
+        ]
+        .concat(),
         tmp.path(),
     );
     assert!(!out.status.success());
