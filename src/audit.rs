@@ -123,7 +123,9 @@ impl std::fmt::Display for VerifyReport {
 
 /// Rebuild the report in `output_dir` from the inputs its provenance names, in a temporary folder,
 /// and compare. Never writes into `output_dir`.
-pub fn verify(output_dir: &Path) -> Result<VerifyReport> {
+/// `limits` are the command line's `--limit NAME=VALUE`s for the rebuild (limits never change what
+/// a build writes, only whether it may run, so they are not part of the record).
+pub fn verify(output_dir: &Path, limits: &[String]) -> Result<VerifyReport> {
     let record = read_json(output_dir, "provenance.json")?;
     let recorded_version = record
         .get("galley_version")
@@ -210,6 +212,7 @@ pub fn verify(output_dir: &Path) -> Result<VerifyReport> {
                     .pointer("/options/audit")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                limits: limits.to_vec(),
                 ..BuildOptions::default()
             },
         )

@@ -22,7 +22,7 @@ pub struct Cli {
     /// Also print how long each stage of a build took.
     #[arg(long, short, global = true)]
     pub verbose: bool,
-    /// Set a resource limit of build, check and watch, over the manifest's [limits]; repeatable.
+    /// Set a resource limit of build, check, watch, verify and analyze, over the manifest's [limits]; repeatable.
     /// Names: input_file_mb, table_rows, markdown_depth, template_seconds, bootstrap_replicates
     /// (see docs/guide.md, "Resource limits").
     #[arg(long = "limit", global = true, value_name = "NAME=VALUE")]

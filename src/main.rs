@@ -149,7 +149,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Verify { output, json } => {
-            let report = galley::audit::verify(&output)?;
+            let report = galley::audit::verify(&output, &limits)?;
             if json {
                 println!(
                     "{}",
