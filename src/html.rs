@@ -674,7 +674,7 @@ fn cite(
         })?
     };
     let style = csl_style(study)?;
-    let locales = hayagriva::archive::locales();
+    let locales = locales();
     let locale = LocaleCode("en".into());
     let mut driver = BibliographyDriver::new();
     for group in groups {
@@ -696,14 +696,14 @@ fn cite(
             items,
             &style,
             Some(locale.clone()),
-            &locales,
+            locales,
             None,
         ));
     }
     let rendered = driver.finish(BibliographyRequest {
         style: &style,
         locale: Some(locale),
-        locale_files: &locales,
+        locale_files: locales,
     });
     let citations = rendered
         .citations
@@ -745,6 +745,25 @@ fn cite(
         s
     });
     Ok((citations, references))
+}
+
+/// Decode the locales on a background thread (once per process), while the analysis runs.
+pub fn prewarm() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("galley-html-warmup".into())
+            .spawn(|| {
+                locales();
+            });
+    });
+}
+
+/// hayagriva's CSL locales, decoded once per process (about 40 ms each time; `watch --serve`
+/// renders the HTML on every rebuild).
+fn locales() -> &'static [citationberg::Locale] {
+    static LOCALES: std::sync::OnceLock<Vec<citationberg::Locale>> = std::sync::OnceLock::new();
+    LOCALES.get_or_init(hayagriva::archive::locales)
 }
 
 fn csl_style(study: &Study) -> Result<citationberg::IndependentStyle> {

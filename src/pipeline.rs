@@ -149,7 +149,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let mut prepared = prepare(
         study_dir,
         options.as_of,
-        Some(&options.out),
+        Some((&options.out, options.formats)),
         options.audit,
         &mut clock,
     )?;
@@ -293,14 +293,27 @@ pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
     prepare(study_dir, as_of, None, false, &mut clock).map(|p| p.warnings)
 }
 
+/// `build` is the output root and formats of a build (`check` has none).
 fn prepare(
     study_dir: &Path,
     as_of: Option<Date>,
-    out_root: Option<&Path>,
+    build: Option<(&Path, Formats)>,
     audit: bool,
     clock: &mut Stopwatch,
 ) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir))?;
+    let out_root = build.map(|(root, _)| root);
+    // Decoding the CSL locales costs as much as laying out a short paper: start it now, in parallel.
+    if let Some((_, formats)) = build
+        && study.bibliography.is_some()
+    {
+        if formats.pdf {
+            typeset::prewarm();
+        }
+        if formats.html {
+            crate::html::prewarm();
+        }
+    }
     let mut cache = out_root.map(|root| BlockCache::load(&root.join(&study.name)));
     let cutoff = as_of.or(study.cutoff);
     let tables = clock.time("load data", || load_tables(&study))?;
