@@ -5,9 +5,9 @@
 //! that folder reproduces the same pages. Fonts are the ones embedded in `typst-assets` (the same ones
 //! the Typst CLI embeds), loaded once per process; no system font and no network is ever used.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Once, OnceLock};
+use std::sync::{Mutex, Once, OnceLock, PoisonError};
 
 use jiff::civil::Date;
 use typst::diag::{FileError, FileResult, Severity as TypstSeverity, SourceDiagnostic};
@@ -147,7 +147,7 @@ impl World for GalleyWorld<'_> {
     fn source(&self, id: FileId) -> FileResult<Source> {
         let bytes = self.lookup(id)?;
         let text = std::str::from_utf8(bytes).map_err(|_| FileError::InvalidUtf8)?;
-        Ok(Source::new(id, text.to_string()))
+        Ok(cached_source(id, text))
     }
 
     fn file(&self, id: FileId) -> FileResult<Bytes> {
@@ -162,6 +162,37 @@ impl World for GalleyWorld<'_> {
         // "Today" is the study's cutoff date: a rebuild next year prints the same date.
         self.today
     }
+}
+
+/// The parsed source of `id` with `text`. Sources are kept across compiles in the process: an edited
+/// file is re-parsed incrementally, which keeps the syntax nodes (and spans) of its unchanged parts, so
+/// `galley watch` reuses Typst's memoised evaluation and layout of them; an unchanged file is not
+/// parsed again (Typst asks for a source several times per compile).
+fn cached_source(id: FileId, text: &str) -> Source {
+    static SOURCES: OnceLock<Mutex<HashMap<FileId, Source>>> = OnceLock::new();
+    let mut sources = SOURCES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match sources.get_mut(&id) {
+        Some(source) => {
+            if source.text() != text {
+                source.replace(text);
+            }
+            source.clone()
+        }
+        None => {
+            let source = Source::new(id, text.to_string());
+            sources.insert(id, source.clone());
+            source
+        }
+    }
+}
+
+/// Between rebuilds in one process (`galley watch`): drop Typst's memoised results that the last 10
+/// compiles did not use, so memory stays bounded while what an edit leaves unchanged stays cached.
+pub fn evict_cache() {
+    typst::comemo::evict(10);
 }
 
 pub fn typst_date(date: Date) -> Option<Datetime> {

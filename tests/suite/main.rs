@@ -13,3 +13,4 @@ mod invalid;
 mod reference_regression;
 mod reference_survival;
 mod simulate;
+mod watch;
