@@ -747,18 +747,6 @@ fn cite(
     Ok((citations, references))
 }
 
-/// Decode the locales on a background thread (once per process), while the analysis runs.
-pub fn prewarm() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("galley-html-warmup".into())
-            .spawn(|| {
-                locales();
-            });
-    });
-}
-
 /// hayagriva's CSL locales, decoded once per process (about 40 ms each time; `watch --serve`
 /// renders the HTML on every rebuild).
 fn locales() -> &'static [citationberg::Locale] {

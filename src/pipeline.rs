@@ -152,7 +152,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let mut prepared = prepare(
         study_dir,
         options.as_of,
-        Some((&options.out, options.formats)),
+        Some(&options.out),
         options.audit,
         &mut clock,
     )?;
@@ -165,6 +165,11 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         false => None,
     };
     let must_typeset = options.formats.pdf && previous.is_none();
+    if must_typeset && prepared.study.bibliography.is_some() {
+        // Decoding the CSL locales costs a quarter of a prose-edit rebuild: done on the other core
+        // while Typst evaluates and lays out, before its first bibliography needs them.
+        typeset::prewarm();
+    }
     let prepared_ref = &prepared;
     let dest_ref = &dest;
     let (mut outputs, staged) =
@@ -366,27 +371,14 @@ pub fn check(study_dir: &Path, as_of: Option<Date>) -> Result<Vec<Diagnostic>> {
     prepare(study_dir, as_of, None, false, &mut clock).map(|p| p.warnings)
 }
 
-/// `build` is the output root and formats of a build (`check` has none).
 fn prepare(
     study_dir: &Path,
     as_of: Option<Date>,
-    build: Option<(&Path, Formats)>,
+    out_root: Option<&Path>,
     audit: bool,
     clock: &mut Stopwatch,
 ) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir))?;
-    let out_root = build.map(|(root, _)| root);
-    // Decoding the CSL locales costs as much as laying out a short paper: start it now, in parallel.
-    if let Some((_, formats)) = build
-        && study.bibliography.is_some()
-    {
-        if formats.pdf {
-            typeset::prewarm();
-        }
-        if formats.html {
-            crate::html::prewarm();
-        }
-    }
     let mut cache = out_root.map(|root| BlockCache::load(&root.join(&study.name)));
     let cutoff = as_of.or(study.cutoff);
     let tables = clock.time("load data", || load_tables(&study))?;
