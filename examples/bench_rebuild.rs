@@ -1,6 +1,8 @@
 //! Watch-mode rebuild timings: the example study built repeatedly in one process, as `galley watch`
 //! rebuilds it (fonts, CSL locales, parsed sources and Typst's memoised layout kept between
-//! rebuilds), after a one-sentence prose edit and after a one-block edit.
+//! rebuilds), after a one-sentence prose edit and after a one-block edit. Every edit makes text the
+//! process has not seen before (toggling between two versions would let Typst answer the whole
+//! document from its cache).
 //!
 //! ```text
 //! cargo run --release --example bench_rebuild -- [RUNS] [STUDY]   # default: 15 study/croome2016
@@ -15,18 +17,21 @@ use std::time::{Duration, Instant};
 use galley::pipeline::{BuildOptions, BuildReport};
 use galley::watch::build_once;
 
-/// A sentence of the discussion, toggled between two wordings.
-const PROSE: (&str, &str, &str) = (
-    "manuscript/discussion.md",
-    "In this cohort, ",
-    "In this series, ",
-);
-/// One spec value of the Kaplan-Meier block (its figure's axis breaks), toggled.
-const BLOCK: (&str, &str, &str) = (
-    "manuscript/results.md",
-    "break_interval = 24\n",
-    "break_interval = 12\n",
-);
+/// The start of a sentence of the discussion, with a word that differs at every edit.
+fn prose(run: usize) -> (&'static str, String) {
+    (
+        "manuscript/discussion.md",
+        format!("In this cohort{}, ", letters(run)),
+    )
+}
+
+/// One spec value of the Kaplan-Meier block (its figure's axis breaks), different at every edit.
+fn block(run: usize) -> (&'static str, String) {
+    (
+        "manuscript/results.md",
+        format!("break_interval = {}\n", 13 + run),
+    )
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -51,11 +56,18 @@ fn main() {
     let (unchanged, _) = timed(&study, &options);
     println!("rebuild, nothing changed: {:.1} ms", ms(unchanged));
 
-    for (name, edit) in [("prose edit", PROSE), ("block edit", BLOCK)] {
+    let scenarios: [(&str, fn(usize) -> (&'static str, String), &str); 2] = [
+        ("prose edit", prose, "In this cohort, "),
+        ("block edit", block, "break_interval = 24\n"),
+    ];
+    for (name, edit, original) in scenarios {
         let mut walls = Vec::new();
         let mut typesets = Vec::new();
-        for _ in 0..runs {
-            toggle(&study, edit);
+        let mut current = original.to_string();
+        for run in 0..runs {
+            let (file, next) = edit(run);
+            replace_in(&study.join(file), &current, &next);
+            current = next;
             let (wall, report) = timed(&study, &options);
             walls.push(wall);
             typesets.push(typeset(&report));
@@ -65,6 +77,21 @@ fn main() {
             ms(median(&mut walls)),
             ms(*walls.iter().min().unwrap()),
             ms(median(&mut typesets)),
+        );
+    }
+    // Typst's caches are evicted between rebuilds: memory stays flat however long watch runs.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map_or("?".to_string(), |l| l[name.len()..].trim().to_string())
+        };
+        println!(
+            "memory after {} rebuilds: RSS {}, peak {}",
+            2 + 2 * runs,
+            field("VmRSS:"),
+            field("VmHWM:")
         );
     }
 }
@@ -84,17 +111,24 @@ fn typeset(report: &BuildReport) -> Duration {
         .sum()
 }
 
-/// Swap the edit's two wordings in its file (whichever is present).
-fn toggle(study: &Path, (file, a, b): (&str, &str, &str)) {
-    let path = study.join(file);
-    let text = std::fs::read_to_string(&path).expect("the edited file");
-    let edited = if text.contains(a) {
-        text.replacen(a, b, 1)
-    } else {
-        assert!(text.contains(b), "`{file}` has neither `{a}` nor `{b}`");
-        text.replacen(b, a, 1)
-    };
-    std::fs::write(&path, edited).expect("write the edited file");
+fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("the edited file");
+    assert!(text.contains(from), "`{}` has no `{from}`", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write the edited file");
+}
+
+/// A made-up word for run `n`: "a", "b", ..., "z", "ba", "bb", ...
+fn letters(mut n: usize) -> String {
+    let mut word = Vec::new();
+    loop {
+        word.push(b'a' + (n % 26) as u8);
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    word.reverse();
+    String::from_utf8(word).expect("ASCII")
 }
 
 fn median(values: &mut [Duration]) -> Duration {
