@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use galley::pipeline::{BuildOptions, BuildReport};
 use galley::watch::build_once;
 
+/// The file an edit changes, and its new text for a run.
+type Edit = fn(usize) -> (&'static str, String);
+
 /// The start of a sentence of the discussion, with a word that differs at every edit.
 fn prose(run: usize) -> (&'static str, String) {
     (
@@ -56,7 +59,7 @@ fn main() {
     let (unchanged, _) = timed(&study, &options);
     println!("rebuild, nothing changed: {:.1} ms", ms(unchanged));
 
-    let scenarios: [(&str, fn(usize) -> (&'static str, String), &str); 2] = [
+    let scenarios: [(&str, Edit, &str); 2] = [
         ("prose edit", prose, "In this cohort, "),
         ("block edit", block, "break_interval = 24\n"),
     ];

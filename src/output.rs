@@ -36,11 +36,16 @@ pub fn unchanged(dest: &Path, files: &OutputFiles) -> bool {
             }
         }
     }
-    on_disk == files.files.len()
-        && files
-            .files
-            .iter()
-            .all(|(rel, bytes)| std::fs::read(dest.join(rel)).is_ok_and(|b| &b == bytes))
+    if on_disk != files.files.len() {
+        return false;
+    }
+    // Smallest first: the records that change with any edit (the typesetting record, the
+    // provenance) are small, so a changed build is told apart before the large files are read.
+    let mut by_size: Vec<(&String, &Vec<u8>)> = files.files.iter().collect();
+    by_size.sort_by_key(|(_, bytes)| bytes.len());
+    by_size
+        .into_iter()
+        .all(|(rel, bytes)| std::fs::read(dest.join(rel)).is_ok_and(|b| &b == bytes))
 }
 
 /// Replace `dest` (a study's output folder) by exactly `files`.
