@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -126,8 +127,16 @@ impl BlockCache {
 /// Entries already checked and parsed by this process, with the exact bytes they were read from:
 /// `galley watch` reads the same entries at every rebuild, and parsing them is most of a cached
 /// block's time. Only byte-identical entries are answered from here, so a changed or corrupted file
-/// is checked again.
+/// is checked again. Off unless the process rebuilds (`keep_parsed_entries`): a single build would
+/// only pay for the copies.
 type Parsed = HashMap<String, (Vec<u8>, CachedOutput)>;
+
+static KEEP_PARSED: AtomicBool = AtomicBool::new(false);
+
+/// Keep parsed entries for the process's next builds (`galley watch`).
+pub fn keep_parsed_entries() {
+    KEEP_PARSED.store(true, Ordering::Relaxed);
+}
 
 fn parsed() -> std::sync::MutexGuard<'static, Parsed> {
     static PARSED: OnceLock<Mutex<Parsed>> = OnceLock::new();
@@ -138,6 +147,9 @@ fn parsed() -> std::sync::MutexGuard<'static, Parsed> {
 }
 
 fn parsed_before(key: &str, bytes: &[u8]) -> Option<CachedOutput> {
+    if !KEEP_PARSED.load(Ordering::Relaxed) {
+        return None;
+    }
     parsed()
         .get(key)
         .filter(|(read, _)| read == bytes)
@@ -145,6 +157,9 @@ fn parsed_before(key: &str, bytes: &[u8]) -> Option<CachedOutput> {
 }
 
 fn remember(key: &str, bytes: &[u8], output: &CachedOutput) {
+    if !KEEP_PARSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut parsed = parsed();
     // Bounded: a long watch session's superseded entries are dropped wholesale now and then.
     if parsed.len() >= 256 {
@@ -210,6 +225,7 @@ mod tests {
     /// changed in between is checked again, and a corrupted one is still rejected.
     #[test]
     fn an_entry_corrupted_between_builds_of_one_process_is_rejected() {
+        keep_parsed_entries();
         let dir = tempfile::tempdir().unwrap();
         let key = block_key("test", "an entry corrupted between builds", "", &[]);
         let output = CachedOutput {

@@ -138,6 +138,7 @@ fn relevant(event: &notify::Event, study: &Path, out: &Path) -> Option<PathBuf> 
 /// memoised work are kept by the process from one rebuild to the next), then the eviction of what
 /// recent rebuilds have not used.
 pub fn build_once(study: &Path, options: &BuildOptions) -> Result<BuildReport> {
+    crate::cache::keep_parsed_entries();
     let result = pipeline::build(study, options);
     crate::typeset::evict_cache();
     result
@@ -166,7 +167,8 @@ fn rebuild(options: &WatchOptions, server: Option<&LiveServer>, changed: Option<
             if console.verbose {
                 eprint!("{}", crate::console::format_timings(&report));
             }
-            console.info(format!("built in {seconds:.1} s"));
+            // Milliseconds: an incremental rebuild takes a few tens of them ("0.0 s" says nothing).
+            console.info(format!("built in {:.0} ms", seconds * 1000.0));
             if !console.quiet {
                 for line in written_lines(&report) {
                     println!("{line}");

@@ -49,4 +49,12 @@ fi
 # 6. Watch mode: rebuilds in one process, as `galley watch` runs them.
 load "watch-mode rebuilds (in process)"
 target/release/examples/bench_rebuild 20 study/croome2016
+# Medians (the targets are medians of whole-process runs).
+if command -v jq >/dev/null; then
+  for f in cold nochange prose block typst; do
+    if [ -f "$W/$f.json" ]; then
+      jq -r --arg f "$f" '.results[0] | "\($f): median \((.median * 10000 | round) / 10) ms, mean \((.mean * 10000 | round) / 10), min \((.min * 10000 | round) / 10)"' "$W/$f.json"
+    fi
+  done
+fi
 echo "results in $W"
