@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -85,12 +87,22 @@ impl BlockCache {
     /// The stored output for `key`, if present and intact.
     pub fn get(&mut self, key: &str, block: &str) -> Option<CachedOutput> {
         let bytes = self.previous.get(key)?;
-        let valid = serde_json::from_slice::<Entry>(bytes).ok().filter(|e| {
-            e.key == key
-                && e.galley == env!("CARGO_PKG_VERSION")
-                && sha256_hex(e.payload.as_bytes()) == e.payload_sha256
-        });
-        let output = valid.and_then(|e| serde_json::from_str::<CachedOutput>(&e.payload).ok());
+        let output = match parsed_before(key, bytes) {
+            Some(output) => Some(output),
+            None => {
+                let valid = serde_json::from_slice::<Entry>(bytes).ok().filter(|e| {
+                    e.key == key
+                        && e.galley == env!("CARGO_PKG_VERSION")
+                        && sha256_hex(e.payload.as_bytes()) == e.payload_sha256
+                });
+                let output =
+                    valid.and_then(|e| serde_json::from_str::<CachedOutput>(&e.payload).ok());
+                if let Some(output) = &output {
+                    remember(key, bytes, output);
+                }
+                output
+            }
+        };
         match output {
             Some(output) => {
                 self.kept.insert(key.to_string(), bytes.clone());
@@ -134,6 +146,50 @@ impl BlockCache {
     }
 }
 
+/// Entries already checked and parsed by this process, with the exact bytes they were read from:
+/// `galley watch` reads the same entries at every rebuild, and parsing them is most of a cached
+/// block's time. Only byte-identical entries are answered from here, so a changed or corrupted file
+/// is checked again. Off unless the process rebuilds (`keep_parsed_entries`): a single build would
+/// only pay for the copies.
+type Parsed = HashMap<String, (Vec<u8>, CachedOutput)>;
+
+static KEEP_PARSED: AtomicBool = AtomicBool::new(false);
+
+/// Keep parsed entries for the process's next builds (`galley watch`).
+pub fn keep_parsed_entries() {
+    KEEP_PARSED.store(true, Ordering::Relaxed);
+}
+
+fn parsed() -> std::sync::MutexGuard<'static, Parsed> {
+    static PARSED: OnceLock<Mutex<Parsed>> = OnceLock::new();
+    PARSED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn parsed_before(key: &str, bytes: &[u8]) -> Option<CachedOutput> {
+    if !KEEP_PARSED.load(Ordering::Relaxed) {
+        return None;
+    }
+    parsed()
+        .get(key)
+        .filter(|(read, _)| read == bytes)
+        .map(|(_, output)| output.clone())
+}
+
+fn remember(key: &str, bytes: &[u8], output: &CachedOutput) {
+    if !KEEP_PARSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut parsed = parsed();
+    // Bounded: a long watch session's superseded entries are dropped wholesale now and then.
+    if parsed.len() >= 256 {
+        parsed.clear();
+    }
+    parsed.insert(key.to_string(), (bytes.to_vec(), output.clone()));
+}
+
 /// The key of a block: its version, kind, spec, settings and the content hashes of what it reads.
 pub fn block_key(
     kind: &str,
@@ -173,4 +229,49 @@ pub fn mentioned_names(table: &toml::Table) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_cache(dir: &Path, cache: &BlockCache) {
+        for (path, bytes) in cache.files() {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+
+    /// The process keeps parsed entries between builds (`galley watch`), but an entry whose file
+    /// changed in between is checked again, and a corrupted one is still rejected.
+    #[test]
+    fn an_entry_corrupted_between_builds_of_one_process_is_rejected() {
+        keep_parsed_entries();
+        let dir = tempfile::tempdir().unwrap();
+        let key = block_key("test", "an entry corrupted between builds", "", &[]);
+        let output = CachedOutput {
+            value: serde_json::json!({"n": 25}),
+            dataset: None,
+            artifacts: Artifacts::default(),
+            warnings: Vec::new(),
+        };
+        let mut first = BlockCache::default();
+        first.put(&key, "b", &output);
+        write_cache(dir.path(), &first);
+
+        for _ in 0..2 {
+            let mut cache = BlockCache::load(dir.path());
+            let hit = cache.get(&key, "b").expect("an intact entry is a hit");
+            assert_eq!(hit.value, output.value);
+        }
+        let file = dir.path().join(format!("{CACHE_DIR}/blocks/{key}.json"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let tampered = text.replacen("25", "26", 1);
+        assert_ne!(tampered, text);
+        std::fs::write(&file, tampered).unwrap();
+        let mut cache = BlockCache::load(dir.path());
+        assert!(cache.get(&key, "b").is_none());
+        assert_eq!(cache.rejected, ["b"]);
+    }
 }

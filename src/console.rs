@@ -80,20 +80,25 @@ fn stage_message(stage: &str) -> String {
         "render" => "filling in the numbers".into(),
         "typeset" => "typesetting the PDF".into(),
         "html" => "writing the HTML page".into(),
-        "write" => "writing the outputs".into(),
+        "write" | "write (during typeset)" => "writing the outputs".into(),
         other => other.to_string(),
     }
 }
 
-/// One line per stage and the total, aligned.
+/// One line per stage and the total (the build's wall time: stages overlap), aligned.
 pub fn format_timings(report: &BuildReport) -> String {
     // Per-block lines are indented parts of "analysis": not added again.
-    let total: f64 = report
+    let sum: Duration = report
         .timings
         .iter()
         .filter(|(stage, _)| !stage.starts_with(' '))
-        .map(|(_, d)| d.as_secs_f64())
+        .map(|(_, d)| *d)
         .sum();
+    let total = if report.total.is_zero() {
+        sum.as_secs_f64()
+    } else {
+        report.total.as_secs_f64()
+    };
     let mut s = String::new();
     for (stage, d) in &report.timings {
         s.push_str(&format!("{:>10.1} ms  {stage}\n", d.as_secs_f64() * 1000.0));

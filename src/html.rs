@@ -693,7 +693,7 @@ fn cite(
         })?
     };
     let style = csl_style(study)?;
-    let locales = hayagriva::archive::locales();
+    let locales = locales();
     let locale = LocaleCode("en".into());
     let mut driver = BibliographyDriver::new();
     for group in groups {
@@ -715,14 +715,14 @@ fn cite(
             items,
             &style,
             Some(locale.clone()),
-            &locales,
+            locales,
             None,
         ));
     }
     let rendered = driver.finish(BibliographyRequest {
         style: &style,
         locale: Some(locale),
-        locale_files: &locales,
+        locale_files: locales,
     });
     let citations = rendered
         .citations
@@ -764,6 +764,13 @@ fn cite(
         s
     });
     Ok((citations, references))
+}
+
+/// hayagriva's CSL locales, decoded once per process (about 40 ms each time; `watch --serve`
+/// renders the HTML on every rebuild).
+fn locales() -> &'static [citationberg::Locale] {
+    static LOCALES: std::sync::OnceLock<Vec<citationberg::Locale>> = std::sync::OnceLock::new();
+    LOCALES.get_or_init(hayagriva::archive::locales)
 }
 
 fn csl_style(study: &Study) -> Result<citationberg::IndependentStyle> {

@@ -2,7 +2,7 @@
 //! swapped in with renames, so a failed or interrupted build never leaves a half-written report, and
 //! files that are not galley's in the output root are never touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::diagnostics::{Diagnostic, Result, io_error};
@@ -37,44 +37,108 @@ pub fn unchanged(dest: &Path, files: &OutputFiles) -> bool {
             }
         }
     }
-    on_disk == files.files.len()
-        && files.files.iter().all(|(rel, bytes)| {
-            crate::sandbox::read_regular_file(&dest.join(rel)).is_some_and(|b| &b == bytes)
-        })
+    if on_disk != files.files.len() {
+        return false;
+    }
+    // Smallest first: the records that change with any edit (the typesetting record, the
+    // provenance) are small, so a changed build is told apart before the large files are read.
+    let mut by_size: Vec<(&String, &Vec<u8>)> = files.files.iter().collect();
+    by_size.sort_by_key(|(_, bytes)| bytes.len());
+    by_size.into_iter().all(|(rel, bytes)| {
+        crate::sandbox::read_regular_file(&dest.join(rel)).is_some_and(|b| &b == bytes)
+    })
 }
 
 /// Replace `dest` (a study's output folder) by exactly `files`.
 pub fn write_atomically(dest: &Path, files: &OutputFiles) -> Result<()> {
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "study".into());
-    let created_parent = !parent.exists();
-    std::fs::create_dir_all(parent)
-        .map_err(|e| io_error("create the output folder", parent, &e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.galley-"))
-        .tempdir_in(parent)
-        .map_err(|e| io_error("create a temporary folder in", parent, &e))?;
-
-    let result = (|| -> Result<()> {
-        for (rel, bytes) in &files.files {
-            let path = staging.path().join(rel);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, &e))?;
-            }
-            std::fs::write(&path, bytes).map_err(|e| io_error("write", &path, &e))?;
-        }
-        swap_into_place(staging.path(), dest)
-    })();
-    if result.is_err() && created_parent {
-        let _ = std::fs::remove_dir_all(parent);
+    let mut staged = Staged::new(dest)?;
+    for (rel, bytes) in &files.files {
+        staged.write(rel, bytes)?;
     }
-    result
+    staged.commit()
+}
+
+/// A new output folder being written beside `dest`, swapped in by `commit`. Dropped uncommitted (a
+/// failed build), it is removed, with the output root if it created it, and `dest` is untouched.
+/// Lets a build write the outputs it already has while the PDF is being typeset.
+pub struct Staged {
+    dir: Option<tempfile::TempDir>,
+    dest: PathBuf,
+    /// The output root, when this build created it.
+    created_parent: Option<PathBuf>,
+    /// Folders made inside the staging folder so far (each is created once).
+    made: HashSet<PathBuf>,
+}
+
+impl Staged {
+    pub fn new(dest: &Path) -> Result<Staged> {
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "study".into());
+        let created_parent = (!parent.exists()).then(|| parent.to_path_buf());
+        std::fs::create_dir_all(parent)
+            .map_err(|e| io_error("create the output folder", parent, &e))?;
+        let mut staged = Staged {
+            dir: None,
+            dest: dest.to_path_buf(),
+            created_parent,
+            made: HashSet::new(),
+        };
+        staged.dir = Some(
+            tempfile::Builder::new()
+                .prefix(&format!(".{name}.galley-"))
+                .tempdir_in(parent)
+                .map_err(|e| io_error("create a temporary folder in", parent, &e))?,
+        );
+        Ok(staged)
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.as_ref().expect("open until committed").path()
+    }
+
+    /// Write one file (`rel` is `/`-separated, inside the output folder).
+    pub fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.root().join(rel);
+        if let Some(dir) = path.parent()
+            && !self.made.contains(dir)
+        {
+            std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, &e))?;
+            self.made.insert(dir.to_path_buf());
+        }
+        std::fs::write(&path, bytes).map_err(|e| io_error("write", &path, &e))?;
+        Ok(())
+    }
+
+    /// Swap the staged folder in place of `dest`.
+    pub fn commit(mut self) -> Result<()> {
+        // From here on the swap moves the staged folder, and cleans up after itself.
+        let staged = self.dir.take().expect("open until committed").keep();
+        let result = swap_into_place(&staged, &self.dest);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&staged);
+            if let Some(parent) = &self.created_parent {
+                let _ = std::fs::remove_dir_all(parent);
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            drop(dir);
+            if let Some(parent) = &self.created_parent {
+                let _ = std::fs::remove_dir_all(parent);
+            }
+        }
+    }
 }
 
 fn swap_into_place(staged: &Path, dest: &Path) -> Result<()> {
@@ -137,5 +201,38 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_staged_folder_dropped_uncommitted_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        // The output root does not exist yet: the staging creates it, and removes it again.
+        let dest = root.path().join("out/study");
+        let mut staged = Staged::new(&dest).unwrap();
+        staged.write("figures/a.svg", b"<svg/>").unwrap();
+        staged.write("figures/b.svg", b"<svg/>").unwrap();
+        drop(staged);
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+
+        // An existing folder is untouched by a dropped staging and replaced by a committed one.
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::write(dest.join("old.txt"), "old").unwrap();
+        let mut staged = Staged::new(&dest).unwrap();
+        staged.write("new.txt", b"new").unwrap();
+        drop(staged);
+        assert_eq!(
+            std::fs::read_to_string(dest.join("old.txt")).unwrap(),
+            "old"
+        );
+        let mut staged = Staged::new(&dest).unwrap();
+        staged.write("tables/t.csv", b"a,b\n").unwrap();
+        staged.commit().unwrap();
+        assert!(!dest.join("old.txt").exists());
+        assert_eq!(std::fs::read(dest.join("tables/t.csv")).unwrap(), b"a,b\n");
+        let names: Vec<_> = std::fs::read_dir(root.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["study"]);
     }
 }

@@ -17,7 +17,7 @@ use crate::diagnostics::{Diagnostic, Failure, Location, Result};
 use crate::document::Document;
 use crate::limits;
 use crate::manuscript::{self, ConvertContext, escape_markup, string_literal};
-use crate::output::{self, OutputFiles};
+use crate::output::{self, OutputFiles, Staged};
 use crate::reproduction::{self, Published};
 use crate::study::Study;
 use crate::template;
@@ -91,6 +91,8 @@ pub struct BuildReport {
     pub files: Vec<String>,
     pub warnings: Vec<Diagnostic>,
     pub timings: Vec<(String, Duration)>,
+    /// The build's wall time (stages overlap: the other outputs are written while the PDF is typeset).
+    pub total: Duration,
     /// Published versus reproduced, when the study names its published values.
     pub reproduction: Option<Vec<reproduction::Comparison>>,
     /// Blocks read back from the cache, and blocks that ran.
@@ -145,6 +147,7 @@ pub struct BlockInputs {
 }
 
 pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
+    let started = Instant::now();
     let mut clock = Stopwatch {
         timings: Vec::new(),
         progress: options.progress.clone(),
@@ -160,56 +163,79 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let dest = options.out.join(&prepared.study.name);
     let pdf_date = source_date_epoch()?.or(prepared.cutoff);
     let typeset_key = typeset_key(&prepared.files, pdf_date);
-    let pdf = match options.formats.pdf {
+    // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
+    let previous = match options.formats.pdf {
+        true => previous_pdf(&dest, &typeset_key),
         false => None,
-        true => Some(match previous_pdf(&dest, &typeset_key) {
-            // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
-            Some(pdf) => {
-                clock
-                    .timings
-                    .push(("typeset (unchanged, reused)".to_string(), Duration::ZERO));
-                pdf
-            }
-            None => clock
-                .time("typeset", || {
-                    typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, &dest)
-                })
-                .map_err(|failure| keep_failed_sources(failure, &prepared.files, &dest))?,
-        }),
     };
-
-    let mut outputs = OutputFiles::default();
-    for (path, bytes) in prepared.files.iter() {
-        outputs.insert(path.clone(), bytes.clone());
+    let must_typeset = options.formats.pdf && previous.is_none();
+    if must_typeset && prepared.study.bibliography.is_some() {
+        // Decoding the CSL locales costs a quarter of a prose-edit rebuild: done on the other core
+        // while Typst evaluates and lays out, before its first bibliography needs them.
+        typeset::prewarm();
     }
-    if let Some(pdf) = pdf {
-        outputs.insert("manuscript.pdf", pdf);
-    }
-    if options.formats.html {
-        let html = clock.time("html", || crate::html::render(&prepared))?;
-        outputs.insert("manuscript.html", html);
-    }
-    outputs.insert("results.json", results_json(&prepared.analysis));
-    for result in prepared.analysis.results.values() {
-        for table in &result.artifacts.tables {
-            outputs.insert(format!("tables/{}.csv", table.name), table.to_csv());
-        }
-    }
-    if let Some(rows) = &prepared.reproduction {
-        let mut bytes = serde_json::to_vec_pretty(rows).unwrap_or_default();
-        bytes.push(b'\n');
-        outputs.insert("reproduction.json", bytes);
-    }
-    let mut trail_bytes = serde_json::to_vec_pretty(&prepared.trail).unwrap_or_default();
-    trail_bytes.push(b'\n');
-    outputs.insert("trail.json", trail_bytes);
+    let prepared_ref = &prepared;
+    let dest_ref = &dest;
+    let (mut outputs, staged) =
+        std::thread::scope(|scope| -> Result<(OutputFiles, Option<Staged>)> {
+            // Typesetting is most of a build: the other outputs are made, and written to the staging
+            // folder, meanwhile (a failed build drops the staging folder; `dest` is untouched).
+            let typeset_at = clock.timings.len();
+            let typesetting = must_typeset.then(|| {
+                if let Some(progress) = &clock.progress {
+                    (progress.0)("typeset");
+                }
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    let pdf =
+                        typeset::compile_pdf(&prepared_ref.files, MAIN_FILE, pdf_date, dest_ref);
+                    (pdf, start.elapsed())
+                })
+            });
+            let others = other_outputs(prepared_ref, options, &mut clock);
+            let staged = match (&others, &typesetting) {
+                (Ok(others), Some(_)) => Some(clock.time("write (during typeset)", || {
+                    let mut staged = Staged::new(dest_ref)?;
+                    for (path, bytes) in &others.files {
+                        staged.write(path, bytes)?;
+                    }
+                    Ok::<_, Failure>(staged)
+                })),
+                _ => None,
+            };
+            let pdf = match typesetting {
+                Some(handle) => {
+                    let (pdf, took) = handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    clock
+                        .timings
+                        .insert(typeset_at, ("typeset".to_string(), took));
+                    Some(pdf.map_err(|f| keep_failed_sources(f, &prepared_ref.files, dest_ref))?)
+                }
+                None => {
+                    if previous.is_some() {
+                        clock.timings.insert(
+                            typeset_at,
+                            ("typeset (unchanged, reused)".into(), Duration::ZERO),
+                        );
+                    }
+                    previous
+                }
+            };
+            let mut outputs = others?;
+            let staged = staged.transpose()?;
+            if let Some(pdf) = pdf {
+                outputs.insert("manuscript.pdf", pdf);
+            }
+            Ok((outputs, staged))
+        })?;
     let provenance = provenance_json(&prepared, options, &outputs);
+    // The PDF, and the records that name it, are the files written after typesetting.
+    let mut late = vec!["manuscript.pdf".to_string(), "provenance.json".to_string()];
     outputs.insert("provenance.json", provenance);
     // The cache goes with the outputs (not in the provenance record: it is a build accelerator).
-    if let Some(cache) = &prepared.cache {
-        for (path, bytes) in cache.files() {
-            outputs.insert(path, bytes.clone());
-        }
+    if prepared.cache.is_some() {
         let pdf_hash = sha256_hex(
             outputs
                 .files
@@ -217,18 +243,31 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
                 .map(Vec::as_slice)
                 .unwrap_or_default(),
         );
+        let record = format!("{}/typeset.json", cache::CACHE_DIR);
         outputs.insert(
-            format!("{}/typeset.json", cache::CACHE_DIR),
+            record.clone(),
             serde_json::to_vec(&serde_json::json!({"key": typeset_key, "pdf_sha256": pdf_hash}))
                 .unwrap_or_default(),
         );
+        late.push(record);
     }
     if output::unchanged(&dest, &outputs) {
+        // A staging folder made during typesetting is dropped, and removed, unused.
         clock
             .timings
             .push(("write (unchanged, skipped)".to_string(), Duration::ZERO));
     } else {
-        clock.time("write", || output::write_atomically(&dest, &outputs))?;
+        match staged {
+            Some(mut staged) => clock.time("write", || {
+                for path in &late {
+                    if let Some(bytes) = outputs.files.get(path) {
+                        staged.write(path, bytes)?;
+                    }
+                }
+                staged.commit()
+            })?,
+            None => clock.time("write", || output::write_atomically(&dest, &outputs))?,
+        }
     }
     let mut timings = clock.timings;
     let position = timings
@@ -254,10 +293,49 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
             .collect(),
         warnings: prepared.warnings,
         timings,
+        total: started.elapsed(),
         reproduction: prepared.reproduction,
         blocks_cached: cache.hits,
         blocks_run: cache.misses,
     })
+}
+
+/// The outputs besides the PDF and the records that name it (provenance, the typesetting record):
+/// the Typst sources and assets, the HTML manuscript, results, tables, the reproduction and the trail,
+/// and the block cache.
+fn other_outputs(
+    prepared: &Prepared,
+    options: &BuildOptions,
+    clock: &mut Stopwatch,
+) -> Result<OutputFiles> {
+    let mut outputs = OutputFiles::default();
+    for (path, bytes) in prepared.files.iter() {
+        outputs.insert(path.clone(), bytes.clone());
+    }
+    if options.formats.html {
+        let html = clock.time("html", || crate::html::render(prepared))?;
+        outputs.insert("manuscript.html", html);
+    }
+    outputs.insert("results.json", results_json(&prepared.analysis));
+    for result in prepared.analysis.results.values() {
+        for table in &result.artifacts.tables {
+            outputs.insert(format!("tables/{}.csv", table.name), table.to_csv());
+        }
+    }
+    if let Some(rows) = &prepared.reproduction {
+        let mut bytes = serde_json::to_vec_pretty(rows).unwrap_or_default();
+        bytes.push(b'\n');
+        outputs.insert("reproduction.json", bytes);
+    }
+    let mut trail_bytes = serde_json::to_vec_pretty(&prepared.trail).unwrap_or_default();
+    trail_bytes.push(b'\n');
+    outputs.insert("trail.json", trail_bytes);
+    if let Some(cache) = &prepared.cache {
+        for (path, bytes) in cache.files() {
+            outputs.insert(path, bytes.clone());
+        }
+    }
+    Ok(outputs)
 }
 
 /// A hash of everything typesetting reads: the Typst sources and assets, and the date.
@@ -961,9 +1039,12 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
             )
         })
         .collect();
+    // The block cache is not an output: it is a build accelerator, kept beside them.
+    let cache_prefix = format!("{}/", cache::CACHE_DIR);
     let outputs_map: serde_json::Map<String, serde_json::Value> = outputs
         .files
         .iter()
+        .filter(|(path, _)| !path.starts_with(&cache_prefix))
         .map(|(path, bytes)| {
             (
                 path.clone(),

@@ -10,7 +10,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::console::{Console, written_lines};
 use crate::diagnostics::{Diagnostic, Result};
-use crate::pipeline::{self, BuildOptions};
+use crate::pipeline::{self, BuildOptions, BuildReport};
 use crate::serve::LiveServer;
 
 /// Quiet time after the last change before rebuilding (editors write a file in several steps).
@@ -171,6 +171,16 @@ fn relevant(event: &notify::Event, study: &Path, out: &Path) -> Option<PathBuf> 
         .cloned()
 }
 
+/// One rebuild as `galley watch` runs it: the build (fonts, CSL locales, parsed sources and Typst's
+/// memoised work are kept by the process from one rebuild to the next), then the eviction of what
+/// recent rebuilds have not used.
+pub fn build_once(study: &Path, options: &BuildOptions) -> Result<BuildReport> {
+    crate::cache::keep_parsed_entries();
+    let result = pipeline::build(study, options);
+    crate::typeset::evict_cache();
+    result
+}
+
 fn rebuild(options: &WatchOptions, server: Option<&LiveServer>, changed: Option<&str>) {
     let console = options.console;
     if let Some(s) = server {
@@ -183,7 +193,7 @@ fn rebuild(options: &WatchOptions, server: Option<&LiveServer>, changed: Option<
     let mut build = options.build.clone();
     build.progress = progress;
     let start = Instant::now();
-    let result = pipeline::build(&options.study, &build);
+    let result = build_once(&options.study, &build);
     drop(spinner);
     let seconds = start.elapsed().as_secs_f64();
     match result {
@@ -194,7 +204,8 @@ fn rebuild(options: &WatchOptions, server: Option<&LiveServer>, changed: Option<
             if console.verbose {
                 eprint!("{}", crate::console::format_timings(&report));
             }
-            console.info(format!("built in {seconds:.1} s"));
+            // Milliseconds: an incremental rebuild takes a few tens of them ("0.0 s" says nothing).
+            console.info(format!("built in {:.0} ms", seconds * 1000.0));
             if !console.quiet {
                 for line in written_lines(&report) {
                     println!("{line}");

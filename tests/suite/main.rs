@@ -16,3 +16,4 @@ mod reference_regression;
 mod reference_survival;
 mod sandbox;
 mod simulate;
+mod watch;
