@@ -18,13 +18,16 @@
 //! sandwich variance). Cost: one sort by time, then O(n p^2) per Newton iteration; the concordance
 //! uses a Fenwick tree (O(n log n)).
 
+use crate::par::CHUNK;
 use crate::surv::{
     check_codes, check_response, chisq_sf, normal_two_sided, partition_by, radix_sort, sort_key,
     sort_times, z_for_level,
 };
 use crate::{Result, StatsError, finite};
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use serde::Serialize;
+use std::ops::Range;
 
 /// How tied event times enter the partial likelihood (R's `ties`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -143,18 +146,21 @@ pub fn cox<S: AsRef<str>>(
         return Err(StatsError::new(format!("{WHAT}: there are no covariates")));
     }
     let name = |j: usize| terms[j].as_ref();
-    for j in 0..p {
-        // A branch-free pass (it vectorises); the row is looked up only on failure.
-        let col = &x.as_slice()[j * n..(j + 1) * n];
-        if !col.iter().fold(true, |ok, v| ok & v.is_finite())
-            && let Some(i) = col.iter().position(|v| !v.is_finite())
-        {
-            return Err(StatsError::new(format!(
-                "{WHAT}: covariate \"{}\" is not a finite number in row {}",
-                name(j),
-                i + 1
-            )));
-        }
+    let cols: Vec<&[f64]> = (0..p).map(|j| &x.as_slice()[j * n..(j + 1) * n]).collect();
+    // A branch-free pass per column (it vectorises), columns in parallel; the row is looked up
+    // only on failure.
+    let finite_cols: Vec<bool> = cols
+        .par_iter()
+        .map(|col| col.iter().fold(true, |ok, v| ok & v.is_finite()))
+        .collect();
+    if let Some(j) = finite_cols.iter().position(|&ok| !ok)
+        && let Some(i) = cols[j].iter().position(|v| !v.is_finite())
+    {
+        return Err(StatsError::new(format!(
+            "{WHAT}: covariate \"{}\" is not a finite number in row {}",
+            name(j),
+            i + 1
+        )));
     }
     let events = event.iter().filter(|&&e| e).count();
     if events == 0 {
@@ -168,15 +174,10 @@ pub fn cox<S: AsRef<str>>(
             "{WHAT}: eps must be positive and iter_max at least 1"
         )));
     }
-    let zeros;
-    let strata = match options.strata {
-        Some(s) => s,
-        None => {
-            zeros = vec![0usize; n];
-            &zeros
-        }
+    let (strata, ns) = match options.strata {
+        Some(s) => (s, check_codes(WHAT, "strata", s, n)?),
+        None => (&[][..], 1), // one stratum: partition_by leaves the time order as it is
     };
-    let ns = check_codes(WHAT, "strata", strata, n)?;
     if let Some(c) = options.cluster
         && c.len() != n
     {
@@ -187,18 +188,25 @@ pub fn cox<S: AsRef<str>>(
     }
 
     // One sort by time, then by stratum (stable): ascending time within each stratum block.
-    let sorted = sort_times(time);
-    let (rows, times, start) = partition_by(&sorted.order, &sorted.time, strata, ns);
-    drop(sorted);
-
-    // Centre and scale as coxfit6 (scale = 1 / mean |x - mean|): Newton-Raphson is invariant to
-    // it, but it keeps the information matrix well conditioned and the tolerances meaningful.
+    // Centring and scaling as coxfit6 (scale = 1 / mean |x - mean|): Newton-Raphson is invariant
+    // to it, but it keeps the information matrix well conditioned and the tolerances meaningful.
+    // The two are independent, so they run side by side (each column sequentially, as before).
+    let (sorted, centring) = rayon::join(
+        || sort_times(time),
+        || {
+            cols.par_iter()
+                .map(|col| {
+                    let m = sum8(col.iter().copied()) / n as f64;
+                    let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
+                    (m, mad)
+                })
+                .collect::<Vec<_>>()
+        },
+    );
+    let (rows, times, start) = partition_by(sorted, strata, ns);
     let mut means = vec![0.0; p];
     let mut scale = vec![1.0; p];
-    for j in 0..p {
-        let col = &x.as_slice()[j * n..(j + 1) * n];
-        let m = sum8(col.iter().copied()) / n as f64;
-        let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
+    for (j, &(m, mad)) in centring.iter().enumerate() {
         if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
             return Err(StatsError::new(format!(
                 "{WHAT}: covariate \"{}\" is constant, so its coefficient cannot be estimated",
@@ -208,33 +216,34 @@ pub fn cox<S: AsRef<str>>(
         means[j] = m;
         scale[j] = 1.0 / mad;
     }
-    // Scatter each input row to its sorted position: one random write of a whole row instead of
-    // p random reads (the input is column-major).
-    let mut pos = vec![0u32; n];
-    for (i, &r) in rows.iter().enumerate() {
-        pos[r as usize] = i as u32;
-    }
-    let cols: Vec<&[f64]> = (0..p).map(|j| &x.as_slice()[j * n..(j + 1) * n]).collect();
+    // Gather each sorted row from the column-major input, row chunks in parallel (every value is
+    // computed as before; only the order of the memory accesses changes).
     let mut xs = vec![0.0; n * p];
-    for (r, &i) in pos.iter().enumerate() {
-        let dst = &mut xs[i as usize * p..(i as usize + 1) * p];
-        for (j, d) in dst.iter_mut().enumerate() {
-            *d = (cols[j][r] - means[j]) * scale[j];
-        }
-    }
-    drop(pos);
-    let status: Vec<bool> = rows.iter().map(|&r| event[r as usize]).collect();
+    xs.par_chunks_mut(CHUNK * p)
+        .zip(rows.par_chunks(CHUNK))
+        .for_each(|(dst, rows)| {
+            for (d, &r) in dst.chunks_exact_mut(p).zip(rows) {
+                for (j, v) in d.iter_mut().enumerate() {
+                    *v = (cols[j][r as usize] - means[j]) * scale[j];
+                }
+            }
+        });
+    let status: Vec<bool> = rows.par_iter().map(|&r| event[r as usize]).collect();
+    let segments = segments(&times, &start);
+    let tasks = tasks(&segments);
     let data = Sorted {
         p,
         xs,
         status,
         times,
         start,
+        segments,
+        tasks,
         efron: options.ties == Ties::Efron,
     };
 
     let toler = f64::EPSILON.powf(0.75);
-    let mut ws = Workspace::new(p);
+    let mut ws = Workspace::new(p, n);
 
     // Iteration 0: beta = 0 gives the null log-likelihood and the score test.
     let mut beta = vec![0.0; p];
@@ -415,9 +424,14 @@ pub fn cox<S: AsRef<str>>(
         })
     };
 
-    let lp: Vec<f64> = (0..n)
-        .map(|i| (0..p).map(|j| data.xs[i * p + j] * beta_s[j]).sum())
-        .collect();
+    let mut lp = vec![0.0; n];
+    lp.par_chunks_mut(CHUNK)
+        .zip(data.xs.par_chunks(CHUNK * p))
+        .for_each(|(lp, xs)| {
+            for (l, x) in lp.iter_mut().zip(xs.chunks_exact(p)) {
+                *l = (0..p).map(|j| x[j] * beta_s[j]).sum();
+            }
+        });
     let concordance = concordance(&lp, &data.status, &data.times, &data.start);
 
     Ok(Cox {
@@ -455,34 +469,84 @@ struct Sorted {
     times: Vec<f64>,
     /// Stratum `s` occupies `start[s]..start[s + 1]`.
     start: Vec<usize>,
+    /// The rows cut into runs for the parallel passes, in row order.
+    segments: Vec<Segment>,
+    /// Consecutive segments computed by one rayon task, in row order (see [`tasks`]).
+    tasks: Vec<Range<usize>>,
     efron: bool,
 }
 
-/// Accumulators reused across iterations.
+/// A run of rows `lo..hi` of one stratum. A stratum is cut every [`CHUNK`] rows, each cut moved
+/// forward past any tie, so a tied time (which Efron's correction treats as a whole) is never
+/// split. The cuts depend on the data only, never on the thread count (`crate::par`).
+struct Segment {
+    lo: usize,
+    hi: usize,
+    /// The stratum's first segment: its rows are in no other segment's risk sets.
+    first: bool,
+    /// The stratum's last segment: its risk sets hold no rows of other segments.
+    last: bool,
+}
+
+fn segments(times: &[f64], start: &[usize]) -> Vec<Segment> {
+    let mut out = Vec::with_capacity(times.len() / CHUNK + start.len());
+    for w in start.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        let mut a = lo;
+        while a < hi {
+            let mut b = (a + CHUNK).min(hi);
+            while b < hi && times[b] == times[b - 1] {
+                b += 1;
+            }
+            out.push(Segment {
+                lo: a,
+                hi: b,
+                first: a == lo,
+                last: b == hi,
+            });
+            a = b;
+        }
+    }
+    out
+}
+
+/// Group consecutive segments into tasks of about [`CHUNK`] rows (many small strata make one
+/// task, a large stratum one task per segment). A task is computed sequentially, so up to
+/// [`CHUNK`] rows everything is one task, computed in exactly the sequential order.
+fn tasks(segments: &[Segment]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut first, mut rows) = (0, 0);
+    for (k, seg) in segments.iter().enumerate() {
+        let len = seg.hi - seg.lo;
+        if k > first && rows + len > CHUNK {
+            out.push(first..k);
+            (first, rows) = (k, 0);
+        }
+        rows += len;
+    }
+    if first < segments.len() {
+        out.push(first..segments.len());
+    }
+    out
+}
+
+/// Results of [`Sorted::eval`], and its per-row risk scores, reused across iterations.
 struct Workspace {
     p: usize,
     u: Vec<f64>,
     /// Lower triangle, packed: (i, j) with j <= i at i (i + 1) / 2 + j.
     imat: Vec<f64>,
-    a: Vec<f64>,
-    a2: Vec<f64>,
-    cmat: Vec<f64>,
-    cmat2: Vec<f64>,
-    xb: Vec<f64>,
+    /// exp(x_i' beta), in fitting order.
+    risk: Vec<f64>,
 }
 
 impl Workspace {
-    fn new(p: usize) -> Self {
-        let t = p * (p + 1) / 2;
+    fn new(p: usize, n: usize) -> Self {
         Workspace {
             p,
             u: vec![0.0; p],
-            imat: vec![0.0; t],
-            a: vec![0.0; p],
-            a2: vec![0.0; p],
-            cmat: vec![0.0; t],
-            cmat2: vec![0.0; t],
-            xb: vec![0.0; p],
+            imat: vec![0.0; p * (p + 1) / 2],
+            risk: vec![0.0; n],
         }
     }
 
@@ -501,110 +565,244 @@ impl Workspace {
     }
 }
 
+/// One task's share of the log partial likelihood, score and information, and its scratch.
+struct Acc {
+    loglik: f64,
+    u: Vec<f64>,
+    imat: Vec<f64>,
+    a: Vec<f64>,
+    a2: Vec<f64>,
+    cmat: Vec<f64>,
+    cmat2: Vec<f64>,
+    xb: Vec<f64>,
+}
+
+impl Acc {
+    fn new(p: usize) -> Self {
+        let t = p * (p + 1) / 2;
+        Acc {
+            loglik: 0.0,
+            u: vec![0.0; p],
+            imat: vec![0.0; t],
+            a: vec![0.0; p],
+            a2: vec![0.0; p],
+            cmat: vec![0.0; t],
+            cmat2: vec![0.0; t],
+            xb: vec![0.0; p],
+        }
+    }
+}
+
+/// Add `risk * x` to `a` and `risk * x x'` (lower triangle, packed) to `cmat`.
+#[inline]
+fn add_risk(a: &mut [f64], cmat: &mut [f64], risk: f64, x: &[f64]) {
+    let mut off = 0;
+    for (r, (aa, &xr)) in a.iter_mut().zip(x).enumerate() {
+        let rx = risk * xr;
+        *aa += rx;
+        let row = &mut cmat[off..off + r + 1];
+        for (cc, &xc) in row.iter_mut().zip(&x[..=r]) {
+            *cc += rx * xc;
+        }
+        off += r + 1;
+    }
+}
+
 impl Sorted {
     /// Log partial likelihood at `beta`; leaves the score in `ws.u` and the information in
     /// `ws.imat`. Mirrors coxfit6's accumulation (reverse time within each stratum).
+    ///
+    /// The risk-set sums run backwards in time through a whole stratum, so a segment's sums
+    /// start from the totals of the segments after it. Two parallel passes over the tasks:
+    /// the first computes each row's risk score and each segment's totals (sum of risk, of
+    /// risk x and of risk x x'); suffix sums of the totals, in segment order, give each
+    /// segment's starting sums; the second runs coxfit6's accumulation within each segment from
+    /// those. The tasks' shares are then added in task order.
     fn eval(&self, beta: &[f64], ws: &mut Workspace) -> f64 {
         let p = self.p;
-        let mut loglik = 0.0;
-        ws.u.iter_mut().for_each(|v| *v = 0.0);
-        ws.imat.iter_mut().for_each(|v| *v = 0.0);
-        for s in 0..self.start.len() - 1 {
-            let (lo, hi) = (self.start[s], self.start[s + 1]);
-            let mut denom = 0.0;
-            ws.a.iter_mut().for_each(|v| *v = 0.0);
-            ws.cmat.iter_mut().for_each(|v| *v = 0.0);
-            let mut i = hi;
-            while i > lo {
-                let t = self.times[i - 1];
-                let mut ndead = 0usize;
-                let mut denom2 = 0.0;
-                ws.a2.iter_mut().for_each(|v| *v = 0.0);
-                ws.cmat2.iter_mut().for_each(|v| *v = 0.0);
-                while i > lo && self.times[i - 1] == t {
-                    i -= 1;
-                    let x = &self.xs[i * p..(i + 1) * p];
-                    let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
-                    let risk = zbeta.exp();
-                    let (acc_a, acc_c) = if self.status[i] {
-                        ndead += 1;
-                        denom2 += risk;
-                        loglik += zbeta;
-                        for (u, xv) in ws.u.iter_mut().zip(x) {
-                            *u += xv;
+        let t = p * (p + 1) / 2;
+        let m = 1 + p + t; // denominator, a, cmat
+        let nseg = self.segments.len();
+
+        // Pass 1: risk scores and the totals of every segment that has an earlier one in its
+        // stratum (the first segment's totals are in no one's risk sets).
+        let mut risk_parts = Vec::with_capacity(self.tasks.len());
+        let mut rest = &mut ws.risk[..];
+        for task in &self.tasks {
+            let rows = self.segments[task.end - 1].hi - self.segments[task.start].lo;
+            let (head, tail) = rest.split_at_mut(rows);
+            risk_parts.push(head);
+            rest = tail;
+        }
+        let totals: Vec<Vec<f64>> = self
+            .tasks
+            .par_iter()
+            .zip(risk_parts)
+            .map(|(task, risk)| {
+                let row0 = self.segments[task.start].lo;
+                let mut tot = vec![0.0; task.len() * m];
+                for (k, seg) in self.segments[task.clone()].iter().enumerate() {
+                    let (denom, rest) = tot[k * m..(k + 1) * m].split_at_mut(1);
+                    let (a, cmat) = rest.split_at_mut(p);
+                    for i in (seg.lo..seg.hi).rev() {
+                        let x = &self.xs[i * p..(i + 1) * p];
+                        let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
+                        let r = zbeta.exp();
+                        risk[i - row0] = r;
+                        if !seg.first {
+                            denom[0] += r;
+                            add_risk(a, cmat, r, x);
                         }
-                        (&mut ws.a2, &mut ws.cmat2)
-                    } else {
-                        denom += risk;
-                        (&mut ws.a, &mut ws.cmat)
-                    };
-                    let mut off = 0;
-                    for (r, (aa, &xr)) in acc_a.iter_mut().zip(x).enumerate() {
-                        let rx = risk * xr;
-                        *aa += rx;
-                        let row = &mut acc_c[off..off + r + 1];
-                        for (cc, &xc) in row.iter_mut().zip(&x[..=r]) {
-                            *cc += rx * xc;
-                        }
-                        off += r + 1;
                     }
                 }
-                if ndead == 0 {
-                    continue;
+                tot
+            })
+            .collect();
+        let totals = totals.concat();
+        // Starting sums of each segment: the totals of the later segments of its stratum, added
+        // from the last segment backwards (the order the sequential pass meets them).
+        let mut starts = vec![0.0; nseg * m];
+        let mut run = vec![0.0; m];
+        for k in (0..nseg).rev() {
+            let seg = &self.segments[k];
+            if seg.last {
+                run.fill(0.0);
+            }
+            starts[k * m..(k + 1) * m].copy_from_slice(&run);
+            if !seg.first {
+                for (r, v) in run.iter_mut().zip(&totals[k * m..(k + 1) * m]) {
+                    *r += v;
                 }
-                if !self.efron || ndead == 1 {
-                    // Breslow (and any single death): all deaths in the risk set once.
-                    denom += denom2;
-                    let dw = ndead as f64;
-                    loglik -= dw * denom.ln();
-                    for r in 0..p {
-                        ws.a[r] += ws.a2[r];
-                    }
-                    for (c, c2) in ws.cmat.iter_mut().zip(&ws.cmat2) {
-                        *c += c2;
-                    }
-                    self.add_info(ws, denom, dw);
-                } else {
-                    // Efron: the deaths enter the denominator in ndead equal parts.
-                    // The increments are the same for every part: divide once, then add.
-                    let nd = ndead as f64;
-                    let d2 = denom2 / nd;
-                    for r in 0..p {
-                        ws.a2[r] /= nd;
-                    }
-                    for c2 in ws.cmat2.iter_mut() {
-                        *c2 /= nd;
-                    }
-                    for _ in 0..ndead {
-                        denom += d2;
-                        loglik -= denom.ln();
-                        for r in 0..p {
-                            ws.a[r] += ws.a2[r];
-                        }
-                        for (c, c2) in ws.cmat.iter_mut().zip(&ws.cmat2) {
-                            *c += c2;
-                        }
-                        self.add_info(ws, denom, 1.0);
-                    }
+            }
+        }
+
+        // Pass 2: each task's share.
+        let risk = &ws.risk;
+        let parts: Vec<Acc> = self
+            .tasks
+            .par_iter()
+            .map(|task| {
+                let mut acc = Acc::new(p);
+                for k in task.clone() {
+                    self.accumulate(
+                        &self.segments[k],
+                        &starts[k * m..(k + 1) * m],
+                        beta,
+                        risk,
+                        &mut acc,
+                    );
                 }
+                acc
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else {
+            ws.u.fill(0.0);
+            ws.imat.fill(0.0);
+            return 0.0;
+        };
+        let mut loglik = first.loglik;
+        ws.u.copy_from_slice(&first.u);
+        ws.imat.copy_from_slice(&first.imat);
+        for acc in parts {
+            loglik += acc.loglik;
+            for (u, v) in ws.u.iter_mut().zip(&acc.u) {
+                *u += v;
+            }
+            for (i, v) in ws.imat.iter_mut().zip(&acc.imat) {
+                *i += v;
             }
         }
         loglik
     }
 
+    /// coxfit6's accumulation over one segment, backwards in time, starting from the risk-set
+    /// sums `start` (denominator, a, cmat) of the later segments of its stratum.
+    fn accumulate(&self, seg: &Segment, start: &[f64], beta: &[f64], risk: &[f64], acc: &mut Acc) {
+        let p = self.p;
+        let (lo, hi) = (seg.lo, seg.hi);
+        let mut denom = start[0];
+        acc.a.copy_from_slice(&start[1..1 + p]);
+        acc.cmat.copy_from_slice(&start[1 + p..]);
+        let mut i = hi;
+        while i > lo {
+            let t = self.times[i - 1];
+            let mut ndead = 0usize;
+            let mut denom2 = 0.0;
+            acc.a2.iter_mut().for_each(|v| *v = 0.0);
+            acc.cmat2.iter_mut().for_each(|v| *v = 0.0);
+            while i > lo && self.times[i - 1] == t {
+                i -= 1;
+                let x = &self.xs[i * p..(i + 1) * p];
+                let r = risk[i];
+                if self.status[i] {
+                    ndead += 1;
+                    denom2 += r;
+                    // The same sum as pass 1's, so the same bits.
+                    let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
+                    acc.loglik += zbeta;
+                    for (u, xv) in acc.u.iter_mut().zip(x) {
+                        *u += xv;
+                    }
+                    add_risk(&mut acc.a2, &mut acc.cmat2, r, x);
+                } else {
+                    denom += r;
+                    add_risk(&mut acc.a, &mut acc.cmat, r, x);
+                }
+            }
+            if ndead == 0 {
+                continue;
+            }
+            if !self.efron || ndead == 1 {
+                // Breslow (and any single death): all deaths in the risk set once.
+                denom += denom2;
+                let dw = ndead as f64;
+                acc.loglik -= dw * denom.ln();
+                for r in 0..p {
+                    acc.a[r] += acc.a2[r];
+                }
+                for (c, c2) in acc.cmat.iter_mut().zip(&acc.cmat2) {
+                    *c += c2;
+                }
+                Self::add_info(p, acc, denom, dw);
+            } else {
+                // Efron: the deaths enter the denominator in ndead equal parts.
+                // The increments are the same for every part: divide once, then add.
+                let nd = ndead as f64;
+                let d2 = denom2 / nd;
+                for r in 0..p {
+                    acc.a2[r] /= nd;
+                }
+                for c2 in acc.cmat2.iter_mut() {
+                    *c2 /= nd;
+                }
+                for _ in 0..ndead {
+                    denom += d2;
+                    acc.loglik -= denom.ln();
+                    for r in 0..p {
+                        acc.a[r] += acc.a2[r];
+                    }
+                    for (c, c2) in acc.cmat.iter_mut().zip(&acc.cmat2) {
+                        *c += c2;
+                    }
+                    Self::add_info(p, acc, denom, 1.0);
+                }
+            }
+        }
+    }
+
     /// Subtract `w * xbar` from the score and add `w * (cmat / denom - xbar xbar')` to the
     /// information, where xbar = a / denom.
     #[inline]
-    fn add_info(&self, ws: &mut Workspace, denom: f64, w: f64) {
-        let p = self.p;
+    fn add_info(p: usize, acc: &mut Acc, denom: f64, w: f64) {
         for r in 0..p {
-            ws.xb[r] = ws.a[r] / denom;
-            ws.u[r] -= w * ws.xb[r];
+            acc.xb[r] = acc.a[r] / denom;
+            acc.u[r] -= w * acc.xb[r];
         }
         let mut idx = 0;
         for r in 0..p {
             for c in 0..=r {
-                ws.imat[idx] += w * (ws.cmat[idx] / denom - ws.xb[r] * ws.xb[c]);
+                acc.imat[idx] += w * (acc.cmat[idx] / denom - acc.xb[r] * acc.xb[c]);
                 idx += 1;
             }
         }
@@ -747,6 +945,16 @@ impl Sorted {
 /// Harrell's concordance of the linear predictor `lp` (higher = shorter survival) within strata,
 /// as `concordancefit(reverse = TRUE)` with R's tie rules. Rows are in ascending time within each
 /// stratum block. `None` when no pair is comparable.
+///
+/// Each death is compared with the rows still at risk after it (later times, and censorings at
+/// its own time, which count as followed longer): those with a lower predictor rank are
+/// concordant, an equal rank is a tie, a higher one discordant. Counting needs the rows at risk
+/// by rank, a Fenwick tree filled backwards in time. For two cores the rank axis is cut into
+/// [`RANK_RANGES`] ranges: each range's task sweeps all rows backwards in time but keeps a tree
+/// only for its own ranks (a quarter of the size, so it stays in cache), with a plain count of
+/// the rows below its range. The death of a range gets all its comparisons from that range's
+/// task. The counts are integers, added exactly, so the result does not depend on how the work
+/// is split.
 fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> Option<f64> {
     let n = lp.len();
     // Dense ranks of the predictor; exact equality is a tie, as R's match(risk, unique(risk)).
@@ -756,65 +964,178 @@ fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> O
         .map(|(i, &v)| (sort_key(v), i as u32))
         .collect();
     radix_sort(&mut keyed);
+    let ranges = if n > CHUNK { RANK_RANGES } else { 1 };
+    // cuts[k]..cuts[k + 1]: the ranks of range k (1-based, as in the Fenwick tree).
+    let mut cuts = vec![1u32; ranges + 1];
     let mut rank = vec![0u32; n];
     let mut nr = 0u32;
+    let mut next_cut = 1;
     for k in 0..n {
         if k == 0 || keyed[k].0 != keyed[k - 1].0 {
             nr += 1;
+            // A new range starts at the first new rank at or after its share of the rows.
+            while next_cut < ranges && k >= next_cut * n / ranges {
+                cuts[next_cut] = nr;
+                next_cut += 1;
+            }
         }
-        rank[keyed[k].1 as usize] = nr; // 1-based for the Fenwick tree
+        rank[keyed[k].1 as usize] = nr;
     }
+    while next_cut <= ranges {
+        cuts[next_cut] = nr + 1;
+        next_cut += 1;
+    }
+    cuts[ranges] = nr + 1;
     drop(keyed);
-    let mut tree = Fenwick::new(nr);
-    // Count per rank alongside the tree: ties in the predictor without a second tree query.
-    let mut count = vec![0u32; nr as usize + 1];
-    let (mut conc, mut disc, mut tied) = (0.0f64, 0.0f64, 0.0f64);
-    for s in 0..start.len() - 1 {
-        let (lo, hi) = (start[s], start[s + 1]);
-        let mut inserted = 0usize;
-        let mut i = hi;
-        while i > lo {
+
+    // Comparable pairs: for each death, the rows at risk after it.
+    let pairs = || {
+        let mut pairs = 0u64;
+        for w in start.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            let mut inserted = 0u64;
+            let mut i = hi;
+            while i > lo {
+                let t = times[i - 1];
+                let mut j = i;
+                let mut deaths = 0u64;
+                while j > lo && times[j - 1] == t {
+                    j -= 1;
+                    deaths += u64::from(status[j]);
+                }
+                let censored = (i - j) as u64 - deaths;
+                pairs += deaths * (inserted + censored);
+                inserted += (i - j) as u64;
+                i = j;
+            }
+        }
+        pairs
+    };
+    let counts = || -> Vec<(u64, u64)> {
+        (0..ranges)
+            .into_par_iter()
+            .map(|k| concordant_in_range(&rank, status, times, start, cuts[k], cuts[k + 1]))
+            .collect()
+    };
+    let (pairs, counts) = rayon::join(pairs, counts);
+    let conc_n: u64 = counts.iter().map(|c| c.0).sum();
+    let tied_n: u64 = counts.iter().map(|c| c.1).sum();
+    let (conc, tied) = (conc_n as f64, tied_n as f64);
+    let disc = (pairs - conc_n - tied_n) as f64;
+    let total = conc + disc + tied;
+    (total > 0.0).then(|| (conc + tied / 2.0) / total)
+}
+
+/// Rank ranges of the concordance's parallel count (see [`concordance`]). Fixed, not the
+/// number of threads: four keeps two cores evenly busy while each sweep over the rows stays cheap.
+const RANK_RANGES: usize = 4;
+
+/// For the deaths whose predictor rank is in `lo..hi`: (concordant, tied) comparisons with the
+/// rows at risk after them, within their stratum.
+fn concordant_in_range(
+    rank: &[u32],
+    status: &[bool],
+    times: &[f64],
+    start: &[usize],
+    lo: u32,
+    hi: u32,
+) -> (u64, u64) {
+    if lo >= hi {
+        return (0, 0);
+    }
+    let mut at_risk = RangeCounts::new(lo, hi);
+    let (mut conc, mut tied) = (0u64, 0u64);
+    for w in start.windows(2) {
+        let (slo, shi) = (w[0], w[1]);
+        let mut i = shi;
+        while i > slo {
             let t = times[i - 1];
             let mut j = i;
-            while j > lo && times[j - 1] == t {
+            while j > slo && times[j - 1] == t {
                 j -= 1;
             }
             // Censored at t count as followed longer than the deaths at t: insert them first.
             for l in j..i {
                 if !status[l] {
-                    tree.add(rank[l]);
-                    count[rank[l] as usize] += 1;
-                    inserted += 1;
+                    at_risk.insert(rank[l]);
+                }
+            }
+            for l in j..i {
+                if status[l]
+                    && let Some((below, equal)) = at_risk.query(rank[l])
+                {
+                    conc += below;
+                    tied += equal;
                 }
             }
             for l in j..i {
                 if status[l] {
-                    let below = tree.prefix(rank[l] - 1) as usize;
-                    let equal = count[rank[l] as usize] as usize;
-                    conc += below as f64;
-                    tied += equal as f64;
-                    disc += (inserted - below - equal) as f64;
-                }
-            }
-            for l in j..i {
-                if status[l] {
-                    tree.add(rank[l]);
-                    count[rank[l] as usize] += 1;
-                    inserted += 1;
+                    at_risk.insert(rank[l]);
                 }
             }
             i = j;
         }
         // Undo this stratum's insertions (cheaper than a new tree when strata are many).
-        if hi < n {
-            for &r in &rank[lo..hi] {
-                tree.sub(r);
-                count[r as usize] -= 1;
+        if shi < rank.len() {
+            at_risk.clear(&rank[slo..shi]);
+        }
+    }
+    (conc, tied)
+}
+
+/// Rows at risk, counted by predictor rank for the ranks `lo..hi` and in total below `lo`.
+struct RangeCounts {
+    lo: u32,
+    hi: u32,
+    below: u64,
+    tree: Fenwick,
+    /// Count per rank alongside the tree: ties in the predictor without a second tree query.
+    count: Vec<u32>,
+}
+
+impl RangeCounts {
+    fn new(lo: u32, hi: u32) -> Self {
+        RangeCounts {
+            lo,
+            hi,
+            below: 0,
+            tree: Fenwick::new(hi - lo),
+            count: vec![0; (hi - lo) as usize + 1],
+        }
+    }
+
+    fn insert(&mut self, r: u32) {
+        if r < self.lo {
+            self.below += 1;
+        } else if r < self.hi {
+            let local = r - self.lo + 1;
+            self.tree.add(local);
+            self.count[local as usize] += 1;
+        }
+    }
+
+    /// For a rank in range: rows at risk with a lower rank, and with the same rank.
+    fn query(&self, r: u32) -> Option<(u64, u64)> {
+        (r >= self.lo && r < self.hi).then(|| {
+            let local = r - self.lo + 1;
+            (
+                self.below + u64::from(self.tree.prefix(local - 1)),
+                u64::from(self.count[local as usize]),
+            )
+        })
+    }
+
+    /// Remove the given rows' ranks (all inserted before).
+    fn clear(&mut self, ranks: &[u32]) {
+        self.below = 0;
+        for &r in ranks {
+            if r >= self.lo && r < self.hi {
+                let local = r - self.lo + 1;
+                self.tree.sub(local);
+                self.count[local as usize] -= 1;
             }
         }
     }
-    let total = conc + disc + tied;
-    (total > 0.0).then(|| (conc + tied / 2.0) / total)
 }
 
 /// Counts by rank, with prefix sums in O(log n).

@@ -284,8 +284,11 @@ fn check_rank(m: &ModelMatrix) -> Result<()> {
         )));
     }
     let xs = m.x.as_slice();
-    let r = crate::qr::r_factor(n, p, |j, i0, out| {
-        out.copy_from_slice(&xs[j * n + i0..j * n + i0 + out.len()])
+    let r = crate::qr::r_factor(n, p, |i0, b, blk| {
+        for j in 0..p {
+            let dst = &mut blk[j * crate::qr::BLOCK..j * crate::qr::BLOCK + b];
+            dst.copy_from_slice(&xs[j * n + i0..j * n + i0 + b]);
+        }
     });
     for j in 0..p {
         let col = &r[j * p..j * p + j + 1];
