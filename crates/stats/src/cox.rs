@@ -229,8 +229,8 @@ pub fn cox<S: AsRef<str>>(
             }
         });
     let status: Vec<bool> = rows.par_iter().map(|&r| event[r as usize]).collect();
-    let segments = segments(&times, &start);
-    let tasks = tasks(&segments);
+    let segments = segments(&times, &start, CHUNK);
+    let tasks = tasks(&segments, CHUNK);
     let data = Sorted {
         p,
         xs,
@@ -432,7 +432,8 @@ pub fn cox<S: AsRef<str>>(
                 *l = (0..p).map(|j| x[j] * beta_s[j]).sum();
             }
         });
-    let concordance = concordance(&lp, &data.status, &data.times, &data.start);
+    let ranges = if n > CHUNK { RANK_RANGES } else { 1 };
+    let concordance = concordance(&lp, &data.status, &data.times, &data.start, ranges);
 
     Ok(Cox {
         ties: options.ties,
@@ -488,13 +489,13 @@ struct Segment {
     last: bool,
 }
 
-fn segments(times: &[f64], start: &[usize]) -> Vec<Segment> {
-    let mut out = Vec::with_capacity(times.len() / CHUNK + start.len());
+fn segments(times: &[f64], start: &[usize], chunk: usize) -> Vec<Segment> {
+    let mut out = Vec::with_capacity(times.len() / chunk + start.len());
     for w in start.windows(2) {
         let (lo, hi) = (w[0], w[1]);
         let mut a = lo;
         while a < hi {
-            let mut b = (a + CHUNK).min(hi);
+            let mut b = a.saturating_add(chunk).min(hi);
             while b < hi && times[b] == times[b - 1] {
                 b += 1;
             }
@@ -513,12 +514,12 @@ fn segments(times: &[f64], start: &[usize]) -> Vec<Segment> {
 /// Group consecutive segments into tasks of about [`CHUNK`] rows (many small strata make one
 /// task, a large stratum one task per segment). A task is computed sequentially, so up to
 /// [`CHUNK`] rows everything is one task, computed in exactly the sequential order.
-fn tasks(segments: &[Segment]) -> Vec<Range<usize>> {
+fn tasks(segments: &[Segment], chunk: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let (mut first, mut rows) = (0, 0);
     for (k, seg) in segments.iter().enumerate() {
         let len = seg.hi - seg.lo;
-        if k > first && rows + len > CHUNK {
+        if k > first && rows + len > chunk {
             out.push(first..k);
             (first, rows) = (k, 0);
         }
@@ -955,7 +956,13 @@ impl Sorted {
 /// the rows below its range. The death of a range gets all its comparisons from that range's
 /// task. The counts are integers, added exactly, so the result does not depend on how the work
 /// is split.
-fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> Option<f64> {
+fn concordance(
+    lp: &[f64],
+    status: &[bool],
+    times: &[f64],
+    start: &[usize],
+    ranges: usize,
+) -> Option<f64> {
     let n = lp.len();
     // Dense ranks of the predictor; exact equality is a tie, as R's match(risk, unique(risk)).
     let mut keyed: Vec<(u64, u32)> = lp
@@ -964,7 +971,6 @@ fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> O
         .map(|(i, &v)| (sort_key(v), i as u32))
         .collect();
     radix_sort(&mut keyed);
-    let ranges = if n > CHUNK { RANK_RANGES } else { 1 };
     // cuts[k]..cuts[k + 1]: the ranks of range k (1-based, as in the Fenwick tree).
     let mut cuts = vec![1u32; ranges + 1];
     let mut rank = vec![0u32; n];
@@ -1026,8 +1032,9 @@ fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> O
     (total > 0.0).then(|| (conc + tied / 2.0) / total)
 }
 
-/// Rank ranges of the concordance's parallel count (see [`concordance`]). Fixed, not the
-/// number of threads: four keeps two cores evenly busy while each sweep over the rows stays cheap.
+/// Rank ranges of the concordance's parallel count above [`CHUNK`] rows (see [`concordance`]).
+/// Any number gives the same result; four keeps two cores evenly busy while the extra sweeps
+/// over the rows stay cheap.
 const RANK_RANGES: usize = 4;
 
 /// For the deaths whose predictor rank is in `lo..hi`: (concordant, tied) comparisons with the
@@ -1273,6 +1280,143 @@ fn chinv2(m: &mut [f64], n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// splitmix64, uniform on [0, 1).
+    fn uniform(state: &mut u64) -> f64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Three strata of rows in fitting order, with many tied times (and runs of ties longer
+    /// than the segment sizes tested), about 60% deaths, three covariates.
+    fn fitting_order_data(efron: bool, chunk: usize, task_rows: usize) -> Sorted {
+        let mut st = 7u64;
+        let p = 3;
+        let sizes = [97, 1, 140];
+        let mut start = vec![0];
+        let (mut times, mut status, mut xs) = (Vec::new(), Vec::new(), Vec::new());
+        for &m in &sizes {
+            let mut t: Vec<f64> = (0..m).map(|_| (uniform(&mut st) * 12.0).floor()).collect();
+            t.sort_by(f64::total_cmp);
+            for v in t {
+                times.push(v);
+                status.push(uniform(&mut st) < 0.6);
+                xs.push(uniform(&mut st) - 0.5);
+                xs.push(f64::from(uniform(&mut st) < 0.4));
+                xs.push((uniform(&mut st) * 3.0).floor() - 1.0);
+            }
+            start.push(times.len());
+        }
+        let segments = segments(&times, &start, chunk);
+        let tasks = tasks(&segments, task_rows);
+        Sorted {
+            p,
+            xs,
+            status,
+            times,
+            start,
+            segments,
+            tasks,
+            efron,
+        }
+    }
+
+    #[test]
+    fn segments_keep_ties_and_strata_whole() {
+        for chunk in [1, 3, 8, 50, usize::MAX] {
+            let d = fitting_order_data(true, chunk, chunk);
+            let mut next = 0;
+            for seg in &d.segments {
+                assert_eq!(seg.lo, next, "segments cover the rows in order");
+                assert!(seg.hi > seg.lo);
+                next = seg.hi;
+                let stratum = d.start.partition_point(|&s| s <= seg.lo) - 1;
+                assert!(
+                    seg.hi <= d.start[stratum + 1],
+                    "a segment stays in its stratum"
+                );
+                assert_eq!(seg.first, seg.lo == d.start[stratum]);
+                assert_eq!(seg.last, seg.hi == d.start[stratum + 1]);
+                if !seg.last {
+                    assert_ne!(d.times[seg.hi - 1], d.times[seg.hi], "a tie is never split");
+                }
+            }
+            assert_eq!(next, d.times.len());
+            let mut next = 0;
+            for task in &d.tasks {
+                assert_eq!(task.start, next);
+                next = task.end;
+            }
+            assert_eq!(next, d.segments.len());
+        }
+    }
+
+    #[test]
+    fn segmented_eval_matches_one_pass() {
+        // One segment and one task is coxfit6's sequential pass (the R-validated path); any cut
+        // into segments and tasks must give the same likelihood, score and information up to
+        // rounding.
+        let beta = [0.7, -0.4, 0.25];
+        for efron in [true, false] {
+            let whole = fitting_order_data(efron, usize::MAX, usize::MAX);
+            assert_eq!(whole.tasks.len(), 1);
+            let mut ws = Workspace::new(3, whole.times.len());
+            let ll = whole.eval(&beta, &mut ws);
+            let (u, imat) = (ws.u.clone(), ws.imat.clone());
+            for (chunk, task_rows) in [(1, 1), (4, 4), (10, 25), (30, 1000), (64, 64)] {
+                let d = fitting_order_data(efron, chunk, task_rows);
+                assert!(d.segments.len() > 3);
+                assert_eq!(d.tasks.len() == 1, task_rows >= d.times.len());
+                let mut ws = Workspace::new(3, d.times.len());
+                let ll2 = d.eval(&beta, &mut ws);
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(1.0);
+                assert!(close(ll, ll2), "{chunk}: {ll} vs {ll2}");
+                for (a, b) in u.iter().zip(&ws.u).chain(imat.iter().zip(&ws.imat)) {
+                    assert!(close(*a, *b), "{chunk}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concordance_matches_pair_count_for_any_rank_ranges() {
+        let d = fitting_order_data(true, usize::MAX, usize::MAX);
+        let n = d.times.len();
+        let mut st = 3u64;
+        // Few distinct predictor values, so ties in the predictor are common.
+        let lp: Vec<f64> = (0..n)
+            .map(|_| (uniform(&mut st) * 9.0).floor() * 0.5)
+            .collect();
+        // Every pair by definition: a death against any row of its stratum still at risk after
+        // it (a later time, or censored at the same time).
+        let (mut conc, mut disc, mut tied) = (0.0, 0.0, 0.0);
+        for w in d.start.windows(2) {
+            for i in w[0]..w[1] {
+                for j in w[0]..w[1] {
+                    let at_risk =
+                        d.times[j] > d.times[i] || (d.times[j] == d.times[i] && !d.status[j]);
+                    if d.status[i] && at_risk {
+                        if lp[i] > lp[j] {
+                            conc += 1.0;
+                        } else if lp[i] == lp[j] {
+                            tied += 1.0;
+                        } else {
+                            disc += 1.0;
+                        }
+                    }
+                }
+            }
+        }
+        let want = (conc + tied / 2.0) / (conc + disc + tied);
+        for ranges in 1..=9 {
+            let got = concordance(&lp, &d.status, &d.times, &d.start, ranges);
+            assert_eq!(got, Some(want), "{ranges} rank ranges");
+        }
+    }
 
     #[test]
     fn cholesky_inverse_matches_direct() {

@@ -121,8 +121,14 @@ mod tests {
 
     #[test]
     fn r_factor_matches_cholesky_of_gram_matrix() {
-        // 1000 x 4, deterministic, several blocks and a partial last block.
-        let n = 1000;
+        // 1000 x 4 (several blocks and a partial last block: one chunk), then 3 chunks and a
+        // partial one (their R factors combined by the TSQR reduction).
+        for n in [1000, 3 * CHUNK + 1000] {
+            check_against_cholesky(n);
+        }
+    }
+
+    fn check_against_cholesky(n: usize) {
         let a = DMatrix::from_fn(n, 4, |i, j| {
             let t = i as f64;
             match j {
