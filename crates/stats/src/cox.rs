@@ -188,46 +188,63 @@ pub fn cox<S: AsRef<str>>(
     }
 
     // One sort by time, then by stratum (stable): ascending time within each stratum block.
-    // Centring and scaling as coxfit6 (scale = 1 / mean |x - mean|): Newton-Raphson is invariant
-    // to it, but it keeps the information matrix well conditioned and the tolerances meaningful.
-    // The two are independent, so they run side by side (each column sequentially, as before).
-    let (sorted, centring) = rayon::join(
+    // Independent of it, and run alongside: centring and scaling as coxfit6 (scale = 1 / mean
+    // |x - mean|; Newton-Raphson is invariant to it, but it keeps the information matrix well
+    // conditioned and the tolerances meaningful), then the centred, scaled rows in input order
+    // (a transpose), so that each row is later copied whole to its sorted position: one random
+    // read of p adjacent values per row instead of p scattered ones. Each column's sums and each
+    // value are computed as in a sequential pass; only the order of the memory accesses changes.
+    let (sorted, centred) = rayon::join(
         || sort_times(time),
-        || {
-            cols.par_iter()
+        // Err(j): covariate j is constant.
+        || -> std::result::Result<(Vec<f64>, Vec<f64>), usize> {
+            let centring: Vec<(f64, f64)> = cols
+                .par_iter()
                 .map(|col| {
                     let m = sum8(col.iter().copied()) / n as f64;
                     let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
                     (m, mad)
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            let mut means = vec![0.0; p];
+            let mut scale = vec![1.0; p];
+            for (j, &(m, mad)) in centring.iter().enumerate() {
+                if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
+                    return Err(j);
+                }
+                means[j] = m;
+                scale[j] = 1.0 / mad;
+            }
+            let mut unsorted = vec![0.0; n * p];
+            unsorted
+                .par_chunks_mut(CHUNK * p)
+                .enumerate()
+                .for_each(|(c, dst)| {
+                    for (k, d) in dst.chunks_exact_mut(p).enumerate() {
+                        for (j, v) in d.iter_mut().enumerate() {
+                            *v = (cols[j][c * CHUNK + k] - means[j]) * scale[j];
+                        }
+                    }
+                });
+            Ok((scale, unsorted))
         },
     );
+    let (scale, unsorted) = centred.map_err(|j| {
+        StatsError::new(format!(
+            "{WHAT}: covariate \"{}\" is constant, so its coefficient cannot be estimated",
+            name(j)
+        ))
+    })?;
     let (rows, times, start) = partition_by(sorted, strata, ns);
-    let mut means = vec![0.0; p];
-    let mut scale = vec![1.0; p];
-    for (j, &(m, mad)) in centring.iter().enumerate() {
-        if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
-            return Err(StatsError::new(format!(
-                "{WHAT}: covariate \"{}\" is constant, so its coefficient cannot be estimated",
-                name(j)
-            )));
-        }
-        means[j] = m;
-        scale[j] = 1.0 / mad;
-    }
-    // Gather each sorted row from the column-major input, row chunks in parallel (every value is
-    // computed as before; only the order of the memory accesses changes).
     let mut xs = vec![0.0; n * p];
     xs.par_chunks_mut(CHUNK * p)
         .zip(rows.par_chunks(CHUNK))
         .for_each(|(dst, rows)| {
             for (d, &r) in dst.chunks_exact_mut(p).zip(rows) {
-                for (j, v) in d.iter_mut().enumerate() {
-                    *v = (cols[j][r as usize] - means[j]) * scale[j];
-                }
+                d.copy_from_slice(&unsorted[r as usize * p..(r as usize + 1) * p]);
             }
         });
+    drop(unsorted);
     let status: Vec<bool> = rows.par_iter().map(|&r| event[r as usize]).collect();
     let segments = segments(&times, &start, CHUNK);
     let tasks = tasks(&segments, CHUNK);
@@ -639,25 +656,7 @@ impl Sorted {
             .tasks
             .par_iter()
             .zip(risk_parts)
-            .map(|(task, risk)| {
-                let row0 = self.segments[task.start].lo;
-                let mut tot = vec![0.0; task.len() * m];
-                for (k, seg) in self.segments[task.clone()].iter().enumerate() {
-                    let (denom, rest) = tot[k * m..(k + 1) * m].split_at_mut(1);
-                    let (a, cmat) = rest.split_at_mut(p);
-                    for i in (seg.lo..seg.hi).rev() {
-                        let x = &self.xs[i * p..(i + 1) * p];
-                        let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
-                        let r = zbeta.exp();
-                        risk[i - row0] = r;
-                        if !seg.first {
-                            denom[0] += r;
-                            add_risk(a, cmat, r, x);
-                        }
-                    }
-                }
-                tot
-            })
+            .map(|(task, risk)| self.risk_and_totals(task.clone(), beta, risk))
             .collect();
         let totals = totals.concat();
         // Starting sums of each segment: the totals of the later segments of its stratum, added
@@ -715,6 +714,31 @@ impl Sorted {
             }
         }
         loglik
+    }
+
+    /// Pass 1 of [`Sorted::eval`] for the segments `task`: the risk scores of their rows (into
+    /// `risk`, which starts at the task's first row) and each segment's totals (denominator, a,
+    /// cmat), zero for a first segment, whose totals no one needs.
+    fn risk_and_totals(&self, task: Range<usize>, beta: &[f64], risk: &mut [f64]) -> Vec<f64> {
+        let p = self.p;
+        let m = 1 + p + p * (p + 1) / 2;
+        let row0 = self.segments[task.start].lo;
+        let mut tot = vec![0.0; task.len() * m];
+        for (k, seg) in self.segments[task].iter().enumerate() {
+            let (denom, rest) = tot[k * m..(k + 1) * m].split_at_mut(1);
+            let (a, cmat) = rest.split_at_mut(p);
+            for i in (seg.lo..seg.hi).rev() {
+                let x = &self.xs[i * p..(i + 1) * p];
+                let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
+                let r = zbeta.exp();
+                risk[i - row0] = r;
+                if !seg.first {
+                    denom[0] += r;
+                    add_risk(a, cmat, r, x);
+                }
+            }
+        }
+        tot
     }
 
     /// coxfit6's accumulation over one segment, backwards in time, starting from the risk-set
@@ -948,14 +972,14 @@ impl Sorted {
 /// stratum block. `None` when no pair is comparable.
 ///
 /// Each death is compared with the rows still at risk after it (later times, and censorings at
-/// its own time, which count as followed longer): those with a lower predictor rank are
-/// concordant, an equal rank is a tie, a higher one discordant. Counting needs the rows at risk
-/// by rank, a Fenwick tree filled backwards in time. For two cores the rank axis is cut into
-/// [`RANK_RANGES`] ranges: each range's task sweeps all rows backwards in time but keeps a tree
-/// only for its own ranks (a quarter of the size, so it stays in cache), with a plain count of
-/// the rows below its range. The death of a range gets all its comparisons from that range's
-/// task. The counts are integers, added exactly, so the result does not depend on how the work
-/// is split.
+/// its own time, which count as followed longer): those with a lower predictor are concordant,
+/// an equal one is a tie, a higher one discordant. Counting needs the rows at risk ordered by
+/// predictor, a Fenwick tree over predictor ranks filled backwards in time. To use more than
+/// one core, the predictor's values are cut into `ranges` intervals of about equal size (at
+/// quantiles of a fixed sample): each interval's task ranks only its own rows (a smaller sort)
+/// and sweeps all rows backwards in time, keeping its tree for its own rows and a plain count of
+/// the rows below its interval. A death gets all its comparisons from its interval's task. The
+/// counts are integers, added exactly, so the result does not depend on how the work is split.
 fn concordance(
     lp: &[f64],
     status: &[bool],
@@ -963,36 +987,9 @@ fn concordance(
     start: &[usize],
     ranges: usize,
 ) -> Option<f64> {
-    let n = lp.len();
-    // Dense ranks of the predictor; exact equality is a tie, as R's match(risk, unique(risk)).
-    let mut keyed: Vec<(u64, u32)> = lp
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (sort_key(v), i as u32))
-        .collect();
-    radix_sort(&mut keyed);
-    // cuts[k]..cuts[k + 1]: the ranks of range k (1-based, as in the Fenwick tree).
-    let mut cuts = vec![1u32; ranges + 1];
-    let mut rank = vec![0u32; n];
-    let mut nr = 0u32;
-    let mut next_cut = 1;
-    for k in 0..n {
-        if k == 0 || keyed[k].0 != keyed[k - 1].0 {
-            nr += 1;
-            // A new range starts at the first new rank at or after its share of the rows.
-            while next_cut < ranges && k >= next_cut * n / ranges {
-                cuts[next_cut] = nr;
-                next_cut += 1;
-            }
-        }
-        rank[keyed[k].1 as usize] = nr;
-    }
-    while next_cut <= ranges {
-        cuts[next_cut] = nr + 1;
-        next_cut += 1;
-    }
-    cuts[ranges] = nr + 1;
-    drop(keyed);
+    // Order-preserving integer keys; exact equality is a tie, as R's match(risk, unique(risk)).
+    let keys: Vec<u64> = lp.par_iter().map(|&v| sort_key(v)).collect();
+    let bounds = key_ranges(&keys, ranges);
 
     // Comparable pairs: for each death, the rows at risk after it.
     let pairs = || {
@@ -1018,9 +1015,9 @@ fn concordance(
         pairs
     };
     let counts = || -> Vec<(u64, u64)> {
-        (0..ranges)
-            .into_par_iter()
-            .map(|k| concordant_in_range(&rank, status, times, start, cuts[k], cuts[k + 1]))
+        bounds
+            .par_iter()
+            .map(|&(lo, hi)| concordant_in_range(&keys, status, times, start, lo, hi))
             .collect()
     };
     let (pairs, counts) = rayon::join(pairs, counts);
@@ -1032,117 +1029,121 @@ fn concordance(
     (total > 0.0).then(|| (conc + tied / 2.0) / total)
 }
 
+/// Cut the key axis into at most `ranges` inclusive intervals `(lo, hi)` covering every u64, at
+/// quantiles of every (n / 4096)-th key: deterministic, and about n / ranges rows each unless
+/// the keys are heavily tied (then fewer intervals).
+fn key_ranges(keys: &[u64], ranges: usize) -> Vec<(u64, u64)> {
+    let stride = (keys.len() / 4096).max(1);
+    let mut sample: Vec<u64> = keys.iter().step_by(stride).copied().collect();
+    sample.sort_unstable();
+    let mut cuts: Vec<u64> = (1..ranges)
+        .map(|k| sample[k * sample.len() / ranges])
+        .filter(|&c| c > 0)
+        .collect();
+    cuts.dedup();
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut lo = 0u64;
+    for c in cuts {
+        out.push((lo, c - 1));
+        lo = c;
+    }
+    out.push((lo, u64::MAX));
+    out
+}
+
 /// Rank ranges of the concordance's parallel count above [`CHUNK`] rows (see [`concordance`]).
 /// Any number gives the same result; four keeps two cores evenly busy while the extra sweeps
 /// over the rows stay cheap.
 const RANK_RANGES: usize = 4;
 
-/// For the deaths whose predictor rank is in `lo..hi`: (concordant, tied) comparisons with the
-/// rows at risk after them, within their stratum.
+/// For the deaths whose key is in `lo..=hi`: (concordant, tied) comparisons with the rows at risk
+/// after them, within their stratum. Rows outside the interval only need counting (those below
+/// it are all lower), done without branches; rows inside go to the tree.
 fn concordant_in_range(
-    rank: &[u32],
+    keys: &[u64],
     status: &[bool],
     times: &[f64],
     start: &[usize],
-    lo: u32,
-    hi: u32,
+    lo: u64,
+    hi: u64,
 ) -> (u64, u64) {
-    if lo >= hi {
+    let inside = |k: u64| k >= lo && k <= hi;
+    // This interval's rows in row order, then their dense ranks (1-based) among themselves.
+    let mut mine: Vec<(u64, u32)> = keys
+        .iter()
+        .filter(|&&k| inside(k))
+        .enumerate()
+        .map(|(j, &k)| (k, j as u32))
+        .collect();
+    if mine.is_empty() {
         return (0, 0);
     }
-    let mut at_risk = RangeCounts::new(lo, hi);
+    let mut local = vec![0u32; mine.len()];
+    radix_sort(&mut mine);
+    let mut nr = 0u32;
+    for k in 0..mine.len() {
+        if k == 0 || mine[k].0 != mine[k - 1].0 {
+            nr += 1;
+        }
+        local[mine[k].1 as usize] = nr;
+    }
+    drop(mine);
+
+    let mut tree = Fenwick::new(nr);
+    // Count per rank alongside the tree: ties in the predictor without a second tree query.
+    let mut count = vec![0u32; nr as usize + 1];
+    let mut deaths: Vec<u32> = Vec::new(); // the interval's deaths at the current time
     let (mut conc, mut tied) = (0u64, 0u64);
-    for w in start.windows(2) {
+    // Backwards through the rows: strata last to first, times last to first. `next` counts the
+    // interval's rows not yet visited, so local[next - 1] is the rank of the next one met.
+    let mut next = local.len();
+    for w in start.windows(2).rev() {
         let (slo, shi) = (w[0], w[1]);
+        let stratum_end = next;
+        let mut below = 0u64; // rows at risk with a key under the interval
         let mut i = shi;
         while i > slo {
             let t = times[i - 1];
-            let mut j = i;
-            while j > slo && times[j - 1] == t {
-                j -= 1;
-            }
-            // Censored at t count as followed longer than the deaths at t: insert them first.
-            for l in j..i {
-                if !status[l] {
-                    at_risk.insert(rank[l]);
+            deaths.clear();
+            let (mut censored_below, mut deaths_below) = (0u64, 0u64);
+            while i > slo && times[i - 1] == t {
+                i -= 1;
+                let (k, dead) = (keys[i], status[i]);
+                let under = k < lo;
+                censored_below += u64::from(under & !dead);
+                deaths_below += u64::from(under & dead);
+                if !under && k <= hi {
+                    next -= 1;
+                    let r = local[next];
+                    if dead {
+                        deaths.push(r);
+                    } else {
+                        // Censored at t count as followed longer than the deaths at t.
+                        tree.add(r);
+                        count[r as usize] += 1;
+                    }
                 }
             }
-            for l in j..i {
-                if status[l]
-                    && let Some((below, equal)) = at_risk.query(rank[l])
-                {
-                    conc += below;
-                    tied += equal;
-                }
+            below += censored_below;
+            for &r in &deaths {
+                conc += below + u64::from(tree.prefix(r - 1));
+                tied += u64::from(count[r as usize]);
             }
-            for l in j..i {
-                if status[l] {
-                    at_risk.insert(rank[l]);
-                }
+            for &r in &deaths {
+                tree.add(r);
+                count[r as usize] += 1;
             }
-            i = j;
+            below += deaths_below;
         }
         // Undo this stratum's insertions (cheaper than a new tree when strata are many).
-        if shi < rank.len() {
-            at_risk.clear(&rank[slo..shi]);
+        if next > 0 {
+            for &r in &local[next..stratum_end] {
+                tree.sub(r);
+                count[r as usize] -= 1;
+            }
         }
     }
     (conc, tied)
-}
-
-/// Rows at risk, counted by predictor rank for the ranks `lo..hi` and in total below `lo`.
-struct RangeCounts {
-    lo: u32,
-    hi: u32,
-    below: u64,
-    tree: Fenwick,
-    /// Count per rank alongside the tree: ties in the predictor without a second tree query.
-    count: Vec<u32>,
-}
-
-impl RangeCounts {
-    fn new(lo: u32, hi: u32) -> Self {
-        RangeCounts {
-            lo,
-            hi,
-            below: 0,
-            tree: Fenwick::new(hi - lo),
-            count: vec![0; (hi - lo) as usize + 1],
-        }
-    }
-
-    fn insert(&mut self, r: u32) {
-        if r < self.lo {
-            self.below += 1;
-        } else if r < self.hi {
-            let local = r - self.lo + 1;
-            self.tree.add(local);
-            self.count[local as usize] += 1;
-        }
-    }
-
-    /// For a rank in range: rows at risk with a lower rank, and with the same rank.
-    fn query(&self, r: u32) -> Option<(u64, u64)> {
-        (r >= self.lo && r < self.hi).then(|| {
-            let local = r - self.lo + 1;
-            (
-                self.below + u64::from(self.tree.prefix(local - 1)),
-                u64::from(self.count[local as usize]),
-            )
-        })
-    }
-
-    /// Remove the given rows' ranks (all inserted before).
-    fn clear(&mut self, ranks: &[u32]) {
-        self.below = 0;
-        for &r in ranks {
-            if r >= self.lo && r < self.hi {
-                let local = r - self.lo + 1;
-                self.tree.sub(local);
-                self.count[local as usize] -= 1;
-            }
-        }
-    }
 }
 
 /// Counts by rank, with prefix sums in O(log n).
@@ -1415,6 +1416,32 @@ mod tests {
         for ranges in 1..=9 {
             let got = concordance(&lp, &d.status, &d.times, &d.start, ranges);
             assert_eq!(got, Some(want), "{ranges} rank ranges");
+        }
+    }
+
+    #[test]
+    fn concordance_of_many_rows_is_the_same_for_any_rank_ranges() {
+        // 100,000 rows in two strata: the sampled interval cuts are real quantiles here, and
+        // every task sorts tens of thousands of keys.
+        let mut st = 9u64;
+        let n = 100_000;
+        let start = vec![0, 60_000, n];
+        let mut times = Vec::with_capacity(n);
+        for w in start.windows(2) {
+            let mut t: Vec<f64> = (w[0]..w[1])
+                .map(|_| (uniform(&mut st) * 500.0).round() / 10.0)
+                .collect();
+            t.sort_by(f64::total_cmp);
+            times.extend(t);
+        }
+        let status: Vec<bool> = (0..n).map(|_| uniform(&mut st) < 0.7).collect();
+        let lp: Vec<f64> = (0..n)
+            .map(|_| (uniform(&mut st) * 2000.0).round() / 1000.0 - 1.0)
+            .collect();
+        let one = concordance(&lp, &status, &times, &start, 1);
+        assert!(one.is_some_and(|c| (0.45..0.55).contains(&c)), "{one:?}");
+        for ranges in 2..=6 {
+            assert_eq!(concordance(&lp, &status, &times, &start, ranges), one);
         }
     }
 
