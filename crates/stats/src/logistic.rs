@@ -76,7 +76,8 @@ pub struct LogisticFit {
     pub linear_predictor: Vec<f64>,
 }
 
-// R's binomial()$linkinv and $mu.eta (family.c) bound the linear predictor at +-30.
+// R's binomial()$linkinv and $mu.eta (family.c) bound the linear predictor at +-30; `link`
+// computes both.
 const THRESH: f64 = 30.0;
 const MTHRESH: f64 = -30.0;
 
@@ -91,13 +92,14 @@ fn linkinv(eta: f64) -> f64 {
     tmp / (1.0 + tmp)
 }
 
-fn mu_eta(eta: f64) -> f64 {
-    if !(MTHRESH..=THRESH).contains(&eta) {
-        f64::EPSILON
-    } else {
+/// `(linkinv(eta), mu_eta(eta))` with one `exp`, bit for bit the values of the two.
+fn link(eta: f64) -> (f64, f64) {
+    if (MTHRESH..=THRESH).contains(&eta) {
         let e = eta.exp();
         let op = 1.0 + e;
-        e / (op * op)
+        (e / op, e / (op * op))
+    } else {
+        (linkinv(eta), f64::EPSILON)
     }
 }
 
@@ -120,20 +122,38 @@ fn deviance_at(y: &[f64], mu: f64) -> f64 {
         .sum()
 }
 
-/// Run `f(first_row, eta_chunk, mu_chunk)` on the row chunks of `eta` and `mu` (in parallel) and
-/// sum what it returns in chunk order (see `crate::par`: the same bits on any thread count).
-fn par_rows(
-    eta: &mut [f64],
-    mu: &mut [f64],
-    f: impl Fn(usize, &mut [f64], &mut [f64]) -> f64 + Sync,
-) -> f64 {
-    let parts: Vec<f64> = eta
-        .par_chunks_mut(CHUNK)
-        .zip(mu.par_chunks_mut(CHUNK))
-        .enumerate()
-        .map(|(c, (e, m))| f(c * CHUNK, e, m))
-        .collect();
-    ordered_sum(&parts)
+/// Per observation: the linear predictor, the fitted probability and d mu / d eta.
+struct Fitted {
+    eta: Vec<f64>,
+    mu: Vec<f64>,
+    mu_eta: Vec<f64>,
+}
+
+impl Fitted {
+    fn new(n: usize) -> Self {
+        Fitted {
+            eta: vec![0.0; n],
+            mu: vec![0.0; n],
+            mu_eta: vec![0.0; n],
+        }
+    }
+
+    /// Run `f(first_row, eta, mu, mu_eta)` on the row chunks (in parallel) and sum what it
+    /// returns in chunk order (see `crate::par`: the same bits on any thread count).
+    fn par_chunks(
+        &mut self,
+        f: impl Fn(usize, &mut [f64], &mut [f64], &mut [f64]) -> f64 + Sync,
+    ) -> f64 {
+        let parts: Vec<f64> = self
+            .eta
+            .par_chunks_mut(CHUNK)
+            .zip(self.mu.par_chunks_mut(CHUNK))
+            .zip(self.mu_eta.par_chunks_mut(CHUNK))
+            .enumerate()
+            .map(|(c, ((e, m), me))| f(c * CHUNK, e, m, me))
+            .collect();
+        ordered_sum(&parts)
+    }
 }
 
 /// Fit `y ~ X` by maximum likelihood with the logit link. `x` should contain the intercept
@@ -182,13 +202,12 @@ pub fn logistic_regression(
     let xm = &x.x;
 
     // glm.fit: mustart = (weights * y + 0.5) / (weights + 1), eta = linkfun(mustart).
-    let mut eta = vec![0.0; n];
-    let mut mu = vec![0.0; n];
-    let mut dev_old = par_rows(&mut eta, &mut mu, |lo, eta, mu| {
-        for ((e, m), &y) in eta.iter_mut().zip(mu.iter_mut()).zip(&yf[lo..]) {
+    let mut fit = Fitted::new(n);
+    let mut dev_old = fit.par_chunks(|lo, eta, mu, mu_eta| {
+        for (((e, m), me), &y) in eta.iter_mut().zip(mu.iter_mut()).zip(mu_eta).zip(&yf[lo..]) {
             let ms = (y + 0.5) / 2.0;
             *e = (ms / (1.0 - ms)).ln();
-            *m = linkinv(*e);
+            (*m, *me) = link(*e);
         }
         deviance(&yf[lo..lo + mu.len()], mu)
     });
@@ -200,14 +219,13 @@ pub fn logistic_regression(
     let mut dev = dev_old;
     let mut warnings = Vec::new();
 
-    // The next iterate's linear predictor and fitted values; swapped with eta and mu on success.
-    let mut new_eta = vec![0.0; n];
-    let mut new_mu = vec![0.0; n];
+    // The next iterate's values; swapped with `fit` on success.
+    let mut next = Fitted::new(n);
     for iter in 1..=options.max_iter {
         iterations = iter;
-        let (start, r) = weighted_ls(xm, &yf, &eta, &mu)?;
+        let (start, r) = weighted_ls(xm, &yf, &fit)?;
         let mut start = start;
-        dev = predict(xm, &start, &yf, &mut new_eta, &mut new_mu);
+        dev = predict(xm, &start, &yf, &mut next);
         // glm.fit halves the step while the deviance is not finite (cannot happen with the
         // bounded logit, kept for safety).
         let mut halvings = 0;
@@ -224,10 +242,9 @@ pub fn logistic_regression(
                 ));
             }
             start = (&start + old) / 2.0;
-            dev = predict(xm, &start, &yf, &mut new_eta, &mut new_mu);
+            dev = predict(xm, &start, &yf, &mut next);
         }
-        std::mem::swap(&mut eta, &mut new_eta);
-        std::mem::swap(&mut mu, &mut new_mu);
+        std::mem::swap(&mut fit, &mut next);
         coef = start;
         r_last = Some(r);
         if (dev - dev_old).abs() / (dev.abs() + 0.1) < options.epsilon {
@@ -238,6 +255,8 @@ pub fn logistic_regression(
         coef_old = Some(coef.clone());
     }
 
+    drop(next);
+    let Fitted { eta, mu, .. } = fit;
     if !converged {
         warnings.push(format!(
             "the logistic fit did not converge in {} iterations (glm.fit: algorithm did not converge)",
@@ -266,7 +285,6 @@ pub fn logistic_regression(
     // For 0/1 data with unit weights, -2 log-likelihood equals the deviance.
     let aic = dev + 2.0 * p as f64;
 
-    drop((new_eta, new_mu));
     let cov = r_last.as_ref().and_then(unscaled_covariance);
     let nd = Normal::standard();
     let zq = nd.inverse_cdf(1.0 - (1.0 - options.conf_level) / 2.0);
@@ -304,13 +322,13 @@ pub fn logistic_regression(
     })
 }
 
-/// The linear predictor `eta = X b` and fitted values `mu` at `b`, written into `eta` and `mu`;
-/// returns the deviance. One parallel pass over row chunks: each chunk's columns and outputs stay
+/// The linear predictor `eta = X b`, fitted values `mu` and d mu / d eta at `b`, written into
+/// `fit`; returns the deviance. One parallel pass over row chunks: each chunk's columns and outputs stay
 /// in cache while its predictor, inverse link and deviance terms are computed.
-fn predict(x: &DMatrix<f64>, b: &DVector<f64>, y: &[f64], eta: &mut [f64], mu: &mut [f64]) -> f64 {
+fn predict(x: &DMatrix<f64>, b: &DVector<f64>, y: &[f64], fit: &mut Fitted) -> f64 {
     let (n, p) = x.shape();
     let xs = x.as_slice();
-    par_rows(eta, mu, |lo, eta, mu| {
+    fit.par_chunks(|lo, eta, mu, mu_eta| {
         let hi = lo + eta.len();
         // Each row accumulates its terms in column order from -0.0 (as `Iterator::sum`), the
         // same for identical rows, so units with equal covariates get bit-identical predictions
@@ -323,8 +341,9 @@ fn predict(x: &DMatrix<f64>, b: &DVector<f64>, y: &[f64], eta: &mut [f64], mu: &
                 *e += v * bj;
             }
         }
-        for (m, &e) in mu.iter_mut().zip(eta.iter()) {
-            *m = linkinv(e);
+        // d mu / d eta too, for the next step's weights: one exp per row serves both.
+        for ((m, me), &e) in mu.iter_mut().zip(mu_eta.iter_mut()).zip(eta.iter()) {
+            (*m, *me) = link(e);
         }
         deviance(&y[lo..hi], mu)
     })
@@ -336,12 +355,8 @@ fn predict(x: &DMatrix<f64>, b: &DVector<f64>, y: &[f64], eta: &mut [f64], mu: &
 /// X'W's R, the last column above the diagonal is Q'(W z). The weights are computed block by
 /// block as the QR consumes them; neither W X nor the weights are stored. Returns the solution
 /// and the R factor.
-fn weighted_ls(
-    x: &DMatrix<f64>,
-    y: &[f64],
-    eta: &[f64],
-    mu: &[f64],
-) -> Result<(DVector<f64>, DMatrix<f64>)> {
+fn weighted_ls(x: &DMatrix<f64>, y: &[f64], fit: &Fitted) -> Result<(DVector<f64>, DMatrix<f64>)> {
+    let (eta, mu, mu_eta) = (&fit.eta, &fit.mu, &fit.mu_eta);
     let (n, p) = x.shape();
     let q = p + 1;
     let xs = x.as_slice();
@@ -349,13 +364,13 @@ fn weighted_ls(
         let mut w = [0.0f64; BLOCK];
         let rows = i0..i0 + b;
         let zw = &mut blk[p * BLOCK..p * BLOCK + b];
-        for (k, ((&e, &m), &yi)) in eta[rows.clone()]
+        for (k, (((&e, &m), &me), &yi)) in eta[rows.clone()]
             .iter()
             .zip(&mu[rows.clone()])
+            .zip(&mu_eta[rows.clone()])
             .zip(&y[rows.clone()])
             .enumerate()
         {
-            let me = mu_eta(e);
             let var = m * (1.0 - m);
             w[k] = (me * me / var).sqrt();
             zw[k] = (e + (yi - m) / me) * w[k];
@@ -418,6 +433,36 @@ mod unit {
         let nd = -2.0 * (17.0 * pb.ln() + 23.0 * (1.0 - pb).ln());
         assert!((fit.null_deviance - nd).abs() < 1e-10);
         assert!((fit.aic - fit.deviance - 4.0).abs() < 1e-12);
+    }
+
+    /// R's binomial()$mu.eta, as family.c computes it on its own.
+    fn mu_eta(eta: f64) -> f64 {
+        if !(MTHRESH..=THRESH).contains(&eta) {
+            f64::EPSILON
+        } else {
+            let e = eta.exp();
+            let op = 1.0 + e;
+            e / (op * op)
+        }
+    }
+
+    #[test]
+    fn link_is_linkinv_and_mu_eta_to_the_bit() {
+        let mut etas: Vec<f64> = (-40_000..=40_000).map(|i| f64::from(i) * 1e-3).collect();
+        etas.extend([
+            -30.0,
+            30.0,
+            -30.000001,
+            30.000001,
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+        ]);
+        for eta in etas {
+            let (mu, me) = link(eta);
+            assert_eq!(mu.to_bits(), linkinv(eta).to_bits(), "{eta}");
+            assert_eq!(me.to_bits(), mu_eta(eta).to_bits(), "{eta}");
+        }
     }
 
     #[test]
