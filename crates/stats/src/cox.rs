@@ -611,6 +611,31 @@ impl Acc {
     }
 }
 
+/// Subtract `w * xbar` from the score `u` and add `w * (cmat / denom - xbar xbar')` to the
+/// information, where xbar = a / denom (left in `xb`).
+#[inline]
+fn add_info(
+    u: &mut [f64],
+    imat: &mut [f64],
+    xb: &mut [f64],
+    a: &[f64],
+    cmat: &[f64],
+    denom: f64,
+    w: f64,
+) {
+    for ((x, u), &a) in xb.iter_mut().zip(u.iter_mut()).zip(a) {
+        *x = a / denom;
+        *u -= w * *x;
+    }
+    let mut idx = 0;
+    for r in 0..xb.len() {
+        for c in 0..=r {
+            imat[idx] += w * (cmat[idx] / denom - xb[r] * xb[c]);
+            idx += 1;
+        }
+    }
+}
+
 /// Add `risk * x` to `a` and `risk * x x'` (lower triangle, packed) to `cmat`.
 #[inline]
 fn add_risk(a: &mut [f64], cmat: &mut [f64], risk: f64, x: &[f64]) {
@@ -745,17 +770,32 @@ impl Sorted {
     /// sums `start` (denominator, a, cmat) of the later segments of its stratum.
     fn accumulate(&self, seg: &Segment, start: &[f64], beta: &[f64], risk: &[f64], acc: &mut Acc) {
         let p = self.p;
+        // Plain slices and a local sum: the optimiser keeps them in registers (through `acc`
+        // every store would force the fields to be reloaded).
+        let Acc {
+            loglik: acc_loglik,
+            u,
+            imat,
+            a,
+            a2,
+            cmat,
+            cmat2,
+            xb,
+        } = acc;
+        let (u, imat, xb) = (&mut u[..], &mut imat[..], &mut xb[..]);
+        let (a, a2, cmat, cmat2) = (&mut a[..], &mut a2[..], &mut cmat[..], &mut cmat2[..]);
+        let mut loglik = *acc_loglik;
         let (lo, hi) = (seg.lo, seg.hi);
         let mut denom = start[0];
-        acc.a.copy_from_slice(&start[1..1 + p]);
-        acc.cmat.copy_from_slice(&start[1 + p..]);
+        a.copy_from_slice(&start[1..1 + p]);
+        cmat.copy_from_slice(&start[1 + p..]);
         let mut i = hi;
         while i > lo {
             let t = self.times[i - 1];
             let mut ndead = 0usize;
             let mut denom2 = 0.0;
-            acc.a2.iter_mut().for_each(|v| *v = 0.0);
-            acc.cmat2.iter_mut().for_each(|v| *v = 0.0);
+            a2.fill(0.0);
+            cmat2.fill(0.0);
             while i > lo && self.times[i - 1] == t {
                 i -= 1;
                 let x = &self.xs[i * p..(i + 1) * p];
@@ -765,14 +805,14 @@ impl Sorted {
                     denom2 += r;
                     // The same sum as pass 1's, so the same bits.
                     let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
-                    acc.loglik += zbeta;
-                    for (u, xv) in acc.u.iter_mut().zip(x) {
+                    loglik += zbeta;
+                    for (u, xv) in u.iter_mut().zip(x) {
                         *u += xv;
                     }
-                    add_risk(&mut acc.a2, &mut acc.cmat2, r, x);
+                    add_risk(a2, cmat2, r, x);
                 } else {
                     denom += r;
-                    add_risk(&mut acc.a, &mut acc.cmat, r, x);
+                    add_risk(a, cmat, r, x);
                 }
             }
             if ndead == 0 {
@@ -782,55 +822,35 @@ impl Sorted {
                 // Breslow (and any single death): all deaths in the risk set once.
                 denom += denom2;
                 let dw = ndead as f64;
-                acc.loglik -= dw * denom.ln();
-                for r in 0..p {
-                    acc.a[r] += acc.a2[r];
+                loglik -= dw * denom.ln();
+                for (v, v2) in a.iter_mut().zip(a2.iter()) {
+                    *v += v2;
                 }
-                for (c, c2) in acc.cmat.iter_mut().zip(&acc.cmat2) {
+                for (c, c2) in cmat.iter_mut().zip(cmat2.iter()) {
                     *c += c2;
                 }
-                Self::add_info(p, acc, denom, dw);
+                add_info(u, imat, xb, a, cmat, denom, dw);
             } else {
                 // Efron: the deaths enter the denominator in ndead equal parts.
                 // The increments are the same for every part: divide once, then add.
                 let nd = ndead as f64;
                 let d2 = denom2 / nd;
-                for r in 0..p {
-                    acc.a2[r] /= nd;
-                }
-                for c2 in acc.cmat2.iter_mut() {
-                    *c2 /= nd;
-                }
+                a2.iter_mut().for_each(|v| *v /= nd);
+                cmat2.iter_mut().for_each(|c| *c /= nd);
                 for _ in 0..ndead {
                     denom += d2;
-                    acc.loglik -= denom.ln();
-                    for r in 0..p {
-                        acc.a[r] += acc.a2[r];
+                    loglik -= denom.ln();
+                    for (v, v2) in a.iter_mut().zip(a2.iter()) {
+                        *v += v2;
                     }
-                    for (c, c2) in acc.cmat.iter_mut().zip(&acc.cmat2) {
+                    for (c, c2) in cmat.iter_mut().zip(cmat2.iter()) {
                         *c += c2;
                     }
-                    Self::add_info(p, acc, denom, 1.0);
+                    add_info(u, imat, xb, a, cmat, denom, 1.0);
                 }
             }
         }
-    }
-
-    /// Subtract `w * xbar` from the score and add `w * (cmat / denom - xbar xbar')` to the
-    /// information, where xbar = a / denom.
-    #[inline]
-    fn add_info(p: usize, acc: &mut Acc, denom: f64, w: f64) {
-        for r in 0..p {
-            acc.xb[r] = acc.a[r] / denom;
-            acc.u[r] -= w * acc.xb[r];
-        }
-        let mut idx = 0;
-        for r in 0..p {
-            for c in 0..=r {
-                acc.imat[idx] += w * (acc.cmat[idx] / denom - acc.xb[r] * acc.xb[c]);
-                idx += 1;
-            }
-        }
+        *acc_loglik = loglik;
     }
 
     /// Score residuals (scaled coordinates, row-major, fitting order) at `beta`, as R's
