@@ -831,22 +831,48 @@ impl Sorted {
                 }
                 add_info(u, imat, xb, a, cmat, denom, dw);
             } else {
-                // Efron: the deaths enter the denominator in ndead equal parts.
-                // The increments are the same for every part: divide once, then add.
+                // Efron: the deaths enter the denominator in ndead equal parts. Part j
+                // (1..=ndead) has the sums D_j = D + j d2, A_j = A + j a2, C_j = C + j c2, with
+                // (d2, a2, c2) the deaths' sums over ndead, and adds A_j / D_j to the score's
+                // subtraction and C_j / D_j - A_j A_j' / D_j^2 to the information. Summed over
+                // the parts, that is the risk set's sums times five scalar sums over j, so the
+                // p x p work is done once per time, not once per death.
                 let nd = ndead as f64;
                 let d2 = denom2 / nd;
-                a2.iter_mut().for_each(|v| *v /= nd);
-                cmat2.iter_mut().for_each(|c| *c /= nd);
-                for _ in 0..ndead {
-                    denom += d2;
-                    loglik -= denom.ln();
-                    for (v, v2) in a.iter_mut().zip(a2.iter()) {
-                        *v += v2;
+                let (mut s1, mut t1, mut s2, mut t2, mut u2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                for j in 1..=ndead {
+                    let jf = j as f64;
+                    let dj = denom + jf * d2;
+                    loglik -= dj.ln();
+                    let inv = 1.0 / dj;
+                    let inv2 = inv * inv;
+                    s1 += inv;
+                    t1 += jf * inv;
+                    s2 += inv2;
+                    t2 += jf * inv2;
+                    u2 += jf * jf * inv2;
+                }
+                // a2 and cmat2 hold the deaths' totals: one part is 1/nd of them.
+                let (t1, t2, u2) = (t1 / nd, t2 / nd, u2 / (nd * nd));
+                for ((u, &a), &a2) in u.iter_mut().zip(a.iter()).zip(a2.iter()) {
+                    *u -= a * s1 + a2 * t1;
+                }
+                let mut idx = 0;
+                for r in 0..p {
+                    for c in 0..=r {
+                        let cross = a[r] * a2[c] + a2[r] * a[c];
+                        imat[idx] += cmat[idx] * s1 + cmat2[idx] * t1
+                            - (a[r] * a[c] * s2 + cross * t2 + a2[r] * a2[c] * u2);
+                        idx += 1;
                     }
-                    for (c, c2) in cmat.iter_mut().zip(cmat2.iter()) {
-                        *c += c2;
-                    }
-                    add_info(u, imat, xb, a, cmat, denom, 1.0);
+                }
+                // Afterwards every death is in the risk set of earlier times.
+                denom += denom2;
+                for (v, v2) in a.iter_mut().zip(a2.iter()) {
+                    *v += v2;
+                }
+                for (c, c2) in cmat.iter_mut().zip(cmat2.iter()) {
+                    *c += c2;
                 }
             }
         }
