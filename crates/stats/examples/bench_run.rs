@@ -34,8 +34,9 @@ unsafe extern "C" {
     fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
 }
 
-/// CPU time of this process (user + system), in seconds: less sensitive than wall time to other
-/// processes competing for the machine's cores (the kernels are single-threaded).
+/// CPU time of this process (user + system, all threads), in seconds. The kernels use every core
+/// (rayon), so CPU time above wall time shows the parallel share, and CPU time well below twice
+/// the wall time on two cores shows waiting (serial parts, or other processes on the machine).
 fn cpu_seconds() -> f64 {
     const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
     let mut ts = Timespec {

@@ -18,13 +18,16 @@
 //! sandwich variance). Cost: one sort by time, then O(n p^2) per Newton iteration; the concordance
 //! uses a Fenwick tree (O(n log n)).
 
+use crate::par::CHUNK;
 use crate::surv::{
     check_codes, check_response, chisq_sf, normal_two_sided, partition_by, radix_sort, sort_key,
     sort_times, z_for_level,
 };
 use crate::{Result, StatsError, finite};
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use serde::Serialize;
+use std::ops::Range;
 
 /// How tied event times enter the partial likelihood (R's `ties`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -143,18 +146,21 @@ pub fn cox<S: AsRef<str>>(
         return Err(StatsError::new(format!("{WHAT}: there are no covariates")));
     }
     let name = |j: usize| terms[j].as_ref();
-    for j in 0..p {
-        // A branch-free pass (it vectorises); the row is looked up only on failure.
-        let col = &x.as_slice()[j * n..(j + 1) * n];
-        if !col.iter().fold(true, |ok, v| ok & v.is_finite())
-            && let Some(i) = col.iter().position(|v| !v.is_finite())
-        {
-            return Err(StatsError::new(format!(
-                "{WHAT}: covariate \"{}\" is not a finite number in row {}",
-                name(j),
-                i + 1
-            )));
-        }
+    let cols: Vec<&[f64]> = (0..p).map(|j| &x.as_slice()[j * n..(j + 1) * n]).collect();
+    // A branch-free pass per column (it vectorises), columns in parallel; the row is looked up
+    // only on failure.
+    let finite_cols: Vec<bool> = cols
+        .par_iter()
+        .map(|col| col.iter().fold(true, |ok, v| ok & v.is_finite()))
+        .collect();
+    if let Some(j) = finite_cols.iter().position(|&ok| !ok)
+        && let Some(i) = cols[j].iter().position(|v| !v.is_finite())
+    {
+        return Err(StatsError::new(format!(
+            "{WHAT}: covariate \"{}\" is not a finite number in row {}",
+            name(j),
+            i + 1
+        )));
     }
     let events = event.iter().filter(|&&e| e).count();
     if events == 0 {
@@ -168,15 +174,10 @@ pub fn cox<S: AsRef<str>>(
             "{WHAT}: eps must be positive and iter_max at least 1"
         )));
     }
-    let zeros;
-    let strata = match options.strata {
-        Some(s) => s,
-        None => {
-            zeros = vec![0usize; n];
-            &zeros
-        }
+    let (strata, ns) = match options.strata {
+        Some(s) => (s, check_codes(WHAT, "strata", s, n)?),
+        None => (&[][..], 1), // one stratum: partition_by leaves the time order as it is
     };
-    let ns = check_codes(WHAT, "strata", strata, n)?;
     if let Some(c) = options.cluster
         && c.len() != n
     {
@@ -187,54 +188,79 @@ pub fn cox<S: AsRef<str>>(
     }
 
     // One sort by time, then by stratum (stable): ascending time within each stratum block.
-    let sorted = sort_times(time);
-    let (rows, times, start) = partition_by(&sorted.order, &sorted.time, strata, ns);
-    drop(sorted);
-
-    // Centre and scale as coxfit6 (scale = 1 / mean |x - mean|): Newton-Raphson is invariant to
-    // it, but it keeps the information matrix well conditioned and the tolerances meaningful.
-    let mut means = vec![0.0; p];
-    let mut scale = vec![1.0; p];
-    for j in 0..p {
-        let col = &x.as_slice()[j * n..(j + 1) * n];
-        let m = sum8(col.iter().copied()) / n as f64;
-        let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
-        if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
-            return Err(StatsError::new(format!(
-                "{WHAT}: covariate \"{}\" is constant, so its coefficient cannot be estimated",
-                name(j)
-            )));
-        }
-        means[j] = m;
-        scale[j] = 1.0 / mad;
-    }
-    // Scatter each input row to its sorted position: one random write of a whole row instead of
-    // p random reads (the input is column-major).
-    let mut pos = vec![0u32; n];
-    for (i, &r) in rows.iter().enumerate() {
-        pos[r as usize] = i as u32;
-    }
-    let cols: Vec<&[f64]> = (0..p).map(|j| &x.as_slice()[j * n..(j + 1) * n]).collect();
+    // Independent of it, and run alongside: centring and scaling as coxfit6 (scale = 1 / mean
+    // |x - mean|; Newton-Raphson is invariant to it, but it keeps the information matrix well
+    // conditioned and the tolerances meaningful), then the centred, scaled rows in input order
+    // (a transpose), so that each row is later copied whole to its sorted position: one random
+    // read of p adjacent values per row instead of p scattered ones. Each column's sums and each
+    // value are computed as in a sequential pass; only the order of the memory accesses changes.
+    let (sorted, centred) = rayon::join(
+        || sort_times(time),
+        // Err(j): covariate j is constant.
+        || -> std::result::Result<(Vec<f64>, Vec<f64>), usize> {
+            let centring: Vec<(f64, f64)> = cols
+                .par_iter()
+                .map(|col| {
+                    let m = sum8(col.iter().copied()) / n as f64;
+                    let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
+                    (m, mad)
+                })
+                .collect();
+            let mut means = vec![0.0; p];
+            let mut scale = vec![1.0; p];
+            for (j, &(m, mad)) in centring.iter().enumerate() {
+                if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
+                    return Err(j);
+                }
+                means[j] = m;
+                scale[j] = 1.0 / mad;
+            }
+            let mut unsorted = vec![0.0; n * p];
+            unsorted
+                .par_chunks_mut(CHUNK * p)
+                .enumerate()
+                .for_each(|(c, dst)| {
+                    for (k, d) in dst.chunks_exact_mut(p).enumerate() {
+                        for (j, v) in d.iter_mut().enumerate() {
+                            *v = (cols[j][c * CHUNK + k] - means[j]) * scale[j];
+                        }
+                    }
+                });
+            Ok((scale, unsorted))
+        },
+    );
+    let (scale, unsorted) = centred.map_err(|j| {
+        StatsError::new(format!(
+            "{WHAT}: covariate \"{}\" is constant, so its coefficient cannot be estimated",
+            name(j)
+        ))
+    })?;
+    let (rows, times, start) = partition_by(sorted, strata, ns);
     let mut xs = vec![0.0; n * p];
-    for (r, &i) in pos.iter().enumerate() {
-        let dst = &mut xs[i as usize * p..(i as usize + 1) * p];
-        for (j, d) in dst.iter_mut().enumerate() {
-            *d = (cols[j][r] - means[j]) * scale[j];
-        }
-    }
-    drop(pos);
-    let status: Vec<bool> = rows.iter().map(|&r| event[r as usize]).collect();
+    xs.par_chunks_mut(CHUNK * p)
+        .zip(rows.par_chunks(CHUNK))
+        .for_each(|(dst, rows)| {
+            for (d, &r) in dst.chunks_exact_mut(p).zip(rows) {
+                d.copy_from_slice(&unsorted[r as usize * p..(r as usize + 1) * p]);
+            }
+        });
+    drop(unsorted);
+    let status: Vec<bool> = rows.par_iter().map(|&r| event[r as usize]).collect();
+    let segments = segments(&times, &start, CHUNK);
+    let tasks = tasks(&segments, CHUNK);
     let data = Sorted {
         p,
         xs,
         status,
         times,
         start,
+        segments,
+        tasks,
         efron: options.ties == Ties::Efron,
     };
 
     let toler = f64::EPSILON.powf(0.75);
-    let mut ws = Workspace::new(p);
+    let mut ws = Workspace::new(p, n);
 
     // Iteration 0: beta = 0 gives the null log-likelihood and the score test.
     let mut beta = vec![0.0; p];
@@ -415,10 +441,16 @@ pub fn cox<S: AsRef<str>>(
         })
     };
 
-    let lp: Vec<f64> = (0..n)
-        .map(|i| (0..p).map(|j| data.xs[i * p + j] * beta_s[j]).sum())
-        .collect();
-    let concordance = concordance(&lp, &data.status, &data.times, &data.start);
+    let mut lp = vec![0.0; n];
+    lp.par_chunks_mut(CHUNK)
+        .zip(data.xs.par_chunks(CHUNK * p))
+        .for_each(|(lp, xs)| {
+            for (l, x) in lp.iter_mut().zip(xs.chunks_exact(p)) {
+                *l = (0..p).map(|j| x[j] * beta_s[j]).sum();
+            }
+        });
+    let ranges = if n > CHUNK { RANK_RANGES } else { 1 };
+    let concordance = concordance(&lp, &data.status, &data.times, &data.start, ranges);
 
     Ok(Cox {
         ties: options.ties,
@@ -455,34 +487,84 @@ struct Sorted {
     times: Vec<f64>,
     /// Stratum `s` occupies `start[s]..start[s + 1]`.
     start: Vec<usize>,
+    /// The rows cut into runs for the parallel passes, in row order.
+    segments: Vec<Segment>,
+    /// Consecutive segments computed by one rayon task, in row order (see [`tasks`]).
+    tasks: Vec<Range<usize>>,
     efron: bool,
 }
 
-/// Accumulators reused across iterations.
+/// A run of rows `lo..hi` of one stratum. A stratum is cut every [`CHUNK`] rows, each cut moved
+/// forward past any tie, so a tied time (which Efron's correction treats as a whole) is never
+/// split. The cuts depend on the data only, never on the thread count (`crate::par`).
+struct Segment {
+    lo: usize,
+    hi: usize,
+    /// The stratum's first segment: its rows are in no other segment's risk sets.
+    first: bool,
+    /// The stratum's last segment: its risk sets hold no rows of other segments.
+    last: bool,
+}
+
+fn segments(times: &[f64], start: &[usize], chunk: usize) -> Vec<Segment> {
+    let mut out = Vec::with_capacity(times.len() / chunk + start.len());
+    for w in start.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        let mut a = lo;
+        while a < hi {
+            let mut b = a.saturating_add(chunk).min(hi);
+            while b < hi && times[b] == times[b - 1] {
+                b += 1;
+            }
+            out.push(Segment {
+                lo: a,
+                hi: b,
+                first: a == lo,
+                last: b == hi,
+            });
+            a = b;
+        }
+    }
+    out
+}
+
+/// Group consecutive segments into tasks of about [`CHUNK`] rows (many small strata make one
+/// task, a large stratum one task per segment). A task is computed sequentially, so up to
+/// [`CHUNK`] rows everything is one task, computed in exactly the sequential order.
+fn tasks(segments: &[Segment], chunk: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut first, mut rows) = (0, 0);
+    for (k, seg) in segments.iter().enumerate() {
+        let len = seg.hi - seg.lo;
+        if k > first && rows + len > chunk {
+            out.push(first..k);
+            (first, rows) = (k, 0);
+        }
+        rows += len;
+    }
+    if first < segments.len() {
+        out.push(first..segments.len());
+    }
+    out
+}
+
+/// Results of [`Sorted::eval`], and its per-row risk scores, reused across iterations.
 struct Workspace {
     p: usize,
     u: Vec<f64>,
     /// Lower triangle, packed: (i, j) with j <= i at i (i + 1) / 2 + j.
     imat: Vec<f64>,
-    a: Vec<f64>,
-    a2: Vec<f64>,
-    cmat: Vec<f64>,
-    cmat2: Vec<f64>,
-    xb: Vec<f64>,
+    /// exp(x_i' beta), in fitting order.
+    risk: Vec<f64>,
 }
 
 impl Workspace {
-    fn new(p: usize) -> Self {
-        let t = p * (p + 1) / 2;
+    fn new(p: usize, n: usize) -> Self {
         Workspace {
             p,
             u: vec![0.0; p],
-            imat: vec![0.0; t],
-            a: vec![0.0; p],
-            a2: vec![0.0; p],
-            cmat: vec![0.0; t],
-            cmat2: vec![0.0; t],
-            xb: vec![0.0; p],
+            imat: vec![0.0; p * (p + 1) / 2],
+            risk: vec![0.0; n],
         }
     }
 
@@ -501,113 +583,300 @@ impl Workspace {
     }
 }
 
+/// One task's share of the log partial likelihood, score and information, and its scratch.
+struct Acc {
+    loglik: f64,
+    u: Vec<f64>,
+    imat: Vec<f64>,
+    a: Vec<f64>,
+    a2: Vec<f64>,
+    cmat: Vec<f64>,
+    cmat2: Vec<f64>,
+    xb: Vec<f64>,
+}
+
+impl Acc {
+    fn new(p: usize) -> Self {
+        let t = p * (p + 1) / 2;
+        Acc {
+            loglik: 0.0,
+            u: vec![0.0; p],
+            imat: vec![0.0; t],
+            a: vec![0.0; p],
+            a2: vec![0.0; p],
+            cmat: vec![0.0; t],
+            cmat2: vec![0.0; t],
+            xb: vec![0.0; p],
+        }
+    }
+}
+
+/// Subtract `w * xbar` from the score `u` and add `w * (cmat / denom - xbar xbar')` to the
+/// information, where xbar = a / denom (left in `xb`).
+#[inline]
+fn add_info(
+    u: &mut [f64],
+    imat: &mut [f64],
+    xb: &mut [f64],
+    a: &[f64],
+    cmat: &[f64],
+    denom: f64,
+    w: f64,
+) {
+    for ((x, u), &a) in xb.iter_mut().zip(u.iter_mut()).zip(a) {
+        *x = a / denom;
+        *u -= w * *x;
+    }
+    let mut idx = 0;
+    for r in 0..xb.len() {
+        for c in 0..=r {
+            imat[idx] += w * (cmat[idx] / denom - xb[r] * xb[c]);
+            idx += 1;
+        }
+    }
+}
+
+/// Add `risk * x` to `a` and `risk * x x'` (lower triangle, packed) to `cmat`.
+#[inline]
+fn add_risk(a: &mut [f64], cmat: &mut [f64], risk: f64, x: &[f64]) {
+    let mut off = 0;
+    for (r, (aa, &xr)) in a.iter_mut().zip(x).enumerate() {
+        let rx = risk * xr;
+        *aa += rx;
+        let row = &mut cmat[off..off + r + 1];
+        for (cc, &xc) in row.iter_mut().zip(&x[..=r]) {
+            *cc += rx * xc;
+        }
+        off += r + 1;
+    }
+}
+
 impl Sorted {
     /// Log partial likelihood at `beta`; leaves the score in `ws.u` and the information in
     /// `ws.imat`. Mirrors coxfit6's accumulation (reverse time within each stratum).
+    ///
+    /// The risk-set sums run backwards in time through a whole stratum, so a segment's sums
+    /// start from the totals of the segments after it. Two parallel passes over the tasks:
+    /// the first computes each row's risk score and each segment's totals (sum of risk, of
+    /// risk x and of risk x x'); suffix sums of the totals, in segment order, give each
+    /// segment's starting sums; the second runs coxfit6's accumulation within each segment from
+    /// those. The tasks' shares are then added in task order.
     fn eval(&self, beta: &[f64], ws: &mut Workspace) -> f64 {
         let p = self.p;
-        let mut loglik = 0.0;
-        ws.u.iter_mut().for_each(|v| *v = 0.0);
-        ws.imat.iter_mut().for_each(|v| *v = 0.0);
-        for s in 0..self.start.len() - 1 {
-            let (lo, hi) = (self.start[s], self.start[s + 1]);
-            let mut denom = 0.0;
-            ws.a.iter_mut().for_each(|v| *v = 0.0);
-            ws.cmat.iter_mut().for_each(|v| *v = 0.0);
-            let mut i = hi;
-            while i > lo {
-                let t = self.times[i - 1];
-                let mut ndead = 0usize;
-                let mut denom2 = 0.0;
-                ws.a2.iter_mut().for_each(|v| *v = 0.0);
-                ws.cmat2.iter_mut().for_each(|v| *v = 0.0);
-                while i > lo && self.times[i - 1] == t {
-                    i -= 1;
-                    let x = &self.xs[i * p..(i + 1) * p];
-                    let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
-                    let risk = zbeta.exp();
-                    let (acc_a, acc_c) = if self.status[i] {
-                        ndead += 1;
-                        denom2 += risk;
-                        loglik += zbeta;
-                        for (u, xv) in ws.u.iter_mut().zip(x) {
-                            *u += xv;
-                        }
-                        (&mut ws.a2, &mut ws.cmat2)
-                    } else {
-                        denom += risk;
-                        (&mut ws.a, &mut ws.cmat)
-                    };
-                    let mut off = 0;
-                    for (r, (aa, &xr)) in acc_a.iter_mut().zip(x).enumerate() {
-                        let rx = risk * xr;
-                        *aa += rx;
-                        let row = &mut acc_c[off..off + r + 1];
-                        for (cc, &xc) in row.iter_mut().zip(&x[..=r]) {
-                            *cc += rx * xc;
-                        }
-                        off += r + 1;
-                    }
+        let t = p * (p + 1) / 2;
+        let m = 1 + p + t; // denominator, a, cmat
+        let nseg = self.segments.len();
+
+        // Pass 1: risk scores and the totals of every segment that has an earlier one in its
+        // stratum (the first segment's totals are in no one's risk sets).
+        let mut risk_parts = Vec::with_capacity(self.tasks.len());
+        let mut rest = &mut ws.risk[..];
+        for task in &self.tasks {
+            let rows = self.segments[task.end - 1].hi - self.segments[task.start].lo;
+            let (head, tail) = rest.split_at_mut(rows);
+            risk_parts.push(head);
+            rest = tail;
+        }
+        let totals: Vec<Vec<f64>> = self
+            .tasks
+            .par_iter()
+            .zip(risk_parts)
+            .map(|(task, risk)| self.risk_and_totals(task.clone(), beta, risk))
+            .collect();
+        let totals = totals.concat();
+        // Starting sums of each segment: the totals of the later segments of its stratum, added
+        // from the last segment backwards (the order the sequential pass meets them).
+        let mut starts = vec![0.0; nseg * m];
+        let mut run = vec![0.0; m];
+        for k in (0..nseg).rev() {
+            let seg = &self.segments[k];
+            if seg.last {
+                run.fill(0.0);
+            }
+            starts[k * m..(k + 1) * m].copy_from_slice(&run);
+            if !seg.first {
+                for (r, v) in run.iter_mut().zip(&totals[k * m..(k + 1) * m]) {
+                    *r += v;
                 }
-                if ndead == 0 {
-                    continue;
+            }
+        }
+
+        // Pass 2: each task's share.
+        let risk = &ws.risk;
+        let parts: Vec<Acc> = self
+            .tasks
+            .par_iter()
+            .map(|task| {
+                let mut acc = Acc::new(p);
+                for k in task.clone() {
+                    self.accumulate(
+                        &self.segments[k],
+                        &starts[k * m..(k + 1) * m],
+                        beta,
+                        risk,
+                        &mut acc,
+                    );
                 }
-                if !self.efron || ndead == 1 {
-                    // Breslow (and any single death): all deaths in the risk set once.
-                    denom += denom2;
-                    let dw = ndead as f64;
-                    loglik -= dw * denom.ln();
-                    for r in 0..p {
-                        ws.a[r] += ws.a2[r];
-                    }
-                    for (c, c2) in ws.cmat.iter_mut().zip(&ws.cmat2) {
-                        *c += c2;
-                    }
-                    self.add_info(ws, denom, dw);
-                } else {
-                    // Efron: the deaths enter the denominator in ndead equal parts.
-                    // The increments are the same for every part: divide once, then add.
-                    let nd = ndead as f64;
-                    let d2 = denom2 / nd;
-                    for r in 0..p {
-                        ws.a2[r] /= nd;
-                    }
-                    for c2 in ws.cmat2.iter_mut() {
-                        *c2 /= nd;
-                    }
-                    for _ in 0..ndead {
-                        denom += d2;
-                        loglik -= denom.ln();
-                        for r in 0..p {
-                            ws.a[r] += ws.a2[r];
-                        }
-                        for (c, c2) in ws.cmat.iter_mut().zip(&ws.cmat2) {
-                            *c += c2;
-                        }
-                        self.add_info(ws, denom, 1.0);
-                    }
-                }
+                acc
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else {
+            ws.u.fill(0.0);
+            ws.imat.fill(0.0);
+            return 0.0;
+        };
+        let mut loglik = first.loglik;
+        ws.u.copy_from_slice(&first.u);
+        ws.imat.copy_from_slice(&first.imat);
+        for acc in parts {
+            loglik += acc.loglik;
+            for (u, v) in ws.u.iter_mut().zip(&acc.u) {
+                *u += v;
+            }
+            for (i, v) in ws.imat.iter_mut().zip(&acc.imat) {
+                *i += v;
             }
         }
         loglik
     }
 
-    /// Subtract `w * xbar` from the score and add `w * (cmat / denom - xbar xbar')` to the
-    /// information, where xbar = a / denom.
-    #[inline]
-    fn add_info(&self, ws: &mut Workspace, denom: f64, w: f64) {
+    /// Pass 1 of [`Sorted::eval`] for the segments `task`: the risk scores of their rows (into
+    /// `risk`, which starts at the task's first row) and each segment's totals (denominator, a,
+    /// cmat), zero for a first segment, whose totals no one needs.
+    fn risk_and_totals(&self, task: Range<usize>, beta: &[f64], risk: &mut [f64]) -> Vec<f64> {
         let p = self.p;
-        for r in 0..p {
-            ws.xb[r] = ws.a[r] / denom;
-            ws.u[r] -= w * ws.xb[r];
-        }
-        let mut idx = 0;
-        for r in 0..p {
-            for c in 0..=r {
-                ws.imat[idx] += w * (ws.cmat[idx] / denom - ws.xb[r] * ws.xb[c]);
-                idx += 1;
+        let m = 1 + p + p * (p + 1) / 2;
+        let row0 = self.segments[task.start].lo;
+        let mut tot = vec![0.0; task.len() * m];
+        for (k, seg) in self.segments[task].iter().enumerate() {
+            let (denom, rest) = tot[k * m..(k + 1) * m].split_at_mut(1);
+            let (a, cmat) = rest.split_at_mut(p);
+            for i in (seg.lo..seg.hi).rev() {
+                let x = &self.xs[i * p..(i + 1) * p];
+                let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
+                let r = zbeta.exp();
+                risk[i - row0] = r;
+                if !seg.first {
+                    denom[0] += r;
+                    add_risk(a, cmat, r, x);
+                }
             }
         }
+        tot
+    }
+
+    /// coxfit6's accumulation over one segment, backwards in time, starting from the risk-set
+    /// sums `start` (denominator, a, cmat) of the later segments of its stratum.
+    fn accumulate(&self, seg: &Segment, start: &[f64], beta: &[f64], risk: &[f64], acc: &mut Acc) {
+        let p = self.p;
+        // Plain slices and a local sum: the optimiser keeps them in registers (through `acc`
+        // every store would force the fields to be reloaded).
+        let Acc {
+            loglik: acc_loglik,
+            u,
+            imat,
+            a,
+            a2,
+            cmat,
+            cmat2,
+            xb,
+        } = acc;
+        let (u, imat, xb) = (&mut u[..], &mut imat[..], &mut xb[..]);
+        let (a, a2, cmat, cmat2) = (&mut a[..], &mut a2[..], &mut cmat[..], &mut cmat2[..]);
+        let mut loglik = *acc_loglik;
+        let (lo, hi) = (seg.lo, seg.hi);
+        let mut denom = start[0];
+        a.copy_from_slice(&start[1..1 + p]);
+        cmat.copy_from_slice(&start[1 + p..]);
+        let mut i = hi;
+        while i > lo {
+            let t = self.times[i - 1];
+            let mut ndead = 0usize;
+            let mut denom2 = 0.0;
+            a2.fill(0.0);
+            cmat2.fill(0.0);
+            while i > lo && self.times[i - 1] == t {
+                i -= 1;
+                let x = &self.xs[i * p..(i + 1) * p];
+                let r = risk[i];
+                if self.status[i] {
+                    ndead += 1;
+                    denom2 += r;
+                    // The same sum as pass 1's, so the same bits.
+                    let zbeta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
+                    loglik += zbeta;
+                    for (u, xv) in u.iter_mut().zip(x) {
+                        *u += xv;
+                    }
+                    add_risk(a2, cmat2, r, x);
+                } else {
+                    denom += r;
+                    add_risk(a, cmat, r, x);
+                }
+            }
+            if ndead == 0 {
+                continue;
+            }
+            if !self.efron || ndead == 1 {
+                // Breslow (and any single death): all deaths in the risk set once.
+                denom += denom2;
+                let dw = ndead as f64;
+                loglik -= dw * denom.ln();
+                for (v, v2) in a.iter_mut().zip(a2.iter()) {
+                    *v += v2;
+                }
+                for (c, c2) in cmat.iter_mut().zip(cmat2.iter()) {
+                    *c += c2;
+                }
+                add_info(u, imat, xb, a, cmat, denom, dw);
+            } else {
+                // Efron: the deaths enter the denominator in ndead equal parts. Part j
+                // (1..=ndead) has the sums D_j = D + j d2, A_j = A + j a2, C_j = C + j c2, with
+                // (d2, a2, c2) the deaths' sums over ndead, and adds A_j / D_j to the score's
+                // subtraction and C_j / D_j - A_j A_j' / D_j^2 to the information. Summed over
+                // the parts, that is the risk set's sums times five scalar sums over j, so the
+                // p x p work is done once per time, not once per death.
+                let nd = ndead as f64;
+                let d2 = denom2 / nd;
+                let (mut s1, mut t1, mut s2, mut t2, mut u2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                for j in 1..=ndead {
+                    let jf = j as f64;
+                    let dj = denom + jf * d2;
+                    loglik -= dj.ln();
+                    let inv = 1.0 / dj;
+                    let inv2 = inv * inv;
+                    s1 += inv;
+                    t1 += jf * inv;
+                    s2 += inv2;
+                    t2 += jf * inv2;
+                    u2 += jf * jf * inv2;
+                }
+                // a2 and cmat2 hold the deaths' totals: one part is 1/nd of them.
+                let (t1, t2, u2) = (t1 / nd, t2 / nd, u2 / (nd * nd));
+                for ((u, &a), &a2) in u.iter_mut().zip(a.iter()).zip(a2.iter()) {
+                    *u -= a * s1 + a2 * t1;
+                }
+                let mut idx = 0;
+                for r in 0..p {
+                    for c in 0..=r {
+                        let cross = a[r] * a2[c] + a2[r] * a[c];
+                        imat[idx] += cmat[idx] * s1 + cmat2[idx] * t1
+                            - (a[r] * a[c] * s2 + cross * t2 + a2[r] * a2[c] * u2);
+                        idx += 1;
+                    }
+                }
+                // Afterwards every death is in the risk set of earlier times.
+                denom += denom2;
+                for (v, v2) in a.iter_mut().zip(a2.iter()) {
+                    *v += v2;
+                }
+                for (c, c2) in cmat.iter_mut().zip(cmat2.iter()) {
+                    *c += c2;
+                }
+            }
+        }
+        *acc_loglik = loglik;
     }
 
     /// Score residuals (scaled coordinates, row-major, fitting order) at `beta`, as R's
@@ -747,74 +1016,180 @@ impl Sorted {
 /// Harrell's concordance of the linear predictor `lp` (higher = shorter survival) within strata,
 /// as `concordancefit(reverse = TRUE)` with R's tie rules. Rows are in ascending time within each
 /// stratum block. `None` when no pair is comparable.
-fn concordance(lp: &[f64], status: &[bool], times: &[f64], start: &[usize]) -> Option<f64> {
-    let n = lp.len();
-    // Dense ranks of the predictor; exact equality is a tie, as R's match(risk, unique(risk)).
-    let mut keyed: Vec<(u64, u32)> = lp
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (sort_key(v), i as u32))
+///
+/// Each death is compared with the rows still at risk after it (later times, and censorings at
+/// its own time, which count as followed longer): those with a lower predictor are concordant,
+/// an equal one is a tie, a higher one discordant. Counting needs the rows at risk ordered by
+/// predictor, a Fenwick tree over predictor ranks filled backwards in time. To use more than
+/// one core, the predictor's values are cut into `ranges` intervals of about equal size (at
+/// quantiles of a fixed sample): each interval's task ranks only its own rows (a smaller sort)
+/// and sweeps all rows backwards in time, keeping its tree for its own rows and a plain count of
+/// the rows below its interval. A death gets all its comparisons from its interval's task. The
+/// counts are integers, added exactly, so the result does not depend on how the work is split.
+fn concordance(
+    lp: &[f64],
+    status: &[bool],
+    times: &[f64],
+    start: &[usize],
+    ranges: usize,
+) -> Option<f64> {
+    // Order-preserving integer keys; exact equality is a tie, as R's match(risk, unique(risk)).
+    let keys: Vec<u64> = lp.par_iter().map(|&v| sort_key(v)).collect();
+    let bounds = key_ranges(&keys, ranges);
+
+    // Comparable pairs: for each death, the rows at risk after it.
+    let pairs = || {
+        let mut pairs = 0u64;
+        for w in start.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            let mut inserted = 0u64;
+            let mut i = hi;
+            while i > lo {
+                let t = times[i - 1];
+                let mut j = i;
+                let mut deaths = 0u64;
+                while j > lo && times[j - 1] == t {
+                    j -= 1;
+                    deaths += u64::from(status[j]);
+                }
+                let censored = (i - j) as u64 - deaths;
+                pairs += deaths * (inserted + censored);
+                inserted += (i - j) as u64;
+                i = j;
+            }
+        }
+        pairs
+    };
+    let counts = || -> Vec<(u64, u64)> {
+        bounds
+            .par_iter()
+            .map(|&(lo, hi)| concordant_in_range(&keys, status, times, start, lo, hi))
+            .collect()
+    };
+    let (pairs, counts) = rayon::join(pairs, counts);
+    let conc_n: u64 = counts.iter().map(|c| c.0).sum();
+    let tied_n: u64 = counts.iter().map(|c| c.1).sum();
+    let (conc, tied) = (conc_n as f64, tied_n as f64);
+    let disc = (pairs - conc_n - tied_n) as f64;
+    let total = conc + disc + tied;
+    (total > 0.0).then(|| (conc + tied / 2.0) / total)
+}
+
+/// Cut the key axis into at most `ranges` inclusive intervals `(lo, hi)` covering every u64, at
+/// quantiles of every (n / 4096)-th key: deterministic, and about n / ranges rows each unless
+/// the keys are heavily tied (then fewer intervals).
+fn key_ranges(keys: &[u64], ranges: usize) -> Vec<(u64, u64)> {
+    let stride = (keys.len() / 4096).max(1);
+    let mut sample: Vec<u64> = keys.iter().step_by(stride).copied().collect();
+    sample.sort_unstable();
+    let mut cuts: Vec<u64> = (1..ranges)
+        .map(|k| sample[k * sample.len() / ranges])
+        .filter(|&c| c > 0)
         .collect();
-    radix_sort(&mut keyed);
-    let mut rank = vec![0u32; n];
+    cuts.dedup();
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut lo = 0u64;
+    for c in cuts {
+        out.push((lo, c - 1));
+        lo = c;
+    }
+    out.push((lo, u64::MAX));
+    out
+}
+
+/// Rank ranges of the concordance's parallel count above [`CHUNK`] rows (see [`concordance`]).
+/// Any number gives the same result; four keeps two cores evenly busy while the extra sweeps
+/// over the rows stay cheap.
+const RANK_RANGES: usize = 4;
+
+/// For the deaths whose key is in `lo..=hi`: (concordant, tied) comparisons with the rows at risk
+/// after them, within their stratum. Rows outside the interval only need counting (those below
+/// it are all lower), done without branches; rows inside go to the tree.
+fn concordant_in_range(
+    keys: &[u64],
+    status: &[bool],
+    times: &[f64],
+    start: &[usize],
+    lo: u64,
+    hi: u64,
+) -> (u64, u64) {
+    let inside = |k: u64| k >= lo && k <= hi;
+    // This interval's rows in row order, then their dense ranks (1-based) among themselves.
+    let mut mine: Vec<(u64, u32)> = keys
+        .iter()
+        .filter(|&&k| inside(k))
+        .enumerate()
+        .map(|(j, &k)| (k, j as u32))
+        .collect();
+    if mine.is_empty() {
+        return (0, 0);
+    }
+    let mut local = vec![0u32; mine.len()];
+    radix_sort(&mut mine);
     let mut nr = 0u32;
-    for k in 0..n {
-        if k == 0 || keyed[k].0 != keyed[k - 1].0 {
+    for k in 0..mine.len() {
+        if k == 0 || mine[k].0 != mine[k - 1].0 {
             nr += 1;
         }
-        rank[keyed[k].1 as usize] = nr; // 1-based for the Fenwick tree
+        local[mine[k].1 as usize] = nr;
     }
-    drop(keyed);
+    drop(mine);
+
     let mut tree = Fenwick::new(nr);
     // Count per rank alongside the tree: ties in the predictor without a second tree query.
     let mut count = vec![0u32; nr as usize + 1];
-    let (mut conc, mut disc, mut tied) = (0.0f64, 0.0f64, 0.0f64);
-    for s in 0..start.len() - 1 {
-        let (lo, hi) = (start[s], start[s + 1]);
-        let mut inserted = 0usize;
-        let mut i = hi;
-        while i > lo {
+    let mut deaths: Vec<u32> = Vec::new(); // the interval's deaths at the current time
+    let (mut conc, mut tied) = (0u64, 0u64);
+    // Backwards through the rows: strata last to first, times last to first. `next` counts the
+    // interval's rows not yet visited, so local[next - 1] is the rank of the next one met.
+    let mut next = local.len();
+    for w in start.windows(2).rev() {
+        let (slo, shi) = (w[0], w[1]);
+        let stratum_end = next;
+        let mut below = 0u64; // rows at risk with a key under the interval
+        let mut i = shi;
+        while i > slo {
             let t = times[i - 1];
-            let mut j = i;
-            while j > lo && times[j - 1] == t {
-                j -= 1;
-            }
-            // Censored at t count as followed longer than the deaths at t: insert them first.
-            for l in j..i {
-                if !status[l] {
-                    tree.add(rank[l]);
-                    count[rank[l] as usize] += 1;
-                    inserted += 1;
+            deaths.clear();
+            let (mut censored_below, mut deaths_below) = (0u64, 0u64);
+            while i > slo && times[i - 1] == t {
+                i -= 1;
+                let (k, dead) = (keys[i], status[i]);
+                let under = k < lo;
+                censored_below += u64::from(under & !dead);
+                deaths_below += u64::from(under & dead);
+                if !under && k <= hi {
+                    next -= 1;
+                    let r = local[next];
+                    if dead {
+                        deaths.push(r);
+                    } else {
+                        // Censored at t count as followed longer than the deaths at t.
+                        tree.add(r);
+                        count[r as usize] += 1;
+                    }
                 }
             }
-            for l in j..i {
-                if status[l] {
-                    let below = tree.prefix(rank[l] - 1) as usize;
-                    let equal = count[rank[l] as usize] as usize;
-                    conc += below as f64;
-                    tied += equal as f64;
-                    disc += (inserted - below - equal) as f64;
-                }
+            below += censored_below;
+            for &r in &deaths {
+                conc += below + u64::from(tree.prefix(r - 1));
+                tied += u64::from(count[r as usize]);
             }
-            for l in j..i {
-                if status[l] {
-                    tree.add(rank[l]);
-                    count[rank[l] as usize] += 1;
-                    inserted += 1;
-                }
+            for &r in &deaths {
+                tree.add(r);
+                count[r as usize] += 1;
             }
-            i = j;
+            below += deaths_below;
         }
         // Undo this stratum's insertions (cheaper than a new tree when strata are many).
-        if hi < n {
-            for &r in &rank[lo..hi] {
+        if next > 0 {
+            for &r in &local[next..stratum_end] {
                 tree.sub(r);
                 count[r as usize] -= 1;
             }
         }
     }
-    let total = conc + disc + tied;
-    (total > 0.0).then(|| (conc + tied / 2.0) / total)
+    (conc, tied)
 }
 
 /// Counts by rank, with prefix sums in O(log n).
@@ -952,6 +1327,169 @@ fn chinv2(m: &mut [f64], n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// splitmix64, uniform on [0, 1).
+    fn uniform(state: &mut u64) -> f64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Three strata of rows in fitting order, with many tied times (and runs of ties longer
+    /// than the segment sizes tested), about 60% deaths, three covariates.
+    fn fitting_order_data(efron: bool, chunk: usize, task_rows: usize) -> Sorted {
+        let mut st = 7u64;
+        let p = 3;
+        let sizes = [97, 1, 140];
+        let mut start = vec![0];
+        let (mut times, mut status, mut xs) = (Vec::new(), Vec::new(), Vec::new());
+        for &m in &sizes {
+            let mut t: Vec<f64> = (0..m).map(|_| (uniform(&mut st) * 12.0).floor()).collect();
+            t.sort_by(f64::total_cmp);
+            for v in t {
+                times.push(v);
+                status.push(uniform(&mut st) < 0.6);
+                xs.push(uniform(&mut st) - 0.5);
+                xs.push(f64::from(uniform(&mut st) < 0.4));
+                xs.push((uniform(&mut st) * 3.0).floor() - 1.0);
+            }
+            start.push(times.len());
+        }
+        let segments = segments(&times, &start, chunk);
+        let tasks = tasks(&segments, task_rows);
+        Sorted {
+            p,
+            xs,
+            status,
+            times,
+            start,
+            segments,
+            tasks,
+            efron,
+        }
+    }
+
+    #[test]
+    fn segments_keep_ties_and_strata_whole() {
+        for chunk in [1, 3, 8, 50, usize::MAX] {
+            let d = fitting_order_data(true, chunk, chunk);
+            let mut next = 0;
+            for seg in &d.segments {
+                assert_eq!(seg.lo, next, "segments cover the rows in order");
+                assert!(seg.hi > seg.lo);
+                next = seg.hi;
+                let stratum = d.start.partition_point(|&s| s <= seg.lo) - 1;
+                assert!(
+                    seg.hi <= d.start[stratum + 1],
+                    "a segment stays in its stratum"
+                );
+                assert_eq!(seg.first, seg.lo == d.start[stratum]);
+                assert_eq!(seg.last, seg.hi == d.start[stratum + 1]);
+                if !seg.last {
+                    assert_ne!(d.times[seg.hi - 1], d.times[seg.hi], "a tie is never split");
+                }
+            }
+            assert_eq!(next, d.times.len());
+            let mut next = 0;
+            for task in &d.tasks {
+                assert_eq!(task.start, next);
+                next = task.end;
+            }
+            assert_eq!(next, d.segments.len());
+        }
+    }
+
+    #[test]
+    fn segmented_eval_matches_one_pass() {
+        // One segment and one task is coxfit6's sequential pass (the R-validated path); any cut
+        // into segments and tasks must give the same likelihood, score and information up to
+        // rounding.
+        let beta = [0.7, -0.4, 0.25];
+        for efron in [true, false] {
+            let whole = fitting_order_data(efron, usize::MAX, usize::MAX);
+            assert_eq!(whole.tasks.len(), 1);
+            let mut ws = Workspace::new(3, whole.times.len());
+            let ll = whole.eval(&beta, &mut ws);
+            let (u, imat) = (ws.u.clone(), ws.imat.clone());
+            for (chunk, task_rows) in [(1, 1), (4, 4), (10, 25), (30, 1000), (64, 64)] {
+                let d = fitting_order_data(efron, chunk, task_rows);
+                assert!(d.segments.len() > 3);
+                assert_eq!(d.tasks.len() == 1, task_rows >= d.times.len());
+                let mut ws = Workspace::new(3, d.times.len());
+                let ll2 = d.eval(&beta, &mut ws);
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(1.0);
+                assert!(close(ll, ll2), "{chunk}: {ll} vs {ll2}");
+                for (a, b) in u.iter().zip(&ws.u).chain(imat.iter().zip(&ws.imat)) {
+                    assert!(close(*a, *b), "{chunk}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concordance_matches_pair_count_for_any_rank_ranges() {
+        let d = fitting_order_data(true, usize::MAX, usize::MAX);
+        let n = d.times.len();
+        let mut st = 3u64;
+        // Few distinct predictor values, so ties in the predictor are common.
+        let lp: Vec<f64> = (0..n)
+            .map(|_| (uniform(&mut st) * 9.0).floor() * 0.5)
+            .collect();
+        // Every pair by definition: a death against any row of its stratum still at risk after
+        // it (a later time, or censored at the same time).
+        let (mut conc, mut disc, mut tied) = (0.0, 0.0, 0.0);
+        for w in d.start.windows(2) {
+            for i in w[0]..w[1] {
+                for j in w[0]..w[1] {
+                    let at_risk =
+                        d.times[j] > d.times[i] || (d.times[j] == d.times[i] && !d.status[j]);
+                    if d.status[i] && at_risk {
+                        if lp[i] > lp[j] {
+                            conc += 1.0;
+                        } else if lp[i] == lp[j] {
+                            tied += 1.0;
+                        } else {
+                            disc += 1.0;
+                        }
+                    }
+                }
+            }
+        }
+        let want = (conc + tied / 2.0) / (conc + disc + tied);
+        for ranges in 1..=9 {
+            let got = concordance(&lp, &d.status, &d.times, &d.start, ranges);
+            assert_eq!(got, Some(want), "{ranges} rank ranges");
+        }
+    }
+
+    #[test]
+    fn concordance_of_many_rows_is_the_same_for_any_rank_ranges() {
+        // 100,000 rows in two strata: the sampled interval cuts are real quantiles here, and
+        // every task sorts tens of thousands of keys.
+        let mut st = 9u64;
+        let n = 100_000;
+        let start = vec![0, 60_000, n];
+        let mut times = Vec::with_capacity(n);
+        for w in start.windows(2) {
+            let mut t: Vec<f64> = (w[0]..w[1])
+                .map(|_| (uniform(&mut st) * 500.0).round() / 10.0)
+                .collect();
+            t.sort_by(f64::total_cmp);
+            times.extend(t);
+        }
+        let status: Vec<bool> = (0..n).map(|_| uniform(&mut st) < 0.7).collect();
+        let lp: Vec<f64> = (0..n)
+            .map(|_| (uniform(&mut st) * 2000.0).round() / 1000.0 - 1.0)
+            .collect();
+        let one = concordance(&lp, &status, &times, &start, 1);
+        assert!(one.is_some_and(|c| (0.45..0.55).contains(&c)), "{one:?}");
+        for ranges in 2..=6 {
+            assert_eq!(concordance(&lp, &status, &times, &start, ranges), one);
+        }
+    }
 
     #[test]
     fn cholesky_inverse_matches_direct() {

@@ -9,6 +9,7 @@
 
 use crate::{Result, StatsError};
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 
 /// One covariate column of the data, complete cases only.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,15 +180,15 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
     }
     let mut names = Vec::new();
     let mut columns = Vec::new();
-    // Column-major n x p values, written once (no per-column vectors copied again).
-    let mut data: Vec<f64> = Vec::with_capacity(n * (covariates.len() + usize::from(intercept)));
+    // What each column is made of; the values are written once all covariates are checked.
+    let mut sources = Vec::new();
     if intercept {
         names.push("(Intercept)".to_string());
         columns.push(Column {
             variable: "(Intercept)".to_string(),
             level: None,
         });
-        data.resize(n, 1.0);
+        sources.push(Source::Intercept);
     }
     for cov in covariates {
         if cov.len() != n {
@@ -200,7 +201,10 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
         }
         match cov {
             Covariate::Numeric { name, values } => {
-                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                // A branch-free pass (it vectorises); the row is looked up only on failure.
+                if !values.iter().fold(true, |ok, v| ok & v.is_finite())
+                    && let Some(i) = values.iter().position(|v| !v.is_finite())
+                {
                     return Err(StatsError::new(format!(
                         "'{name}' has a missing or infinite value at row {}; pass complete cases",
                         i + 1
@@ -211,7 +215,7 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
                     variable: name.clone(),
                     level: None,
                 });
-                data.extend_from_slice(values);
+                sources.push(Source::Numeric(values));
             }
             Covariate::Categorical {
                 name,
@@ -257,12 +261,25 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
                         variable: name.clone(),
                         level: Some(level.clone()),
                     });
-                    data.extend(codes.iter().map(|&c| if c == l { 1.0 } else { 0.0 }));
+                    sources.push(Source::Indicator(codes, l));
                 }
             }
         }
     }
     let p = names.len();
+    // Column-major n x p values, each column written once, columns in parallel.
+    let mut data = vec![0.0; n * p];
+    data.par_chunks_mut(n)
+        .zip(sources.par_iter())
+        .for_each(|(col, source)| match *source {
+            Source::Intercept => col.fill(1.0),
+            Source::Numeric(values) => col.copy_from_slice(values),
+            Source::Indicator(codes, l) => {
+                for (v, &c) in col.iter_mut().zip(codes) {
+                    *v = if c == l { 1.0 } else { 0.0 };
+                }
+            }
+        });
     let x = DMatrix::from_vec(n, p, data);
     Ok(ModelMatrix {
         x,
@@ -270,6 +287,14 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
         columns,
         intercept,
     })
+}
+
+/// Where a column's values come from.
+enum Source<'a> {
+    Intercept,
+    Numeric(&'a [f64]),
+    /// 1 where the code equals the level, else 0.
+    Indicator(&'a [usize], usize),
 }
 
 /// A column whose residual, after removing the columns before it (in column order, as R's
@@ -284,8 +309,11 @@ fn check_rank(m: &ModelMatrix) -> Result<()> {
         )));
     }
     let xs = m.x.as_slice();
-    let r = crate::qr::r_factor(n, p, |j, i0, out| {
-        out.copy_from_slice(&xs[j * n + i0..j * n + i0 + out.len()])
+    let r = crate::qr::r_factor(n, p, |i0, b, blk| {
+        for j in 0..p {
+            let dst = &mut blk[j * crate::qr::BLOCK..j * crate::qr::BLOCK + b];
+            dst.copy_from_slice(&xs[j * n + i0..j * n + i0 + b]);
+        }
     });
     for j in 0..p {
         let col = &r[j * p..j * p + j + 1];

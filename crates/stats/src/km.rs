@@ -136,7 +136,7 @@ pub fn kaplan_meier<S: AsRef<str>>(
     let k = labels.len();
 
     let sorted = sort_times(time);
-    let (rows, times, start) = partition_by(&sorted.order, &sorted.time, group, k);
+    let (rows, times, start) = partition_by(sorted, group, k);
 
     let mut requested: Vec<f64> = options
         .times

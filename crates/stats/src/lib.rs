@@ -44,6 +44,7 @@ pub fn finite(x: f64) -> Option<f64> {
 pub mod cox;
 pub mod km;
 pub mod logrank;
+mod par;
 mod qr;
 mod surv;
 

@@ -9,8 +9,11 @@
 //! `max_iter` steps. Standard errors come from the QR of the last step, as `summary.glm`'s.
 
 use crate::design::ModelMatrix;
+use crate::par::{CHUNK, ordered_sum};
+use crate::qr::BLOCK;
 use crate::{Result, StatsError, finite};
 use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
@@ -73,7 +76,8 @@ pub struct LogisticFit {
     pub linear_predictor: Vec<f64>,
 }
 
-// R's binomial()$linkinv and $mu.eta (family.c) bound the linear predictor at +-30.
+// R's binomial()$linkinv and $mu.eta (family.c) bound the linear predictor at +-30; `link`
+// computes both.
 const THRESH: f64 = 30.0;
 const MTHRESH: f64 = -30.0;
 
@@ -88,13 +92,14 @@ fn linkinv(eta: f64) -> f64 {
     tmp / (1.0 + tmp)
 }
 
-fn mu_eta(eta: f64) -> f64 {
-    if !(MTHRESH..=THRESH).contains(&eta) {
-        f64::EPSILON
-    } else {
+/// `(linkinv(eta), mu_eta(eta))` with one `exp`, bit for bit the values of the two.
+fn link(eta: f64) -> (f64, f64) {
+    if (MTHRESH..=THRESH).contains(&eta) {
         let e = eta.exp();
         let op = 1.0 + e;
-        e / (op * op)
+        (e / op, e / (op * op))
+    } else {
+        (linkinv(eta), f64::EPSILON)
     }
 }
 
@@ -108,6 +113,47 @@ fn deviance(y: &[f64], mu: &[f64]) -> f64 {
         .zip(mu)
         .map(|(&y, &m)| 2.0 * (y_log_y(y, m) + y_log_y(1.0 - y, 1.0 - m)))
         .sum()
+}
+
+/// [`deviance`] with the same fitted value for every observation (the null model).
+fn deviance_at(y: &[f64], mu: f64) -> f64 {
+    y.iter()
+        .map(|&y| 2.0 * (y_log_y(y, mu) + y_log_y(1.0 - y, 1.0 - mu)))
+        .sum()
+}
+
+/// Per observation: the linear predictor, the fitted probability and d mu / d eta.
+struct Fitted {
+    eta: Vec<f64>,
+    mu: Vec<f64>,
+    mu_eta: Vec<f64>,
+}
+
+impl Fitted {
+    fn new(n: usize) -> Self {
+        Fitted {
+            eta: vec![0.0; n],
+            mu: vec![0.0; n],
+            mu_eta: vec![0.0; n],
+        }
+    }
+
+    /// Run `f(first_row, eta, mu, mu_eta)` on the row chunks (in parallel) and sum what it
+    /// returns in chunk order (see `crate::par`: the same bits on any thread count).
+    fn par_chunks(
+        &mut self,
+        f: impl Fn(usize, &mut [f64], &mut [f64], &mut [f64]) -> f64 + Sync,
+    ) -> f64 {
+        let parts: Vec<f64> = self
+            .eta
+            .par_chunks_mut(CHUNK)
+            .zip(self.mu.par_chunks_mut(CHUNK))
+            .zip(self.mu_eta.par_chunks_mut(CHUNK))
+            .enumerate()
+            .map(|(c, ((e, m), me))| f(c * CHUNK, e, m, me))
+            .collect();
+        ordered_sum(&parts)
+    }
 }
 
 /// Fit `y ~ X` by maximum likelihood with the logit link. `x` should contain the intercept
@@ -156,15 +202,15 @@ pub fn logistic_regression(
     let xm = &x.x;
 
     // glm.fit: mustart = (weights * y + 0.5) / (weights + 1), eta = linkfun(mustart).
-    let mut eta: Vec<f64> = yf
-        .iter()
-        .map(|&y| {
-            let m = (y + 0.5) / 2.0;
-            (m / (1.0 - m)).ln()
-        })
-        .collect();
-    let mut mu: Vec<f64> = eta.iter().map(|&e| linkinv(e)).collect();
-    let mut dev_old = deviance(&yf, &mu);
+    let mut fit = Fitted::new(n);
+    let mut dev_old = fit.par_chunks(|lo, eta, mu, mu_eta| {
+        for (((e, m), me), &y) in eta.iter_mut().zip(mu.iter_mut()).zip(mu_eta).zip(&yf[lo..]) {
+            let ms = (y + 0.5) / 2.0;
+            *e = (ms / (1.0 - ms)).ln();
+            (*m, *me) = link(*e);
+        }
+        deviance(&yf[lo..lo + mu.len()], mu)
+    });
     let mut coef_old: Option<DVector<f64>> = None;
     let mut coef = DVector::zeros(p);
     let mut r_last: Option<DMatrix<f64>> = None;
@@ -173,23 +219,13 @@ pub fn logistic_regression(
     let mut dev = dev_old;
     let mut warnings = Vec::new();
 
-    // Square-root weights and weighted working response, reused across iterations.
-    let mut w = vec![0.0; n];
-    let mut zw = vec![0.0; n];
+    // The next iterate's values; swapped with `fit` on success.
+    let mut next = Fitted::new(n);
     for iter in 1..=options.max_iter {
         iterations = iter;
-        // Working response and weights; variance mu (1 - mu).
-        for i in 0..n {
-            let me = mu_eta(eta[i]);
-            let var = mu[i] * (1.0 - mu[i]);
-            w[i] = (me * me / var).sqrt();
-            zw[i] = (eta[i] + (yf[i] - mu[i]) / me) * w[i];
-        }
-        let (start, r) = weighted_ls(xm, &w, &zw)?;
+        let (start, r) = weighted_ls(xm, &yf, &fit)?;
         let mut start = start;
-        let mut new_eta = mat_vec(xm, &start);
-        let mut new_mu: Vec<f64> = new_eta.iter().map(|&e| linkinv(e)).collect();
-        dev = deviance(&yf, &new_mu);
+        dev = predict(xm, &start, &yf, &mut next);
         // glm.fit halves the step while the deviance is not finite (cannot happen with the
         // bounded logit, kept for safety).
         let mut halvings = 0;
@@ -206,12 +242,9 @@ pub fn logistic_regression(
                 ));
             }
             start = (&start + old) / 2.0;
-            new_eta = mat_vec(xm, &start);
-            new_mu = new_eta.iter().map(|&e| linkinv(e)).collect();
-            dev = deviance(&yf, &new_mu);
+            dev = predict(xm, &start, &yf, &mut next);
         }
-        eta = new_eta;
-        mu = new_mu;
+        std::mem::swap(&mut fit, &mut next);
         coef = start;
         r_last = Some(r);
         if (dev - dev_old).abs() / (dev.abs() + 0.1) < options.epsilon {
@@ -222,6 +255,8 @@ pub fn logistic_regression(
         coef_old = Some(coef.clone());
     }
 
+    drop(next);
+    let Fitted { eta, mu, .. } = fit;
     if !converged {
         warnings.push(format!(
             "the logistic fit did not converge in {} iterations (glm.fit: algorithm did not converge)",
@@ -242,7 +277,11 @@ pub fn logistic_regression(
     } else {
         0.5
     };
-    let null_deviance = deviance(&yf, &vec![null_mu; n]);
+    let null_deviance = ordered_sum(
+        &yf.par_chunks(CHUNK)
+            .map(|yc| deviance_at(yc, null_mu))
+            .collect::<Vec<f64>>(),
+    );
     // For 0/1 data with unit weights, -2 log-likelihood equals the deviance.
     let aic = dev + 2.0 * p as f64;
 
@@ -283,39 +322,64 @@ pub fn logistic_regression(
     })
 }
 
-fn mat_vec(x: &DMatrix<f64>, b: &DVector<f64>) -> Vec<f64> {
+/// The linear predictor `eta = X b`, fitted values `mu` and d mu / d eta at `b`, written into
+/// `fit`; returns the deviance. One parallel pass over row chunks: each chunk's columns and outputs stay
+/// in cache while its predictor, inverse link and deviance terms are computed.
+fn predict(x: &DMatrix<f64>, b: &DVector<f64>, y: &[f64], fit: &mut Fitted) -> f64 {
     let (n, p) = x.shape();
-    // Each row accumulates its terms in column order from -0.0 (as `Iterator::sum`), the same
-    // for identical rows, so units with equal covariates get bit-identical predictions (matching
-    // depends on exact ties); column by column, so the column-major matrix is read in order.
-    let mut eta = vec![-0.0; n];
     let xs = x.as_slice();
-    for j in 0..p {
-        let bj = b[j];
-        for (e, &v) in eta.iter_mut().zip(&xs[j * n..(j + 1) * n]) {
-            *e += v * bj;
+    fit.par_chunks(|lo, eta, mu, mu_eta| {
+        let hi = lo + eta.len();
+        // Each row accumulates its terms in column order from -0.0 (as `Iterator::sum`), the
+        // same for identical rows, so units with equal covariates get bit-identical predictions
+        // (matching depends on exact ties); column by column, so the column-major matrix is read
+        // in order.
+        eta.fill(-0.0);
+        for j in 0..p {
+            let bj = b[j];
+            for (e, &v) in eta.iter_mut().zip(&xs[j * n + lo..j * n + hi]) {
+                *e += v * bj;
+            }
         }
-    }
-    eta
+        // d mu / d eta too, for the next step's weights: one exp per row serves both.
+        for ((m, me), &e) in mu.iter_mut().zip(mu_eta.iter_mut()).zip(eta.iter()) {
+            (*m, *me) = link(e);
+        }
+        deviance(&y[lo..hi], mu)
+    })
 }
 
-/// Weighted least squares of z on X (rows weighted by `w`, `zw` = w z) by Householder QR of the
-/// augmented matrix [W X | W z], streamed in row blocks (`crate::qr`): the top-left p x p of its
-/// R factor is X'W's R, the last column above the diagonal is Q'(W z). No n x p copy of X is
-/// made. Returns the solution and the R factor.
-fn weighted_ls(x: &DMatrix<f64>, w: &[f64], zw: &[f64]) -> Result<(DVector<f64>, DMatrix<f64>)> {
+/// One IRLS step: weighted least squares of the working response z on X, with weights and z
+/// from the current `eta` and `mu` (variance mu (1 - mu)), by Householder QR of the augmented
+/// matrix [W X | W z], streamed in row blocks (`crate::qr`): the top-left p x p of its R factor is
+/// X'W's R, the last column above the diagonal is Q'(W z). The weights are computed block by
+/// block as the QR consumes them; neither W X nor the weights are stored. Returns the solution
+/// and the R factor.
+fn weighted_ls(x: &DMatrix<f64>, y: &[f64], fit: &Fitted) -> Result<(DVector<f64>, DMatrix<f64>)> {
+    let (eta, mu, mu_eta) = (&fit.eta, &fit.mu, &fit.mu_eta);
     let (n, p) = x.shape();
     let q = p + 1;
     let xs = x.as_slice();
-    let raug = crate::qr::r_factor(n, q, |j, i0, out| {
-        let rows = i0..i0 + out.len();
-        if j < p {
+    let raug = crate::qr::r_factor(n, q, |i0, b, blk| {
+        let mut w = [0.0f64; BLOCK];
+        let rows = i0..i0 + b;
+        let zw = &mut blk[p * BLOCK..p * BLOCK + b];
+        for (k, (((&e, &m), &me), &yi)) in eta[rows.clone()]
+            .iter()
+            .zip(&mu[rows.clone()])
+            .zip(&mu_eta[rows.clone()])
+            .zip(&y[rows.clone()])
+            .enumerate()
+        {
+            let var = m * (1.0 - m);
+            w[k] = (me * me / var).sqrt();
+            zw[k] = (e + (yi - m) / me) * w[k];
+        }
+        for j in 0..p {
             let col = &xs[j * n + rows.start..j * n + rows.end];
-            for ((o, &v), &wi) in out.iter_mut().zip(col).zip(&w[rows]) {
+            for ((o, &v), &wi) in blk[j * BLOCK..j * BLOCK + b].iter_mut().zip(col).zip(&w) {
                 *o = v * wi;
             }
-        } else {
-            out.copy_from_slice(&zw[rows]);
         }
     });
     let r = DMatrix::from_fn(p, p, |i, j| raug[j * q + i]);
@@ -369,6 +433,36 @@ mod unit {
         let nd = -2.0 * (17.0 * pb.ln() + 23.0 * (1.0 - pb).ln());
         assert!((fit.null_deviance - nd).abs() < 1e-10);
         assert!((fit.aic - fit.deviance - 4.0).abs() < 1e-12);
+    }
+
+    /// R's binomial()$mu.eta, as family.c computes it on its own.
+    fn mu_eta(eta: f64) -> f64 {
+        if !(MTHRESH..=THRESH).contains(&eta) {
+            f64::EPSILON
+        } else {
+            let e = eta.exp();
+            let op = 1.0 + e;
+            e / (op * op)
+        }
+    }
+
+    #[test]
+    fn link_is_linkinv_and_mu_eta_to_the_bit() {
+        let mut etas: Vec<f64> = (-40_000..=40_000).map(|i| f64::from(i) * 1e-3).collect();
+        etas.extend([
+            -30.0,
+            30.0,
+            -30.000001,
+            30.000001,
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+        ]);
+        for eta in etas {
+            let (mu, me) = link(eta);
+            assert_eq!(mu.to_bits(), linkinv(eta).to_bits(), "{eta}");
+            assert_eq!(me.to_bits(), mu_eta(eta).to_bits(), "{eta}");
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn logrank<S: AsRef<str>>(
     let ns = check_codes(WHAT, "strata", strata, n)?;
 
     let sorted = sort_times(time);
-    let (rows, times, start) = partition_by(&sorted.order, &sorted.time, strata, ns);
+    let (rows, times, start) = partition_by(sorted, strata, ns);
 
     let mut obs = vec![0.0; k];
     let mut exp = vec![0.0; k];

@@ -177,14 +177,23 @@ pub(crate) fn radix_sort(v: &mut Vec<(u64, u32)>) {
     }
 }
 
-/// Stable partition of `order` by `code` (counting sort): ascending code, time order kept within
-/// each code. Returns the permuted rows and the start offset of each code (length `k + 1`).
+/// Stable partition of the sorted rows by `code` (counting sort): ascending code, time order kept
+/// within each code. Returns the permuted rows and times and the start offset of each code
+/// (length `k + 1`). With a single code the order is already right and is returned as is.
 pub(crate) fn partition_by(
-    order: &[u32],
-    time: &[f64],
+    sorted: SortedTimes,
     code: &[usize],
     k: usize,
 ) -> (Vec<u32>, Vec<f64>, Vec<usize>) {
+    let (order, time) = (&sorted.order, &sorted.time);
+    if k <= 1 {
+        let start = if k == 0 {
+            vec![0]
+        } else {
+            vec![0, order.len()]
+        };
+        return (sorted.order, sorted.time, start);
+    }
     let mut start = vec![0usize; k + 1];
     for &r in order {
         start[code[r as usize] + 1] += 1;
@@ -274,7 +283,11 @@ mod tests {
         let order = [3u32, 0, 2, 1];
         let time = [1.0, 2.0, 3.0, 4.0];
         let code = [1usize, 0, 1, 0];
-        let (rows, times, start) = partition_by(&order, &time, &code, 2);
+        let sorted = SortedTimes {
+            order: order.to_vec(),
+            time: time.to_vec(),
+        };
+        let (rows, times, start) = partition_by(sorted, &code, 2);
         assert_eq!(rows, vec![3, 1, 0, 2]);
         assert_eq!(times, vec![1.0, 4.0, 2.0, 3.0]);
         assert_eq!(start, vec![0, 2, 4]);
