@@ -250,11 +250,12 @@ mod tests {
         keep_parsed_entries();
         let dir = tempfile::tempdir().unwrap();
         let key = block_key("test", "an entry corrupted between builds", "", &[]);
-        let output = CachedOutput {
-            value: serde_json::json!({"n": 25}),
+        let value = serde_json::json!({"n": 25});
+        let output = CachedOutputRef {
+            value: &value,
             dataset: None,
-            artifacts: Artifacts::default(),
-            warnings: Vec::new(),
+            artifacts: &Artifacts::default(),
+            warnings: &[],
         };
         let mut first = BlockCache::default();
         first.put(&key, "b", &output);
@@ -263,7 +264,7 @@ mod tests {
         for _ in 0..2 {
             let mut cache = BlockCache::load(dir.path());
             let hit = cache.get(&key, "b").expect("an intact entry is a hit");
-            assert_eq!(hit.value, output.value);
+            assert_eq!(hit.value, value);
         }
         let file = dir.path().join(format!("{CACHE_DIR}/blocks/{key}.json"));
         let text = std::fs::read_to_string(&file).unwrap();
