@@ -165,11 +165,6 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         false => None,
     };
     let must_typeset = options.formats.pdf && previous.is_none();
-    if must_typeset && prepared.study.bibliography.is_some() {
-        // Decoding the CSL locales costs a quarter of a prose-edit rebuild: done on the other core
-        // while Typst evaluates and lays out, before its first bibliography needs them.
-        typeset::prewarm();
-    }
     let prepared_ref = &prepared;
     let dest_ref = &dest;
     let (mut outputs, staged) =
