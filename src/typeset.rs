@@ -47,21 +47,17 @@ fn library() -> &'static LazyHash<Library> {
     LIBRARY.get_or_init(|| LazyHash::new(Library::default()))
 }
 
-/// Work Typst would otherwise do on the compile's critical path, done on the other core while the
-/// compile evaluates and lays out the document (the results are pure and cached, so the compile
-/// finds them ready; the outputs cannot change):
-/// - once per process, when the document has a bibliography: decoding hayagriva's 63 CSL locales,
-///   which Typst does at its first bibliography (about 40 ms, a quarter of a prose-edit rebuild,
-///   while every other thread waits). Typst keeps them in a process-wide static: compiling a tiny
-///   document with a citation fills it.
-/// - at every build: decoding the figures' SVGs (their text is laid out with the fonts, a few ms
-///   each), memoised by Typst on the SVG bytes and the text styles, which a figure inside the
-///   `article` template shares with the manuscript's figures.
+/// Typst's one-time set-up that would otherwise sit on the compile's critical path, done on the
+/// other core while the compile evaluates and lays out the document: decoding hayagriva's 63 CSL
+/// locales, which Typst does at its first bibliography (about 40 ms, a quarter of a prose-edit
+/// rebuild, while every other thread waits). Typst keeps them in a process-wide static, so compiling
+/// a tiny document with a citation fills it, once per process, for every later compile. The
+/// outputs cannot change: the locales are the same whoever decodes them.
 fn warm_up(files: &FileSet) {
-    // Figures first: the first layout pass reaches them within tens of milliseconds, while the
-    // locales are only needed by the second.
-    warm_up_figures(files);
     static LOCALES: Once = Once::new();
+    if LOCALES.is_completed() {
+        return;
+    }
     let cites = files.iter().any(|(path, bytes)| {
         path.ends_with(".typ") && bytes.windows(13).any(|w| w == b"bibliography(")
     });
@@ -72,40 +68,10 @@ fn warm_up(files: &FileSet) {
     }
 }
 
-fn warm_up_figures(files: &FileSet) {
-    let figures: Vec<&String> = files
-        .iter()
-        .map(|(path, _)| path)
-        .filter(|path| path.ends_with(".svg"))
-        .collect();
-    if figures.is_empty() || files.get(crate::pipeline::TEMPLATE_FILE).is_none() {
-        return;
-    }
-    let mut source = format!(
-        "#import \"{}\": article\n#show: article.with()\n",
-        crate::pipeline::TEMPLATE_FILE
-    );
-    for path in figures {
-        source.push_str(&format!(
-            "#figure(image({}), kind: image)\n",
-            crate::manuscript::string_literal(path)
-        ));
-    }
-    let mut warm = files.clone();
-    warm.insert(FIGURES_WARMUP, source.into_bytes());
-    if let Some(main) = file_id(FIGURES_WARMUP) {
-        let world = GalleyWorld::new(&warm, main, None);
-        let _ = typst::compile::<PagedDocument>(&world);
-    }
-}
-
 /// A citation and its bibliography, from bytes so the document needs no other file.
 const LOCALES_WARMUP: &str = r#"@w
 #bibliography(bytes("@misc{w, title = {W}}"))
 "#;
-
-/// The main file of the figures' warm-up (a name no output file has).
-const FIGURES_WARMUP: &str = ".galley-warm-up.typ";
 
 /// The files Typst may read, by their path inside the output folder (`/`-separated).
 #[derive(Debug, Clone, Default)]
