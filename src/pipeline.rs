@@ -196,6 +196,10 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
             };
             let pdf = match typesetting {
                 Some(handle) => {
+                    // What is left to wait for, on the progress line.
+                    if let Some(progress) = &clock.progress {
+                        (progress.0)("typeset");
+                    }
                     let (pdf, took) = handle
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -225,7 +229,8 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     // The PDF, and the records that name it, are the files written after typesetting.
     let mut late = vec!["manuscript.pdf".to_string(), "provenance.json".to_string()];
     outputs.insert("provenance.json", provenance);
-    // The cache goes with the outputs (not in the provenance record: it is a build accelerator).
+    // The typesetting record goes with the block cache (neither is in the provenance record: they
+    // are build accelerators).
     if prepared.cache.is_some() {
         let pdf_hash = sha256_hex(
             outputs
