@@ -169,11 +169,6 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         false => None,
     };
     let must_typeset = options.formats.pdf && previous.is_none();
-    if must_typeset && prepared.study.bibliography.is_some() {
-        // Decoding the CSL locales costs a quarter of a prose-edit rebuild: done on the other core
-        // while Typst evaluates and lays out, before its first bibliography needs them.
-        typeset::prewarm();
-    }
     let prepared_ref = &prepared;
     let dest_ref = &dest;
     let (mut outputs, staged) =
@@ -205,6 +200,10 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
             };
             let pdf = match typesetting {
                 Some(handle) => {
+                    // What is left to wait for, on the progress line.
+                    if let Some(progress) = &clock.progress {
+                        (progress.0)("typeset");
+                    }
                     let (pdf, took) = handle
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -234,7 +233,8 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     // The PDF, and the records that name it, are the files written after typesetting.
     let mut late = vec!["manuscript.pdf".to_string(), "provenance.json".to_string()];
     outputs.insert("provenance.json", provenance);
-    // The cache goes with the outputs (not in the provenance record: it is a build accelerator).
+    // The typesetting record goes with the block cache (neither is in the provenance record: they
+    // are build accelerators).
     if prepared.cache.is_some() {
         let pdf_hash = sha256_hex(
             outputs

@@ -47,25 +47,29 @@ fn library() -> &'static LazyHash<Library> {
     LIBRARY.get_or_init(|| LazyHash::new(Library::default()))
 }
 
-/// Start Typst's one-time set-up on a background thread, once per process, so that it overlaps with
-/// the analysis and with Typst's own first layout pass instead of adding to them: parsing the fonts,
-/// and above all decoding hayagriva's 63 CSL locales, which Typst does on its first bibliography
-/// (about 40 ms, a quarter of a prose-edit rebuild, on a path where nothing else runs). Typst keeps
-/// the locales in a process-wide static, so compiling a tiny document with a citation fills it for
-/// every later compile. Harmless when unused: the thread only computes pure, cached values.
-pub fn prewarm() {
-    static STARTED: Once = Once::new();
-    STARTED.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("galley-typst-warmup".into())
-            .spawn(|| {
-                let _ = compile_text(WARMUP);
-            });
+/// Typst's one-time set-up that would otherwise sit on the compile's critical path, done on the
+/// other core while the compile evaluates and lays out the document: decoding hayagriva's 63 CSL
+/// locales, which Typst does at its first bibliography (about 40 ms, a quarter of a prose-edit
+/// rebuild, while every other thread waits). Typst keeps them in a process-wide static, so compiling
+/// a tiny document with a citation fills it, once per process, for every later compile. The
+/// outputs cannot change: the locales are the same whoever decodes them.
+fn warm_up(files: &FileSet) {
+    static LOCALES: Once = Once::new();
+    if LOCALES.is_completed() {
+        return;
+    }
+    let cites = files.iter().any(|(path, bytes)| {
+        path.ends_with(".typ") && bytes.windows(13).any(|w| w == b"bibliography(")
     });
+    if cites {
+        LOCALES.call_once(|| {
+            let _ = compile_text(LOCALES_WARMUP);
+        });
+    }
 }
 
 /// A citation and its bibliography, from bytes so the document needs no other file.
-const WARMUP: &str = r#"@w
+const LOCALES_WARMUP: &str = r#"@w
 #bibliography(bytes("@misc{w, title = {W}}"))
 "#;
 
@@ -107,6 +111,9 @@ struct GalleyWorld<'a> {
     files: &'a FileSet,
     main: FileId,
     today: Option<Datetime>,
+    /// The sources of this compile: each file is parsed once per compile and every request gets
+    /// that same source (the spans of its syntax nodes must match throughout the compile).
+    sources: Mutex<HashMap<FileId, Source>>,
 }
 
 fn file_id(path: &str) -> Option<FileId> {
@@ -115,7 +122,24 @@ fn file_id(path: &str) -> Option<FileId> {
         .map(|vpath| RootedPath::new(VirtualRoot::Project, vpath).intern())
 }
 
-impl GalleyWorld<'_> {
+impl<'a> GalleyWorld<'a> {
+    fn new(files: &'a FileSet, main: FileId, today: Option<Datetime>) -> Self {
+        GalleyWorld {
+            files,
+            main,
+            today,
+            sources: Mutex::default(),
+        }
+    }
+
+    fn parsed(&self, id: FileId, text: &str) -> Source {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources
+            .entry(id)
+            .or_insert_with(|| reparsed(id, text))
+            .clone()
+    }
+
     fn lookup(&self, id: FileId) -> FileResult<&Vec<u8>> {
         if let VirtualRoot::Package(spec) = id.root() {
             // Typst packages would need the network; the output folder must be self-contained.
@@ -147,7 +171,7 @@ impl World for GalleyWorld<'_> {
     fn source(&self, id: FileId) -> FileResult<Source> {
         let bytes = self.lookup(id)?;
         let text = std::str::from_utf8(bytes).map_err(|_| FileError::InvalidUtf8)?;
-        Ok(cached_source(id, text))
+        Ok(self.parsed(id, text))
     }
 
     fn file(&self, id: FileId) -> FileResult<Bytes> {
@@ -164,29 +188,58 @@ impl World for GalleyWorld<'_> {
     }
 }
 
-/// The parsed source of `id` with `text`. Sources are kept across compiles in the process: an edited
-/// file is re-parsed incrementally, which keeps the syntax nodes (and spans) of its unchanged parts, so
-/// `galley watch` reuses Typst's memoised evaluation and layout of them; an unchanged file is not
-/// parsed again (Typst asks for a source several times per compile).
-fn cached_source(id: FileId, text: &str) -> Source {
-    static SOURCES: OnceLock<Mutex<HashMap<FileId, Source>>> = OnceLock::new();
-    let mut sources = SOURCES
+/// The source of `id` with `text`, parsed incrementally from the process's previous source of that
+/// file (as the Typst CLI does in watch mode): the syntax nodes of unchanged text keep their spans,
+/// so `galley watch` reuses Typst's memoised evaluation and layout of them. Each compile asks once
+/// per file (`GalleyWorld::parsed`): concurrent compiles of the same path each get their own.
+fn reparsed(id: FileId, text: &str) -> Source {
+    static PREVIOUS: OnceLock<Mutex<HashMap<FileId, Source>>> = OnceLock::new();
+    let mut previous = PREVIOUS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    match sources.get_mut(&id) {
+    let source = match previous.get(&id) {
+        Some(source) if source.text() == text => source.clone(),
         Some(source) => {
-            if source.text() != text {
-                source.replace(text);
+            let mut source = source.clone();
+            let (replace, with) = changed_range(source.text(), text);
+            source.edit(replace, &text[with]);
+            // An incremental parse must give the text a fresh parse would; never trust it blindly.
+            if source.text() == text {
+                source
+            } else {
+                Source::new(id, text.to_string())
             }
-            source.clone()
         }
-        None => {
-            let source = Source::new(id, text.to_string());
-            sources.insert(id, source.clone());
-            source
-        }
+        None => Source::new(id, text.to_string()),
+    };
+    previous.insert(id, source.clone());
+    source
+}
+
+/// The smallest single edit from `old` to `new`: the range of `old` to replace and the range of `new`
+/// to put there, on character boundaries. (Typst 0.15's `Source::replace` widens a common suffix that
+/// ends inside a character to the whole character, so "≤¼" edited to "≤μ", which share their last
+/// byte, kept the "¼".)
+fn changed_range(old: &str, new: &str) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let mut prefix = old
+        .bytes()
+        .zip(new.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    while !old.is_char_boundary(prefix) || !new.is_char_boundary(prefix) {
+        prefix -= 1;
     }
+    let mut suffix = old[prefix..]
+        .bytes()
+        .rev()
+        .zip(new[prefix..].bytes().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    while !old.is_char_boundary(old.len() - suffix) || !new.is_char_boundary(new.len() - suffix) {
+        suffix -= 1;
+    }
+    (prefix..old.len() - suffix, prefix..new.len() - suffix)
 }
 
 /// Between rebuilds in one process (`galley watch`): drop Typst's memoised results that the last 10
@@ -208,14 +261,19 @@ pub fn compile_pdf(
     date: Option<Date>,
     report_dir: &Path,
 ) -> Result<Vec<u8>> {
+    std::thread::scope(|scope| {
+        let _ = std::thread::Builder::new()
+            .name("galley-typst-warm-up".into())
+            .spawn_scoped(scope, || warm_up(files));
+        compile(files, main, date, report_dir)
+    })
+}
+
+fn compile(files: &FileSet, main: &str, date: Option<Date>, report_dir: &Path) -> Result<Vec<u8>> {
     let main_id =
         file_id(main).ok_or_else(|| Diagnostic::error(format!("bad Typst path `{main}`")))?;
     let today = date.and_then(typst_date);
-    let world = GalleyWorld {
-        files,
-        main: main_id,
-        today,
-    };
+    let world = GalleyWorld::new(files, main_id, today);
     let warned = typst::compile::<PagedDocument>(&world);
     let document = warned.output.map_err(|errors| {
         Failure::new(
@@ -288,11 +346,7 @@ pub fn compile_text(source: &str) -> Result<String> {
     let mut files = FileSet::default();
     files.insert("main.typ", source.as_bytes().to_vec());
     let main_id = file_id("main.typ").expect("valid path");
-    let world = GalleyWorld {
-        files: &files,
-        main: main_id,
-        today: None,
-    };
+    let world = GalleyWorld::new(&files, main_id, None);
     let document = typst::compile::<PagedDocument>(&world)
         .output
         .map_err(|errors| {
@@ -325,10 +379,24 @@ fn collect_text(frame: &typst::layout::Frame, out: &mut String) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn incremental_parses_give_the_new_text() {
+        let id = file_id("incremental.typ").unwrap();
+        for text in ["a ≤¼", "a ≤μ", "a ≤μ b", "ä ≤μ b", "b", "", "μ¼", "¼μ"] {
+            assert_eq!(reparsed(id, text).text(), text);
+        }
+        assert_eq!(changed_range("x≤¼", "x≤μ"), (4..6, 4..6));
+        assert_eq!(changed_range("abc", "abc"), (3..3, 3..3));
+        assert_eq!(
+            changed_range("In this cohort,", "In this series,"),
+            (8..14, 8..14)
+        );
+    }
+
     /// The warm-up only helps if it reaches the bibliography: it must compile, and cite.
     #[test]
     fn warmup_document_cites_its_bibliography() {
-        let text = compile_text(WARMUP).expect("the warm-up document compiles");
+        let text = compile_text(LOCALES_WARMUP).expect("the warm-up document compiles");
         assert!(text.contains("[1]"), "{text}");
         assert!(text.contains('W'), "{text}");
     }
