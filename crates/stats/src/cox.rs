@@ -17,6 +17,11 @@
 //! Formulas: Therneau & Grambsch (2000), chapters 3 and 7 (Efron approximation, score residuals,
 //! sandwich variance). Cost: one sort by time, then O(n p^2) per Newton iteration; the concordance
 //! uses a Fenwick tree (O(n log n)).
+//!
+//! Above `crate::par::CHUNK` rows the passes over the data use every core: the likelihood in
+//! segments of tied-time-aligned rows (`Sorted::eval`), the concordance in intervals of the
+//! linear predictor (`concordance`). Both split by the data, never by the thread count, so a
+//! fit is the same bit for bit on any machine (`tests/parallel.rs`).
 
 use crate::par::CHUNK;
 use crate::surv::{
@@ -653,7 +658,8 @@ fn add_risk(a: &mut [f64], cmat: &mut [f64], risk: f64, x: &[f64]) {
 
 impl Sorted {
     /// Log partial likelihood at `beta`; leaves the score in `ws.u` and the information in
-    /// `ws.imat`. Mirrors coxfit6's accumulation (reverse time within each stratum).
+    /// `ws.imat`. Mirrors coxfit6's accumulation (reverse time within each stratum), with
+    /// Efron's tied deaths summed in closed form (see [`Sorted::accumulate`]).
     ///
     /// The risk-set sums run backwards in time through a whole stratum, so a segment's sums
     /// start from the totals of the segments after it. Two parallel passes over the tasks:
