@@ -23,7 +23,7 @@
 //! linear predictor (`concordance`). Both split by the data, never by the thread count, so a
 //! fit is the same bit for bit on any machine (`tests/parallel.rs`).
 
-use crate::par::CHUNK;
+use crate::par::{self, CHUNK};
 use crate::surv::{
     check_codes, check_response, chisq_sf, normal_two_sided, partition_by, radix_sort, sort_key,
     sort_times, z_for_level,
@@ -154,10 +154,9 @@ pub fn cox<S: AsRef<str>>(
     let cols: Vec<&[f64]> = (0..p).map(|j| &x.as_slice()[j * n..(j + 1) * n]).collect();
     // A branch-free pass per column (it vectorises), columns in parallel; the row is looked up
     // only on failure.
-    let finite_cols: Vec<bool> = cols
-        .par_iter()
-        .map(|col| col.iter().fold(true, |ok, v| ok & v.is_finite()))
-        .collect();
+    let finite_cols = par::map(n, &cols, |col| {
+        col.iter().fold(true, |ok, v| ok & v.is_finite())
+    });
     if let Some(j) = finite_cols.iter().position(|&ok| !ok)
         && let Some(i) = cols[j].iter().position(|v| !v.is_finite())
     {
@@ -199,18 +198,16 @@ pub fn cox<S: AsRef<str>>(
     // (a transpose), so that each row is later copied whole to its sorted position: one random
     // read of p adjacent values per row instead of p scattered ones. Each column's sums and each
     // value are computed as in a sequential pass; only the order of the memory accesses changes.
-    let (sorted, centred) = rayon::join(
+    let (sorted, centred) = par::join(
+        n,
         || sort_times(time),
         // Err(j): covariate j is constant.
         || -> std::result::Result<(Vec<f64>, Vec<f64>), usize> {
-            let centring: Vec<(f64, f64)> = cols
-                .par_iter()
-                .map(|col| {
-                    let m = sum8(col.iter().copied()) / n as f64;
-                    let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
-                    (m, mad)
-                })
-                .collect();
+            let centring = par::map(n, &cols, |col| {
+                let m = sum8(col.iter().copied()) / n as f64;
+                let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
+                (m, mad)
+            });
             let mut means = vec![0.0; p];
             let mut scale = vec![1.0; p];
             for (j, &(m, mad)) in centring.iter().enumerate() {
@@ -250,7 +247,15 @@ pub fn cox<S: AsRef<str>>(
             }
         });
     drop(unsorted);
-    let status: Vec<bool> = rows.par_iter().map(|&r| event[r as usize]).collect();
+    let mut status = vec![false; n];
+    status
+        .par_chunks_mut(CHUNK)
+        .zip(rows.par_chunks(CHUNK))
+        .for_each(|(st, rows)| {
+            for (s, &r) in st.iter_mut().zip(rows) {
+                *s = event[r as usize];
+            }
+        });
     let segments = segments(&times, &start, CHUNK);
     let tasks = tasks(&segments, CHUNK);
     let data = Sorted {
@@ -1040,7 +1045,10 @@ fn concordance(
     ranges: usize,
 ) -> Option<f64> {
     // Order-preserving integer keys; exact equality is a tie, as R's match(risk, unique(risk)).
-    let keys: Vec<u64> = lp.par_iter().map(|&v| sort_key(v)).collect();
+    let mut keys = vec![0u64; lp.len()];
+    keys.par_chunks_mut(CHUNK)
+        .zip(lp.par_chunks(CHUNK))
+        .for_each(|(k, v)| k.iter_mut().zip(v).for_each(|(k, &v)| *k = sort_key(v)));
     let bounds = key_ranges(&keys, ranges);
 
     // Comparable pairs: for each death, the rows at risk after it.
@@ -1066,13 +1074,12 @@ fn concordance(
         }
         pairs
     };
-    let counts = || -> Vec<(u64, u64)> {
-        bounds
-            .par_iter()
-            .map(|&(lo, hi)| concordant_in_range(&keys, status, times, start, lo, hi))
-            .collect()
+    let counts = || {
+        par::map(keys.len(), &bounds, |&(lo, hi)| {
+            concordant_in_range(&keys, status, times, start, lo, hi)
+        })
     };
-    let (pairs, counts) = rayon::join(pairs, counts);
+    let (pairs, counts) = par::join(keys.len(), pairs, counts);
     let conc_n: u64 = counts.iter().map(|c| c.0).sum();
     let tied_n: u64 = counts.iter().map(|c| c.1).sum();
     let (conc, tied) = (conc_n as f64, tied_n as f64);
@@ -1085,6 +1092,9 @@ fn concordance(
 /// quantiles of every (n / 4096)-th key: deterministic, and about n / ranges rows each unless
 /// the keys are heavily tied (then fewer intervals).
 fn key_ranges(keys: &[u64], ranges: usize) -> Vec<(u64, u64)> {
+    if ranges <= 1 {
+        return vec![(0, u64::MAX)];
+    }
     let stride = (keys.len() / 4096).max(1);
     let mut sample: Vec<u64> = keys.iter().step_by(stride).copied().collect();
     sample.sort_unstable();

@@ -269,17 +269,23 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
     let p = names.len();
     // Column-major n x p values, each column written once, columns in parallel.
     let mut data = vec![0.0; n * p];
-    data.par_chunks_mut(n)
-        .zip(sources.par_iter())
-        .for_each(|(col, source)| match *source {
-            Source::Intercept => col.fill(1.0),
-            Source::Numeric(values) => col.copy_from_slice(values),
-            Source::Indicator(codes, l) => {
-                for (v, &c) in col.iter_mut().zip(codes) {
-                    *v = if c == l { 1.0 } else { 0.0 };
-                }
+    let fill = |(col, source): (&mut [f64], &Source)| match *source {
+        Source::Intercept => col.fill(1.0),
+        Source::Numeric(values) => col.copy_from_slice(values),
+        Source::Indicator(codes, l) => {
+            for (v, &c) in col.iter_mut().zip(codes) {
+                *v = if c == l { 1.0 } else { 0.0 };
             }
-        });
+        }
+    };
+    // Columns in parallel only on large data (see `crate::par::map`).
+    if n > crate::par::CHUNK {
+        data.par_chunks_mut(n)
+            .zip(sources.par_iter())
+            .for_each(fill);
+    } else {
+        data.chunks_mut(n).zip(sources.iter()).for_each(fill);
+    }
     let x = DMatrix::from_vec(n, p, data);
     Ok(ModelMatrix {
         x,
