@@ -135,18 +135,15 @@ fn too_deep(
     display: &Path,
     max_depth: usize,
 ) -> Option<Diagnostic> {
-    let mut depth = 0usize;
-    let mut deepest = (0usize, 0usize);
+    let (mut depth, mut deepest) = (0usize, 0usize);
     let mut first_over = None;
     for (event, range) in events {
         match event {
             Event::Start(_) => {
                 depth += 1;
+                deepest = deepest.max(depth);
                 if depth > max_depth && first_over.is_none() {
                     first_over = Some(range.start);
-                }
-                if depth > deepest.0 {
-                    deepest = (depth, range.start);
                 }
             }
             Event::End(_) => depth = depth.saturating_sub(1),
@@ -157,7 +154,7 @@ fn too_deep(
     Some(
         Diagnostic::error(format!(
             "the Markdown here is nested {} levels deep (lists, block quotes, emphasis and links inside each other), more than the limit of {max_depth} (`markdown_depth`)",
-            deepest.0
+            deepest
         ))
         .at_offset(display, source, offset)
         .hint("flatten the structure; if the depth is intended, raise markdown_depth under [limits] in study.toml (at most 100)"),
