@@ -5,14 +5,12 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use indexmap::IndexMap;
-use minijinja::value::{Value, ValueKind};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::expr::{self, RowExpr};
+use super::expr::{self, RowExpr, Value};
 use super::{BlockEnv, Output};
 use crate::dataset::Column;
 use crate::diagnostics::Diagnostic;
@@ -180,33 +178,33 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
             .hint("every child row must belong to a parent row; fix the keys or filter the child table first"));
     }
 
-    let environment = expr::environment();
-    let shared = Arc::new(child.clone());
     let mut out = parent.clone();
     out.name = env.block.id.clone();
     let mut missing = serde_json::Map::new();
     for (name, source) in &spec.columns {
         let (function, arg) = parse_call(source).map_err(|m| env.error(name, m))?;
-        let values: Vec<Option<Value>> = match arg {
-            None => vec![Some(Value::from(true)); child.n_rows],
+        let values: Vec<Value> = match arg {
+            None => vec![Value::Bool(true); child.n_rows],
             Some(arg) => {
-                let compiled =
-                    RowExpr::compile(&environment, arg, child).map_err(|m| env.error(name, m))?;
+                let compiled = RowExpr::compile(arg, child).map_err(|m| env.error(name, m))?;
                 compiled
-                    .eval_all(&shared, env.expression_limit(name))
+                    .eval_all(child, env.expression_limit(name))
                     .map_err(|m| env.error(name, m))?
             }
         };
-        let per_parent: Vec<Option<Value>> = children
+        let per_parent: Vec<Value> = children
             .iter()
             .map(|rows| {
-                let present: Vec<&Value> =
-                    rows.iter().filter_map(|&r| values[r].as_ref()).collect();
+                let present: Vec<&Value> = rows
+                    .iter()
+                    .map(|&r| &values[r])
+                    .filter(|v| !v.is_missing())
+                    .collect();
                 summarise(function, &present)
             })
             .collect::<Result<_, String>>()
             .map_err(|m| env.error(name, format!("column `{name}` = `{source}`: {m}")))?;
-        let data = expr::values_to_column(per_parent, None)
+        let data = expr::values_to_column(per_parent, None, None)
             .map_err(|m| env.error(name, format!("column `{name}`: {m}")))?;
         let n_missing = (0..data.len()).filter(|&r| data.is_missing(r)).count();
         missing.insert(name.clone(), json!(n_missing));
@@ -231,108 +229,95 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
 }
 
 fn as_bool(v: &Value, what: &str) -> Result<bool, String> {
-    if v.kind() == ValueKind::Bool {
-        Ok(v.is_true())
-    } else {
-        Err(format!("{what} needs a true/false expression, got `{v}`"))
+    match v {
+        Value::Bool(b) => Ok(*b),
+        other => Err(format!("{what} needs a true/false expression, got {other}")),
     }
 }
 
 fn as_number(v: &Value, what: &str) -> Result<f64, String> {
-    match v.kind() {
-        ValueKind::Bool => Ok(if v.is_true() { 1.0 } else { 0.0 }),
-        ValueKind::Number => f64::try_from(v.clone()).map_err(|e| e.to_string()),
-        _ => Err(format!("{what} needs a number, got `{v}`")),
-    }
+    v.as_f64()
+        .ok_or_else(|| format!("{what} needs a number, got {v}"))
 }
 
-fn all_integers(values: &[&Value]) -> bool {
-    values.iter().all(|v| {
-        v.kind() == ValueKind::Bool || (v.as_i64().is_some() && !v.to_string().contains('.'))
-    })
-}
-
-/// One parent's summary of its children's non-missing values.
-fn summarise(function: Function, values: &[&Value]) -> Result<Option<Value>, String> {
+/// One parent's summary of its children's non-missing values (R's `na.rm = TRUE`).
+fn summarise(function: Function, values: &[&Value]) -> Result<Value, String> {
     Ok(match function {
         Function::Count => {
             let mut n = 0i64;
             for v in values {
-                n += as_bool(v, "count(...)")? as i64;
+                n += i64::from(as_bool(v, "count(...)")?);
             }
-            Some(Value::from(n))
+            Value::Int(n)
         }
         Function::Any => {
             let mut any = false;
             for v in values {
                 any |= as_bool(v, "any(...)")?;
             }
-            Some(Value::from(any))
+            Value::Bool(any)
         }
         Function::All => {
             if values.is_empty() {
-                None
-            } else {
-                let mut all = true;
-                for v in values {
-                    all &= as_bool(v, "all(...)")?;
-                }
-                Some(Value::from(all))
+                return Ok(Value::Missing);
             }
+            let mut all = true;
+            for v in values {
+                all &= as_bool(v, "all(...)")?;
+            }
+            Value::Bool(all)
         }
         Function::Sum | Function::Mean => {
             if values.is_empty() {
-                return Ok(None);
+                return Ok(Value::Missing);
             }
             let mut total = 0.0;
             for v in values {
                 total += as_number(v, "sum(...) and mean(...)")?;
             }
+            let integers = values
+                .iter()
+                .all(|v| matches!(v, Value::Int(_) | Value::Bool(_)));
             if function == Function::Mean {
-                Some(Value::from(total / values.len() as f64))
-            } else if all_integers(values) {
-                Some(Value::from(total as i64))
+                Value::Num(total / values.len() as f64)
+            } else if integers {
+                Value::Int(total as i64)
             } else {
-                Some(Value::from(total))
+                Value::Num(total)
             }
         }
-        Function::Min | Function::Max => {
-            let Some(first) = values.first() else {
-                return Ok(None);
-            };
-            let numeric = matches!(first.kind(), ValueKind::Number | ValueKind::Bool);
-            let mut best: &Value = first;
-            for v in &values[1..] {
-                let better = if numeric {
-                    let (a, b) = (as_number(v, "min(...) and max(...)")?, as_number(best, "")?);
-                    if function == Function::Min {
-                        a < b
-                    } else {
-                        a > b
-                    }
-                } else {
-                    let (a, b) = (
-                        v.as_str()
-                            .ok_or_else(|| format!("cannot compare `{v}` with `{best}`"))?,
-                        best.as_str().unwrap_or_default(),
-                    );
-                    if function == Function::Min {
-                        a < b
-                    } else {
-                        a > b
-                    }
-                };
-                if better {
-                    best = v;
-                }
-            }
-            if numeric {
-                as_number(first, "min(...) and max(...)")?;
-            }
-            Some((*best).clone())
-        }
-        Function::First => values.first().map(|v| (*v).clone()),
+        Function::Min | Function::Max => extreme(function, values)?,
+        Function::First => values.first().map_or(Value::Missing, |v| (*v).clone()),
     })
+}
+
+/// The smallest or largest value: numbers by value, text and dates in their order.
+fn extreme(function: Function, values: &[&Value]) -> Result<Value, String> {
+    let Some(first) = values.first() else {
+        return Ok(Value::Missing);
+    };
+    let mut best: &Value = first;
+    for v in &values[1..] {
+        let ordering = match (v, best) {
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::Date(a), Value::Date(b)) => a.cmp(b),
+            _ => {
+                let (a, b) = (
+                    as_number(v, "min(...) and max(...)")?,
+                    as_number(best, "min(...) and max(...)")?,
+                );
+                a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal)
+            }
+        };
+        let better = match function {
+            Function::Min => ordering.is_lt(),
+            _ => ordering.is_gt(),
+        };
+        if better {
+            best = v;
+        }
+    }
+    Ok(best.clone())
 }
 
 #[cfg(test)]

@@ -19,9 +19,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::survival::{
-    codes_in, codes_missing, complete_cases, group_column, response, response_missing,
-};
+use super::columns::{CompleteCases, MissingPolicy};
+use super::survival::{codes_in, codes_missing, group_column, response, response_missing};
 use super::{BlockEnv, Output};
 use crate::diagnostics::Diagnostic;
 use crate::simulate::Draws;
@@ -36,6 +35,9 @@ struct BootstrapSpec {
     #[allow(dead_code)]
     kind: String,
     data: String,
+    /// What to do with rows whose analysis variables are missing.
+    #[serde(default)]
+    missing: MissingPolicy,
     time: String,
     event: String,
     /// Exactly two groups; the contrast is the second level minus the first.
@@ -345,8 +347,9 @@ pub fn run(env: &BlockEnv) -> R<Output> {
     let (labels, codes) = group_column(env, data, &spec.by, "by", spec.levels.as_deref())?;
     let mut used = response_missing(&spec.time, &spec.event, &times, &events);
     used.push(codes_missing(&spec.by, &codes));
-    let (rows, warning) = complete_cases(data.n_rows, &used);
+    let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
     drop(used);
+    let rows = &cases.rows;
     if labels.len() != 2 {
         return Err(env.error(
             "by",
@@ -408,8 +411,9 @@ pub fn run(env: &BlockEnv) -> R<Output> {
     if spec.statistic == Statistic::SurvivalDifference {
         value["at"] = json!(at);
     }
+    cases.record(&mut value);
     let mut output = Output::value(value);
-    output.warnings.extend(warning);
+    output.warnings.extend(cases.warning(spec.missing));
     if result.defined < spec.replicates as usize {
         output.warnings.push(format!(
             "the contrast was undefined in {} of {} replicates ({}); the interval uses the other {}",

@@ -2,12 +2,10 @@
 //! expression such as `status == 2`), groups, and covariates for model matrices, with complete-case
 //! selection. Shared by every statistical kind so they all treat missing values and types alike.
 
-use std::sync::Arc;
-
 use galley_stats::design::Covariate;
 use indexmap::IndexMap;
 
-use super::expr::{self, RowExpr};
+use super::expr::RowExpr;
 use super::{BlockEnv, grouping};
 use crate::dataset::{ColumnData, Dataset};
 use crate::diagnostics::Diagnostic;
@@ -62,24 +60,24 @@ pub fn indicator(env: &BlockEnv, data: &Dataset, source: &str, key: &str) -> R<V
                 ))),
         };
     }
-    let environment = expr::environment();
-    let compiled = RowExpr::compile(&environment, source, data).map_err(|m| env.error(key, m))?;
+    let compiled = RowExpr::compile(source, data).map_err(|m| env.error(key, m))?;
     let values = compiled
-        .eval_all(&Arc::new(data.clone()), env.expression_limit(key))
+        .eval_all(data, env.expression_limit(key))
         .map_err(|m| env.error(key, m))?;
     values
-        .into_iter()
+        .iter()
         .enumerate()
-        .map(|(row, v)| match v {
-            None => Ok(None),
-            Some(v) if v.kind() == minijinja::value::ValueKind::Bool => Ok(Some(v.is_true())),
-            Some(v) => Err(env.error(
-                key,
-                format!(
-                    "`{source}` gives `{v}` on data row {}, expected true or false",
-                    row + 1
-                ),
-            )),
+        .map(|(row, v)| {
+            v.as_bool().map_err(|m| {
+                env.error(
+                    key,
+                    format!(
+                        "`{source}` on data row {} (line {} of the CSV): {m}",
+                        row + 1,
+                        row + 2
+                    ),
+                )
+            })
         })
         .collect()
 }
@@ -187,6 +185,126 @@ pub fn covariates(
 /// Rows where none of the given "is missing" tests is true.
 pub fn complete_rows(n: usize, missing: &[&dyn Fn(usize) -> bool]) -> Vec<usize> {
     (0..n).filter(|&r| !missing.iter().any(|m| m(r))).collect()
+}
+
+/// What a block does when rows are left out because an analysis variable is missing (after its
+/// expression is evaluated): `missing = "warn"` (the default) leaves them out and warns,
+/// `"exclude"` leaves them out silently (the author has seen them), `"fail"` stops the build (R's
+/// `na.fail`). The counts are in the result either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingPolicy {
+    #[default]
+    Warn,
+    Exclude,
+    Fail,
+}
+
+/// One analysis variable of a block (a column, or an expression such as `status == 1`) and its
+/// "is missing" test by row.
+pub struct Missing<'a> {
+    pub name: &'a str,
+    pub test: Box<dyn Fn(usize) -> bool + 'a>,
+}
+
+impl<'a> Missing<'a> {
+    pub fn new(name: &'a str, test: impl Fn(usize) -> bool + 'a) -> Missing<'a> {
+        Missing {
+            name,
+            test: Box::new(test),
+        }
+    }
+
+    /// The test of values read by row (`None` = missing).
+    pub fn of<T>(name: &'a str, values: &'a [Option<T>]) -> Missing<'a> {
+        Missing::new(name, move |r| values[r].is_none())
+    }
+}
+
+/// The complete cases of a block: the rows it analyses and, by variable, how many rows were left
+/// out because that variable was missing (a row missing two variables counts under both).
+#[derive(Debug, Clone)]
+pub struct CompleteCases {
+    pub rows: Vec<usize>,
+    pub total: usize,
+    pub by_variable: Vec<(String, usize)>,
+}
+
+impl CompleteCases {
+    /// The rows where no variable in `used` is missing, under the block's policy: `Err` when the
+    /// policy is `fail` and a row was left out.
+    pub fn select(
+        env: &super::BlockEnv,
+        total: usize,
+        used: &[Missing],
+        policy: MissingPolicy,
+    ) -> R<CompleteCases> {
+        let tests: Vec<&dyn Fn(usize) -> bool> = used.iter().map(|m| m.test.as_ref()).collect();
+        let rows = complete_rows(total, &tests);
+        let by_variable = if rows.len() == total {
+            Vec::new()
+        } else {
+            used.iter()
+                .map(|m| {
+                    (
+                        m.name.to_string(),
+                        (0..total).filter(|&r| (m.test)(r)).count(),
+                    )
+                })
+                .filter(|(_, k)| *k > 0)
+                .collect()
+        };
+        let cases = CompleteCases {
+            rows,
+            total,
+            by_variable,
+        };
+        if policy == MissingPolicy::Fail && cases.excluded() > 0 {
+            return Err(env
+                .error("missing", cases.summary())
+                .hint("`missing = \"fail\"` stops the build when a row has a missing analysis variable; remove it to analyse complete cases"));
+        }
+        Ok(cases)
+    }
+
+    pub fn excluded(&self) -> usize {
+        self.total - self.rows.len()
+    }
+
+    fn summary(&self) -> String {
+        let counts: Vec<String> = self
+            .by_variable
+            .iter()
+            .map(|(name, k)| format!("`{name}` {k}"))
+            .collect();
+        format!(
+            "{} of {} rows left out for missing values (complete cases; missing: {})",
+            self.excluded(),
+            self.total,
+            counts.join(", ")
+        )
+    }
+
+    /// The warning a block gives, unless the policy silences it.
+    pub fn warning(&self, policy: MissingPolicy) -> Option<String> {
+        (self.excluded() > 0 && policy == MissingPolicy::Warn).then(|| {
+            format!(
+                "{}; write `missing = \"exclude\"` in the block to accept this without a warning",
+                self.summary()
+            )
+        })
+    }
+
+    /// `n_excluded` and `excluded_by` (rows left out by variable) in a block's result.
+    pub fn record(&self, value: &mut serde_json::Value) {
+        value["n_excluded"] = serde_json::json!(self.excluded());
+        let by: serde_json::Map<String, serde_json::Value> = self
+            .by_variable
+            .iter()
+            .map(|(name, k)| (name.clone(), serde_json::json!(k)))
+            .collect();
+        value["excluded_by"] = serde_json::Value::Object(by);
+    }
 }
 
 /// Covariates restricted to `rows`, as the statistics crate takes them. Factor levels that do not

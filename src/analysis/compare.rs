@@ -12,8 +12,9 @@ use galley_stats::hypothesis::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::columns::{CompleteCases, Missing, MissingPolicy};
 use super::{BlockEnv, Output, columns, grouping};
-use crate::dataset::{Column, ColumnData, Dataset};
+use crate::dataset::{Column, ColumnData};
 use crate::diagnostics::Diagnostic;
 
 /// How a variable is summarised and tested.
@@ -189,6 +190,9 @@ struct CompareSpec {
     #[allow(dead_code)]
     kind: String,
     data: String,
+    /// What to do with rows whose variable or group is missing.
+    #[serde(default)]
+    missing: MissingPolicy,
     variable: String,
     /// The grouping column: exactly two groups after dropping missing values.
     by: String,
@@ -252,12 +256,17 @@ pub fn compare(env: &BlockEnv) -> Result<Output, Diagnostic> {
         ));
     }
     let mut value = json!({ "variable": spec.variable, "by": spec.by });
-    let (two, rows) = two_groups(env, data, &group_levels, &group_codes, |r| {
-        column.data.is_missing(r)
-    })?;
+    let used = [
+        Missing::new(&spec.variable, |r| column.data.is_missing(r)),
+        Missing::of(&spec.by, &group_codes),
+    ];
+    let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
+    let two = two_groups(env, &group_levels, &group_codes, &cases.rows)?;
+    let rows = &cases.rows;
     let group_of = |r: usize| -> usize { if group_codes[r] == Some(two[0]) { 0 } else { 1 } };
     value["n"] = json!(rows.len());
-    value["missing"] = json!(data.n_rows - rows.len());
+    value["missing"] = json!(cases.excluded());
+    cases.record(&mut value);
 
     if var_type == VarType::Continuous {
         if !column.data.is_numeric() {
@@ -271,7 +280,7 @@ pub fn compare(env: &BlockEnv) -> Result<Output, Diagnostic> {
             ));
         }
         let mut x = [Vec::new(), Vec::new()];
-        for &r in &rows {
+        for &r in rows {
             x[group_of(r)].push(column.data.number(r).unwrap_or(f64::NAN));
         }
         let stats_error = |e: galley_stats::StatsError| env.error("variable", e.message);
@@ -315,13 +324,13 @@ pub fn compare(env: &BlockEnv) -> Result<Output, Diagnostic> {
             ));
             extend(&mut value, json!(w));
         }
-        return Ok(Output::value(value));
+        return Ok(with_warning(value, cases.warning(spec.missing)));
     }
 
     // Categorical: the variable's levels (present ones) by the two groups.
     let (var_levels, var_codes) = grouping(column);
     let mut counts = vec![[0u64; 2]; var_levels.len()];
-    for &r in &rows {
+    for &r in rows {
         if let Some(c) = var_codes[r] {
             counts[c][group_of(r)] += 1;
         }
@@ -366,7 +375,15 @@ pub fn compare(env: &BlockEnv) -> Result<Output, Diagnostic> {
     value["odds_ratio"] = json!(result.odds_ratio);
     value["levels"] = json!(var_levels);
     value["groups"] = json!(groups);
-    Ok(Output::value(value))
+    Ok(with_warning(value, cases.warning(spec.missing)))
+}
+
+fn with_warning(value: Value, warning: Option<String>) -> Output {
+    Output {
+        value,
+        warnings: warning.into_iter().collect(),
+        ..Default::default()
+    }
 }
 
 fn extend(value: &mut Value, more: Value) {
@@ -375,18 +392,14 @@ fn extend(value: &mut Value, more: Value) {
     }
 }
 
-/// The two groups present among rows with a group and no missing variable, and those rows. Errors
-/// unless exactly two groups have rows.
+/// The two groups present among the complete cases `rows`. Errors unless exactly two groups have
+/// rows.
 fn two_groups(
     env: &BlockEnv,
-    data: &Dataset,
     levels: &[String],
     codes: &[Option<usize>],
-    missing: impl Fn(usize) -> bool,
-) -> Result<([usize; 2], Vec<usize>), Diagnostic> {
-    let rows: Vec<usize> = (0..data.n_rows)
-        .filter(|&r| codes[r].is_some() && !missing(r))
-        .collect();
+    rows: &[usize],
+) -> Result<[usize; 2], Diagnostic> {
     let mut present: Vec<usize> = rows.iter().filter_map(|&r| codes[r]).collect();
     present.sort_unstable();
     present.dedup();
@@ -405,5 +418,5 @@ fn two_groups(
             ),
         ));
     }
-    Ok(([present[0], present[1]], rows))
+    Ok([present[0], present[1]])
 }

@@ -1,11 +1,10 @@
 //! Data blocks: counting, deriving columns, filtering a cohort, and survival times from dates.
 
-use std::sync::Arc;
-
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::columns::MissingPolicy;
 use super::expr::{self, RowExpr};
 use super::{BlockEnv, Output, grouping};
 use crate::dataset::{Column, ColumnData, Dataset, parse_date};
@@ -26,6 +25,9 @@ struct CountSpec {
     filter: Option<String>,
     /// Count by the levels of this column.
     by: Option<String>,
+    /// What to do when `where` is missing on a row (the row is not counted).
+    #[serde(default)]
+    missing: MissingPolicy,
 }
 
 /// `count`: rows, optionally where a condition holds, optionally by group, with percentages.
@@ -34,23 +36,25 @@ struct CountSpec {
 pub fn count(env: &BlockEnv) -> BlockResult {
     let spec: CountSpec = env.block.parse_spec()?;
     let data = env.dataset(&spec.data)?;
-    let rows = match &spec.filter {
-        Some(f) => selected_rows(env, data, f, "where")?,
-        None => (0..data.n_rows).collect(),
+    let selection = match &spec.filter {
+        Some(f) => selected_rows(env, data, f, spec.missing)?,
+        None => Selection::all(data.n_rows),
     };
+    let rows = &selection.rows;
     let n = rows.len();
     let total = data.n_rows;
     let mut value = json!({
         "n": n,
         "total": total,
         "pct": if total > 0 { Some(n as f64 / total as f64) } else { None },
+        "where_missing": selection.missing,
     });
     if let Some(by) = &spec.by {
         let column = env.column(data, by, "by")?;
         let (levels, codes) = grouping(column);
         let mut counts = vec![0usize; levels.len()];
         let mut missing = 0;
-        for &r in &rows {
+        for &r in rows {
             match codes[r] {
                 Some(c) => counts[c] += 1,
                 None => missing += 1,
@@ -66,27 +70,73 @@ pub fn count(env: &BlockEnv) -> BlockResult {
         value["levels"] = serde_json::Value::Object(by_level);
         value["missing"] = json!(missing);
     }
-    Ok(Output::value(value))
+    Ok(Output {
+        value,
+        warnings: selection.warning.into_iter().collect(),
+        ..Default::default()
+    })
 }
 
-/// Rows where a boolean expression is true (missing counts as false).
+/// The rows a `where` condition selects.
+struct Selection {
+    rows: Vec<usize>,
+    /// Rows where the condition was missing (neither selected nor counted as false).
+    missing: usize,
+    warning: Option<String>,
+}
+
+impl Selection {
+    fn all(n: usize) -> Selection {
+        Selection {
+            rows: (0..n).collect(),
+            missing: 0,
+            warning: None,
+        }
+    }
+}
+
+/// Rows where the `where` condition is true, as R's `subset` and dplyr's `filter` keep them: a row
+/// where it is missing is dropped, and counted, and (unless the block says `missing = "exclude"`)
+/// warned about, since such a row is neither selected nor known to fail the condition.
 fn selected_rows(
     env: &BlockEnv,
     data: &Dataset,
     source: &str,
-    key: &str,
-) -> Result<Vec<usize>, Diagnostic> {
-    let environment = expr::environment();
-    let compiled = RowExpr::compile(&environment, source, data).map_err(|m| env.error(key, m))?;
-    let values = compiled
-        .eval_all(&Arc::new(data.clone()), env.expression_limit(key))
-        .map_err(|m| env.error(key, m))?;
-    Ok(values
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| v.as_ref().is_some_and(|v| v.is_true()))
-        .map(|(i, _)| i)
-        .collect())
+    policy: MissingPolicy,
+) -> Result<Selection, Diagnostic> {
+    let key = "where";
+    let truth = super::columns::indicator(env, data, source, key)?;
+    let rows: Vec<usize> = (0..data.n_rows)
+        .filter(|&r| truth[r] == Some(true))
+        .collect();
+    let missing = truth.iter().filter(|t| t.is_none()).count();
+    let summary = || {
+        let columns = RowExpr::compile(source, data)
+            .map(|e| e.columns().join("`, `"))
+            .unwrap_or_default();
+        format!(
+            "`where = \"{source}\"` is missing on {missing} of {} rows (a value of `{columns}` is missing), so they are left out",
+            data.n_rows
+        )
+    };
+    let warning = match policy {
+        _ if missing == 0 => None,
+        MissingPolicy::Exclude => None,
+        MissingPolicy::Warn => Some(format!(
+            "{}; write `missing = \"exclude\"` in the block to accept this without a warning",
+            summary()
+        )),
+        MissingPolicy::Fail => {
+            return Err(env.error("missing", summary()).hint(
+                "`missing = \"fail\"` stops the build when the condition is missing on a row; test for it with `is none` or remove the setting",
+            ));
+        }
+    };
+    Ok(Selection {
+        rows,
+        missing,
+        warning,
+    })
 }
 
 #[derive(Deserialize)]
@@ -118,7 +168,6 @@ pub fn derive(env: &BlockEnv) -> BlockResult {
     let spec: DeriveSpec = env.block.parse_spec()?;
     let mut data = env.dataset(&spec.data)?.clone();
     data.name = env.block.id.clone();
-    let environment = expr::environment();
     let mut missing = serde_json::Map::new();
     for (name, column) in &spec.columns {
         let (source, label, levels) = match column {
@@ -129,14 +178,13 @@ pub fn derive(env: &BlockEnv) -> BlockResult {
                 levels,
             } => (expr.as_str(), label.clone(), levels.as_deref()),
         };
-        let compiled =
-            RowExpr::compile(&environment, source, &data).map_err(|m| env.error(name, m))?;
-        let shared = Arc::new(data.clone());
+        let located = |m: String| env.error(name, format!("column `{name}`: {m}"));
+        let compiled = RowExpr::compile(source, &data).map_err(located)?;
         let values = compiled
-            .eval_all(&shared, env.expression_limit(name))
-            .map_err(|m| env.error(name, m))?;
-        let column_data = expr::values_to_column(values, levels)
-            .map_err(|m| env.error(name, format!("column `{name}`: {m}")))?;
+            .eval_all(&data, env.expression_limit(name))
+            .map_err(located)?;
+        let column_data =
+            expr::values_to_column(values, levels, compiled.result_kind(&data)).map_err(located)?;
         let n_missing = (0..column_data.len())
             .filter(|&r| column_data.is_missing(r))
             .count();
@@ -166,19 +214,28 @@ struct FilterSpec {
     /// Keep rows where this expression is true (rows where it is missing are dropped).
     #[serde(rename = "where")]
     filter: String,
+    /// What to do when `where` is missing on a row (the row is dropped).
+    #[serde(default)]
+    missing: MissingPolicy,
 }
 
 /// `filter`: the rows of a dataset where a condition holds. Result: `n`, `excluded`, `total`.
 pub fn filter(env: &BlockEnv) -> BlockResult {
     let spec: FilterSpec = env.block.parse_spec()?;
     let data = env.dataset(&spec.data)?;
-    let rows = selected_rows(env, data, &spec.filter, "where")?;
-    let subset = data.take(env.block.id.clone(), &rows);
-    let value =
-        json!({ "n": rows.len(), "excluded": data.n_rows - rows.len(), "total": data.n_rows });
+    let selection = selected_rows(env, data, &spec.filter, spec.missing)?;
+    let rows = &selection.rows;
+    let subset = data.take(env.block.id.clone(), rows);
+    let value = json!({
+        "n": rows.len(),
+        "excluded": data.n_rows - rows.len(),
+        "where_missing": selection.missing,
+        "total": data.n_rows,
+    });
     Ok(Output {
         value,
         dataset: Some(subset),
+        warnings: selection.warning.into_iter().collect(),
         ..Default::default()
     })
 }
@@ -269,12 +326,7 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
         };
     let starts = date_column(&spec.start, "start")?;
     let ends = date_column(&spec.end, "end")?;
-    let environment = expr::environment();
-    let compiled =
-        RowExpr::compile(&environment, &spec.event, data).map_err(|m| env.error("event", m))?;
-    let events = compiled
-        .eval_all(&Arc::new(data.clone()), env.expression_limit("event"))
-        .map_err(|m| env.error("event", m))?;
+    let events = super::columns::indicator(env, data, &spec.event, "event")?;
 
     let cutoff = env.settings.cutoff;
     let mut keep = Vec::with_capacity(data.n_rows);
@@ -293,7 +345,7 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
             continue;
         }
         let mut end = end;
-        let mut event = events[row].as_ref().map(|v| v.is_true());
+        let mut event = events[row];
         if let Some(c) = cutoff
             && end > c
         {

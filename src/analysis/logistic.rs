@@ -11,7 +11,9 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::columns::{self, CovariateColumn, display_label, term_label};
+use super::columns::{
+    self, CompleteCases, CovariateColumn, Missing, MissingPolicy, display_label, term_label,
+};
 use super::{BlockEnv, Output, TableSpec};
 use crate::artifacts::{Align, Cell, Row};
 use crate::dataset::Dataset;
@@ -26,6 +28,9 @@ struct LogisticSpec {
     #[allow(dead_code)]
     kind: String,
     data: String,
+    /// What to do with rows whose analysis variables are missing.
+    #[serde(default)]
+    missing: MissingPolicy,
     /// A true/false or 0/1 column, or an expression (`prior == 10`).
     outcome: String,
     covariates: Vec<String>,
@@ -105,9 +110,13 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
         "covariates",
     )?;
     columns::reorder_covariate_levels(env, &mut covs, &spec.levels)?;
-    let outcome_missing = |r: usize| outcome[r].is_none();
-    let cov_missing = |r: usize| covs.iter().any(|c| c.is_missing(r));
-    let rows = columns::complete_rows(data.n_rows, &[&outcome_missing, &cov_missing]);
+    let mut used = vec![Missing::of(&spec.outcome, &outcome)];
+    for c in &covs {
+        used.push(Missing::new(c.name(), move |r| c.is_missing(r)));
+    }
+    let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
+    drop(used);
+    let rows = &cases.rows;
     let y: Vec<bool> = rows.iter().map(|&r| outcome[r] == Some(true)).collect();
     let stats_covs = columns::to_stats(env, &covs, &rows, "covariates")?;
     let fit = fit(env, &y, &stats_covs, spec.conf_level)?;
@@ -116,10 +125,10 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
     for t in &fit.terms {
         by_term.insert(t.term.clone(), json!(t));
     }
-    let value = json!({
+    let mut value = json!({
         "outcome": spec.outcome,
         "n": fit.n,
-        "excluded": data.n_rows - rows.len(),
+        "excluded": cases.excluded(),
         "events": y.iter().filter(|&&v| v).count(),
         "terms": fit.terms,
         "by_term": by_term,
@@ -131,8 +140,10 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
         "conf_level": spec.conf_level,
         "warnings": fit.warnings,
     });
+    cases.record(&mut value);
     let mut output = Output::value(value);
-    output.warnings = fit.warnings.clone();
+    output.warnings.extend(cases.warning(spec.missing));
+    output.warnings.extend(fit.warnings.iter().cloned());
 
     let lines = lines(data, &covs, &stats_covs, &fit, &spec.labels);
     let rules = &env.settings.format;
@@ -185,7 +196,7 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
                 }
             });
         }
-        let excluded = data.n_rows - rows.len();
+        let excluded = cases.excluded();
         let mut notes = vec![format!(
             "OR, odds ratio; CI, confidence interval (Wald). Logistic regression, n = {}{}.",
             format::count(fit.n as f64),

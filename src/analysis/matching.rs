@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::columns::{self, display_label, term_label};
+use super::columns::{self, CompleteCases, Missing, MissingPolicy, display_label, term_label};
 use super::{BlockEnv, Output, TableSpec};
 use crate::artifacts::{Align, Cell, Row};
 use crate::dataset::{Column, ColumnData};
@@ -56,6 +56,9 @@ struct MatchSpec {
     #[allow(dead_code)]
     kind: String,
     data: String,
+    /// What to do with rows whose analysis variables are missing.
+    #[serde(default)]
+    missing: MissingPolicy,
     /// A true/false or 0/1 column, or an expression; treated = true.
     treatment: String,
     covariates: Vec<String>,
@@ -161,22 +164,21 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
         }
         None => (1..=data.n_rows).map(|r| r.to_string()).collect(),
     };
-    let treat_missing = |r: usize| treat[r].is_none();
-    let cov_missing = |r: usize| covs.iter().any(|c| c.is_missing(r));
-    let rows = columns::complete_rows(data.n_rows, &[&treat_missing, &cov_missing]);
+    let mut used = vec![Missing::of(&spec.treatment, &treat)];
+    for c in &covs {
+        used.push(Missing::new(c.name(), move |r| c.is_missing(r)));
+    }
+    let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
+    drop(used);
+    let rows = &cases.rows;
     if rows.is_empty() {
         return Err(env.error(
             "covariates",
             "no row has the treatment and every covariate; nothing to match",
         ));
     }
-    let excluded = data.n_rows - rows.len();
-    let mut warnings = Vec::new();
-    if excluded > 0 {
-        warnings.push(format!(
-            "{excluded} row(s) with a missing treatment or covariate were left out of the matching"
-        ));
-    }
+    let excluded = cases.excluded();
+    let mut warnings: Vec<String> = cases.warning(spec.missing).into_iter().collect();
     let stats_covs = columns::to_stats(env, &covs, &rows, "covariates")?;
     let used_ids: Vec<String> = rows.iter().map(|&r| ids[r].clone()).collect();
     let used_treat: Vec<bool> = rows.iter().map(|&r| treat[r] == Some(true)).collect();
@@ -205,6 +207,7 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
     let mut value = json!(m);
     value["n"] = json!(rows.len());
     value["excluded"] = json!(excluded);
+    cases.record(&mut value);
     value["caliper_width"] = json!(m.matching.caliper_width);
     value["replace"] = json!(spec.replace);
     value["compat"] = json!(spec.compat.map(|_| "matchit-4.5.1"));

@@ -18,7 +18,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::columns::{self, CovariateColumn};
+use super::columns::{self, CompleteCases, CovariateColumn, Missing, MissingPolicy};
 use super::{BlockEnv, Output, grouping};
 use crate::artifacts::{Align, Cell, ColumnGroup, Figure, Row, Table};
 use crate::dataset::Dataset;
@@ -37,12 +37,6 @@ const TEXT_WIDTH_PT: f64 = 468.0;
 // ---------------------------------------------------------------------------------------------
 // Shared reading of the response, groups and complete cases
 // ---------------------------------------------------------------------------------------------
-
-/// A column read for a survival block, with its name for messages about missing values.
-pub(super) struct Missing<'a> {
-    pub(super) name: &'a str,
-    pub(super) test: Box<dyn Fn(usize) -> bool + 'a>,
-}
 
 /// Follow-up times (numbers, checked non-negative) and event indicators of every row.
 pub(super) fn response(
@@ -82,47 +76,12 @@ pub(super) fn response_missing<'a>(
     times: &'a Values<f64>,
     events: &'a Values<bool>,
 ) -> Vec<Missing<'a>> {
-    vec![
-        Missing {
-            name: time,
-            test: Box::new(|r| times[r].is_none()),
-        },
-        Missing {
-            name: event,
-            test: Box::new(|r| events[r].is_none()),
-        },
-    ]
+    vec![Missing::of(time, times), Missing::of(event, events)]
 }
 
 /// The missing-value test of a grouping column's codes.
 pub(super) fn codes_missing<'a>(name: &'a str, codes: &'a [Option<usize>]) -> Missing<'a> {
-    Missing {
-        name,
-        test: Box::new(|r| codes[r].is_none()),
-    }
-}
-
-/// The rows where no used column is missing, and a warning naming the columns that had missing
-/// values when some rows were left out.
-pub(super) fn complete_cases(n: usize, used: &[Missing]) -> (Vec<usize>, Option<String>) {
-    let tests: Vec<&dyn Fn(usize) -> bool> = used.iter().map(|m| m.test.as_ref()).collect();
-    let rows = columns::complete_rows(n, &tests);
-    if rows.len() == n {
-        return (rows, None);
-    }
-    let counts: Vec<String> = used
-        .iter()
-        .filter_map(|m| {
-            let k = (0..n).filter(|&r| (m.test)(r)).count();
-            (k > 0).then(|| format!("`{}` {k}", m.name))
-        })
-        .collect();
-    let warning = format!(
-        "{} of {n} rows left out for missing values (complete cases; missing: {})",
-        n - rows.len(),
-        counts.join(", ")
-    );
-    (rows, Some(warning))
+    Missing::of(name, codes)
 }
 
 /// Levels and codes of a grouping column (`by`, `strata`), optionally in the order of `levels`.
@@ -277,6 +236,9 @@ struct KmSpec {
     #[allow(dead_code)]
     kind: String,
     data: String,
+    /// What to do with rows whose analysis variables are missing.
+    #[serde(default)]
+    missing: MissingPolicy,
     /// Follow-up time (numeric column).
     time: String,
     /// Event indicator: a boolean or 0/1 column, or an expression (`status == 2`).
@@ -399,8 +361,9 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
     if spec.by.is_some() {
         used.push(codes_missing(&by_name, &codes));
     }
-    let (rows, warning) = complete_cases(data.n_rows, &used);
+    let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
     drop(used);
+    let rows = &cases.rows;
     if rows.is_empty() {
         return Err(env.error("time", "no row has a time, an event status and a group"));
     }
@@ -456,11 +419,11 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
     value["by"] = json!(spec.by);
     value["n"] = json!(rows.len());
     value["events"] = json!(event.iter().filter(|&&e| e).count());
-    value["n_excluded"] = json!(data.n_rows - rows.len());
+    cases.record(&mut value);
     value["by_level"] = Value::Object(by_level);
 
     let mut output = Output::value(value);
-    output.warnings.extend(warning);
+    output.warnings.extend(cases.warning(spec.missing));
     if let Some(fig) = &spec.figure {
         let figure = km_figure(env, &km, spec.by.as_deref(), fig, &mut output.warnings)?;
         output.artifacts.figures.push(figure);
@@ -774,6 +737,9 @@ struct LogRankSpec {
     #[allow(dead_code)]
     kind: String,
     data: String,
+    /// What to do with rows whose analysis variables are missing.
+    #[serde(default)]
+    missing: MissingPolicy,
     time: String,
     event: String,
     by: String,
@@ -809,13 +775,11 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
     let mut used = response_missing(&spec.time, &spec.event, &times, &events);
     used.push(codes_missing(&spec.by, &codes));
     if let Some((_, s)) = &strata {
-        used.push(Missing {
-            name: &strata_name,
-            test: Box::new(move |r| s[r].is_none()),
-        });
+        used.push(Missing::of(&strata_name, s));
     }
-    let (rows, warning) = complete_cases(data.n_rows, &used);
+    let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
     drop(used);
+    let rows = &cases.rows;
     if rows.is_empty() {
         return Err(env.error("time", "no row has a time, an event status and a group"));
     }
@@ -880,7 +844,7 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
     value["strata"] = json!(spec.strata);
     value["n"] = json!(rows.len());
     value["events"] = json!(event.iter().filter(|&&e| e).count());
-    value["n_excluded"] = json!(data.n_rows - rows.len());
+    cases.record(&mut value);
     value["by_level"] = Value::Object(
         lr.groups
             .iter()
@@ -893,7 +857,7 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
             .collect(),
     );
     let mut output = Output::value(value);
-    output.warnings.extend(warning);
+    output.warnings.extend(cases.warning(spec.missing));
     if lr.p.is_none() {
         output.warnings.push(
             "fewer than two groups had expected events, so there is no test (p is missing)".into(),
@@ -922,6 +886,9 @@ struct CoxSpec {
     #[allow(dead_code)]
     kind: String,
     data: String,
+    /// What to do with rows whose analysis variables are missing.
+    #[serde(default)]
+    missing: MissingPolicy,
     time: String,
     event: String,
     covariates: Vec<String>,
@@ -1061,25 +1028,17 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     );
     let mut used = response_missing(&spec.time, &spec.event, &times, &events);
     for c in &covs {
-        used.push(Missing {
-            name: c.name(),
-            test: Box::new(move |r| c.is_missing(r)),
-        });
+        used.push(Missing::new(c.name(), move |r| c.is_missing(r)));
     }
     if let Some((_, s)) = &strata {
-        used.push(Missing {
-            name: &strata_name,
-            test: Box::new(move |r| s[r].is_none()),
-        });
+        used.push(Missing::of(&strata_name, s));
     }
     if let Some((_, c)) = &cluster {
-        used.push(Missing {
-            name: &cluster_name,
-            test: Box::new(move |r| c[r].is_none()),
-        });
+        used.push(Missing::of(&cluster_name, c));
     }
-    let (rows, warning) = complete_cases(data.n_rows, &used);
+    let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
     drop(used);
+    let rows = &cases.rows;
     if rows.is_empty() {
         return Err(env.error(
             "covariates",
@@ -1123,7 +1082,7 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     let stats_warnings = std::mem::take(&mut fit.warnings);
 
     let mut value = serde_json::to_value(&fit).unwrap_or(Value::Null);
-    value["n_excluded"] = json!(data.n_rows - rows.len());
+    cases.record(&mut value);
     value["strata"] = json!(spec.strata);
     value["cluster"] = json!(spec.cluster);
     value["conf_level"] = json!(spec.conf_level);
@@ -1139,7 +1098,7 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
             .collect(),
     );
     let mut output = Output::value(value);
-    output.warnings.extend(warning);
+    output.warnings.extend(cases.warning(spec.missing));
     output.warnings.extend(stats_warnings);
 
     let layout = CoxLayout::new(data, &covs, &stats_covs, &fit);
