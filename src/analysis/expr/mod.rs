@@ -435,3 +435,137 @@ fn uniform_kind(present: &[&Value]) -> Option<Kind> {
         }))
     })?
 }
+
+#[cfg(test)]
+mod tests {
+    //! The expected values are R's (R 4.2: `NA == 1`, `NA & FALSE`, `ifelse(NA, 1, 2)`, ...), written
+    //! out by hand; the rows are (status, age, site) = (1, 70, "spine"), (NA, 50, "ribs"),
+    //! (0, NA, NA).
+    use super::*;
+    use crate::analysis::table1::tests::{category, dataset};
+    use crate::limits::TimeLimit;
+
+    fn data() -> Dataset {
+        dataset(
+            "d",
+            vec![
+                ("status", ColumnData::Integer(vec![Some(1), None, Some(0)])),
+                (
+                    "age",
+                    ColumnData::Number(vec![Some(70.0), Some(50.0), None]),
+                ),
+                (
+                    "site",
+                    category(&["ribs", "spine"], &[Some("spine"), Some("ribs"), None]),
+                ),
+            ],
+        )
+    }
+
+    fn eval_rows(source: &str) -> Vec<Value> {
+        let d = data();
+        let e = RowExpr::compile(source, &d).unwrap_or_else(|m| panic!("{m}"));
+        let limit = TimeLimit {
+            limit: std::time::Duration::from_secs(30),
+            what: "test".into(),
+            location: None,
+        };
+        e.eval_all(&d, limit).unwrap_or_else(|m| panic!("{m}"))
+    }
+
+    const T: Value = Value::Bool(true);
+    const F: Value = Value::Bool(false);
+    const NA: Value = Value::Missing;
+
+    #[test]
+    fn comparisons_of_missing_values_are_missing() {
+        assert_eq!(eval_rows("status == 1"), [T, NA, F]);
+        assert_eq!(eval_rows("status != 1"), [F, NA, T]);
+        assert_eq!(eval_rows("age >= 65"), [T, F, NA]);
+        assert_eq!(eval_rows("site == 'spine'"), [T, F, NA]);
+        assert_eq!(eval_rows("none == none"), [NA, NA, NA]);
+    }
+
+    #[test]
+    fn and_or_not_follow_kleene_logic() {
+        // status == 1 is (T, NA, F); age >= 65 is (T, F, NA).
+        assert_eq!(eval_rows("status == 1 and age >= 65"), [T, F, F]);
+        assert_eq!(eval_rows("status == 1 or age >= 65"), [T, NA, NA]);
+        assert_eq!(eval_rows("status == 1 and false"), [F, F, F]);
+        assert_eq!(eval_rows("status == 1 or true"), [T, T, T]);
+        assert_eq!(eval_rows("not status == 1"), [F, NA, T]);
+    }
+
+    #[test]
+    fn conditions_arithmetic_and_membership() {
+        assert_eq!(
+            eval_rows("'dead' if status == 1 else 'alive'"),
+            [Value::Str("dead".into()), NA, Value::Str("alive".into())]
+        );
+        assert_eq!(
+            eval_rows("age / 10"),
+            [Value::Num(7.0), Value::Num(5.0), NA]
+        );
+        assert_eq!(eval_rows("status + 1"), [Value::Int(2), NA, Value::Int(1)]);
+        assert_eq!(eval_rows("site in ['spine', 'pelvis']"), [T, F, NA]);
+        assert_eq!(eval_rows("site not in ['spine', 'pelvis']"), [F, T, NA]);
+        assert_eq!(
+            eval_rows("-age"),
+            [Value::Num(-70.0), Value::Num(-50.0), NA]
+        );
+    }
+
+    #[test]
+    fn missingness_itself_is_never_missing() {
+        assert_eq!(eval_rows("is_missing(status)"), [F, T, F]);
+        assert_eq!(eval_rows("status is none"), [F, T, F]);
+        assert_eq!(eval_rows("status is not none"), [T, F, T]);
+        assert_eq!(
+            eval_rows("coalesce(status, 9)"),
+            [Value::Int(1), Value::Int(9), Value::Int(0)]
+        );
+        assert_eq!(
+            eval_rows("coalesce(site, 'unknown')"),
+            [
+                Value::Str("spine".into()),
+                Value::Str("ribs".into()),
+                Value::Str("unknown".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_derived_column_keeps_its_type_when_every_row_is_missing() {
+        let d = data();
+        let e = RowExpr::compile("age > 100 and status is none and age is none", &d).unwrap();
+        assert_eq!(e.result_kind(&d), Some(Kind::Bool));
+        let column = values_to_column(vec![NA, NA, NA], None, e.result_kind(&d)).unwrap();
+        assert!(matches!(column, ColumnData::Boolean(_)));
+        let e = RowExpr::compile("year(none)", &d).unwrap();
+        let column = values_to_column(vec![NA, NA, NA], None, e.result_kind(&d)).unwrap();
+        assert!(matches!(column, ColumnData::Integer(_)));
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_place() {
+        let d = data();
+        let err = |s: &str| RowExpr::compile(s, &d).unwrap_err();
+        assert!(err("statu == 1").contains("uses `statu`, which is not a column of `d`"));
+        assert!(err("status = 1").contains("at character 8: unexpected `=`: compare with `==`"));
+        assert!(err("1 < age < 3").contains("cannot be chained"));
+        assert!(err("log(age)").contains("unknown function `log`"));
+        assert!(err("'open").contains("never closed"));
+        assert!(err("age if status").contains("needs `else b`"));
+        assert!(err("1e-400").contains("out of range"));
+        assert!(err("days(age)").contains("`days` takes 2 argument(s), found 1"));
+        let limit = || TimeLimit {
+            limit: std::time::Duration::from_secs(30),
+            what: "test".into(),
+            location: None,
+        };
+        let e = RowExpr::compile("site == 2", &d).unwrap();
+        let m = e.eval_all(&d, limit()).unwrap_err();
+        assert!(m.contains("data row 1 (line 2 of the CSV)"), "{m}");
+        assert!(m.contains("quote the number to compare text: '2'"), "{m}");
+    }
+}
