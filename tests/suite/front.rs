@@ -823,10 +823,34 @@ fn every_example_in_the_guide_is_part_of_a_file_that_builds() {
         if target.starts_with('#') || target.contains("://") {
             continue;
         }
+        let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+        let path = root().join("docs").join(file);
         assert!(
-            root().join("docs").join(target).exists(),
+            path.exists(),
             "the guide links to `{target}`, which does not exist"
         );
+        if !anchor.is_empty() {
+            // A GitHub-style heading anchor: lower case, spaces to hyphens, punctuation dropped.
+            let text = std::fs::read_to_string(&path).unwrap();
+            let found = text.lines().filter(|l| l.starts_with('#')).any(|heading| {
+                let slug: String = heading
+                    .trim_start_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                slug == anchor
+            });
+            assert!(
+                found,
+                "the guide links to `{target}`, but `{file}` has no such heading"
+            );
+        }
     }
 }
 
