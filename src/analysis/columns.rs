@@ -215,6 +215,11 @@ impl<'a> Missing<'a> {
         }
     }
 
+    /// The test of a model covariate.
+    pub fn covariate(c: &'a CovariateColumn) -> Missing<'a> {
+        Missing::new(c.name(), move |r| c.is_missing(r))
+    }
+
     /// The test of values read by row (`None` = missing).
     pub fn of<T>(name: &'a str, values: &'a [Option<T>]) -> Missing<'a> {
         Missing::new(name, move |r| values[r].is_none())

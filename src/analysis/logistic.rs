@@ -111,9 +111,7 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
     )?;
     columns::reorder_covariate_levels(env, &mut covs, &spec.levels)?;
     let mut used = vec![Missing::of(&spec.outcome, &outcome)];
-    for c in &covs {
-        used.push(Missing::new(c.name(), move |r| c.is_missing(r)));
-    }
+    used.extend(covs.iter().map(Missing::covariate));
     let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
     drop(used);
     let rows = &cases.rows;

@@ -165,9 +165,7 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
         None => (1..=data.n_rows).map(|r| r.to_string()).collect(),
     };
     let mut used = vec![Missing::of(&spec.treatment, &treat)];
-    for c in &covs {
-        used.push(Missing::new(c.name(), move |r| c.is_missing(r)));
-    }
+    used.extend(covs.iter().map(Missing::covariate));
     let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
     drop(used);
     let rows = &cases.rows;

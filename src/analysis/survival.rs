@@ -1027,9 +1027,7 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
         spec.cluster.clone().unwrap_or_default(),
     );
     let mut used = response_missing(&spec.time, &spec.event, &times, &events);
-    for c in &covs {
-        used.push(Missing::new(c.name(), move |r| c.is_missing(r)));
-    }
+    used.extend(covs.iter().map(Missing::covariate));
     if let Some((_, s)) = &strata {
         used.push(Missing::of(&strata_name, s));
     }

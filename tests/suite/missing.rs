@@ -26,13 +26,10 @@ fn close(actual: &Value, expected: f64, tolerance: f64, what: &str) {
     );
 }
 
-/// `galley analyze` on the Therneau & Grambsch data with a block body; the JSON it prints.
-fn analyze_book1(body: &str) -> (Value, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, format!("id = \"b\"\ndata = \"data\"\n{body}")).unwrap();
+/// `galley analyze` on the Therneau & Grambsch data with the block spec in `spec`.
+fn run_book1(spec: &Path) -> std::process::Output {
     let data = root().join("tests/reference/missing/therneau_book1.csv");
-    let out = galley(
+    galley(
         &[
             "analyze",
             "--data",
@@ -41,7 +38,15 @@ fn analyze_book1(body: &str) -> (Value, String) {
             spec.to_str().unwrap(),
         ],
         &root(),
-    );
+    )
+}
+
+/// `galley analyze` on the Therneau & Grambsch data with a block body; the JSON it prints.
+fn analyze_book1(body: &str) -> (Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, format!("id = \"b\"\ndata = \"data\"\n{body}")).unwrap();
+    let out = run_book1(&spec);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     (serde_json::from_slice(&out.stdout).unwrap(), err)
@@ -192,17 +197,7 @@ fn the_missing_policy_silences_or_fails() {
         format!("id = \"b\"\ndata = \"data\"\n{body}missing = \"fail\"\n"),
     )
     .unwrap();
-    let data = root().join("tests/reference/missing/therneau_book1.csv");
-    let out = galley(
-        &[
-            "analyze",
-            "--data",
-            data.to_str().unwrap(),
-            "--block",
-            spec.to_str().unwrap(),
-        ],
-        &root(),
-    );
+    let out = run_book1(&spec);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -221,16 +216,7 @@ fn the_missing_policy_silences_or_fails() {
         format!("id = \"b\"\ndata = \"data\"\n{body}missing = \"drop\"\n"),
     )
     .unwrap();
-    let out = galley(
-        &[
-            "analyze",
-            "--data",
-            data.to_str().unwrap(),
-            "--block",
-            spec.to_str().unwrap(),
-        ],
-        &root(),
-    );
+    let out = run_book1(&spec);
     assert!(
         stderr(&out).contains("unknown variant `drop`, expected one of `warn`, `exclude`, `fail`"),
         "{}",
