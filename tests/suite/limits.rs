@@ -224,7 +224,7 @@ fn a_loop_that_runs_out_of_fuel_is_stopped_by_steps() {
 /// filters) or would overflow (deep nesting, huge powers) is a located error before any long run.
 #[test]
 fn hostile_row_expressions_are_refused_at_once() {
-    let deep = format!("{}age{}", "(".repeat(10_000), ")".repeat(10_000));
+    let deep = format!("{}age{}", "(".repeat(500), ")".repeat(500));
     let cases: [(&str, &str); 5] = [
         (
             "(24**12 * []) | list | length",

@@ -569,3 +569,118 @@ mod tests {
         assert!(m.contains("quote the number to compare text: '2'"), "{m}");
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    //! The parser reads spec text a study folder supplies: whatever it holds, compiling and
+    //! evaluating returns a value or a message, never a panic or a stack overflow.
+    use super::*;
+    use crate::analysis::table1::tests::dataset;
+    use proptest::prelude::*;
+
+    fn words() -> impl Strategy<Value = String> {
+        let token = prop::sample::select(vec![
+            "age",
+            "status",
+            "(",
+            ")",
+            "[",
+            "]",
+            ",",
+            "==",
+            "!=",
+            "<",
+            ">=",
+            "+",
+            "-",
+            "*",
+            "/",
+            "//",
+            "%",
+            "**",
+            "~",
+            "and",
+            "or",
+            "not",
+            "in",
+            "is",
+            "none",
+            "if",
+            "else",
+            "true",
+            "1",
+            "0",
+            "2.5",
+            "1e308",
+            "'a'",
+            "\"b",
+            "days",
+            "year",
+            "coalesce",
+            "is_missing",
+            "9223372036854775807",
+            "=",
+            "|",
+            "{",
+            ".",
+            "\\",
+        ]);
+        prop::collection::vec(token, 0..40).prop_map(|t| t.join(" "))
+    }
+
+    proptest! {
+        #[test]
+        fn compiling_and_evaluating_never_panics(source in words()) {
+            let d = dataset(
+                "d",
+                vec![
+                    ("age", ColumnData::Number(vec![Some(70.0), None, Some(-1.0)])),
+                    ("status", ColumnData::Integer(vec![Some(i64::MAX), None, Some(0)])),
+                ],
+            );
+            if let Ok(e) = RowExpr::compile(&source, &d) {
+                let limit = crate::limits::TimeLimit {
+                    limit: std::time::Duration::from_secs(30),
+                    what: "test".into(),
+                    location: None,
+                };
+                let _ = e.eval_all(&d, limit).map(|v| values_to_column(v, None, e.result_kind(&d)));
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let d = dataset("d", vec![("age", ColumnData::Number(vec![Some(1.0)]))]);
+        for deep in [
+            format!("{}age{}", "(".repeat(900), ")".repeat(900)),
+            format!("{}age", "not ".repeat(1500)),
+            format!("{}age", "-".repeat(1500)),
+            format!("{}1{}", "[".repeat(900), "]".repeat(900)),
+            format!("age{}", " ** age".repeat(900)),
+            format!("{}age", "1 if age else ".repeat(400)),
+        ] {
+            let err = RowExpr::compile(&deep, &d).unwrap_err();
+            assert!(
+                err.contains("nests more than 64 levels deep"),
+                "{}",
+                &err[..200.min(err.len())]
+            );
+        }
+        // Long flat chains are deep trees too: bounded by the number of tokens.
+        for long in [
+            format!("{}age{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("age{}", " + age".repeat(100_000)),
+            format!("age > 0{}", " and age > 0".repeat(100_000)),
+        ] {
+            let err = RowExpr::compile(&long, &d).unwrap_err();
+            assert!(
+                err.contains("longer than 2000 words and symbols"),
+                "{}",
+                &err[..200.min(err.len())]
+            );
+        }
+        let fine = format!("age{}", " + age".repeat(900));
+        assert!(RowExpr::compile(&fine, &d).is_ok());
+    }
+}

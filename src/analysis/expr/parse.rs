@@ -12,6 +12,11 @@ use super::value::Value;
 /// parser's recursion, far above anything a person writes (a hostile spec must not overflow the stack).
 const MAX_DEPTH: usize = 64;
 
+/// Most tokens an expression may have. Chains of binary operators (`a + b + c ...`) are read in a
+/// loop but build a tree as deep as they are long, which evaluation and dropping walk recursively:
+/// this bounds that depth too (a list of a hundred levels is about 200 tokens).
+const MAX_TOKENS: usize = 2000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {
     Add,
@@ -171,6 +176,11 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
         let c = bytes[i];
         if c.is_ascii_whitespace() {
             i += 1;
+        } else if out.len() >= MAX_TOKENS {
+            return error(
+                i,
+                format!("the expression is longer than {MAX_TOKENS} words and symbols"),
+            );
         } else if c.is_ascii_digit()
             || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
         {
