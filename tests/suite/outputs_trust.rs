@@ -1,0 +1,306 @@
+//! Outputs a build or `galley verify` must not trust: the record's study folder, a folder that only
+//! looks like a report, a forged block cache; and a build killed while it swaps its output in
+//! (issue 15, rows 1, 2, 4, 5 and 12).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::build::copy_dir;
+use crate::common::{root, stderr, stdout};
+
+/// A private copy of the tiny fixture (`<tmp>/tiny`), an output root (`<tmp>/out`), and a cache
+/// home of its own (the block cache's key lives there).
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new() -> Work {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&root().join("tests/fixtures/tiny"), &dir.path().join("tiny"));
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        Work { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `galley <args>` in the temporary folder, with `env` set.
+    fn run_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_galley"));
+        cmd.args(args)
+            .current_dir(cwd)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("GALLEY_TEST_FAULT")
+            .env("XDG_CACHE_HOME", self.path("cache-home"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("galley runs")
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.run_in(self.dir.path(), args, env)
+    }
+
+    /// `galley build tiny --out out --format html` (no typesetting: fast).
+    fn build(&self, env: &[(&str, &str)]) -> Output {
+        self.run(&["build", "tiny", "--out", "out", "--format", "html"], env)
+    }
+
+    fn build_ok(&self) {
+        let r = self.build(&[]);
+        assert!(r.status.success(), "{}", stderr(&r));
+    }
+
+    /// The names in the output root.
+    fn out_root(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    fn edit_prose(&self, marker: &str) {
+        let main = self.path("tiny/manuscript/main.md");
+        let mut text = std::fs::read_to_string(&main).unwrap();
+        text.push_str(&format!("\n{marker}\n"));
+        std::fs::write(&main, text).unwrap();
+    }
+}
+
+/// Every output the folder's provenance record lists is there with the recorded bytes: a complete
+/// report, not a half-written one.
+fn assert_complete_report(dir: &Path) {
+    use sha2::{Digest, Sha256};
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("provenance.json")).unwrap()).unwrap();
+    for (name, entry) in record["outputs"].as_object().unwrap() {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
+        assert_eq!(
+            entry["sha256"].as_str().unwrap(),
+            hex::encode(Sha256::digest(&bytes)),
+            "{name} in {}",
+            dir.display()
+        );
+    }
+}
+
+/// A process id that is not running (a child that has exited and been waited for).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+// ---- row 4: a build killed while it swaps its output in ----
+
+#[test]
+fn a_build_killed_at_any_point_of_the_swap_leaves_a_report_and_the_next_build_cleans_up() {
+    // Each kill point of the swap, on Linux's atomic exchange and on the sequence used elsewhere.
+    for fault in [
+        "kill@before-swap",
+        "kill@after-exchange",
+        "no-exchange,kill@before-swap",
+        "no-exchange,kill@after-aside",
+        "no-exchange,kill@after-move-in",
+    ] {
+        let w = Work::new();
+        w.build_ok();
+        w.edit_prose("Second version.");
+        let killed = w.build(&[("GALLEY_TEST_FAULT", fault)]);
+        assert_eq!(killed.status.signal(), Some(9), "{fault}: {}", stderr(&killed));
+        // Killed: some leftovers may remain, but the report is whole (the old one or the new one),
+        // or, killed between the two renames of the sequence, set aside for the next build.
+        if fault != "no-exchange,kill@after-aside" {
+            assert_complete_report(&w.path("out/tiny"));
+        }
+        // The next build recovers, cleans every leftover, and writes the new version.
+        w.build_ok();
+        assert_eq!(w.out_root(), ["tiny"], "{fault}");
+        assert_complete_report(&w.path("out/tiny"));
+        assert!(w.read("out/tiny/manuscript.html").contains("Second version."));
+    }
+}
+
+#[test]
+fn killed_between_the_renames_the_previous_report_is_put_back_by_any_later_build() {
+    let w = Work::new();
+    w.build_ok();
+    let before = w.read("out/tiny/manuscript.html");
+    w.edit_prose("Second version.");
+    let killed = w.build(&[("GALLEY_TEST_FAULT", "no-exchange,kill@after-aside")]);
+    assert_eq!(killed.status.signal(), Some(9), "{}", stderr(&killed));
+    assert!(!w.path("out/tiny").exists(), "killed between the renames");
+    // A build that fails (the study is broken now) still puts the previous report back.
+    w.write("tiny/manuscript/main.md", "{{ nonexistent.value }}\n");
+    let failed = w.build(&[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert_eq!(w.out_root(), ["tiny"]);
+    assert_eq!(w.read("out/tiny/manuscript.html"), before);
+    assert_complete_report(&w.path("out/tiny"));
+}
+
+#[test]
+fn leftovers_of_earlier_swaps_are_recovered_or_removed_and_a_running_build_is_left_alone() {
+    let dead = dead_pid();
+    // What an earlier galley left when killed: its complete new output as `.tiny.ready` (which made
+    // every later build fail with "Directory not empty"), the previous one as `tiny.old-<pid>`, and
+    // staging folders without a process id.
+    let w = Work::new();
+    w.build_ok();
+    copy_dir(&w.path("out/tiny"), &w.path("out/.tiny.ready"));
+    copy_dir(&w.path("out/tiny"), &w.path(&format!("out/tiny.old-{dead}")));
+    w.write("out/.tiny.galley-Ab12Cd/results.json", "{}");
+    w.write(&format!("out/.tiny.galley-{dead}-xYz123/results.json"), "{}");
+    w.write(&format!("out/.tiny.galley-{dead}-prev/results.json"), "{}");
+    // A staging folder of a build running now (this test's process) is not touched.
+    let live = format!(".tiny.galley-{}-live00", std::process::id());
+    w.write(&format!("out/{live}/results.json"), "{}");
+    // A user's folder that merely looks like an old copy is not touched either.
+    w.write(&format!("out/tiny.old-{dead}0/thesis.docx"), "mine");
+    w.edit_prose("Second version.");
+    w.build_ok();
+    assert_eq!(
+        w.out_root(),
+        [live.clone(), "tiny".to_string(), format!("tiny.old-{dead}0")]
+    );
+    assert!(w.read("out/tiny/manuscript.html").contains("Second version."));
+
+    // With no report in place, the earlier galley's complete `.tiny.ready` is put back.
+    let w = Work::new();
+    w.build_ok();
+    std::fs::rename(w.path("out/tiny"), w.path("out/.tiny.ready")).unwrap();
+    w.write("tiny/manuscript/main.md", "{{ nonexistent.value }}\n");
+    let failed = w.build(&[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert_eq!(w.out_root(), ["tiny"]);
+    assert_complete_report(&w.path("out/tiny"));
+}
+
+#[test]
+fn repeated_builds_leave_no_staging_or_old_copies() {
+    let w = Work::new();
+    for i in 0..3 {
+        w.edit_prose(&format!("Version {i}."));
+        w.build_ok();
+    }
+    // A failed build too.
+    w.write("tiny/manuscript/main.md", "{{ nonexistent.value }}\n");
+    assert_eq!(w.build(&[]).status.code(), Some(1));
+    assert_eq!(w.out_root(), ["tiny"]);
+}
+
+// ---- row 5: only a folder galley wrote is replaced ----
+
+#[test]
+fn a_folder_with_someone_elses_files_is_never_replaced() {
+    // Variants: an empty record; a real record of another study; a real record of this study
+    // copied next to a thesis; galley's marker with a file it does not list; a marker of another
+    // study.
+    let w = Work::new();
+    w.build_ok();
+    let real = w.read("out/tiny/provenance.json");
+    let marker = w.read("out/tiny/.galley-output.json");
+    let other = real.replace("\"study\": \"tiny\"", "\"study\": \"other\"");
+    assert_ne!(other, real);
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (
+            vec![("provenance.json", "{}".into())],
+            "is not a galley record",
+        ),
+        (
+            vec![("provenance.json", "not json".into())],
+            "is not valid JSON",
+        ),
+        (
+            vec![("provenance.json", other.clone())],
+            "record of study `other`, not `tiny`",
+        ),
+        (
+            vec![("provenance.json", real.clone())],
+            "holds `thesis.docx`, which galley did not write",
+        ),
+        (
+            vec![("provenance.json", real.clone()), (".galley-output.json", marker.clone())],
+            "holds `thesis.docx`, which galley did not write",
+        ),
+        (
+            vec![(
+                ".galley-output.json",
+                marker.replace("\"study\": \"tiny\"", "\"study\": \"other\""),
+            )],
+            "report of study `other`, not `tiny`",
+        ),
+    ];
+    for (files, reason) in cases {
+        let w = Work::new();
+        for (name, text) in &files {
+            w.write(&format!("out/tiny/{name}"), text);
+        }
+        w.write("out/tiny/thesis.docx", "four years of work");
+        let r = w.build(&[]);
+        let err = stderr(&r);
+        assert_eq!(r.status.code(), Some(1), "{files:?}: {err}");
+        assert!(err.contains("`out/tiny` exists and"), "{err}");
+        assert!(err.contains(reason), "{reason}: {err}");
+        assert!(err.contains("will not replace a folder it did not write"), "{err}");
+        assert_eq!(w.read("out/tiny/thesis.docx"), "four years of work");
+        assert_eq!(w.out_root(), ["tiny"]);
+    }
+    // An extra folder (even empty) counts as well.
+    let w = Work::new();
+    w.build_ok();
+    std::fs::create_dir_all(w.path("out/tiny/drafts")).unwrap();
+    let r = w.build(&[]);
+    assert!(stderr(&r).contains("holds `drafts`"), "{}", stderr(&r));
+    assert!(w.path("out/tiny/drafts").is_dir());
+}
+
+#[test]
+fn galley_reports_are_replaced_including_those_of_the_previous_version() {
+    let w = Work::new();
+    w.build_ok();
+    // An output galley wrote, edited by hand: still galley's, replaced.
+    w.write("out/tiny/results.json", "{}");
+    w.edit_prose("Second version.");
+    w.build_ok();
+    assert!(w.read("out/tiny/manuscript.html").contains("Second version."));
+    // A report written before the marker existed: its provenance record is galley's, of this
+    // study, and the folder holds nothing it does not list (besides the block cache).
+    std::fs::remove_file(w.path("out/tiny/.galley-output.json")).unwrap();
+    w.edit_prose("Third version.");
+    w.build_ok();
+    assert!(w.read("out/tiny/manuscript.html").contains("Third version."));
+    assert!(w.path("out/tiny/.galley-output.json").is_file());
+    // The same, with a file it does not list: refused.
+    std::fs::remove_file(w.path("out/tiny/.galley-output.json")).unwrap();
+    w.write("out/tiny/notes.txt", "mine");
+    let r = w.build(&[]);
+    assert!(
+        stderr(&r).contains("holds `notes.txt`, which galley did not write"),
+        "{}",
+        stderr(&r)
+    );
+    assert_eq!(w.read("out/tiny/notes.txt"), "mine");
+}
+
+#[allow(dead_code)]
+fn unused(o: &Output) -> String {
+    stdout(o)
+}
