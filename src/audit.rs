@@ -374,6 +374,21 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
         .into());
     }
     let study_dir = locate_study(output_dir, &record, study)?;
+    // Outputs name the study by its folder's name: another name cannot rebuild the same bytes.
+    let name = study_dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if let (Some(recorded), Some(name)) = (&record.study, &name)
+        && recorded != name
+    {
+        return Err(Diagnostic::error(format!(
+            "the study folder `{}` is named `{name}`, but the record is of the study `{recorded}`; a study's outputs carry its folder's name, so a rebuild under another name differs",
+            study_dir.display()
+        ))
+        .hint(format!("give the study folder under its recorded name, `{recorded}`"))
+        .into());
+    }
 
     // Outputs are read as regular files only: a link or a FIFO in an output folder is not followed.
     let tampered: Vec<String> = record

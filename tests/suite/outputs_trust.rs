@@ -45,6 +45,48 @@ impl Work {
         self.run_in(self.dir.path(), args, env)
     }
 
+    /// `galley <args>` in `cwd`, killed (and the test failed) if it has not ended after two
+    /// minutes: a guard against a hang, not a timing assertion.
+    fn run_bounded(&self, cwd: &Path, args: &[&str]) -> Output {
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_galley"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env("XDG_CACHE_HOME", self.path("cache-home"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("galley runs");
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(120) {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("`galley {}` hangs:\n{}", args.join(" "), stderr(&out));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// `galley verify out/tiny <extra>` from `cwd` (relative to the temporary folder).
+    fn verify_from(&self, cwd: &str, output: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["verify", output];
+        args.extend_from_slice(extra);
+        self.run_bounded(&self.path(cwd), &args)
+    }
+
+    /// Edit the output folder's provenance record.
+    fn edit_record(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.path("out/tiny/provenance.json");
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut record);
+        std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    }
+
     /// `galley build tiny --out out --format html` (no typesetting: fast).
     fn build(&self, env: &[(&str, &str)]) -> Output {
         self.run(&["build", "tiny", "--out", "out", "--format", "html"], env)
@@ -300,7 +342,155 @@ fn galley_reports_are_replaced_including_those_of_the_previous_version() {
     assert_eq!(w.read("out/tiny/notes.txt"), "mine");
 }
 
-#[allow(dead_code)]
-fn unused(o: &Output) -> String {
-    stdout(o)
+
+// ---- rows 1 and 2: `galley verify` finds the study from the record, safely, from anywhere ----
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn verify_finds_the_study_from_the_output_folder_not_the_current_folder() {
+    let w = Work::new();
+    w.build_ok();
+    let record = w.read("out/tiny/provenance.json");
+    assert!(record.contains("\"study_dir_from_output\": \"../../tiny\""), "{record}");
+    assert!(!record.contains("\"study_dir\""), "no path relative to where the build ran");
+    // From the project folder, from the output folder, and from a folder holding a decoy `tiny`
+    // with other data (which an old record, relative to the current folder, would verify).
+    copy_dir(&w.path("tiny"), &w.path("elsewhere/tiny"));
+    w.write("elsewhere/tiny/data/patients.csv", "id,group\n");
+    for (cwd, output) in [(".", "out/tiny"), ("out/tiny", "."), ("elsewhere", "../out/tiny")] {
+        let r = w.verify_from(cwd, output, &[]);
+        assert_eq!(r.status.code(), Some(0), "from {cwd}: {}{}", stdout(&r), stderr(&r));
+        assert!(stdout(&r).starts_with("identical"), "{}", stdout(&r));
+    }
+    // The project moved as a whole: still found.
+    let moved = tempfile::tempdir().unwrap();
+    let project = moved.path().join("project");
+    std::fs::rename(w.path("tiny"), moved.path().join("tiny-tmp")).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::rename(moved.path().join("tiny-tmp"), project.join("tiny")).unwrap();
+    std::fs::rename(w.path("out"), project.join("out")).unwrap();
+    let r = w.run_bounded(&project, &["verify", "out/tiny"]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+}
+
+#[test]
+fn a_study_not_found_is_said_so_and_can_be_given_with_study() {
+    let w = Work::new();
+    w.build_ok();
+    std::fs::create_dir_all(w.path("moved")).unwrap();
+    std::fs::rename(w.path("tiny"), w.path("moved/tiny")).unwrap();
+    let r = w.verify_from(".", "out/tiny", &[]);
+    let (out, err) = (stdout(&r), stderr(&r));
+    assert_eq!(r.status.code(), Some(1), "{out}{err}");
+    assert!(!out.contains("inputs changed") && !err.contains("inputs changed"), "{out}{err}");
+    assert!(err.contains("places the study at `../../tiny`"), "{err}");
+    assert!(err.contains("has no study.toml"), "{err}");
+    assert!(err.contains("--study DIR"), "{err}");
+    let r = w.verify_from(".", "out/tiny", &["--study", "moved/tiny"]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+    // A study folder of another name makes other outputs (the name is the study's): said so.
+    std::fs::rename(w.path("moved/tiny"), w.path("moved/renamed")).unwrap();
+    let r = w.verify_from(".", "out/tiny", &["--study", "moved/renamed"]);
+    assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));
+    assert!(stderr(&r).contains("is named `renamed`, but the record is of the study `tiny`"), "{}", stderr(&r));
+    // `--study` must be a study folder.
+    let r = w.verify_from(".", "out/tiny", &["--study", "/etc"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr(&r).contains("`/etc` (given with --study) is not a study folder"), "{}", stderr(&r));
+}
+
+#[test]
+fn records_of_the_previous_version_and_studies_built_far_from_their_output_ask_for_study() {
+    let w = Work::new();
+    w.build_ok();
+    // A record as galley wrote it before: the study folder as typed where the build ran.
+    w.edit_record(|r| {
+        let o = r.as_object_mut().unwrap();
+        o.remove("study_dir_from_output");
+        o.insert("study_dir".into(), "tiny".into());
+    });
+    let r = w.verify_from(".", "out/tiny", &[]);
+    let err = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("written by an earlier galley"), "{err}");
+    assert!(err.contains("`tiny`") && err.contains("--study DIR"), "{err}");
+    // With --study the old record verifies (its outputs and inputs are unchanged).
+    let r = w.verify_from(".", "out/tiny", &["--study", "tiny"]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+
+    // Output root far from the study: the record says null, verify asks for --study.
+    let far = tempfile::tempdir().unwrap();
+    let out = far.path().join("a/b/c");
+    let r = w.run(&["build", "tiny", "--out", out.to_str().unwrap(), "--format", "html"], &[]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let record = std::fs::read_to_string(out.join("tiny/provenance.json")).unwrap();
+    assert!(record.contains("\"study_dir_from_output\": null"), "{record}");
+    let folder = out.join("tiny");
+    let r = w.verify_from(".", folder.to_str().unwrap(), &[]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr(&r).contains("does not say where the study folder is"), "{}", stderr(&r));
+    let r = w.verify_from(".", folder.to_str().unwrap(), &["--study", "tiny"]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+}
+
+#[test]
+fn verify_reads_nothing_outside_the_study_the_record_names() {
+    let w = Work::new();
+    w.build_ok();
+    w.write("secret.txt", "the secret\n");
+    let secret_hash = sha256_hex(b"the secret\n");
+    // The study location: absolute, up too far, not a study folder, a link out of the project.
+    std::os::unix::fs::symlink("/etc", w.path("etc-link")).unwrap();
+    std::fs::create_dir_all(w.path("notastudy")).unwrap();
+    for (location, reason) in [
+        ("/etc", "which is an absolute path"),
+        ("../../../../../../../../etc", "outside the folder that holds the output root"),
+        ("../../tiny/../../etc", "not a folder beside the output root"),
+        ("../../notastudy", "has no study.toml"),
+        ("../../etc-link", "a link that leads outside"),
+        ("../..", "not a folder beside the output root"),
+    ] {
+        w.edit_record(|r| r["study_dir_from_output"] = location.into());
+        let r = w.verify_from(".", "out/tiny", &[]);
+        let err = stderr(&r);
+        assert_eq!(r.status.code(), Some(1), "{location}: {}{err}", stdout(&r));
+        assert!(err.contains(reason), "{location}: {err}");
+        assert!(err.contains("out/tiny/provenance.json"), "{err}");
+    }
+    w.edit_record(|r| r["study_dir_from_output"] = "../../tiny".into());
+
+    // No hash oracle: inputs the record adds (a link out of the study, a FIFO, a device) are never
+    // read; the report is the same whether the recorded hash is the secret's or not.
+    std::os::unix::fs::symlink("../secret.txt", w.path("tiny/leak.txt")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", w.path("tiny/zero")).unwrap();
+    assert!(Command::new("mkfifo").arg(w.path("tiny/fifo")).status().unwrap().success());
+    let mut reports = Vec::new();
+    for hash in [secret_hash.clone(), "0".repeat(64)] {
+        w.edit_record(|r| {
+            for name in ["leak.txt", "zero", "fifo"] {
+                r["inputs"][name] = serde_json::json!({"sha256": hash, "bytes": 11});
+            }
+        });
+        let r = w.verify_from(".", "out/tiny", &["--json"]);
+        assert_eq!(r.status.code(), Some(2), "{}{}", stdout(&r), stderr(&r));
+        let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(
+            report["changed_inputs"],
+            serde_json::json!(["fifo", "leak.txt", "zero"]),
+            "not inputs of the study"
+        );
+        reports.push(stdout(&r));
+    }
+    assert_eq!(reports[0], reports[1], "the verdict tells nothing about the secret");
+
+    // Even when the study no longer builds (then verify compares the recorded inputs one by one):
+    // the FIFO, the device and the link are refused, never read.
+    w.edit_prose("{{ nonexistent.value }}");
+    let r = w.verify_from(".", "out/tiny", &[]);
+    assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));
+    assert!(stderr(&r).contains("nonexistent"), "the rebuild's own error: {}", stderr(&r));
 }
