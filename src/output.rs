@@ -97,16 +97,16 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
     let (listed, legacy): (HashSet<String>, bool) = match read(MARKER) {
         Some(bytes) => {
             let value: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("its `{MARKER}` is not valid JSON ({e})"))?;
+                .map_err(|e| format!("has a `{MARKER}` that is not valid JSON ({e})"))?;
             let study = value.get("study").and_then(|s| s.as_str());
             if study != Some(name) {
                 return Err(format!(
-                    "its `{MARKER}` says it is the report of study `{}`, not `{name}`",
+                    "is, by its `{MARKER}`, the report of study `{}`, not `{name}`",
                     study.unwrap_or("(none)")
                 ));
             }
             let files = value.get("files").and_then(|f| f.as_array()).ok_or_else(|| {
-                format!("its `{MARKER}` lists no files (expected a `files` array)")
+                format!("has a `{MARKER}` that lists no files (expected a `files` array)")
             })?;
             (
                 files.iter().filter_map(|f| f.as_str().map(str::to_string)).collect(),
@@ -115,18 +115,18 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
         }
         None => {
             let Some(bytes) = read("provenance.json") else {
-                return Err("it is not a galley report (it has no provenance.json)".into());
+                return Err("is not a galley report (it has no provenance.json)".into());
             };
             let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                format!("it is not a galley report (its provenance.json is not valid JSON: {e})")
+                format!("is not a galley report (its provenance.json is not valid JSON: {e})")
             })?;
             let field = |k: &str| value.get(k).and_then(|v| v.as_str());
             if field("galley_version").is_none() || !value.get("outputs").is_some_and(|o| o.is_object()) {
-                return Err("it is not a galley report (its provenance.json is not a galley record: no `galley_version` or `outputs`)".into());
+                return Err("is not a galley report (its provenance.json is not a galley record: no `galley_version` or `outputs`)".into());
             }
             if field("study") != Some(name) {
                 return Err(format!(
-                    "its provenance.json is the record of study `{}`, not `{name}`",
+                    "holds the report of another study (its provenance.json is the record of study `{}`, not `{name}`)",
                     field("study").unwrap_or("(none)")
                 ));
             }
@@ -151,26 +151,28 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
     let mut seen = 0usize;
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
-        let entries = std::fs::read_dir(&path).map_err(|e| format!("`{rel}` cannot be read ({e})"))?;
+        let entries = std::fs::read_dir(&path).map_err(|e| format!("cannot be read (`{rel}`: {e})"))?;
         for entry in entries {
-            let entry = entry.map_err(|e| format!("`{rel}` cannot be read ({e})"))?;
+            let entry = entry.map_err(|e| format!("cannot be read (`{rel}`: {e})"))?;
             seen += 1;
             if seen > MAX_OUTPUT_ENTRIES {
-                return Err(format!("it holds more than {MAX_OUTPUT_ENTRIES} files"));
+                return Err(format!("holds more than {MAX_OUTPUT_ENTRIES} files"));
             }
             let child = match rel.as_str() {
                 "" => entry.file_name().to_string_lossy().into_owned(),
                 _ => format!("{rel}/{}", entry.file_name().to_string_lossy()),
             };
-            // Links are not followed: a listed name that is now a link is removed, not its target.
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            // Links are not followed: a link is removed, never its target. A link or a FIFO holds
+            // nothing of its own, so one galley did not write does not keep a report from being
+            // replaced (planted ones are how a previous build was attacked); files and folders do.
+            let kind = entry.file_type().ok();
+            let is_dir = kind.is_some_and(|t| t.is_dir());
             let ours = listed.contains(&child)
+                || kind.is_some_and(|t| !t.is_dir() && !t.is_file())
                 || (is_dir && folders.contains(&child))
                 || (legacy && (child == crate::cache::CACHE_DIR || child.starts_with(&cache_prefix)));
             if !ours {
-                return Err(format!(
-                    "it holds `{child}`, which galley did not write"
-                ));
+                return Err(format!("holds `{child}`, which galley did not write"));
             }
             if is_dir {
                 stack.push((entry.path(), child));

@@ -494,3 +494,101 @@ fn verify_reads_nothing_outside_the_study_the_record_names() {
     assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));
     assert!(stderr(&r).contains("nonexistent"), "the rebuild's own error: {}", stderr(&r));
 }
+
+// ---- row 12: a forged block cache or PDF record is not trusted ----
+
+/// Forge every cached block result of `out/<study>`: a reported number changed, with its
+/// `payload_sha256` recomputed, as anyone holding the folder could. Returns how many were forged.
+fn forge_cache(dir: &Path) -> usize {
+    let mut forged = 0;
+    for entry in std::fs::read_dir(dir.join(".cache/blocks")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut e: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut payload: serde_json::Value =
+            serde_json::from_str(e["payload"].as_str().unwrap()).unwrap();
+        payload["value"] = serde_json::json!({"n": 999_999, "forged": true});
+        let text = serde_json::to_string(&payload).unwrap();
+        e["payload_sha256"] = sha256_hex(text.as_bytes()).into();
+        e["payload"] = text.into();
+        std::fs::write(&path, serde_json::to_vec(&e).unwrap()).unwrap();
+        forged += 1;
+    }
+    forged
+}
+
+#[test]
+fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
+    let w = Work::new();
+    let first = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let honest = w.read("out/tiny/results.json");
+    let key = w.path("cache-home/galley/cache-key");
+    assert!(key.is_file(), "the key is made on first use, outside study and output");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is the user's only: {mode:o}");
+    }
+    let n = forge_cache(&w.path("out/tiny"));
+    assert!(n > 0);
+    let again = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("blocks: {n} run, 0 from the cache")),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(w.read("out/tiny/results.json"), honest);
+    assert!(!w.read("out/tiny/trail.json").contains("999999"));
+
+    // Entries written by another user's galley (another key) are not trusted either.
+    let other = w.run(
+        &["build", "tiny", "--out", "out", "--format", "html", "--timings"],
+        &[("XDG_CACHE_HOME", w.path("another-user").to_str().unwrap())],
+    );
+    assert!(
+        stderr(&other).contains(&format!("blocks: {n} run, 0 from the cache")),
+        "{}",
+        stderr(&other)
+    );
+    // Our own entries are used; `--no-cache` ignores them.
+    let own = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
+    assert!(stderr(&own).contains(&format!("blocks: {n} run, 0 from the cache")), "{}", stderr(&own));
+    let own = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
+    assert!(stderr(&own).contains(&format!("blocks: 0 run, {n} from the cache")), "{}", stderr(&own));
+    let fresh = w.run(
+        &["build", "tiny", "--out", "out", "--format", "html", "--timings", "--no-cache"],
+        &[],
+    );
+    assert!(stderr(&fresh).contains(&format!("blocks: {n} run, 0 from the cache")), "{}", stderr(&fresh));
+    assert_eq!(w.read("out/tiny/results.json"), honest);
+}
+
+#[test]
+fn a_forged_pdf_with_its_typesetting_record_is_not_reused() {
+    let w = Work::new();
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "tiny", "--out", "out", "--timings"];
+        args.extend_from_slice(extra);
+        let r = w.run(&args, &[]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        stderr(&r)
+    };
+    build(&[]);
+    let honest = std::fs::read(w.path("out/tiny/manuscript.pdf")).unwrap();
+    // Another PDF, with the typesetting record's hash made to match it.
+    let forged = b"%PDF-1.7 forged".to_vec();
+    std::fs::write(w.path("out/tiny/manuscript.pdf"), &forged).unwrap();
+    let record_path = w.path("out/tiny/.cache/typeset.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    record["pdf_sha256"] = sha256_hex(&forged).into();
+    std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let log = build(&[]);
+    assert!(!log.contains("typeset (unchanged, reused)"), "{log}");
+    assert_eq!(std::fs::read(w.path("out/tiny/manuscript.pdf")).unwrap(), honest);
+    // Its own record is reused, unless --no-cache.
+    assert!(build(&[]).contains("typeset (unchanged, reused)"));
+    assert!(!build(&["--no-cache"]).contains("typeset (unchanged, reused)"));
+}
