@@ -143,7 +143,9 @@ pub fn parse_record(bytes: &[u8], file: &Path) -> Result<Record> {
     let record: Value = serde_json::from_slice(bytes)
         .map_err(|e| at(format!("`provenance.json` is not valid JSON: {e}")))?;
     if !record.is_object() {
-        return Err(at("`provenance.json` is not a provenance record (expected a JSON object)".into()));
+        return Err(at(
+            "`provenance.json` is not a provenance record (expected a JSON object)".into(),
+        ));
     }
     let text = |pointer: &str| -> Result<Option<String>> {
         match record.pointer(pointer) {
@@ -178,7 +180,9 @@ pub fn parse_record(bytes: &[u8], file: &Path) -> Result<Record> {
     }
     let as_of = match text("/options/as_of")? {
         Some(d) => Some(crate::study::parse_iso_date(&d).ok_or_else(|| {
-            at(format!("`options.as_of` in the provenance record is `{d}`, expected a date as YYYY-MM-DD"))
+            at(format!(
+                "`options.as_of` in the provenance record is `{d}`, expected a date as YYYY-MM-DD"
+            ))
         })?),
         None => None,
     };
@@ -256,7 +260,10 @@ fn locate_study(output_dir: &Path, record: &Record, given: Option<&Path>) -> Res
             ),
             None => "the record does not say where the study folder is (the build's study was not beside its output root)".into(),
         };
-        return Err(Diagnostic::error(why).in_file(&record_file).hint(hint).into());
+        return Err(Diagnostic::error(why)
+            .in_file(&record_file)
+            .hint(hint)
+            .into());
     };
     let refuse = |why: String| -> crate::diagnostics::Failure {
         Diagnostic::error(format!(
@@ -269,7 +276,10 @@ fn locate_study(output_dir: &Path, record: &Record, given: Option<&Path>) -> Res
     let absolute = crate::sandbox::absolute(output_dir)
         .ok_or_else(|| refuse("but the output folder's path cannot be made absolute".into()))?;
     // `<out>/<study>` -> the folder that holds `<out>`: what the user pointed at, and its siblings.
-    let base = absolute.parent().and_then(Path::parent).unwrap_or(&absolute);
+    let base = absolute
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(&absolute);
     let target = crate::sandbox::absolute(&absolute.join(rel))
         .ok_or_else(|| refuse("which cannot be made absolute".into()))?;
     let inner = target
@@ -437,7 +447,11 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
                 .filter(|(name, hash)| now.get(*name) != Some(*hash))
                 .map(|(name, _)| name.clone())
                 .collect();
-            changed.extend(now.keys().filter(|n| !record.inputs.contains_key(*n)).cloned());
+            changed.extend(
+                now.keys()
+                    .filter(|n| !record.inputs.contains_key(*n))
+                    .cloned(),
+            );
             changed.sort();
             let differently: Vec<String> = record
                 .outputs

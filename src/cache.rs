@@ -73,12 +73,16 @@ pub fn key_path() -> Option<PathBuf> {
 /// one): nothing is read from a cache nor written to one, every block runs.
 fn user_key() -> Option<&'static [u8; 32]> {
     static KEY: OnceLock<Option<[u8; 32]>> = OnceLock::new();
-    KEY.get_or_init(|| load_or_create_key(&key_path()?)).as_ref()
+    KEY.get_or_init(|| load_or_create_key(&key_path()?))
+        .as_ref()
 }
 
 fn load_or_create_key(path: &Path) -> Option<[u8; 32]> {
     let parse = |bytes: Vec<u8>| -> Option<[u8; 32]> {
-        hex::decode(std::str::from_utf8(&bytes).ok()?.trim()).ok()?.try_into().ok()
+        hex::decode(std::str::from_utf8(&bytes).ok()?.trim())
+            .ok()?
+            .try_into()
+            .ok()
     };
     if let Some(key) = crate::sandbox::read_regular_file_limited(path, 1024).and_then(parse) {
         return Some(key);

@@ -93,7 +93,8 @@ pub fn marker(name: &str, files: &OutputFiles) -> Vec<u8> {
 /// record itself, and the block cache. So a `provenance.json` alone (`{}`, or a real one copied next
 /// to a thesis) never makes a folder replaceable.
 pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
-    let read = |file: &str| crate::sandbox::read_regular_file_limited(&dir.join(file), MAX_RECORD_BYTES);
+    let read =
+        |file: &str| crate::sandbox::read_regular_file_limited(&dir.join(file), MAX_RECORD_BYTES);
     let (listed, legacy): (HashSet<String>, bool) = match read(MARKER) {
         Some(bytes) => {
             let value: serde_json::Value = serde_json::from_slice(&bytes)
@@ -105,11 +106,17 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
                     study.unwrap_or("(none)")
                 ));
             }
-            let files = value.get("files").and_then(|f| f.as_array()).ok_or_else(|| {
-                format!("has a `{MARKER}` that lists no files (expected a `files` array)")
-            })?;
+            let files = value
+                .get("files")
+                .and_then(|f| f.as_array())
+                .ok_or_else(|| {
+                    format!("has a `{MARKER}` that lists no files (expected a `files` array)")
+                })?;
             (
-                files.iter().filter_map(|f| f.as_str().map(str::to_string)).collect(),
+                files
+                    .iter()
+                    .filter_map(|f| f.as_str().map(str::to_string))
+                    .collect(),
                 false,
             )
         }
@@ -121,7 +128,9 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
                 format!("is not a galley report (its provenance.json is not valid JSON: {e})")
             })?;
             let field = |k: &str| value.get(k).and_then(|v| v.as_str());
-            if field("galley_version").is_none() || !value.get("outputs").is_some_and(|o| o.is_object()) {
+            if field("galley_version").is_none()
+                || !value.get("outputs").is_some_and(|o| o.is_object())
+            {
                 return Err("is not a galley report (its provenance.json is not a galley record: no `galley_version` or `outputs`)".into());
             }
             if field("study") != Some(name) {
@@ -151,7 +160,8 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
     let mut seen = 0usize;
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
-        let entries = std::fs::read_dir(&path).map_err(|e| format!("cannot be read (`{rel}`: {e})"))?;
+        let entries =
+            std::fs::read_dir(&path).map_err(|e| format!("cannot be read (`{rel}`: {e})"))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot be read (`{rel}`: {e})"))?;
             seen += 1;
@@ -170,7 +180,8 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
             let ours = listed.contains(&child)
                 || kind.is_some_and(|t| !t.is_dir() && !t.is_file())
                 || (is_dir && folders.contains(&child))
-                || (legacy && (child == crate::cache::CACHE_DIR || child.starts_with(&cache_prefix)));
+                || (legacy
+                    && (child == crate::cache::CACHE_DIR || child.starts_with(&cache_prefix)));
             if !ours {
                 return Err(format!("holds `{child}`, which galley did not write"));
             }
@@ -297,7 +308,11 @@ fn swap_into_place(staged: &Path, dest: &Path) -> Result<()> {
             return remove_previous(staged);
         }
         // Not supported here: the recoverable sequence below.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::ENOTSUP)) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENOSYS | libc::ENOTSUP)
+            ) => {}
         Err(e) => return Err(moved_in(e).into()),
     }
     let (parent, name) = parent_and_name(dest);
@@ -346,7 +361,11 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
                 libc::RENAME_EXCHANGE,
             )
         };
-        if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
     }
     #[cfg(not(target_os = "linux"))]
     {

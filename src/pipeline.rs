@@ -1109,7 +1109,10 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
 /// made absolute lexically, as `galley verify` does when it follows the path back.
 fn study_from_output(study: &Path, dest: &Path) -> Option<String> {
     use std::path::Component;
-    let (study, dest) = (crate::sandbox::absolute(study)?, crate::sandbox::absolute(dest)?);
+    let (study, dest) = (
+        crate::sandbox::absolute(study)?,
+        crate::sandbox::absolute(dest)?,
+    );
     let (s, d): (Vec<Component>, Vec<Component>) =
         (study.components().collect(), dest.components().collect());
     let common = s.iter().zip(&d).take_while(|(a, b)| a == b).count();

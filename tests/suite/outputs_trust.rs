@@ -18,7 +18,10 @@ struct Work {
 impl Work {
     fn new() -> Work {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&root().join("tests/fixtures/tiny"), &dir.path().join("tiny"));
+        copy_dir(
+            &root().join("tests/fixtures/tiny"),
+            &dir.path().join("tiny"),
+        );
         std::fs::create_dir_all(dir.path().join("out")).unwrap();
         Work { dir }
     }
@@ -166,7 +169,12 @@ fn a_build_killed_at_any_point_of_the_swap_leaves_a_report_and_the_next_build_cl
         w.build_ok();
         w.edit_prose("Second version.");
         let killed = w.build(&[("GALLEY_TEST_FAULT", fault)]);
-        assert_eq!(killed.status.signal(), Some(9), "{fault}: {}", stderr(&killed));
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{fault}: {}",
+            stderr(&killed)
+        );
         // Killed: some leftovers may remain, but the report is whole (the old one or the new one),
         // or, killed between the two renames of the sequence, set aside for the next build.
         if fault != "no-exchange,kill@after-aside" {
@@ -176,7 +184,10 @@ fn a_build_killed_at_any_point_of_the_swap_leaves_a_report_and_the_next_build_cl
         w.build_ok();
         assert_eq!(w.out_root(), ["tiny"], "{fault}");
         assert_complete_report(&w.path("out/tiny"));
-        assert!(w.read("out/tiny/manuscript.html").contains("Second version."));
+        assert!(
+            w.read("out/tiny/manuscript.html")
+                .contains("Second version.")
+        );
     }
 }
 
@@ -207,9 +218,15 @@ fn leftovers_of_earlier_swaps_are_recovered_or_removed_and_a_running_build_is_le
     let w = Work::new();
     w.build_ok();
     copy_dir(&w.path("out/tiny"), &w.path("out/.tiny.ready"));
-    copy_dir(&w.path("out/tiny"), &w.path(&format!("out/tiny.old-{dead}")));
+    copy_dir(
+        &w.path("out/tiny"),
+        &w.path(&format!("out/tiny.old-{dead}")),
+    );
     w.write("out/.tiny.galley-Ab12Cd/results.json", "{}");
-    w.write(&format!("out/.tiny.galley-{dead}-xYz123/results.json"), "{}");
+    w.write(
+        &format!("out/.tiny.galley-{dead}-xYz123/results.json"),
+        "{}",
+    );
     w.write(&format!("out/.tiny.galley-{dead}-prev/results.json"), "{}");
     // A staging folder of a build running now (this test's process) is not touched.
     let live = format!(".tiny.galley-{}-live00", std::process::id());
@@ -220,9 +237,16 @@ fn leftovers_of_earlier_swaps_are_recovered_or_removed_and_a_running_build_is_le
     w.build_ok();
     assert_eq!(
         w.out_root(),
-        [live.clone(), "tiny".to_string(), format!("tiny.old-{dead}0")]
+        [
+            live.clone(),
+            "tiny".to_string(),
+            format!("tiny.old-{dead}0")
+        ]
     );
-    assert!(w.read("out/tiny/manuscript.html").contains("Second version."));
+    assert!(
+        w.read("out/tiny/manuscript.html")
+            .contains("Second version.")
+    );
 
     // With no report in place, the earlier galley's complete `.tiny.ready` is put back.
     let w = Work::new();
@@ -279,7 +303,10 @@ fn a_folder_with_someone_elses_files_is_never_replaced() {
             "holds `thesis.docx`, which galley did not write",
         ),
         (
-            vec![("provenance.json", real.clone()), (".galley-output.json", marker.clone())],
+            vec![
+                ("provenance.json", real.clone()),
+                (".galley-output.json", marker.clone()),
+            ],
             "holds `thesis.docx`, which galley did not write",
         ),
         (
@@ -301,7 +328,10 @@ fn a_folder_with_someone_elses_files_is_never_replaced() {
         assert_eq!(r.status.code(), Some(1), "{files:?}: {err}");
         assert!(err.contains("`out/tiny` exists and"), "{err}");
         assert!(err.contains(reason), "{reason}: {err}");
-        assert!(err.contains("will not replace a folder it did not write"), "{err}");
+        assert!(
+            err.contains("will not replace a folder it did not write"),
+            "{err}"
+        );
         assert_eq!(w.read("out/tiny/thesis.docx"), "four years of work");
         assert_eq!(w.out_root(), ["tiny"]);
     }
@@ -322,13 +352,19 @@ fn galley_reports_are_replaced_including_those_of_the_previous_version() {
     w.write("out/tiny/results.json", "{}");
     w.edit_prose("Second version.");
     w.build_ok();
-    assert!(w.read("out/tiny/manuscript.html").contains("Second version."));
+    assert!(
+        w.read("out/tiny/manuscript.html")
+            .contains("Second version.")
+    );
     // A report written before the marker existed: its provenance record is galley's, of this
     // study, and the folder holds nothing it does not list (besides the block cache).
     std::fs::remove_file(w.path("out/tiny/.galley-output.json")).unwrap();
     w.edit_prose("Third version.");
     w.build_ok();
-    assert!(w.read("out/tiny/manuscript.html").contains("Third version."));
+    assert!(
+        w.read("out/tiny/manuscript.html")
+            .contains("Third version.")
+    );
     assert!(w.path("out/tiny/.galley-output.json").is_file());
     // The same, with a file it does not list: refused.
     std::fs::remove_file(w.path("out/tiny/.galley-output.json")).unwrap();
@@ -342,7 +378,6 @@ fn galley_reports_are_replaced_including_those_of_the_previous_version() {
     assert_eq!(w.read("out/tiny/notes.txt"), "mine");
 }
 
-
 // ---- rows 1 and 2: `galley verify` finds the study from the record, safely, from anywhere ----
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -355,15 +390,31 @@ fn verify_finds_the_study_from_the_output_folder_not_the_current_folder() {
     let w = Work::new();
     w.build_ok();
     let record = w.read("out/tiny/provenance.json");
-    assert!(record.contains("\"study_dir_from_output\": \"../../tiny\""), "{record}");
-    assert!(!record.contains("\"study_dir\""), "no path relative to where the build ran");
+    assert!(
+        record.contains("\"study_dir_from_output\": \"../../tiny\""),
+        "{record}"
+    );
+    assert!(
+        !record.contains("\"study_dir\""),
+        "no path relative to where the build ran"
+    );
     // From the project folder, from the output folder, and from a folder holding a decoy `tiny`
     // with other data (which an old record, relative to the current folder, would verify).
     copy_dir(&w.path("tiny"), &w.path("elsewhere/tiny"));
     w.write("elsewhere/tiny/data/patients.csv", "id,group\n");
-    for (cwd, output) in [(".", "out/tiny"), ("out/tiny", "."), ("elsewhere", "../out/tiny")] {
+    for (cwd, output) in [
+        (".", "out/tiny"),
+        ("out/tiny", "."),
+        ("elsewhere", "../out/tiny"),
+    ] {
         let r = w.verify_from(cwd, output, &[]);
-        assert_eq!(r.status.code(), Some(0), "from {cwd}: {}{}", stdout(&r), stderr(&r));
+        assert_eq!(
+            r.status.code(),
+            Some(0),
+            "from {cwd}: {}{}",
+            stdout(&r),
+            stderr(&r)
+        );
         assert!(stdout(&r).starts_with("identical"), "{}", stdout(&r));
     }
     // The project moved as a whole: still found.
@@ -386,7 +437,10 @@ fn a_study_not_found_is_said_so_and_can_be_given_with_study() {
     let r = w.verify_from(".", "out/tiny", &[]);
     let (out, err) = (stdout(&r), stderr(&r));
     assert_eq!(r.status.code(), Some(1), "{out}{err}");
-    assert!(!out.contains("inputs changed") && !err.contains("inputs changed"), "{out}{err}");
+    assert!(
+        !out.contains("inputs changed") && !err.contains("inputs changed"),
+        "{out}{err}"
+    );
     assert!(err.contains("places the study at `../../tiny`"), "{err}");
     assert!(err.contains("has no study.toml"), "{err}");
     assert!(err.contains("--study DIR"), "{err}");
@@ -396,11 +450,19 @@ fn a_study_not_found_is_said_so_and_can_be_given_with_study() {
     std::fs::rename(w.path("moved/tiny"), w.path("moved/renamed")).unwrap();
     let r = w.verify_from(".", "out/tiny", &["--study", "moved/renamed"]);
     assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));
-    assert!(stderr(&r).contains("is named `renamed`, but the record is of the study `tiny`"), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("is named `renamed`, but the record is of the study `tiny`"),
+        "{}",
+        stderr(&r)
+    );
     // `--study` must be a study folder.
     let r = w.verify_from(".", "out/tiny", &["--study", "/etc"]);
     assert_eq!(r.status.code(), Some(1));
-    assert!(stderr(&r).contains("`/etc` (given with --study) is not a study folder"), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("`/etc` (given with --study) is not a study folder"),
+        "{}",
+        stderr(&r)
+    );
 }
 
 #[test]
@@ -417,7 +479,10 @@ fn records_of_the_previous_version_and_studies_built_far_from_their_output_ask_f
     let err = stderr(&r);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(err.contains("written by an earlier galley"), "{err}");
-    assert!(err.contains("`tiny`") && err.contains("--study DIR"), "{err}");
+    assert!(
+        err.contains("`tiny`") && err.contains("--study DIR"),
+        "{err}"
+    );
     // With --study the old record verifies (its outputs and inputs are unchanged).
     let r = w.verify_from(".", "out/tiny", &["--study", "tiny"]);
     assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
@@ -425,14 +490,31 @@ fn records_of_the_previous_version_and_studies_built_far_from_their_output_ask_f
     // Output root far from the study: the record says null, verify asks for --study.
     let far = tempfile::tempdir().unwrap();
     let out = far.path().join("a/b/c");
-    let r = w.run(&["build", "tiny", "--out", out.to_str().unwrap(), "--format", "html"], &[]);
+    let r = w.run(
+        &[
+            "build",
+            "tiny",
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "html",
+        ],
+        &[],
+    );
     assert!(r.status.success(), "{}", stderr(&r));
     let record = std::fs::read_to_string(out.join("tiny/provenance.json")).unwrap();
-    assert!(record.contains("\"study_dir_from_output\": null"), "{record}");
+    assert!(
+        record.contains("\"study_dir_from_output\": null"),
+        "{record}"
+    );
     let folder = out.join("tiny");
     let r = w.verify_from(".", folder.to_str().unwrap(), &[]);
     assert_eq!(r.status.code(), Some(1));
-    assert!(stderr(&r).contains("does not say where the study folder is"), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("does not say where the study folder is"),
+        "{}",
+        stderr(&r)
+    );
     let r = w.verify_from(".", folder.to_str().unwrap(), &["--study", "tiny"]);
     assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
 }
@@ -448,8 +530,14 @@ fn verify_reads_nothing_outside_the_study_the_record_names() {
     std::fs::create_dir_all(w.path("notastudy")).unwrap();
     for (location, reason) in [
         ("/etc", "which is an absolute path"),
-        ("../../../../../../../../etc", "outside the folder that holds the output root"),
-        ("../../tiny/../../etc", "not a folder beside the output root"),
+        (
+            "../../../../../../../../etc",
+            "outside the folder that holds the output root",
+        ),
+        (
+            "../../tiny/../../etc",
+            "not a folder beside the output root",
+        ),
         ("../../notastudy", "has no study.toml"),
         ("../../etc-link", "a link that leads outside"),
         ("../..", "not a folder beside the output root"),
@@ -467,7 +555,13 @@ fn verify_reads_nothing_outside_the_study_the_record_names() {
     // read; the report is the same whether the recorded hash is the secret's or not.
     std::os::unix::fs::symlink("../secret.txt", w.path("tiny/leak.txt")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", w.path("tiny/zero")).unwrap();
-    assert!(Command::new("mkfifo").arg(w.path("tiny/fifo")).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(w.path("tiny/fifo"))
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut reports = Vec::new();
     for hash in [secret_hash.clone(), "0".repeat(64)] {
         w.edit_record(|r| {
@@ -485,14 +579,21 @@ fn verify_reads_nothing_outside_the_study_the_record_names() {
         );
         reports.push(stdout(&r));
     }
-    assert_eq!(reports[0], reports[1], "the verdict tells nothing about the secret");
+    assert_eq!(
+        reports[0], reports[1],
+        "the verdict tells nothing about the secret"
+    );
 
     // Even when the study no longer builds (then verify compares the recorded inputs one by one):
     // the FIFO, the device and the link are refused, never read.
     w.edit_prose("{{ nonexistent.value }}");
     let r = w.verify_from(".", "out/tiny", &[]);
     assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));
-    assert!(stderr(&r).contains("nonexistent"), "the rebuild's own error: {}", stderr(&r));
+    assert!(
+        stderr(&r).contains("nonexistent"),
+        "the rebuild's own error: {}",
+        stderr(&r)
+    );
 }
 
 // ---- row 12: a forged block cache or PDF record is not trusted ----
@@ -520,11 +621,25 @@ fn forge_cache(dir: &Path) -> usize {
 #[test]
 fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
     let w = Work::new();
-    let first = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
+    let first = w.run(
+        &[
+            "build",
+            "tiny",
+            "--out",
+            "out",
+            "--format",
+            "html",
+            "--timings",
+        ],
+        &[],
+    );
     assert!(first.status.success(), "{}", stderr(&first));
     let honest = w.read("out/tiny/results.json");
     let key = w.path("cache-home/galley/cache-key");
-    assert!(key.is_file(), "the key is made on first use, outside study and output");
+    assert!(
+        key.is_file(),
+        "the key is made on first use, outside study and output"
+    );
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();
@@ -532,7 +647,18 @@ fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
     }
     let n = forge_cache(&w.path("out/tiny"));
     assert!(n > 0);
-    let again = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
+    let again = w.run(
+        &[
+            "build",
+            "tiny",
+            "--out",
+            "out",
+            "--format",
+            "html",
+            "--timings",
+        ],
+        &[],
+    );
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
         stderr(&again).contains(&format!("blocks: {n} run, 0 from the cache")),
@@ -544,7 +670,15 @@ fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
 
     // Entries written by another user's galley (another key) are not trusted either.
     let other = w.run(
-        &["build", "tiny", "--out", "out", "--format", "html", "--timings"],
+        &[
+            "build",
+            "tiny",
+            "--out",
+            "out",
+            "--format",
+            "html",
+            "--timings",
+        ],
         &[("XDG_CACHE_HOME", w.path("another-user").to_str().unwrap())],
     );
     assert!(
@@ -553,15 +687,58 @@ fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
         stderr(&other)
     );
     // Our own entries are used; `--no-cache` ignores them.
-    let own = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
-    assert!(stderr(&own).contains(&format!("blocks: {n} run, 0 from the cache")), "{}", stderr(&own));
-    let own = w.run(&["build", "tiny", "--out", "out", "--format", "html", "--timings"], &[]);
-    assert!(stderr(&own).contains(&format!("blocks: 0 run, {n} from the cache")), "{}", stderr(&own));
-    let fresh = w.run(
-        &["build", "tiny", "--out", "out", "--format", "html", "--timings", "--no-cache"],
+    let own = w.run(
+        &[
+            "build",
+            "tiny",
+            "--out",
+            "out",
+            "--format",
+            "html",
+            "--timings",
+        ],
         &[],
     );
-    assert!(stderr(&fresh).contains(&format!("blocks: {n} run, 0 from the cache")), "{}", stderr(&fresh));
+    assert!(
+        stderr(&own).contains(&format!("blocks: {n} run, 0 from the cache")),
+        "{}",
+        stderr(&own)
+    );
+    let own = w.run(
+        &[
+            "build",
+            "tiny",
+            "--out",
+            "out",
+            "--format",
+            "html",
+            "--timings",
+        ],
+        &[],
+    );
+    assert!(
+        stderr(&own).contains(&format!("blocks: 0 run, {n} from the cache")),
+        "{}",
+        stderr(&own)
+    );
+    let fresh = w.run(
+        &[
+            "build",
+            "tiny",
+            "--out",
+            "out",
+            "--format",
+            "html",
+            "--timings",
+            "--no-cache",
+        ],
+        &[],
+    );
+    assert!(
+        stderr(&fresh).contains(&format!("blocks: {n} run, 0 from the cache")),
+        "{}",
+        stderr(&fresh)
+    );
     assert_eq!(w.read("out/tiny/results.json"), honest);
 }
 
@@ -587,7 +764,10 @@ fn a_forged_pdf_with_its_typesetting_record_is_not_reused() {
     std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
     let log = build(&[]);
     assert!(!log.contains("typeset (unchanged, reused)"), "{log}");
-    assert_eq!(std::fs::read(w.path("out/tiny/manuscript.pdf")).unwrap(), honest);
+    assert_eq!(
+        std::fs::read(w.path("out/tiny/manuscript.pdf")).unwrap(),
+        honest
+    );
     // Its own record is reused, unless --no-cache.
     assert!(build(&[]).contains("typeset (unchanged, reused)"));
     assert!(!build(&["--no-cache"]).contains("typeset (unchanged, reused)"));
