@@ -260,15 +260,33 @@ fn leftovers_of_earlier_swaps_are_recovered_or_removed_and_a_running_build_is_le
 }
 
 #[test]
-fn repeated_builds_leave_no_staging_or_old_copies() {
+fn several_killed_builds_in_a_row_leave_nothing_behind_after_the_next_one() {
     let w = Work::new();
-    for i in 0..3 {
+    w.build_ok();
+    for (i, fault) in [
+        "kill@before-swap",
+        "kill@after-exchange",
+        "no-exchange,kill@after-move-in",
+        "kill@before-swap",
+    ]
+    .into_iter()
+    .enumerate()
+    {
         w.edit_prose(&format!("Version {i}."));
-        w.build_ok();
+        let killed = w.build(&[("GALLEY_TEST_FAULT", fault)]);
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{fault}: {}",
+            stderr(&killed)
+        );
     }
-    // A failed build too.
-    w.write("tiny/manuscript/main.md", "{{ nonexistent.value }}\n");
+    // A failed build cleans up too, and so does the next good one.
+    w.edit_prose("{{ nonexistent.value }}");
     assert_eq!(w.build(&[]).status.code(), Some(1));
+    assert_eq!(w.out_root(), ["tiny"]);
+    w.write("tiny/manuscript/main.md", "Fine again.\n");
+    let _ = w.build(&[]);
     assert_eq!(w.out_root(), ["tiny"]);
 }
 
