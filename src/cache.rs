@@ -5,9 +5,15 @@
 //! input changed, gets a new key and re-runs; an untouched one is read back. Each entry carries its key
 //! and the SHA-256 of its payload: a corrupted, truncated or foreign entry is detected and ignored,
 //! never trusted. Only entries used by the latest build are kept.
+//!
+//! An output folder can come from someone else (a project sent with its `output/`), and anyone can
+//! edit an entry together with its `payload_sha256`. So each entry is also sealed with an HMAC under
+//! a key of the user's own, kept outside every study and output folder (`key_path`), created on first
+//! use: an entry this user's galley did not write is rejected and its block re-runs. The same seal
+//! covers the typesetting record that lets a build reuse the previous PDF (`pipeline.rs`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -47,7 +53,105 @@ struct Entry {
     galley: String,
     key: String,
     payload_sha256: String,
+    /// HMAC-SHA256 of the key and payload hash under the user's cache key (`seal`).
+    seal: String,
     payload: String,
+}
+
+/// Where the user's cache key is kept: `$XDG_CACHE_HOME/galley/cache-key`, else
+/// `~/.cache/galley/cache-key` (only absolute locations: a relative one would depend on where galley
+/// runs, possibly inside a study).
+pub fn key_path() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| Some(absolute(std::env::var_os("HOME")?)?.join(".cache")))?;
+    Some(base.join("galley").join("cache-key"))
+}
+
+/// The user's cache key, read or created once per process; `None` (no home folder, a read-only
+/// one): nothing is read from a cache nor written to one, every block runs.
+fn user_key() -> Option<&'static [u8; 32]> {
+    static KEY: OnceLock<Option<[u8; 32]>> = OnceLock::new();
+    KEY.get_or_init(|| load_or_create_key(&key_path()?))
+        .as_ref()
+}
+
+fn load_or_create_key(path: &Path) -> Option<[u8; 32]> {
+    let parse = |bytes: Vec<u8>| -> Option<[u8; 32]> {
+        hex::decode(std::str::from_utf8(&bytes).ok()?.trim())
+            .ok()?
+            .try_into()
+            .ok()
+    };
+    if let Some(key) = crate::sandbox::read_regular_file_limited(path, 1024).and_then(parse) {
+        return Some(key);
+    }
+    let dir = path.parent()?;
+    let mut create = std::fs::DirBuilder::new();
+    create.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+    create.create(dir).ok()?;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).ok()?;
+    // Written whole under a temporary name, then linked in place: a concurrent galley sees either
+    // no key or a complete one, and the first one linked wins.
+    let temporary = dir.join(format!(".cache-key.{}", std::process::id()));
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let written = open.open(&temporary).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(hex::encode(key).as_bytes())?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&temporary, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Another galley made one meanwhile (use it), or the file there is not a key (replace it).
+            match crate::sandbox::read_regular_file_limited(path, 1024).and_then(parse) {
+                Some(theirs) => {
+                    key = theirs;
+                    Ok(())
+                }
+                None => std::fs::rename(&temporary, path),
+            }
+        }
+        other => other,
+    });
+    let _ = std::fs::remove_file(&temporary);
+    linked.ok().map(|()| key)
+}
+
+/// HMAC-SHA256 (RFC 2104) of `parts` (each length-prefixed) under the user's key, in hex; `None`
+/// without a key.
+pub fn seal(parts: &[&[u8]]) -> Option<String> {
+    let key = user_key()?;
+    let (mut inner_pad, mut outer_pad) = ([0x36u8; 64], [0x5cu8; 64]);
+    for (i, k) in key.iter().enumerate() {
+        inner_pad[i] ^= k;
+        outer_pad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(inner_pad);
+    for part in parts {
+        inner.update((part.len() as u64).to_le_bytes());
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(outer_pad);
+    outer.update(inner.finalize());
+    Some(hex::encode(outer.finalize()))
+}
+
+fn entry_seal(key: &str, payload_sha256: &str) -> Option<String> {
+    seal(&[
+        b"block",
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        key.as_bytes(),
+        payload_sha256.as_bytes(),
+    ])
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +198,7 @@ impl BlockCache {
                     e.key == key
                         && e.galley == env!("CARGO_PKG_VERSION")
                         && sha256_hex(e.payload.as_bytes()) == e.payload_sha256
+                        && entry_seal(key, &e.payload_sha256).as_ref() == Some(&e.seal)
                 });
                 let output =
                     valid.and_then(|e| serde_json::from_str::<CachedOutput>(&e.payload).ok());
@@ -127,10 +232,16 @@ impl BlockCache {
         let Ok(payload) = serde_json::to_string(output) else {
             return;
         };
+        let payload_sha256 = sha256_hex(payload.as_bytes());
+        // Without a key nothing is stored: an unsealed entry would never be read back.
+        let Some(seal) = entry_seal(key, &payload_sha256) else {
+            return;
+        };
         let entry = Entry {
             galley: env!("CARGO_PKG_VERSION").to_string(),
             key: key.to_string(),
-            payload_sha256: sha256_hex(payload.as_bytes()),
+            payload_sha256,
+            seal,
             payload,
         };
         if let Ok(bytes) = serde_json::to_vec(&entry) {

@@ -70,6 +70,9 @@ pub enum Command {
         /// Add an audit-trail appendix to the PDF; every templated number links to its entry.
         #[arg(long)]
         audit: bool,
+        /// Reuse nothing of the previous build (block results, PDF): run every block and typeset.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Create a new study folder with a small working example: `galley new study/demo`.
     ///
@@ -122,6 +125,10 @@ pub enum Command {
     Verify {
         /// A report's output folder (holding provenance.json), e.g. output/croome2016.
         output: PathBuf,
+        /// The study folder to rebuild from (default: the one the record locates from the output
+        /// folder, if it lies beside the output root; see docs/security.md).
+        #[arg(long, value_name = "DIR")]
+        study: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

@@ -64,6 +64,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             timings,
             deny_warnings,
             audit,
+            no_cache,
         } => {
             let as_of = parse_date(as_of.as_deref())?;
             if deny_warnings {
@@ -78,6 +79,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 progress,
                 audit,
                 limits,
+                no_cache,
             };
             let report = pipeline::build(&study, &options);
             drop(spinner);
@@ -124,6 +126,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     progress: None,
                     audit: false,
                     limits,
+                    no_cache: false,
                 },
                 serve: serve.then_some(port),
                 console,
@@ -148,8 +151,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let _ = writeln!(out);
             Ok(0)
         }
-        Command::Verify { output, json } => {
-            let report = galley::audit::verify(&output, &limits)?;
+        Command::Verify {
+            output,
+            study,
+            json,
+        } => {
+            let report = galley::audit::verify(&output, study.as_deref(), &limits)?;
             if json {
                 println!(
                     "{}",

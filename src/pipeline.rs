@@ -43,6 +43,9 @@ pub struct BuildOptions {
     pub audit: bool,
     /// `--limit NAME=VALUE` overrides of the manifest's `[limits]`.
     pub limits: Vec<String>,
+    /// Reuse nothing of the previous build in the output folder (block cache, PDF): every block
+    /// runs and the PDF is typeset (`--no-cache`). A fresh cache is still written.
+    pub no_cache: bool,
 }
 
 /// The manuscript formats a build writes. Default: the PDF only.
@@ -158,13 +161,14 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         &options.limits,
         Some(&options.out),
         options.audit,
+        options.no_cache,
         &mut clock,
     )?;
     let dest = options.out.join(&prepared.study.name);
     let pdf_date = source_date_epoch()?.or(prepared.cutoff);
     let typeset_key = typeset_key(&prepared.files, pdf_date);
     // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
-    let previous = match options.formats.pdf {
+    let previous = match options.formats.pdf && !options.no_cache {
         true => previous_pdf(&dest, &typeset_key),
         false => None,
     };
@@ -244,13 +248,24 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
                 .unwrap_or_default(),
         );
         let record = format!("{}/typeset.json", cache::CACHE_DIR);
-        outputs.insert(
-            record.clone(),
-            serde_json::to_vec(&serde_json::json!({"key": typeset_key, "pdf_sha256": pdf_hash}))
+        // Sealed like the block cache: a PDF is reused only if this user's galley typeset it.
+        if let Some(seal) = typeset_seal(&typeset_key, &pdf_hash) {
+            outputs.insert(
+                record.clone(),
+                serde_json::to_vec(
+                    &serde_json::json!({"key": typeset_key, "pdf_sha256": pdf_hash, "seal": seal}),
+                )
                 .unwrap_or_default(),
-        );
-        late.push(record);
+            );
+            late.push(record);
+        }
     }
+    // Last: the marker lists every file of the folder (and marks it as galley's to replace).
+    outputs.insert(
+        output::MARKER,
+        output::marker(&prepared.study.name, &outputs),
+    );
+    late.push(output::MARKER.to_string());
     if output::unchanged(&dest, &outputs) {
         // A staging folder made during typesetting is dropped, and removed, unused.
         clock
@@ -288,7 +303,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         files: outputs
             .files
             .keys()
-            .filter(|f| !f.starts_with(cache::CACHE_DIR))
+            .filter(|f| !f.starts_with(cache::CACHE_DIR) && f.as_str() != output::MARKER)
             .cloned()
             .collect(),
         warnings: prepared.warnings,
@@ -363,8 +378,17 @@ fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
     if record.get("key")?.as_str()? != key {
         return None;
     }
+    let pdf_hash = record.get("pdf_sha256")?.as_str()?;
+    if Some(record.get("seal")?.as_str()?) != typeset_seal(key, pdf_hash).as_deref() {
+        return None;
+    }
     let pdf = crate::sandbox::read_regular_file(&dest.join("manuscript.pdf"))?;
-    (record.get("pdf_sha256")?.as_str()? == sha256_hex(&pdf)).then_some(pdf)
+    (pdf_hash == sha256_hex(&pdf)).then_some(pdf)
+}
+
+/// The seal of a typesetting record (`cache::seal`): binds the sources' key to the PDF's hash.
+fn typeset_seal(key: &str, pdf_sha256: &str) -> Option<String> {
+    cache::seal(&[b"typeset", key.as_bytes(), pdf_sha256.as_bytes()])
 }
 
 /// Validate everything and run the analysis without typesetting or writing (`galley check`).
@@ -373,7 +397,7 @@ pub fn check(study_dir: &Path, as_of: Option<Date>, limits: &[String]) -> Result
         timings: Vec::new(),
         progress: None,
     };
-    prepare(study_dir, as_of, limits, None, false, &mut clock).map(|p| p.warnings)
+    prepare(study_dir, as_of, limits, None, false, false, &mut clock).map(|p| p.warnings)
 }
 
 fn prepare(
@@ -382,13 +406,17 @@ fn prepare(
     limits: &[String],
     out_root: Option<&Path>,
     audit: bool,
+    no_cache: bool,
     clock: &mut Stopwatch,
 ) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir, limits))?;
     if let Some(out) = out_root {
         crate::sandbox::check_output(&study.root, out, &out.join(&study.name))?;
     }
-    let mut cache = out_root.map(|root| BlockCache::load(&root.join(&study.name)));
+    let mut cache = out_root.map(|root| match no_cache {
+        true => BlockCache::default(),
+        false => BlockCache::load(&root.join(&study.name)),
+    });
     let cutoff = as_of.or(study.cutoff);
     let tables = clock.time("load data", || load_tables(&study))?;
     let document = clock.time("parse manuscript", || {
@@ -1055,7 +1083,10 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
     let record = serde_json::json!({
         "galley_version": env!("CARGO_PKG_VERSION"),
         "study": study.name,
-        "study_dir": normalise_dir(&study.root),
+        // Where the study is, seen from the output folder (`../../study/x`), so that `galley verify`
+        // finds it from wherever it runs; null when it is not beside the output root (verify then
+        // asks for `--study`). Not the folder as typed: that depended on where the build ran.
+        "study_dir_from_output": study_from_output(&study.root, &options.out.join(&study.name)),
         "seed": study.manifest.study.seed,
         "cutoff": prepared.cutoff.map(|d| d.to_string()),
         "options": {
@@ -1073,12 +1104,30 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
     bytes
 }
 
-/// The study folder as given, in a stable spelling (`study/x`, not `./study/x/`), for the provenance
-/// record: `galley verify` finds the inputs through it.
-fn normalise_dir(path: &Path) -> String {
-    let text = path.to_string_lossy().replace('\\', "/");
-    let text = text.trim_end_matches('/');
-    text.strip_prefix("./").unwrap_or(text).to_string()
+/// The study folder relative to the output folder `dest`, `/`-separated: at most two `..` (out of
+/// `<out>/<study>`, then out of `<out>`) and then down; `None` when the study is elsewhere. Both are
+/// made absolute lexically, as `galley verify` does when it follows the path back.
+fn study_from_output(study: &Path, dest: &Path) -> Option<String> {
+    use std::path::Component;
+    let (study, dest) = (
+        crate::sandbox::absolute(study)?,
+        crate::sandbox::absolute(dest)?,
+    );
+    let (s, d): (Vec<Component>, Vec<Component>) =
+        (study.components().collect(), dest.components().collect());
+    let common = s.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let ups = d.len() - common;
+    if ups > 2 || common == 0 {
+        return None;
+    }
+    let mut parts: Vec<String> = vec!["..".to_string(); ups];
+    for c in &s[common..] {
+        match c {
+            Component::Normal(n) => parts.push(n.to_str()?.to_string()),
+            _ => return None,
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// The "Changes since the previous report" appendix: this build's records against the previous

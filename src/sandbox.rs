@@ -182,6 +182,8 @@ pub fn check_output(study: &Path, out: &Path, dest: &Path) -> Result<(), Diagnos
         ))
         .hint("pass `--out` with a folder outside the study"));
     }
+    // A build killed while swapping its output in may have left the previous output aside.
+    crate::output::recover(dest);
     let Ok(meta) = dest.symlink_metadata() else {
         return Ok(()); // not there yet
     };
@@ -200,16 +202,16 @@ pub fn check_output(study: &Path, out: &Path, dest: &Path) -> Result<(), Diagnos
         .hint("remove it, or pass `--out` with another output root"));
     }
     let empty = std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_none());
-    let ours = dest
-        .join("provenance.json")
-        .symlink_metadata()
-        .is_ok_and(|m| m.is_file());
-    if !empty && !ours {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !empty && let Err(why) = crate::output::galley_wrote(dest, &name) {
         return Err(Diagnostic::error(format!(
-            "`{}` exists and is not a galley report (it has no provenance.json); a build replaces its output folder as a whole, so galley will not replace a folder it did not write",
+            "`{}` exists and {why}; a build replaces its output folder as a whole, so galley will not replace a folder it did not write",
             dest.display()
         ))
-        .hint("move the folder away, or pass `--out` with another output root"));
+        .hint("move the folder (or the files galley did not write) away, or pass `--out` with another output root"));
     }
     Ok(())
 }
@@ -221,6 +223,23 @@ pub fn read_regular_file(path: &Path) -> Option<Vec<u8>> {
     meta.is_file().then(|| std::fs::read(path).ok()).flatten()
 }
 
+/// `read_regular_file`, for files of at most `max` bytes (`None` when larger, even if it grows
+/// while being read).
+pub fn read_regular_file_limited(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let meta = path.symlink_metadata().ok()?;
+    if !meta.is_file() || meta.len() > max {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    (bytes.len() as u64 <= max).then_some(bytes)
+}
+
 /// Names a study's template folder may not use: galley writes files of these names into the output
 /// folder (a template file of the same name would replace them, or pose as one of them).
 pub fn reserved_output_name(name: &str) -> bool {
@@ -230,6 +249,7 @@ pub fn reserved_output_name(name: &str) -> bool {
         "manuscript.html",
         "results.json",
         "provenance.json",
+        crate::output::MARKER,
         "trail.json",
         "reproduction.json",
         "style.csl",

@@ -28,7 +28,14 @@ use galley::template;
 use indexmap::IndexMap;
 
 /// The names of the targets, as the folders of `tests/fuzz-corpus/` and of `fuzz/fuzz_targets/`.
-pub const TARGETS: &[&str] = &["manifest", "csv", "markdown", "template", "analysis"];
+pub const TARGETS: &[&str] = &[
+    "manifest",
+    "csv",
+    "markdown",
+    "template",
+    "analysis",
+    "provenance",
+];
 
 /// Run target `name` on `data` (for the regression replay).
 pub fn run(name: &str, data: &[u8]) {
@@ -38,6 +45,7 @@ pub fn run(name: &str, data: &[u8]) {
         "markdown" => markdown(data),
         "template" => template(data),
         "analysis" => analysis(data),
+        "provenance" => provenance(data),
         other => panic!("unknown fuzz target `{other}`"),
     }
 }
@@ -526,4 +534,32 @@ pub fn analysis_results(data: &[u8]) -> IndexMap<String, Result<serde_json::Valu
         }
     }
     outcome
+}
+
+/// `galley verify`'s reading of a provenance record (`audit::parse_record`), a file that may come
+/// from anyone: never a panic, a refusal is a located error, and a record it accepts names only
+/// plain relative files and a study location that stays inside the folder holding the output root.
+pub fn provenance(data: &[u8]) {
+    let file = Path::new("out/study/provenance.json");
+    match galley::audit::parse_record(data, file) {
+        Err(f) => check_failure(&f),
+        Ok(record) => {
+            for name in record.inputs.keys().chain(record.outputs.keys()) {
+                assert!(
+                    galley::sandbox::check_relative(name).is_ok(),
+                    "accepted the name `{name}`"
+                );
+            }
+            if let Some(rel) = &record.study_from_output {
+                let base = Path::new("/project");
+                let output = base.join("out/study");
+                let at = galley::sandbox::absolute(&output.join(rel)).expect("absolute");
+                assert!(
+                    at.starts_with(base) && at != base,
+                    "accepted the study location `{rel}`, which leads to `{}`",
+                    at.display()
+                );
+            }
+        }
+    }
 }

@@ -36,10 +36,15 @@ fn build(study: &str, out: &Path, extra: &[&str]) {
 #[test]
 fn committed_outputs_are_reproduced_byte_for_byte() {
     for study in ["croome2016", "croome2016-2020"] {
-        let out = tempfile::tempdir().unwrap();
-        build(&format!("study/{study}"), out.path(), &[]);
+        // Laid out as the repository is (`study/<name>`, `output/`): the record notes where the study
+        // is from the output folder (`../../study/<name>`).
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("study").join(study);
+        copy_dir(&root().join("study").join(study), &copy);
+        let out = dir.path().join("output");
+        build(copy.to_str().unwrap(), &out, &[]);
         let committed = root().join("output").join(study);
-        let rebuilt = out.path().join(study);
+        let rebuilt = out.join(study);
         let names = files_under(&committed);
         assert_eq!(
             names,

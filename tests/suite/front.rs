@@ -299,7 +299,16 @@ fn html_builds_are_reproducible_and_verify() {
         &root(),
     );
     let first = std::fs::read(out.path().join("survival/manuscript.html")).unwrap();
-    let verify = galley(&["verify", &format!("{o}/survival")], &root());
+    // The output root is far from the study: verify is told where it is.
+    let verify = galley(
+        &[
+            "verify",
+            &format!("{o}/survival"),
+            "--study",
+            "tests/fixtures/survival",
+        ],
+        &root(),
+    );
     assert!(
         verify.status.success(),
         "{}{}",

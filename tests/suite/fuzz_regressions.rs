@@ -68,6 +68,11 @@ fn fuzz_regressions_analysis() {
 }
 
 #[test]
+fn fuzz_regressions_provenance() {
+    replay("provenance", harness::provenance);
+}
+
+#[test]
 fn fuzz_targets_have_corpus_folders() {
     for target in harness::TARGETS {
         assert!(!corpus(target).is_empty(), "no corpus for {target}");

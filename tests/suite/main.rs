@@ -13,6 +13,7 @@ mod fuzz_regressions;
 mod invalid;
 mod limits;
 mod missing;
+mod outputs_trust;
 mod reference_regression;
 mod reference_survival;
 mod sandbox;
