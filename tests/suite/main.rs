@@ -12,6 +12,7 @@ mod front;
 mod fuzz_regressions;
 mod invalid;
 mod limits;
+mod links;
 mod reference_regression;
 mod reference_survival;
 mod sandbox;
