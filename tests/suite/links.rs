@@ -297,3 +297,76 @@ fn check_locates_a_broken_bibliography() {
     append(&study.join("references.bib"), "\n@misc{open,\n  title = {Never {closed}\n");
     check_fails(&study, &["references.bib:12:1", "not closed"]);
 }
+
+/// `GET /` with these headers from the preview server on `port`: the status code.
+fn preview_status(port: u16, headers: &[&str]) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut request = String::from("GET / HTTP/1.1\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+/// Row 10: the preview server took any `Host` starting with `127.` (`127.attacker.example`, a
+/// name DNS rebinding can point at 127.0.0.1) as the loopback. Now only `localhost`, 127.0.0.0/8
+/// literals and `[::1]` pass, with an optional port, and a foreign `Origin` is refused too.
+#[test]
+fn preview_answers_only_loopback_hosts() {
+    let server = galley::serve::LiveServer::start(0, "t").unwrap();
+    let port = server.port();
+    for host in [
+        "127.0.0.1",
+        "127.0.0.1:8000",
+        "127.1.2.3",
+        "localhost",
+        "LocalHost:8000",
+        "[::1]",
+        "[::1]:8000",
+        "[::ffff:127.0.0.1]",
+    ] {
+        assert_eq!(preview_status(port, &[&format!("Host: {host}")]), 200, "{host}");
+    }
+    for host in [
+        "127.attacker.example",
+        "127.0.0.1.nip.io",
+        "localhost.attacker.example",
+        "attacker.example",
+        "127.0.0.1:80@attacker.example",
+        "127.0.0.1:x",
+        "127.0.0.1:",
+        "127.1",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "[::1",
+        "[::2]",
+        "[::1]x",
+        "192.168.1.1",
+        "",
+    ] {
+        assert_eq!(preview_status(port, &[&format!("Host: {host}")]), 403, "{host:?}");
+    }
+    // Two Hosts, or a foreign Origin with a loopback Host.
+    assert_eq!(
+        preview_status(port, &["Host: 127.0.0.1", "Host: attacker.example"]),
+        403
+    );
+    assert_eq!(
+        preview_status(port, &["Host: 127.0.0.1", "Origin: http://attacker.example"]),
+        403
+    );
+    assert_eq!(
+        preview_status(port, &["Host: 127.0.0.1", "Origin: http://127.0.0.1:9"]),
+        200
+    );
+}
