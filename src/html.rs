@@ -45,6 +45,11 @@ pub fn render(prepared: &Prepared) -> Result<Vec<u8>> {
     let mut sources = Vec::new();
     let mut problems = Vec::new();
     for source in document.abstract_file.iter().chain(document.files.iter()) {
+        // The same limits as the PDF's rendering of these templates (time, memory).
+        let _watch = crate::limits::watch(study.limits.template_limit(
+            format!("evaluating the templates of `{}`", source.relative),
+            Some(Location::file(&source.file)),
+        ));
         match template::render(
             &env,
             &source.relative,
@@ -496,6 +501,10 @@ impl Writer<'_> {
     }
 
     fn caption(&mut self, text: &str, location: &Location) -> Option<String> {
+        let _watch = crate::limits::watch(self.prepared.study.limits.template_limit(
+            "evaluating a caption or a note",
+            Some(location.clone()),
+        ));
         match template::render_inline(self.env, text, self.context, location) {
             Ok(rendered) => Some(self.inline(&rendered)),
             Err(d) => {

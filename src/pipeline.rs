@@ -529,7 +529,7 @@ fn assemble(
     // In audit mode each file is rendered with its expressions marked by their trail index.
     let mut instrumented: Vec<String> = Vec::new();
     let file_limit = |source: &crate::document::SourceFile| {
-        study.limits.time_limit(
+        study.limits.template_limit(
             format!("evaluating the templates of `{}`", source.relative),
             Some(Location::file(&source.file)),
         )
@@ -628,7 +628,7 @@ fn assemble(
             continue;
         };
         let location = Location::line(&block.file, block.line);
-        let _watch = limits::watch(study.limits.time_limit(
+        let _watch = limits::watch(study.limits.template_limit(
             format!("evaluating the captions and notes of block `{}`", block.id),
             Some(location.clone()),
         ));

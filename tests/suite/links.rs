@@ -370,3 +370,54 @@ fn preview_answers_only_loopback_hosts() {
         200
     );
 }
+
+/// Row 6: template memory had no bound: `{{ ([1] * 10**9) | length }}` aborted (rc 134,
+/// "memory allocation of 72000000000 bytes failed") and a doubling loop grew until the OOM killer.
+/// Each way of growing memory now stops at `template_memory_mb` with a message naming the file
+/// and the limit, exit code 1, under a hard cap on the address space (1.5 GiB).
+#[test]
+fn template_memory_is_bounded() {
+    let loop40 = |body: &str, init: &str, show: &str| {
+        format!(
+            "{{% set ns = namespace(v={init}) %}}{{% for i in range(40) %}}{{% set ns.v = {body} %}}{{% endfor %}}{{{{ {show} }}}}"
+        )
+    };
+    let cases = [
+        "{{ ([1] * 10**9) | length }}".to_string(),
+        "{{ ([1, 2] * 10**9) | join(',') | length }}".to_string(),
+        loop40("ns.v ~ ns.v", "'x'", "ns.v | length"),
+        loop40("ns.v + ns.v", "[1]", "ns.v | length"),
+        loop40("ns.v | replace('x', 'xx')", "'xx'", "ns.v | length"),
+        loop40("[ns.v, ns.v] | join", "'x'", "ns.v | length"),
+        loop40("ns.v ~ ns.v", "'x'", "ns.v | upper | length"),
+    ];
+    for case in cases {
+        let (_dir, study) = tiny();
+        append(&study.join("manuscript/main.md"), &format!("\nGrowing: {case}\n"));
+        let result = galley_capped(1536 << 20, &["check", study.to_str().unwrap()]);
+        let err = stderr(&result);
+        assert_eq!(result.status.code(), Some(1), "{case}\n{err}");
+        assert!(
+            err.contains("template_memory_mb") && err.contains("main.md"),
+            "{case}\n{err}"
+        );
+    }
+    // The limit can be lowered (and a raised one is a number of MiB above 0).
+    let (_dir, study) = tiny();
+    append(
+        &study.join("manuscript/main.md"),
+        "\n{{ ('x' * 10**7) | length }}\n",
+    );
+    let ok = galley_capped(1536 << 20, &["check", study.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let low = galley_capped(
+        1536 << 20,
+        &["check", study.to_str().unwrap(), "--limit", "template_memory_mb=5"],
+    );
+    assert!(stderr(&low).contains("more than 5 MiB"), "{}", stderr(&low));
+    let zero = galley(
+        &["check", study.to_str().unwrap(), "--limit", "template_memory_mb=0"],
+        &root(),
+    );
+    assert!(stderr(&zero).contains("`template_memory_mb` is 0"), "{}", stderr(&zero));
+}
