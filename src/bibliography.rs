@@ -81,7 +81,11 @@ pub struct Selected {
 }
 
 /// `bytes` as UTF-8, or an error at the line and column of the first byte that is not.
-pub fn utf8<'a>(bytes: &'a [u8], display: &Path, what: &str) -> std::result::Result<&'a str, Diagnostic> {
+pub fn utf8<'a>(
+    bytes: &'a [u8],
+    display: &Path,
+    what: &str,
+) -> std::result::Result<&'a str, Diagnostic> {
     std::str::from_utf8(bytes).map_err(|e| {
         let valid = e.valid_up_to();
         let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
@@ -96,7 +100,11 @@ pub fn utf8<'a>(bytes: &'a [u8], display: &Path, what: &str) -> std::result::Res
 
 impl Index {
     /// Index a bibliography file: its text must be UTF-8 and its entries closed.
-    pub fn scan(bytes: &[u8], relative: &str, display: &Path) -> std::result::Result<Index, Diagnostic> {
+    pub fn scan(
+        bytes: &[u8],
+        relative: &str,
+        display: &Path,
+    ) -> std::result::Result<Index, Diagnostic> {
         let text = utf8(bytes, display, "bibliography")?;
         let format = Format::of(relative);
         let mut index = Index {
@@ -164,7 +172,10 @@ impl Index {
                     }
                     if kind == "comment" {
                         // As biblatex: everything to the next `}`.
-                        i = b[j..].iter().position(|&c| c == b'}').map_or(b.len(), |p| j + p + 1);
+                        i = b[j..]
+                            .iter()
+                            .position(|&c| c == b'}')
+                            .map_or(b.len(), |p| j + p + 1);
                         continue;
                     }
                     let end = entry_end(b, j + 1).ok_or_else(|| {
@@ -176,7 +187,10 @@ impl Index {
                     })?;
                     let key_start = skip_space(b, j + 1);
                     let mut key_end = key_start;
-                    while key_end < end && !matches!(b[key_end], b',' | b'}') && !b[key_end].is_ascii_whitespace() {
+                    while key_end < end
+                        && !matches!(b[key_end], b',' | b'}')
+                        && !b[key_end].is_ascii_whitespace()
+                    {
                         key_end += 1;
                     }
                     match kind.as_str() {
@@ -239,7 +253,10 @@ impl Index {
     /// `xref`, `xdata`) and the macros they use, transitively; in file order.
     fn closure(&self, text: &str, cited: &HashSet<String>) -> Vec<usize> {
         let mut chosen: HashSet<usize> = HashSet::new();
-        let mut queue: Vec<usize> = cited.iter().filter_map(|k| self.keys.get(k).copied()).collect();
+        let mut queue: Vec<usize> = cited
+            .iter()
+            .filter_map(|k| self.keys.get(k).copied())
+            .collect();
         while let Some(at) = queue.pop() {
             if !chosen.insert(at) {
                 continue;
@@ -253,7 +270,11 @@ impl Index {
                 let name = text[field.name.clone()].to_ascii_lowercase();
                 if is_entry && matches!(name.as_str(), "crossref" | "xref" | "xdata") {
                     let value = text[field.value.clone()].trim_matches(['{', '}', '"']);
-                    queue.extend(value.split(',').filter_map(|k| self.keys.get(k.trim()).copied()));
+                    queue.extend(
+                        value
+                            .split(',')
+                            .filter_map(|k| self.keys.get(k.trim()).copied()),
+                    );
                 }
                 for word in &field.words {
                     if let Some(defs) = self.macros.get(&text[word.clone()].to_ascii_lowercase()) {
@@ -318,15 +339,20 @@ impl Index {
                 return Err(Failure::new(problems));
             }
         }
-        Err(Diagnostic::error("the bibliography's refused links could not be removed")
-            .in_file(&self.display)
-            .into())
+        Err(
+            Diagnostic::error("the bibliography's refused links could not be removed")
+                .in_file(&self.display)
+                .into(),
+        )
     }
 
     /// Offsets (in `text`) of the fields named `name` in item `at` (BibTeX fields; YAML lines
     /// `name:` at any depth of the entry).
     fn fields_named(&self, text: &str, at: usize, name: &str) -> Vec<usize> {
-        self.field_spans(text, at, name).into_iter().map(|r| r.start).collect()
+        self.field_spans(text, at, name)
+            .into_iter()
+            .map(|r| r.start)
+            .collect()
     }
 
     fn field_spans(&self, text: &str, at: usize, name: &str) -> Vec<Range<usize>> {
@@ -412,11 +438,15 @@ impl Index {
 
 /// Every link of a parsed library the policy refuses: (entry key, field, value, why).
 fn refused_links(library: &Library) -> Vec<(String, &'static str, String, String)> {
-    fn visit(key: &str, entry: &hayagriva::Entry, out: &mut Vec<(String, &'static str, String, String)>) {
-        if let Some(url) = entry.url() {
-            if let Err(why) = crate::links::external(url.value.as_str()) {
-                out.push((key.to_string(), "url", url.value.to_string(), why));
-            }
+    fn visit(
+        key: &str,
+        entry: &hayagriva::Entry,
+        out: &mut Vec<(String, &'static str, String, String)>,
+    ) {
+        if let Some(url) = entry.url()
+            && let Err(why) = crate::links::external(url.value.as_str())
+        {
+            out.push((key.to_string(), "url", url.value.to_string(), why));
         }
         if let Some(doi) = entry.doi()
             && crate::links::doi(doi).is_none()
@@ -459,7 +489,18 @@ fn is_ident(c: u8) -> bool {
     !c.is_ascii_whitespace()
         && !matches!(
             c,
-            b'@' | b'{' | b'}' | b'"' | b'#' | b'\'' | b'(' | b')' | b',' | b'=' | b'%' | b'\\' | b'~'
+            b'@' | b'{'
+                | b'}'
+                | b'"'
+                | b'#'
+                | b'\''
+                | b'('
+                | b')'
+                | b','
+                | b'='
+                | b'%'
+                | b'\\'
+                | b'~'
         )
 }
 
@@ -471,7 +512,10 @@ fn skip_space(b: &[u8], mut i: usize) -> usize {
 }
 
 fn line_end(b: &[u8], i: usize) -> usize {
-    b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p + 1)
+    b[i..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |p| i + p + 1)
 }
 
 /// The end (after its `}`) of an entry whose body starts at `i` (after its `{`).
@@ -536,7 +580,9 @@ fn braced_end(b: &[u8], mut i: usize, end: usize) -> usize {
 }
 
 fn body_start(text: &str, item: &Item) -> usize {
-    text[item.span.clone()].find('{').map_or(item.span.end, |p| item.span.start + p + 1)
+    text[item.span.clone()]
+        .find('{')
+        .map_or(item.span.end, |p| item.span.start + p + 1)
 }
 
 /// A BibTeX field: `name = value # value ...,`.
@@ -677,7 +723,11 @@ mod tests {
         assert!(sel.text.contains("@article{a"), "{}", sel.text);
         assert!(sel.text.contains("@book{b"), "{}", sel.text);
         assert!(sel.text.contains("@string{j"), "{}", sel.text);
-        assert!(!sel.text.contains("unused") && !sel.text.contains("@misc"), "{}", sel.text);
+        assert!(
+            !sel.text.contains("unused") && !sel.text.contains("@misc"),
+            "{}",
+            sel.text
+        );
     }
 
     #[test]
@@ -688,12 +738,18 @@ mod tests {
         let ix = index(bib, "r.bib");
         let sel = ix.select(bib, &keys(&["a", "b", "c"])).unwrap();
         // The macro stays (it prints nothing); no entry uses it or any other refused link.
-        let entries = sel.text.replace("@string{js = \"javascript:alert(1)\"}", "");
+        let entries = sel
+            .text
+            .replace("@string{js = \"javascript:alert(1)\"}", "");
         assert!(!entries.to_lowercase().contains("javascript"), "{entries}");
         assert!(!entries.contains("= js"), "{entries}");
         assert!(sel.text.contains("https://example.org") && sel.text.contains("10.1000/x"));
         assert_eq!(sel.warnings.len(), 3, "{:?}", sel.warnings);
-        assert!(sel.warnings.iter().all(|w| w.location.as_ref().is_some_and(|l| l.line.is_some())));
+        assert!(
+            sel.warnings
+                .iter()
+                .all(|w| w.location.as_ref().is_some_and(|l| l.line.is_some()))
+        );
     }
 
     #[test]
@@ -702,7 +758,11 @@ mod tests {
         let ix = index(yml, "r.yml");
         assert_eq!(ix.keys(), keys(&["a", "b"]));
         let sel = ix.select(yml, &keys(&["a"])).unwrap();
-        assert!(!sel.text.contains("javascript") && !sel.text.contains("b:"), "{}", sel.text);
+        assert!(
+            !sel.text.contains("javascript") && !sel.text.contains("b:"),
+            "{}",
+            sel.text
+        );
         assert_eq!(sel.warnings.len(), 1);
     }
 

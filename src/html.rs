@@ -334,7 +334,9 @@ impl Writer<'_> {
                         title,
                         id,
                     })),
-                    Ok(crate::links::Target::Fragment(label)) if self.targets.contains_key(&label) => {
+                    Ok(crate::links::Target::Fragment(label))
+                        if self.targets.contains_key(&label) =>
+                    {
                         out.push(Event::Start(Tag::Link {
                             link_type: pulldown_cmark::LinkType::Inline,
                             dest_url: format!("#{label}").into(),
@@ -501,10 +503,12 @@ impl Writer<'_> {
     }
 
     fn caption(&mut self, text: &str, location: &Location) -> Option<String> {
-        let _watch = crate::limits::watch(self.prepared.study.limits.template_limit(
-            "evaluating a caption or a note",
-            Some(location.clone()),
-        ));
+        let _watch = crate::limits::watch(
+            self.prepared
+                .study
+                .limits
+                .template_limit("evaluating a caption or a note", Some(location.clone())),
+        );
         match template::render_inline(self.env, text, self.context, location) {
             Ok(rendered) => Some(self.inline(&rendered)),
             Err(d) => {
@@ -690,7 +694,8 @@ fn cite(
     let study = &prepared.study;
     let format = crate::bibliography::Format::of(&bib.relative);
     let name = format!("references.{}", format.extension());
-    let text = std::str::from_utf8(prepared.files.get(&name).unwrap_or_default()).unwrap_or_default();
+    let text =
+        std::str::from_utf8(prepared.files.get(&name).unwrap_or_default()).unwrap_or_default();
     let yaml = format == crate::bibliography::Format::Yaml;
     let library = if yaml {
         hayagriva::io::from_yaml_str(text).map_err(|e| {

@@ -432,7 +432,9 @@ impl Drop for MemoryGuard {
     fn drop(&mut self) {
         let previous = self.previous;
         BUDGET.with(|cell| {
-            debug_assert!(std::ptr::eq(cell.get().owner, &*self.limit) || cell.get().owner.is_null());
+            debug_assert!(
+                std::ptr::eq(cell.get().owner, &*self.limit) || cell.get().owner.is_null()
+            );
             cell.set(previous)
         });
     }

@@ -134,7 +134,10 @@ fn every_link_of_every_output_follows_one_policy() {
     assert!(!uris.is_empty(), "no link found in the PDF");
     let bad: Vec<&String> = uris.iter().filter(|t| !allowed(t)).collect();
     assert!(bad.is_empty(), "refused links in the PDF: {bad:?}");
-    assert!(uris.iter().any(|u| u == "https://doi.org/10.1000/good"), "{uris:?}");
+    assert!(
+        uris.iter().any(|u| u == "https://doi.org/10.1000/good"),
+        "{uris:?}"
+    );
     let pdf_text = String::from_utf8_lossy(&pdf).to_ascii_lowercase();
     for scheme in ["javascript:", "vbscript:", "data:text", "file:///"] {
         assert!(!pdf_text.contains(scheme), "{scheme} in the PDF");
@@ -143,7 +146,10 @@ fn every_link_of_every_output_follows_one_policy() {
     // The subset handed to Typst keeps no refused link either.
     let bib = std::fs::read_to_string(report.join("references.bib")).unwrap();
     let entries: String = bib.lines().filter(|l| !l.starts_with("@string")).collect();
-    assert!(!entries.to_ascii_lowercase().contains("javascript"), "{bib}");
+    assert!(
+        !entries.to_ascii_lowercase().contains("javascript"),
+        "{bib}"
+    );
 
     // Each refusal is a located warning.
     for located in [
@@ -179,8 +185,15 @@ fn hayagriva_links_follow_the_policy_too() {
     let html = std::fs::read(out.join("s/manuscript.html")).unwrap();
     let hrefs = targets(&html, "href=\"", b'"');
     assert!(hrefs.iter().all(|t| allowed(t)), "{hrefs:?}");
-    assert!(hrefs.iter().any(|t| t == "https://example.org/fine"), "{hrefs:?}");
-    let uris = targets(&std::fs::read(out.join("s/manuscript.pdf")).unwrap(), "/URI(", b')');
+    assert!(
+        hrefs.iter().any(|t| t == "https://example.org/fine"),
+        "{hrefs:?}"
+    );
+    let uris = targets(
+        &std::fs::read(out.join("s/manuscript.pdf")).unwrap(),
+        "/URI(",
+        b')',
+    );
     assert!(uris.iter().all(|t| allowed(t)), "{uris:?}");
 }
 
@@ -250,7 +263,10 @@ fn check_refuses_an_unknown_style() {
         "bibliography = \"references.bib\"",
         "bibliography = \"references.bib\"\ncsl = \"/etc/passwd\"",
     );
-    check_fails(&study, &["study.toml:38:", "`/etc/passwd`", "neither a style name"]);
+    check_fails(
+        &study,
+        &["study.toml:38:", "`/etc/passwd`", "neither a style name"],
+    );
 
     let (_dir, study) = tiny();
     std::fs::write(study.join("style.csl"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
@@ -294,7 +310,10 @@ fn check_locates_a_broken_bibliography() {
     check_fails(&study, &["references.bib:13:15", "not valid UTF-8"]);
 
     let (_dir, study) = tiny();
-    append(&study.join("references.bib"), "\n@misc{open,\n  title = {Never {closed}\n");
+    append(
+        &study.join("references.bib"),
+        "\n@misc{open,\n  title = {Never {closed}\n",
+    );
     check_fails(&study, &["references.bib:12:1", "not closed"]);
 }
 
@@ -335,7 +354,11 @@ fn preview_answers_only_loopback_hosts() {
         "[::1]:8000",
         "[::ffff:127.0.0.1]",
     ] {
-        assert_eq!(preview_status(port, &[&format!("Host: {host}")]), 200, "{host}");
+        assert_eq!(
+            preview_status(port, &[&format!("Host: {host}")]),
+            200,
+            "{host}"
+        );
     }
     for host in [
         "127.attacker.example",
@@ -354,7 +377,11 @@ fn preview_answers_only_loopback_hosts() {
         "192.168.1.1",
         "",
     ] {
-        assert_eq!(preview_status(port, &[&format!("Host: {host}")]), 403, "{host:?}");
+        assert_eq!(
+            preview_status(port, &[&format!("Host: {host}")]),
+            403,
+            "{host:?}"
+        );
     }
     // Two Hosts, or a foreign Origin with a loopback Host.
     assert_eq!(
@@ -362,7 +389,10 @@ fn preview_answers_only_loopback_hosts() {
         403
     );
     assert_eq!(
-        preview_status(port, &["Host: 127.0.0.1", "Origin: http://attacker.example"]),
+        preview_status(
+            port,
+            &["Host: 127.0.0.1", "Origin: http://attacker.example"]
+        ),
         403
     );
     assert_eq!(
@@ -393,7 +423,10 @@ fn template_memory_is_bounded() {
     ];
     for case in cases {
         let (_dir, study) = tiny();
-        append(&study.join("manuscript/main.md"), &format!("\nGrowing: {case}\n"));
+        append(
+            &study.join("manuscript/main.md"),
+            &format!("\nGrowing: {case}\n"),
+        );
         let result = galley_capped(1536 << 20, &["check", study.to_str().unwrap()]);
         let err = stderr(&result);
         assert_eq!(result.status.code(), Some(1), "{case}\n{err}");
@@ -412,12 +445,26 @@ fn template_memory_is_bounded() {
     assert!(ok.status.success(), "{}", stderr(&ok));
     let low = galley_capped(
         1536 << 20,
-        &["check", study.to_str().unwrap(), "--limit", "template_memory_mb=5"],
+        &[
+            "check",
+            study.to_str().unwrap(),
+            "--limit",
+            "template_memory_mb=5",
+        ],
     );
     assert!(stderr(&low).contains("more than 5 MiB"), "{}", stderr(&low));
     let zero = galley(
-        &["check", study.to_str().unwrap(), "--limit", "template_memory_mb=0"],
+        &[
+            "check",
+            study.to_str().unwrap(),
+            "--limit",
+            "template_memory_mb=0",
+        ],
         &root(),
     );
-    assert!(stderr(&zero).contains("`template_memory_mb` is 0"), "{}", stderr(&zero));
+    assert!(
+        stderr(&zero).contains("`template_memory_mb` is 0"),
+        "{}",
+        stderr(&zero)
+    );
 }
