@@ -14,7 +14,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::path::Path;
 
 use hayagriva::citationberg::{self, LocaleCode, Style};
 use hayagriva::{
@@ -28,7 +27,7 @@ use crate::artifacts::{Align, Figure, Table};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
 use crate::document::{BLOCK_MARKER, Document, markdown_options};
 use crate::manuscript::{citation_group, citation_key};
-use crate::pipeline::{Prepared, bibliography_keys, template_context};
+use crate::pipeline::{Prepared, template_context};
 use crate::study::Study;
 use crate::template;
 
@@ -46,6 +45,11 @@ pub fn render(prepared: &Prepared) -> Result<Vec<u8>> {
     let mut sources = Vec::new();
     let mut problems = Vec::new();
     for source in document.abstract_file.iter().chain(document.files.iter()) {
+        // The same limits as the PDF's rendering of these templates (time, memory).
+        let _watch = crate::limits::watch(study.limits.template_limit(
+            format!("evaluating the templates of `{}`", source.relative),
+            Some(Location::file(&source.file)),
+        ));
         match template::render(
             &env,
             &source.relative,
@@ -112,10 +116,11 @@ pub fn render(prepared: &Prepared) -> Result<Vec<u8>> {
             }
         }
     }
-    let citations: HashSet<String> = match &study.bibliography {
-        Some(bib) => bibliography_keys(&String::from_utf8_lossy(&bib.bytes)),
-        None => HashSet::new(),
-    };
+    let citations: HashSet<String> = study
+        .bibliography_index
+        .as_ref()
+        .map(|index| index.keys())
+        .unwrap_or_default();
 
     // 3. The prose and the blocks, with citations as placeholders (numbered in reading order).
     let mut writer = Writer {
@@ -150,7 +155,7 @@ pub fn render(prepared: &Prepared) -> Result<Vec<u8>> {
 
     // 4. Citations and the reference list.
     let (cited, references) = match &study.bibliography {
-        Some(bib) if !writer.groups.is_empty() => cite(study, bib, &writer.groups)?,
+        Some(bib) if !writer.groups.is_empty() => cite(prepared, bib, &writer.groups)?,
         _ => (Vec::new(), None),
     };
     let fill = |html: &str| fill_citations(html, &cited);
@@ -313,11 +318,34 @@ impl Writer<'_> {
                     }
                 }
                 Event::InlineMath(m) | Event::DisplayMath(m) => out.push(Event::Text(m)),
-                // A link in the prose runs nothing when clicked: a `javascript:` or `data:` link
-                // (any scheme but http, https and mailto) keeps its text, unlinked.
-                Event::Start(Tag::Link { dest_url, .. }) if !harmless_url(&dest_url) => {
-                    unlinked = true;
-                }
+                // A link in the prose goes through the link policy (`links.rs`, the same as the
+                // PDF's, where the refusal is reported): a `javascript:`, `data:` or `file:` link,
+                // a relative one or a `#label` the page lacks keeps its text, unlinked. Links are
+                // not nested in Markdown, so one flag is enough.
+                Event::Start(Tag::Link {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                }) => match crate::links::prose(link_type, &dest_url) {
+                    Ok(crate::links::Target::External(url)) => out.push(Event::Start(Tag::Link {
+                        link_type: pulldown_cmark::LinkType::Inline,
+                        dest_url: url.into(),
+                        title,
+                        id,
+                    })),
+                    Ok(crate::links::Target::Fragment(label))
+                        if self.targets.contains_key(&label) =>
+                    {
+                        out.push(Event::Start(Tag::Link {
+                            link_type: pulldown_cmark::LinkType::Inline,
+                            dest_url: format!("#{label}").into(),
+                            title,
+                            id,
+                        }))
+                    }
+                    _ => unlinked = true,
+                },
                 Event::End(TagEnd::Link) if unlinked => unlinked = false,
                 // Images in the prose are an error of the build (figures come from blocks).
                 Event::Start(Tag::Image { .. }) => skip_image(&mut out),
@@ -475,6 +503,12 @@ impl Writer<'_> {
     }
 
     fn caption(&mut self, text: &str, location: &Location) -> Option<String> {
+        let _watch = crate::limits::watch(
+            self.prepared
+                .study
+                .limits
+                .template_limit("evaluating a caption or a note", Some(location.clone())),
+        );
         match template::render_inline(self.env, text, self.context, location) {
             Ok(rendered) => Some(self.inline(&rendered)),
             Err(d) => {
@@ -496,18 +530,6 @@ fn deeper(level: HeadingLevel) -> HeadingLevel {
 }
 
 /// Mark the start of an image; `drop_images` removes it with its alt text.
-/// A link target that runs and embeds nothing: relative, a fragment, or http(s) and mailto.
-fn harmless_url(url: &str) -> bool {
-    let url = url.trim_start();
-    match url.find([':', '/', '?', '#']) {
-        Some(at) if url[at..].starts_with(':') => {
-            let scheme = url[..at].to_ascii_lowercase();
-            ["http", "https", "mailto"].contains(&scheme.as_str())
-        }
-        _ => true,
-    }
-}
-
 fn skip_image(out: &mut Events) {
     out.push(Event::Start(Tag::Image {
         link_type: pulldown_cmark::LinkType::Inline,
@@ -662,18 +684,19 @@ fn table_html(table: &Table, number: usize, caption: &str, notes: &[String]) -> 
 }
 
 /// Render every citation group and the reference list with hayagriva, as Typst does.
+/// The entries are those the Typst manuscript got: the cited subset, its links checked
+/// (`bibliography.rs`), as the build wrote it to `references.*`.
 fn cite(
-    study: &Study,
+    prepared: &Prepared,
     bib: &crate::study::InputFile,
     groups: &[Vec<Cite>],
 ) -> Result<(Vec<String>, Option<String>)> {
-    let text = bib.text()?;
-    let yaml = matches!(
-        Path::new(&bib.relative)
-            .extension()
-            .and_then(|e| e.to_str()),
-        Some("yml" | "yaml")
-    );
+    let study = &prepared.study;
+    let format = crate::bibliography::Format::of(&bib.relative);
+    let name = format!("references.{}", format.extension());
+    let text =
+        std::str::from_utf8(prepared.files.get(&name).unwrap_or_default()).unwrap_or_default();
+    let yaml = format == crate::bibliography::Format::Yaml;
     let library = if yaml {
         hayagriva::io::from_yaml_str(text).map_err(|e| {
             Diagnostic::error(format!("the bibliography could not be read: {e}"))
@@ -847,7 +870,14 @@ fn write_child(
         ElemChild::Link { text, url } => {
             let mut inner = String::new();
             formatted(&mut inner, &escape(&text.text), &text.formatting);
-            let _ = write!(s, "<a href=\"{}\">{inner}</a>", escape(url));
+            // The bibliography's links were checked when it was read (`bibliography.rs`); the
+            // policy again here, as the PDF's show rule does, for whatever hayagriva links.
+            match crate::links::external(url) {
+                Ok(url) => {
+                    let _ = write!(s, "<a href=\"{}\">{inner}</a>", escape(&url));
+                }
+                Err(_) => s.push_str(&inner),
+            }
         }
         ElemChild::Transparent { cite_idx, format } => {
             let text = supplements.get(*cite_idx).copied().flatten().unwrap_or("");
@@ -1116,31 +1146,6 @@ mod tests {
             strip_paragraph("<p>a</p>\n<p>b</p>\n"),
             "<p>a</p>\n<p>b</p>"
         );
-    }
-
-    #[test]
-    fn only_harmless_links_are_kept() {
-        for url in [
-            "https://x.org",
-            "HTTP://x",
-            "mailto:a@b",
-            "#sec",
-            "../a.html",
-            "a/b:c",
-            "//x.org",
-        ] {
-            assert!(harmless_url(url), "{url}");
-        }
-        for url in [
-            "javascript:alert(1)",
-            " JavaScript:x",
-            "data:text/html,x",
-            "vbscript:x",
-            "java\tscript:x",
-            "file:///etc/passwd",
-        ] {
-            assert!(!harmless_url(url), "{url}");
-        }
     }
 
     #[test]

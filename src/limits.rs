@@ -42,6 +42,9 @@ pub struct Limits {
     pub template_seconds: f64,
     /// Most bootstrap replicates a block may ask for.
     pub bootstrap_replicates: u64,
+    /// Most memory one manuscript file's templates (or one block's captions and notes) may take
+    /// while they are evaluated, in MiB.
+    pub template_memory_mb: u64,
 }
 
 impl Default for Limits {
@@ -52,13 +55,13 @@ impl Default for Limits {
             markdown_depth: 32,
             template_seconds: 30.0,
             bootstrap_replicates: 100_000,
+            template_memory_mb: 256,
         }
     }
 }
 
 /// The names `--limit` and `[limits]` accept, for messages.
-pub const NAMES: &str =
-    "input_file_mb, table_rows, markdown_depth, template_seconds, bootstrap_replicates";
+pub const NAMES: &str = "input_file_mb, table_rows, markdown_depth, template_seconds, bootstrap_replicates, template_memory_mb";
 
 impl Limits {
     /// Check the values are usable; `Err` says which is not and why.
@@ -79,6 +82,7 @@ impl Limits {
             ("input_file_mb", self.input_file_mb),
             ("table_rows", self.table_rows as u64),
             ("bootstrap_replicates", self.bootstrap_replicates),
+            ("template_memory_mb", self.template_memory_mb),
         ] {
             if value == 0 {
                 return Err(format!("`{name}` is 0, expected at least 1"));
@@ -128,6 +132,16 @@ impl Limits {
             limit: Duration::from_secs_f64(self.template_seconds),
             what: what.into(),
             location,
+            memory: None,
+        }
+    }
+
+    /// The limits of evaluating templates: the time limit, and `template_memory_mb` on what the
+    /// evaluating thread allocates meanwhile (see `CountingAllocator`).
+    pub fn template_limit(&self, what: impl Into<String>, location: Option<Location>) -> TimeLimit {
+        TimeLimit {
+            memory: Some(self.template_memory_mb.saturating_mul(1024 * 1024)),
+            ..self.time_limit(what, location)
         }
     }
 }
@@ -138,9 +152,27 @@ pub struct TimeLimit {
     pub limit: Duration,
     pub what: String,
     pub location: Option<Location>,
+    /// Bytes the watched thread may allocate (net) while the guard lives; `None`: not counted.
+    pub memory: Option<u64>,
 }
 
 impl TimeLimit {
+    fn over_memory(&self, limit: u64) -> Diagnostic {
+        let d = Diagnostic::error(format!(
+            "{} needed more than {} MiB of memory (the limit `template_memory_mb`)",
+            self.what,
+            limit / (1024 * 1024)
+        ))
+        .hint(
+            "is a list or a text repeated or doubled without end (`[1] * 10**9`, `{% set s = s ~ s %}` in a loop)? \
+             If the templates really need it, raise `template_memory_mb` under [limits] in study.toml or with --limit template_memory_mb=N",
+        );
+        match &self.location {
+            Some(l) => d.at(l.clone()),
+            None => d,
+        }
+    }
+
     fn expired(&self) -> Diagnostic {
         let d = Diagnostic::error(format!(
             "{} ran for more than {} s without finishing (the limit `template_seconds`)",
@@ -231,8 +263,9 @@ fn patrol() {
     }
 }
 
-/// Watch an evaluation until the guard is dropped.
+/// Watch an evaluation until the guard is dropped (and count its memory, if it has a budget).
 pub fn watch(limit: TimeLimit) -> Guard {
+    let memory = MemoryGuard::arm(&limit);
     let dog = watchdog();
     let id = dog.next_id.fetch_add(1, Ordering::Relaxed);
     let beats = Arc::new(AtomicU64::new(0));
@@ -247,13 +280,18 @@ pub fn watch(limit: TimeLimit) -> Guard {
         seen_beats: 0,
         since: Instant::now(),
     });
-    Guard { id, beats }
+    Guard {
+        id,
+        beats,
+        _memory: memory,
+    }
 }
 
 /// An evaluation under watch; dropping it ends the watch.
 pub struct Guard {
     id: u64,
     beats: Arc<AtomicU64>,
+    _memory: Option<MemoryGuard>,
 }
 
 impl Guard {
@@ -270,6 +308,135 @@ impl Drop for Guard {
             Err(poisoned) => poisoned.into_inner(),
         };
         watched.retain(|w| w.id != self.id);
+    }
+}
+
+// Template memory. minijinja has no allocator hook, and checking its operations one by one
+// cannot bound the class: `[1] * 10**9 | length` materialises a lazy list of 72 GB in one step,
+// `{% set s = s ~ s %}` doubles a text thirty times in thirty steps of fuel, and list `+`, dict
+// building, `join`, `replace`, `map` or `range` each grow memory their own way (minijinja caps only
+// string repetition, at 100 MB). So the process's allocator counts: while a template evaluation
+// runs under a guard with a budget, every allocation of the evaluating thread is charged to it
+// (net of what it frees), whatever operation made it. Past the budget the allocation is not
+// made: the guard's message is printed and the process ends, as for the time limit (an allocator
+// cannot fail softly: a null pointer aborts), and `galley watch` restarts itself. Outputs are
+// written only after evaluation, so nothing is half-written. Threads without a guard (and every
+// thread outside template evaluation) pay one thread-local read per allocation.
+
+/// The global allocator: the system's, with the per-thread template budget (see above).
+pub struct CountingAllocator;
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[derive(Clone, Copy)]
+struct Budget {
+    /// Bytes allocated minus freed since the guard was armed (may go below zero).
+    used: i64,
+    limit: i64,
+    /// The limit being enforced (valid while its guard lives); null when not armed.
+    owner: *const TimeLimit,
+}
+
+const DISARMED: Budget = Budget {
+    used: 0,
+    limit: 0,
+    owner: std::ptr::null(),
+};
+
+thread_local! {
+    // `const` and without a destructor: usable from the allocator at any time, even while the
+    // thread is being torn down.
+    static BUDGET: std::cell::Cell<Budget> = const { std::cell::Cell::new(DISARMED) };
+}
+
+/// Charge `bytes` (negative: freed) to this thread's budget; `false` if that goes over it.
+#[inline]
+fn charge(bytes: i64) -> bool {
+    BUDGET
+        .try_with(|cell| {
+            let mut b = cell.get();
+            if b.owner.is_null() {
+                return true;
+            }
+            b.used = b.used.saturating_add(bytes);
+            if bytes > 0 && b.used > b.limit {
+                return false;
+            }
+            cell.set(b);
+            true
+        })
+        .unwrap_or(true)
+}
+
+/// Over budget: disarm (the message allocates), report and end the process.
+#[cold]
+fn over_budget() -> ! {
+    let budget = BUDGET.with(|cell| cell.replace(DISARMED));
+    // SAFETY: `owner` points at the `TimeLimit` owned by the live `MemoryGuard` that armed it
+    // (it is disarmed when the guard drops), and the guard is on this thread's stack.
+    let diagnostic = unsafe { &*budget.owner }.over_memory(budget.limit as u64);
+    (HANDLER.get().copied().unwrap_or(exit_with))(&diagnostic)
+}
+
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if !charge(layout.size() as i64) {
+            over_budget();
+        }
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if !charge(layout.size() as i64) {
+            over_budget();
+        }
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        charge(-(layout.size() as i64));
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if !charge(new_size as i64 - layout.size() as i64) {
+            over_budget();
+        }
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// This thread's template budget, armed until dropped (the previous one, if nested, restored).
+struct MemoryGuard {
+    limit: Box<TimeLimit>,
+    previous: Budget,
+}
+
+impl MemoryGuard {
+    fn arm(limit: &TimeLimit) -> Option<MemoryGuard> {
+        let bytes = limit.memory?;
+        // Boxed: the budget points at it, so it must not move with the guard.
+        let limit = Box::new(limit.clone());
+        let budget = Budget {
+            used: 0,
+            limit: i64::try_from(bytes).unwrap_or(i64::MAX),
+            owner: &*limit,
+        };
+        let previous = BUDGET.with(|cell| cell.replace(budget));
+        Some(MemoryGuard { limit, previous })
+    }
+}
+
+impl Drop for MemoryGuard {
+    fn drop(&mut self) {
+        let previous = self.previous;
+        BUDGET.with(|cell| {
+            debug_assert!(
+                std::ptr::eq(cell.get().owner, &*self.limit) || cell.get().owner.is_null()
+            );
+            cell.set(previous)
+        });
     }
 }
 

@@ -395,11 +395,38 @@ impl<'a, 'c> Converter<'a, 'c> {
             Tag::Strikethrough => self.out.push_str("#strike["),
             Tag::Superscript => self.out.push_str("#super["),
             Tag::Subscript => self.out.push_str("#sub["),
-            // Typst refuses an empty URL (`[text]()`; found by fuzzing): keep the text, unlinked.
-            Tag::Link { dest_url, .. } if dest_url.trim().is_empty() => self.out.push_str("#["),
-            Tag::Link { dest_url, .. } => {
-                let _ = write!(self.out, "#link({})[", string_literal(&dest_url));
-            }
+            // Every link goes through the link policy (`links.rs`): a target it refuses (a
+            // `javascript:` or `file:` link, a relative path, a `#label` the manuscript does not
+            // have, an empty one, which Typst refuses too) keeps its text, unlinked, with a warning.
+            Tag::Link {
+                link_type,
+                dest_url,
+                ..
+            } => match self.link_target(link_type, &dest_url) {
+                Ok(crate::links::Target::External(url)) => {
+                    let _ = write!(self.out, "#link({})[", string_literal(&url));
+                }
+                Ok(crate::links::Target::Fragment(label)) => {
+                    // Through the first match's location, as `@sec-x` does (a duplicated label
+                    // must not break the compile).
+                    let _ = write!(
+                        self.out,
+                        "#context link(query(label({})).first().location())[",
+                        string_literal(&label)
+                    );
+                }
+                Err(why) => {
+                    self.diagnostics.push(
+                        Diagnostic::warning(format!(
+                            "the link `{}` is refused: {why}; its text is kept, unlinked",
+                            crate::links::shown(&dest_url)
+                        ))
+                        .at_offset(self.display, self.source, range.start)
+                        .hint("links may be http, https, mailto, doi:10.… or #label of a heading, figure or table"),
+                    );
+                    self.out.push_str("#[");
+                }
+            },
             Tag::Image { .. } => {
                 self.problem(
                     "images in the prose are not supported: draw figures with an analysis block (`[figure]`)".into(),
@@ -539,6 +566,25 @@ impl<'a, 'c> Converter<'a, 'c> {
             | TagEnd::DefinitionList
             | TagEnd::DefinitionListTitle
             | TagEnd::DefinitionListDefinition => {}
+        }
+    }
+
+    /// The link policy for a prose link; a `#label` must be one of the manuscript's.
+    fn link_target(
+        &self,
+        link_type: pulldown_cmark::LinkType,
+        dest: &str,
+    ) -> Result<crate::links::Target, String> {
+        let target = crate::links::prose(link_type, dest)?;
+        match &target {
+            crate::links::Target::Fragment(label)
+                if !self.ctx.sections.contains(label) && !self.ctx.labels.contains(label) =>
+            {
+                Err(format!(
+                    "`#{label}` is not the label of a heading, figure or table"
+                ))
+            }
+            _ => Ok(target),
         }
     }
 

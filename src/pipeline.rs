@@ -557,7 +557,7 @@ fn assemble(
     // In audit mode each file is rendered with its expressions marked by their trail index.
     let mut instrumented: Vec<String> = Vec::new();
     let file_limit = |source: &crate::document::SourceFile| {
-        study.limits.time_limit(
+        study.limits.template_limit(
             format!("evaluating the templates of `{}`", source.relative),
             Some(Location::file(&source.file)),
         )
@@ -633,10 +633,11 @@ fn assemble(
                 .filter_map(|t| t.label.clone()),
         );
     }
-    let citations: HashSet<String> = match &study.bibliography {
-        Some(bib) => bibliography_keys(&String::from_utf8_lossy(&bib.bytes)),
-        None => HashSet::new(),
-    };
+    let citations: HashSet<String> = study
+        .bibliography_index
+        .as_ref()
+        .map(|index| index.keys())
+        .unwrap_or_default();
 
     // 3. Each block's figures and tables, with captions rendered and converted.
     let mut files = FileSet::default();
@@ -649,12 +650,13 @@ fn assemble(
         sections: &sections,
         max_depth: study.limits.markdown_depth,
     };
+    let caption_warnings = std::cell::RefCell::new(Vec::new());
     for (index, block) in document.blocks.iter().enumerate() {
         let Some(result) = analysis.results.get(&block.id) else {
             continue;
         };
         let location = Location::line(&block.file, block.line);
-        let _watch = limits::watch(study.limits.time_limit(
+        let _watch = limits::watch(study.limits.template_limit(
             format!("evaluating the captions and notes of block `{}`", block.id),
             Some(location.clone()),
         ));
@@ -662,7 +664,13 @@ fn assemble(
         let inline = |text: &str| -> std::result::Result<String, Diagnostic> {
             let rendered = template::render_inline(&env, text, &context, &location)?;
             let (typst, diags) = manuscript::inline_to_typst(&rendered, &block.file, &inline_ctx);
-            match diags.into_iter().next() {
+            let (errors, notes): (Vec<Diagnostic>, Vec<Diagnostic>) =
+                diags.into_iter().partition(|d| d.is_error());
+            // Warnings (a refused link) are reported at the block, as errors are.
+            caption_warnings
+                .borrow_mut()
+                .extend(notes.into_iter().map(|d| d.at(location.clone())));
+            match errors.into_iter().next() {
                 Some(d) => Err(d.at(location.clone())),
                 None => Ok(typst),
             }
@@ -737,6 +745,8 @@ fn assemble(
         }
     }
 
+    warnings.extend(caption_warnings.into_inner());
+
     // 4. Prose to Typst.
     let ctx = ConvertContext {
         blocks: &block_markup,
@@ -770,16 +780,22 @@ fn assemble(
     }
 
     // 5. The main file, the template, the bibliography.
-    let bibliography = study.bibliography.as_ref().map(|bib| {
-        let ext = Path::new(&bib.relative)
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("bib")
-            .to_string();
-        let name = format!("references.{ext}");
-        files.insert(name.clone(), bib.bytes.clone());
-        name
-    });
+    // Only the cited entries, their links checked (`bibliography.rs`).
+    let bibliography = match (&study.bibliography, &study.bibliography_index) {
+        (Some(bib), Some(index)) => {
+            let text = crate::bibliography::utf8(&bib.bytes, &bib.display, "bibliography")?;
+            let mut cited = crate::bibliography::cited_keys(&body);
+            cited.extend(crate::bibliography::cited_keys(
+                abstract_typst.as_deref().unwrap_or_default(),
+            ));
+            let selected = index.select(text, &cited)?;
+            warnings.extend(selected.warnings);
+            let name = format!("references.{}", index.format.extension());
+            files.insert(name.clone(), selected.text.into_bytes());
+            Some(name)
+        }
+        _ => None,
+    };
     let style = match &study.csl_file {
         Some(csl) => {
             files.insert("style.csl", csl.bytes.clone());
@@ -864,6 +880,8 @@ fn main_source(
     s.push_str(&format!(
         "#import \"{TEMPLATE_FILE}\": article, booktable\n"
     ));
+    // The link policy for every link of the PDF, whatever makes it (`links.rs`).
+    s.push_str(crate::links::TYPST_SHOW_RULE);
     s.push_str("#show: article.with(\n");
     s.push_str(&format!("  title: [{}],\n", escape_markup(&m.study.title)));
     s.push_str(&format!(
@@ -905,37 +923,6 @@ fn main_source(
         ));
     }
     s
-}
-
-/// Citation keys of a BibTeX or Hayagriva file.
-pub fn bibliography_keys(text: &str) -> HashSet<String> {
-    let mut keys = HashSet::new();
-    let bibtex = text.contains('@') && text.contains('{');
-    for line in text.lines() {
-        if bibtex {
-            let t = line.trim_start();
-            if let Some(rest) = t.strip_prefix('@')
-                && let Some(open) = rest.find('{')
-            {
-                let kind = rest[..open].trim().to_ascii_lowercase();
-                if ["comment", "string", "preamble"].contains(&kind.as_str()) {
-                    continue;
-                }
-                let key = rest[open + 1..].split(',').next().unwrap_or("").trim();
-                if !key.is_empty() {
-                    keys.insert(key.to_string());
-                }
-            }
-        } else if !line.starts_with([' ', '\t', '#', '-'])
-            && let Some((key, _)) = line.split_once(':')
-        {
-            let key = key.trim().trim_matches('"');
-            if !key.is_empty() {
-                keys.insert(key.to_string());
-            }
-        }
-    }
-    keys
 }
 
 fn results_json(analysis: &Analysis) -> Vec<u8> {

@@ -4,8 +4,9 @@
 //!
 //! The page is the built `manuscript.html` with a short script added before `</body>` (the file on
 //! disk has no script). The script reloads when the server's version differs from the page's, keeping
-//! the scroll position, and shows a small badge while a rebuild runs. Requests whose `Host` is not a
-//! loopback name are refused (so a web page elsewhere cannot read the report through DNS rebinding).
+//! the scroll position, and shows a small badge while a rebuild runs. Requests whose `Host` (or
+//! `Origin`) is not the loopback (`localhost`, 127.0.0.0/8, `[::1]`) are refused, so a web page
+//! elsewhere can neither read the report through DNS rebinding nor hold the event streams.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -158,24 +159,73 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
 }
 
-fn loopback_host(request: &Request) -> bool {
-    let Some(host) = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Host"))
-        .map(|h| h.value.as_str().to_ascii_lowercase())
-    else {
-        return true; // HTTP/1.0 without Host: only a local client reaches a loopback socket
+/// Whether the request may be answered: its `Host` names this machine's loopback, and so does its
+/// `Origin` if it has one. A browser sends the name it resolved in `Host`: a web page that rebinds
+/// its own name to 127.0.0.1 (DNS rebinding) still sends its name, and is refused. `Origin`: a web
+/// page elsewhere could not read the answers anyway, but it could hold the event streams open
+/// (`MAX_STREAMS`) and keep the preview from reloading.
+fn allowed_request(request: &Request) -> bool {
+    fn values<'a>(request: &'a Request, name: &'static str) -> Vec<&'a str> {
+        request
+            .headers()
+            .iter()
+            .filter(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+            .collect()
+    }
+    let host_ok = match values(request, "Host")[..] {
+        // HTTP/1.0 without Host: only a local client reaches a loopback socket, and a browser
+        // always sends one.
+        [] => true,
+        [host] => loopback_authority(host),
+        // Two Hosts: which one a proxy or the client meant cannot be told.
+        _ => false,
     };
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or("").to_string(),
-        None => host.split(':').next().unwrap_or("").to_string(),
+    let origin_ok = values(request, "Origin").iter().all(|origin| {
+        origin
+            .strip_prefix("http://")
+            .is_some_and(loopback_authority)
+    });
+    host_ok && origin_ok
+}
+
+/// `host[:port]` naming the loopback: exactly `localhost` (any case), an IPv4 literal in
+/// 127.0.0.0/8, or `[::1]` (an IPv6 literal in brackets; an IPv4-mapped loopback too). Names are
+/// never resolved and prefixes never matched: `127.attacker.example`, `localhost.attacker.example`
+/// and `127.0.0.1.nip.io` are names somebody else controls.
+pub fn loopback_authority(authority: &str) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let port_ok = |port: &str| {
+        port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()))
     };
-    name == "localhost" || name == "::1" || name.starts_with("127.")
+    if let Some(rest) = authority.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => "",
+            p => match p.strip_prefix(':') {
+                Some(port) if !port.is_empty() => port,
+                _ => return false,
+            },
+        };
+        return port_ok(port)
+            && ip.parse::<Ipv6Addr>().is_ok_and(|ip| {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            });
+    }
+    let (name, port) = match authority.split_once(':') {
+        Some((name, port)) if !port.is_empty() => (name, port),
+        Some(_) => return false,
+        None => (authority, ""),
+    };
+    port_ok(port)
+        && (name.eq_ignore_ascii_case("localhost")
+            || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()))
 }
 
 fn handle(request: Request, shared: &Arc<Shared>) {
-    if !loopback_host(&request) {
+    if !allowed_request(&request) {
         let _ = request.respond(Response::from_string("forbidden host").with_status_code(403));
         return;
     }

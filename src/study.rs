@@ -54,6 +54,8 @@ pub struct Study {
     pub abstract_file: Option<InputFile>,
     pub manuscript_files: Vec<InputFile>,
     pub bibliography: Option<InputFile>,
+    /// Where the bibliography's entries are (indexed on loading; only the cited ones are parsed).
+    pub bibliography_index: Option<crate::bibliography::Index>,
     /// A `.csl` file when the manifest names one; otherwise the style is a name Typst knows.
     pub csl_file: Option<InputFile>,
     /// Template files of the study's own template folder (relative name -> file).
@@ -155,10 +157,10 @@ impl Study {
             .bibliography
             .as_ref()
             .and_then(|f| read(f, "bibliography"));
-        let csl_file = if manifest.manuscript.csl.ends_with(".csl") {
-            let csl = &manifest.manuscript.csl;
-            let field = Spanned::new(value_span(&source, "csl", csl), csl.clone());
-            read(&field, "CSL style")
+        let csl = &manifest.manuscript.csl;
+        let csl_field = Spanned::new(value_span(&source, "csl", csl), csl.clone());
+        let csl_file = if csl.ends_with(".csl") {
+            read(&csl_field, "CSL style")
         } else {
             None
         };
@@ -184,6 +186,20 @@ impl Study {
             None => Vec::new(),
         };
 
+        // The bibliography and the style are checked here, so `check` reports what typesetting
+        // would otherwise find late (in a temporary copy): text that is not UTF-8, an entry
+        // not closed, a style that is neither a name Typst knows nor a readable `.csl` file.
+        let bibliography_index = bibliography.as_ref().and_then(|bib| {
+            crate::bibliography::Index::scan(&bib.bytes, &bib.relative, &bib.display)
+                .map_err(|d| problems.push(d))
+                .ok()
+        });
+        if let Some(d) = check_csl(csl, csl_file.as_ref()) {
+            problems.push(match &csl_file {
+                Some(file) => d.in_file(&file.display),
+                None => d.at_offset(&manifest_path, &source, csl_field.span().start),
+            });
+        }
         if manifest.manuscript.files.is_empty() {
             problems.push(
                 Diagnostic::error("`manuscript.files` is empty: name at least one Markdown file")
@@ -251,6 +267,7 @@ impl Study {
             abstract_file,
             manuscript_files,
             bibliography,
+            bibliography_index,
             csl_file,
             template_files,
             published_file,
@@ -271,6 +288,31 @@ impl Study {
         all.extend(self.published_file.iter());
         all.extend(self.previous_files.iter());
         all
+    }
+}
+
+/// Why the manifest's `csl` is not usable: a name hayagriva's (and Typst's) archive does not hold,
+/// or a `.csl` file that is not a CSL style.
+fn check_csl(name: &str, file: Option<&InputFile>) -> Option<Diagnostic> {
+    use hayagriva::citationberg::Style;
+    match file {
+        Some(file) => {
+            let text = match crate::bibliography::utf8(&file.bytes, &file.display, "CSL style") {
+                Ok(t) => t,
+                Err(d) => return Some(d),
+            };
+            Style::from_xml(text).err().map(|e| {
+                Diagnostic::error(format!("the CSL style could not be read: {e}"))
+                    .hint("a `.csl` file is a CSL 1.0 XML style, e.g. from https://github.com/citation-style-language/styles")
+            })
+        }
+        None if hayagriva::archive::ArchivedStyle::by_name(name).is_some() => None,
+        None => Some(
+            Diagnostic::error(format!(
+                "`csl` is `{name}`, which is neither a style name Typst knows nor a `.csl` file"
+            ))
+            .hint("use a style name such as `american-medical-association` or `vancouver`, or a `.csl` file inside the study folder (`csl = \"style.csl\"`)"),
+        ),
     }
 }
 

@@ -9,7 +9,7 @@
 //! Every input the pipeline would refuse (not UTF-8, say) is simply ignored.
 //!
 //! Only crates that galley itself depends on are used here (galley, minijinja, serde_json, indexmap,
-//! toml, typst, tempfile), so the integration suite can compile this file unchanged.
+//! toml, typst, tempfile, hayagriva), so the integration suite can compile this file unchanged.
 
 #![allow(dead_code)]
 
@@ -35,6 +35,7 @@ pub const TARGETS: &[&str] = &[
     "template",
     "analysis",
     "provenance",
+    "bibliography",
 ];
 
 /// Run target `name` on `data` (for the regression replay).
@@ -46,6 +47,7 @@ pub fn run(name: &str, data: &[u8]) {
         "template" => template(data),
         "analysis" => analysis(data),
         "provenance" => provenance(data),
+        "bibliography" => bibliography(data),
         other => panic!("unknown fuzz target `{other}`"),
     }
 }
@@ -561,5 +563,50 @@ pub fn provenance(data: &[u8]) {
                 );
             }
         }
+/// The bibliography as galley reads it (`galley::bibliography`): the index of a BibTeX (first
+/// byte even) or Hayagriva YAML (odd) file, then the selection of cited entries (every other key,
+/// so that the closure over macros and crossrefs has work to do) with the link policy applied.
+/// Oracles: never a panic; a refusal is a located diagnostic; a selection is text hayagriva reads
+/// again, and every `url` and `doi` in it passes the link policy.
+pub fn bibliography(data: &[u8]) {
+    use galley::bibliography::{Format, Index};
+    let Some((&first, bytes)) = data.split_first() else {
+        return;
+    };
+    let name = if first % 2 == 0 { "r.bib" } else { "r.yml" };
+    let index = match Index::scan(bytes, name, Path::new(name)) {
+        Ok(index) => index,
+        Err(d) => {
+            assert!(d.is_error() && d.location.is_some(), "{d}");
+            return;
+        }
+    };
+    let text = std::str::from_utf8(bytes).expect("an index is only made of UTF-8 text");
+    let mut keys: Vec<String> = index.keys().into_iter().collect();
+    keys.sort();
+    let cited = keys.into_iter().step_by(2).collect();
+    match index.select(text, &cited) {
+        Ok(selected) => {
+            let library = match index.format {
+                Format::Bibtex => hayagriva::io::from_biblatex_str(&selected.text).ok(),
+                Format::Yaml => hayagriva::io::from_yaml_str(&selected.text).ok(),
+            }
+            .expect("a selection hayagriva read once reads again");
+            fn links_ok(entry: &hayagriva::Entry) {
+                if let Some(url) = entry.url() {
+                    galley::links::external(url.value.as_str())
+                        .unwrap_or_else(|why| panic!("{} kept: {why}", url.value));
+                }
+                if let Some(doi) = entry.doi() {
+                    assert!(galley::links::doi(doi).is_some(), "doi {doi} kept");
+                }
+                entry.parents().iter().for_each(links_ok);
+            }
+            library.iter().for_each(links_ok);
+            for w in &selected.warnings {
+                assert!(w.location.is_some(), "{w}");
+            }
+        }
+        Err(f) => check_failure(&f),
     }
 }

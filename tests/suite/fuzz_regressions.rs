@@ -53,6 +53,11 @@ fn fuzz_regressions_csv() {
 }
 
 #[test]
+fn fuzz_regressions_bibliography() {
+    replay("bibliography", harness::bibliography);
+}
+
+#[test]
 fn fuzz_regressions_markdown() {
     replay("markdown", harness::markdown);
 }

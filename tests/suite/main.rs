@@ -12,6 +12,7 @@ mod front;
 mod fuzz_regressions;
 mod invalid;
 mod limits;
+mod links;
 mod missing;
 mod outputs_trust;
 mod reference_regression;
