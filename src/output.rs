@@ -95,7 +95,7 @@ pub fn marker(name: &str, files: &OutputFiles) -> Vec<u8> {
 pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
     let read =
         |file: &str| crate::sandbox::read_regular_file_limited(&dir.join(file), MAX_RECORD_BYTES);
-    let (listed, legacy): (HashSet<String>, bool) = match read(MARKER) {
+    let listed: HashSet<String> = match read(MARKER) {
         Some(bytes) => {
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("has a `{MARKER}` that is not valid JSON ({e})"))?;
@@ -112,13 +112,10 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
                 .ok_or_else(|| {
                     format!("has a `{MARKER}` that lists no files (expected a `files` array)")
                 })?;
-            (
-                files
-                    .iter()
-                    .filter_map(|f| f.as_str().map(str::to_string))
-                    .collect(),
-                false,
-            )
+            files
+                .iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
         }
         None => {
             let Some(bytes) = read("provenance.json") else {
@@ -144,7 +141,7 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
                 .map(|o| o.keys().cloned().collect())
                 .unwrap_or_default();
             listed.insert("provenance.json".into());
-            (listed, true)
+            listed
         }
     };
     // Folders on the way to a listed file are galley's too.
@@ -180,8 +177,10 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
             let ours = listed.contains(&child)
                 || kind.is_some_and(|t| !t.is_dir() && !t.is_file())
                 || (is_dir && folders.contains(&child))
-                || (legacy
-                    && (child == crate::cache::CACHE_DIR || child.starts_with(&cache_prefix)));
+                // The cache folder is galley's whichever version wrote its entries (a newer galley
+                // meets an older one's entries under keys its marker does not list).
+                || child == crate::cache::CACHE_DIR
+                || child.starts_with(&cache_prefix);
             if !ours {
                 return Err(format!("holds `{child}`, which galley did not write"));
             }
