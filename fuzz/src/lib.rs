@@ -563,6 +563,9 @@ pub fn provenance(data: &[u8]) {
                 );
             }
         }
+    }
+}
+
 /// The bibliography as galley reads it (`galley::bibliography`): the index of a BibTeX (first
 /// byte even) or Hayagriva YAML (odd) file, then the selection of cited entries (every other key,
 /// so that the closure over macros and crossrefs has work to do) with the link policy applied.

@@ -443,7 +443,6 @@ mod tests {
     //! (0, NA, NA).
     use super::*;
     use crate::analysis::table1::tests::{category, dataset};
-    use crate::limits::TimeLimit;
 
     fn data() -> Dataset {
         dataset(
@@ -465,11 +464,7 @@ mod tests {
     fn eval_rows(source: &str) -> Vec<Value> {
         let d = data();
         let e = RowExpr::compile(source, &d).unwrap_or_else(|m| panic!("{m}"));
-        let limit = TimeLimit {
-            limit: std::time::Duration::from_secs(30),
-            what: "test".into(),
-            location: None,
-        };
+        let limit = crate::limits::Limits::default().time_limit("test", None);
         e.eval_all(&d, limit).unwrap_or_else(|m| panic!("{m}"))
     }
 
@@ -558,11 +553,7 @@ mod tests {
         assert!(err("age if status").contains("needs `else b`"));
         assert!(err("1e-400").contains("out of range"));
         assert!(err("days(age)").contains("`days` takes 2 argument(s), found 1"));
-        let limit = || TimeLimit {
-            limit: std::time::Duration::from_secs(30),
-            what: "test".into(),
-            location: None,
-        };
+        let limit = || crate::limits::Limits::default().time_limit("test", None);
         let e = RowExpr::compile("site == 2", &d).unwrap();
         let m = e.eval_all(&d, limit()).unwrap_err();
         assert!(m.contains("data row 1 (line 2 of the CSV)"), "{m}");
@@ -639,11 +630,7 @@ mod robustness {
                 ],
             );
             if let Ok(e) = RowExpr::compile(&source, &d) {
-                let limit = crate::limits::TimeLimit {
-                    limit: std::time::Duration::from_secs(30),
-                    what: "test".into(),
-                    location: None,
-                };
+                let limit = crate::limits::Limits::default().time_limit("test", None);
                 let _ = e.eval_all(&d, limit).map(|v| values_to_column(v, None, e.result_kind(&d)));
             }
         }
