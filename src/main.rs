@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("{failure}");
-            let n = failure.diagnostics.iter().filter(|d| d.is_error()).count();
+            let n = failure.error_count();
             eprintln!(
                 "\nerror: {} problem{} found; nothing was written",
                 n,

@@ -24,13 +24,8 @@ pub struct InputFile {
 
 impl InputFile {
     pub fn text(&self) -> std::result::Result<&str, Diagnostic> {
-        std::str::from_utf8(&self.bytes).map_err(|e| {
-            Diagnostic::error(format!(
-                "the file is not valid UTF-8 text (byte {})",
-                e.valid_up_to()
-            ))
-            .in_file(&self.display)
-        })
+        std::str::from_utf8(&self.bytes)
+            .map_err(|e| crate::diagnostics::not_utf8(&self.display, &self.bytes, e))
     }
 }
 
@@ -279,18 +274,60 @@ impl Study {
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
 fn read_manifest(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_regular(path, MAX_MANIFEST_BYTES)?.map_err(|e| {
+        std::io::Error::other(match e {
+            NotRegular::Kind(kind) => format!("it is {kind}, not a regular file"),
+            NotRegular::TooBig(_) => format!(
+                "the manifest is larger than {} MiB",
+                MAX_MANIFEST_BYTES / (1024 * 1024)
+            ),
+        })
+    })
+}
+
+/// Why [`read_regular`] refused a file it could open.
+#[derive(Debug)]
+pub enum NotRegular {
+    /// "a folder", or "a device, FIFO or socket".
+    Kind(&'static str),
+    /// More than the limit: its size (at least limit + 1).
+    TooBig(u64),
+}
+
+/// Read a file of a study only if it is a regular file of at most `max_bytes`. A FIFO would block
+/// the build forever waiting for a writer, a device (`/dev/zero`) would never end, a folder is not a
+/// file: each is refused before it is opened, and checked again on the opened file (so a file
+/// swapped for a device in between is still refused before it is read). `take`: a file that grows
+/// while it is read still stops at the limit. Every input of a study is read through here.
+pub fn read_regular(
+    path: &Path,
+    max_bytes: u64,
+) -> std::io::Result<std::result::Result<Vec<u8>, NotRegular>> {
     use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(std::io::Error::other(format!(
-            "the manifest is larger than {} MiB",
-            MAX_MANIFEST_BYTES / (1024 * 1024)
-        )));
+    let kind = |meta: &std::fs::Metadata| match () {
+        _ if meta.is_file() => None,
+        _ if meta.is_dir() => Some("a folder"),
+        _ => Some("a device, FIFO or socket"),
+    };
+    let meta = std::fs::metadata(path)?;
+    if let Some(kind) = kind(&meta) {
+        return Ok(Err(NotRegular::Kind(kind)));
     }
-    Ok(bytes)
+    if meta.len() > max_bytes {
+        return Ok(Err(NotRegular::TooBig(meta.len())));
+    }
+    let file = std::fs::File::open(path)?;
+    if let Some(kind) = kind(&file.metadata()?) {
+        return Ok(Err(NotRegular::Kind(kind)));
+    }
+    let mut bytes = Vec::new();
+    let n = file
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if n as u64 > max_bytes {
+        return Ok(Err(NotRegular::TooBig(n as u64)));
+    }
+    Ok(Ok(bytes))
 }
 
 pub fn parse_iso_date(text: &str) -> Option<Date> {
@@ -337,9 +374,8 @@ fn read_study_file(
     };
     let path = resolve_inside(root, relative)
         .map_err(|why| locate(Diagnostic::error(format!("{what} `{relative}` is {why}"))))?;
-    // Refused before reading: memory is spent only on files the limits allow; and only regular
-    // files are read (a FIFO or a device would never end, or never start, being read; a folder is
-    // not a file).
+    // Refused before reading: memory is spent only on files the limits allow, and only regular
+    // files are read (`read_regular`).
     let too_big = |len: u64| {
         locate(
             Diagnostic::error(format!(
@@ -356,34 +392,16 @@ fn read_study_file(
             path.display()
         )))
     };
-    match std::fs::metadata(&path) {
-        Ok(meta) if !meta.is_file() => {
-            let kind = if meta.is_dir() {
-                "a folder"
-            } else {
-                "not a regular file (a device, FIFO or socket)"
-            };
-            return Err(locate(Diagnostic::error(format!(
-                "{what} `{relative}` is {kind}; expected a file"
-            ))));
-        }
-        Ok(meta) if meta.len() > max_bytes => return Err(too_big(meta.len())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        _ => {}
-    }
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(&path).and_then(|f| {
-        use std::io::Read;
-        // `take`: a file that grows while it is read still stops at the limit.
-        f.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes)
-    });
-    match read {
-        Ok(n) if n as u64 > max_bytes => Err(too_big(n as u64)),
-        Ok(_) => Ok(InputFile {
+    match read_regular(&path, max_bytes) {
+        Ok(Ok(bytes)) => Ok(InputFile {
             relative: relative.replace('\\', "/"),
             display: path,
             bytes,
         }),
+        Ok(Err(NotRegular::Kind(kind))) => Err(locate(Diagnostic::error(format!(
+            "{what} `{relative}` is {kind}; expected a regular file"
+        )))),
+        Ok(Err(NotRegular::TooBig(len))) => Err(too_big(len)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
         Err(e) => Err(locate(io_error(&format!("read the {what}"), &path, &e))),
     }
