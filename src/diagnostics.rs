@@ -63,6 +63,25 @@ pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+/// Text with CR-only line ends (classic Mac OS, some exporters) turned into LF: every reader galley
+/// uses (CSV, TOML, Markdown) and every line number it reports count LF. A lone CR becomes one LF,
+/// so byte offsets, and so the spans of diagnostics, stay the same; CRLF is left as it is.
+pub fn lone_cr_to_lf(text: &str) -> std::borrow::Cow<'_, str> {
+    let b = text.as_bytes();
+    let lone = |i: usize| b[i] == b'\r' && b.get(i + 1) != Some(&b'\n');
+    if !(0..b.len()).any(lone) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = b.to_vec();
+    for i in 0..b.len() {
+        if lone(i) {
+            out[i] = b'\n';
+        }
+    }
+    // Replacing one ASCII byte by another keeps the text UTF-8.
+    std::borrow::Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| text.to_string()))
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while i > 0 && !s.is_char_boundary(i) {
         i -= 1;
@@ -91,6 +110,9 @@ pub struct Diagnostic {
     /// The source line the location points into, shown under the message.
     #[serde(skip)]
     pub snippet: Option<String>,
+    /// Characters of the source line left out before `snippet` (kept short around the column).
+    #[serde(skip)]
+    snippet_skip: usize,
     pub hints: Vec<String>,
     /// A summary standing for this many problems that are not shown (the cap per file, see
     /// [`MAX_PROBLEMS_PER_FILE`]); 0 for an ordinary diagnostic.
@@ -153,6 +175,7 @@ impl Diagnostic {
             message: message.into(),
             location: None,
             snippet: None,
+            snippet_skip: 0,
             hints: Vec::new(),
             omitted: 0,
         }
@@ -177,15 +200,30 @@ impl Diagnostic {
     /// Locate at a byte offset of `source` and keep that source line as the snippet.
     pub fn at_offset(mut self, file: impl Into<PathBuf>, source: &str, offset: usize) -> Self {
         let location = Location::from_offset(file, source, offset);
-        if let Some(line) = location.line {
-            self.snippet = source.lines().nth(line - 1).map(str::to_owned);
-        }
+        // Only the part of the line around the column is kept: a one-line 16 MB manifest with many
+        // problems must not be copied once per problem.
+        let offset = floor_char_boundary(source, offset.min(source.len()));
+        let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[offset..]
+            .find('\n')
+            .map_or(source.len(), |i| offset + i);
+        let line = source[line_start..line_end].trim_end_matches('\r');
+        let col = location.column.unwrap_or(1) - 1;
+        let skip = col.saturating_sub(MAX_SNIPPET_CHARS);
+        self.snippet = Some(
+            line.chars()
+                .skip(skip)
+                .take(2 * MAX_SNIPPET_CHARS)
+                .collect(),
+        );
+        self.snippet_skip = skip;
         self.location = Some(location);
         self
     }
 
     pub fn with_snippet(mut self, snippet: impl Into<String>) -> Self {
         self.snippet = Some(snippet.into());
+        self.snippet_skip = 0;
         self
     }
 
@@ -212,8 +250,17 @@ impl fmt::Display for Diagnostic {
             write!(f, "\n  --> {location}")?;
             if let (Some(snippet), Some(line)) = (&self.snippet, location.line) {
                 // A long line (a minified manifest, a 50 MB Markdown line) is shown around the column.
-                let (snippet, col) =
-                    window(snippet, location.column.unwrap_or(1), MAX_SNIPPET_CHARS);
+                let col = location
+                    .column
+                    .unwrap_or(1)
+                    .saturating_sub(self.snippet_skip);
+                let (mut snippet, col) = window(snippet, col.max(1), MAX_SNIPPET_CHARS);
+                let col = if self.snippet_skip > 0 && !snippet.starts_with('…') {
+                    snippet.insert(0, '…');
+                    col + 1
+                } else {
+                    col
+                };
                 // Control characters of the line are not sent to the terminal (one character each,
                 // so the caret still lines up).
                 let snippet: String = snippet

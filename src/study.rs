@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use jiff::civil::Date;
 use toml::Spanned;
 
-use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
+use crate::diagnostics::{Diagnostic, Failure, Result, excerpt, io_error};
 use crate::limits::Limits;
 use crate::manifest::{MANIFEST_FILE, Manifest, TableSpec};
 use crate::sandbox;
@@ -93,7 +93,8 @@ impl Study {
             display: manifest_path.clone(),
             bytes: manifest_bytes,
         };
-        let source = manifest_file.text()?.to_string();
+        // CR-only line ends are not TOML; read as LF (same offsets, so lines in messages are right).
+        let source = crate::diagnostics::lone_cr_to_lf(manifest_file.text()?).into_owned();
         let manifest = Manifest::parse(&source, &manifest_path)?;
         let limits = manifest
             .limits
@@ -190,8 +191,9 @@ impl Study {
                 if !manifest.affiliations.contains_key(key) {
                     problems.push(
                         Diagnostic::error(format!(
-                            "author `{}` names affiliation `{key}`, which is not under [affiliations]",
-                            author.name
+                            "author `{}` names affiliation `{}`, which is not under [affiliations]",
+                            excerpt(&author.name),
+                            excerpt(key)
                         ))
                         .in_file(&manifest_path),
                     );
@@ -214,13 +216,13 @@ impl Study {
 
         let cutoff = match &manifest.study.cutoff {
             None => None,
-            Some(c) => match parse_iso_date(&c.get_ref().as_text()) {
-                Some(d) => Some(d),
-                None => {
+            Some(c) => match crate::dataset::check_date(c.get_ref().as_text().trim(), None) {
+                Ok(d) => Some(d),
+                Err(expected) => {
                     problems.push(
                         Diagnostic::error(format!(
-                            "`study.cutoff` is `{}`, expected a date as YYYY-MM-DD",
-                            c.get_ref().as_text()
+                            "`study.cutoff` is `{}`, expected {expected}",
+                            excerpt(&c.get_ref().as_text())
                         ))
                         .at_offset(
                             &manifest_path,
@@ -365,6 +367,8 @@ fn read_study_file(
     max_bytes: u64,
 ) -> std::result::Result<InputFile, Diagnostic> {
     let relative = field.get_ref();
+    // As messages quote it (a manifest may hold a path of megabytes).
+    let shown = excerpt(relative);
     let locate = |d: Diagnostic| {
         if field.span().is_empty() {
             d.in_file(manifest_path)
@@ -373,13 +377,13 @@ fn read_study_file(
         }
     };
     let path = resolve_inside(root, relative)
-        .map_err(|why| locate(Diagnostic::error(format!("{what} `{relative}` is {why}"))))?;
+        .map_err(|why| locate(Diagnostic::error(format!("{what} `{shown}` is {why}"))))?;
     // Refused before reading: memory is spent only on files the limits allow, and only regular
     // files are read (`read_regular`).
     let too_big = |len: u64| {
         locate(
             Diagnostic::error(format!(
-                "{what} `{relative}` is {} MiB, more than the limit of {} MiB (`input_file_mb`)",
+                "{what} `{shown}` is {} MiB, more than the limit of {} MiB (`input_file_mb`)",
                 len.div_ceil(1024 * 1024),
                 max_bytes / (1024 * 1024)
             ))
@@ -388,8 +392,8 @@ fn read_study_file(
     };
     let not_found = || {
         locate(Diagnostic::error(format!(
-            "{what} `{relative}` not found (looked for `{}`)",
-            path.display()
+            "{what} `{shown}` not found (looked for `{}`)",
+            excerpt(&path.display().to_string())
         )))
     };
     match read_regular(&path, max_bytes) {
@@ -399,7 +403,7 @@ fn read_study_file(
             bytes,
         }),
         Ok(Err(NotRegular::Kind(kind))) => Err(locate(Diagnostic::error(format!(
-            "{what} `{relative}` is {kind}; expected a regular file"
+            "{what} `{shown}` is {kind}; expected a regular file"
         )))),
         Ok(Err(NotRegular::TooBig(len))) => Err(too_big(len)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
@@ -419,8 +423,11 @@ fn read_template_folder(
         Ok(p) => p,
         Err(why) => {
             problems.push(
-                Diagnostic::error(format!("template folder `{}` is {why}", dir.get_ref()))
-                    .at_offset(manifest_path, source, dir.span().start),
+                Diagnostic::error(format!(
+                    "template folder `{}` is {why}",
+                    excerpt(dir.get_ref())
+                ))
+                .at_offset(manifest_path, source, dir.span().start),
             );
             return Vec::new();
         }
@@ -490,6 +497,7 @@ fn check_column_spec(
     let spec = col.get_ref();
     let at =
         |msg: String| Diagnostic::error(msg).at_offset(manifest_path, source, col.span().start);
+    let (table, column) = (excerpt(table), excerpt(column));
     match spec.kind {
         ColumnType::Category if spec.levels.as_ref().is_none_or(|l| l.is_empty()) => {
             problems.push(at(format!(
@@ -509,7 +517,8 @@ fn check_column_spec(
             .unwrap_or(false);
         if !ok {
             problems.push(at(format!(
-                "column `{table}.{column}` references `{reference}`, which is not a `table.column` of this study"
+                "column `{table}.{column}` references `{}`, which is not a `table.column` of this study",
+                excerpt(reference)
             )));
         }
     }

@@ -125,3 +125,132 @@ fn a_fifo_in_place_of_any_input_is_refused_not_waited_for() {
         stderr(&out)
     );
 }
+
+// Row 9 -------------------------------------------------------------------------------------------
+
+/// A column named twice in a CSV header is an error on line 1 naming both positions, also when
+/// the names differ only by spaces or a byte order mark (before, the second was silently ignored).
+#[test]
+fn a_column_named_twice_in_the_header_is_an_error_naming_both() {
+    for (header_end, cells) in [
+        (",died", ",yes"),
+        (", died ", ",no"),
+        (",\u{feff}died", ",no"),
+    ] {
+        let (_dir, study) = new_study();
+        let csv = read(&study, "data/patients.csv");
+        let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+        lines[0].push_str(header_end);
+        for l in &mut lines[1..] {
+            l.push_str(cells);
+        }
+        write(&study, "data/patients.csv", lines.join("\n") + "\n");
+        check_fails(
+            &study,
+            &[
+                "column `died` appears twice in the header: as column 8 and as column 9",
+                "data/patients.csv:1:9",
+            ],
+        );
+    }
+}
+
+// Row 11 ------------------------------------------------------------------------------------------
+
+/// Category levels and labels that a spreadsheet would evaluate reach `tables/*.csv` with a
+/// leading `'`; numbers (negative ones too) stay numbers.
+#[test]
+fn spreadsheet_formulas_in_levels_are_neutralised_in_the_tables_galley_writes() {
+    let (dir, study) = new_study();
+    edit(
+        &study,
+        "study.toml",
+        "levels = [\"I\", \"II\", \"III\"], label = \"Stage\"",
+        "levels = [\"=2+5\", \"@SUM(1+1)\", \"+Stage\"], label = \"Stage\"",
+    );
+    edit(
+        &study,
+        "study.toml",
+        "levels = [\"female\", \"male\"]",
+        "levels = [\"-1+2\", \"male\"]",
+    );
+    // The Cox table's own labels: one a formula after a tab, one the level as it is.
+    edit(
+        &study,
+        "manuscript/main.md",
+        "sex = \"Sex\", \"sex=female\" = \"Female\"",
+        "sex = \"\\t@Sex\", \"sex=-1+2\" = \"-1+2\"",
+    );
+    let csv = read(&study, "data/patients.csv")
+        .replace(",III,", ",+Stage,")
+        .replace(",II,", ",@SUM(1+1),")
+        .replace(",I,", ",=2+5,")
+        .replace(",female,", ",-1+2,");
+    write(&study, "data/patients.csv", csv);
+    let out = run(&["build", "s", "--out", "o", "-q"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cox = std::fs::read_to_string(dir.path().join("o/s/tables/cox.csv")).unwrap();
+    for line in ["'=2+5,", "'@SUM(1+1),", "'+Stage,", "'-1+2,", "'\t@Sex,"] {
+        assert!(cox.contains(line), "`{line}` not in:\n{cox}");
+    }
+    let mut cells = 0;
+    for field in cox.split([',', '\n']) {
+        let field = field.trim_matches('"');
+        if field.starts_with(['=', '+', '@', '\t', '\r']) {
+            panic!("a formula cell `{field}` in:\n{cox}");
+        }
+        if field.starts_with('-') {
+            assert!(field.parse::<f64>().is_ok(), "`{field}` in:\n{cox}");
+        }
+        cells += 1;
+    }
+    assert!(cells > 10);
+}
+
+// Row 13 ------------------------------------------------------------------------------------------
+
+/// A CSV of a million columns and one of five 2 MB cells: the error text stays small (a cap on
+/// the problems per file with "… and N more", a cap on each echoed value). Before, 71 MB and
+/// 10 MB of text.
+#[test]
+fn diagnostics_stay_bounded_whatever_the_input() {
+    let (_dir, study) = new_study();
+    let csv = read(&study, "data/patients.csv");
+    let mut wide = String::new();
+    for i in 0..1_000_000 {
+        wide.push_str(&format!("c{i},"));
+    }
+    wide.push_str("id\nx\n");
+    write(&study, "data/patients.csv", &wide);
+    let err = check_fails(
+        &study,
+        &[
+            "is missing from the file (the header has: c0, c1,",
+            "… and 999981 more)",
+            "more problem",
+        ],
+    );
+    assert!(err.len() < 64 * 1024, "{} bytes of diagnostics", err.len());
+
+    let big = "9".repeat(2 << 20) + "x";
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    for line in &mut lines[1..6] {
+        *line = line
+            .replacen(",yes", &format!(",{big}"), 1)
+            .replacen(",no", &format!(",{big}"), 1);
+    }
+    write(&study, "data/patients.csv", lines.join("\n") + "\n");
+    let err = check_fails(&study, &["more characters)"]);
+    assert!(err.len() < 64 * 1024, "{} bytes of diagnostics", err.len());
+
+    // A manifest value echoed, on a line of megabytes: the message and the line shown are cut.
+    write(&study, "data/patients.csv", &csv);
+    edit(
+        &study,
+        "study.toml",
+        "cutoff = 2023-06-30",
+        &format!("cutoff = \"{big}\""),
+    );
+    let err = check_fails(&study, &["`study.cutoff` is `9999", "more characters)"]);
+    assert!(err.len() < 16 * 1024, "{} bytes of diagnostics", err.len());
+}
