@@ -72,12 +72,9 @@ pub fn lone_cr_to_lf(text: &str) -> std::borrow::Cow<'_, str> {
     if !(0..b.len()).any(lone) {
         return std::borrow::Cow::Borrowed(text);
     }
-    let mut out = b.to_vec();
-    for i in 0..b.len() {
-        if lone(i) {
-            out[i] = b'\n';
-        }
-    }
+    let out: Vec<u8> = (0..b.len())
+        .map(|i| if lone(i) { b'\n' } else { b[i] })
+        .collect();
     // Replacing one ASCII byte by another keeps the text UTF-8.
     std::borrow::Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| text.to_string()))
 }
