@@ -675,9 +675,10 @@ pub fn parse_date(text: &str, format: Option<&str>) -> Option<Date> {
     check_date(text, format).ok()
 }
 
-/// Years a date may have: a clinical record outside them is a placeholder (`0000-01-01`,
-/// `0001-01-01`) or a typo, which would otherwise surface much later as an absurd follow-up time.
-pub const DATE_YEARS: std::ops::RangeInclusive<i16> = 1800..=2199;
+/// Years a date may have: the four-digit years of ISO 8601 without year 0 (`0000-00-00` and
+/// `0000-01-01` are "unknown" placeholders of some exports, which would otherwise surface much
+/// later as an absurd follow-up time). Plausible ranges of a column are its `min` and `max`.
+pub const DATE_YEARS: std::ops::RangeInclusive<i16> = 1..=9999;
 
 /// A date as written (`YYYY-MM-DD`, or in `format`), or what is wrong with it, completing
 /// "expected ...": a day that does not exist, a date with a time, a year outside [`DATE_YEARS`].
@@ -693,7 +694,7 @@ pub fn check_date(text: &str, format: Option<&str>) -> std::result::Result<Date,
     };
     if !DATE_YEARS.contains(&date.year()) {
         return Err(format!(
-            "a date in the years {} to {} (year {:04} is outside them: a placeholder or a typo?)",
+            "a date in the years {:04} to {} (year {:04} is outside them: a placeholder for an unknown date?)",
             DATE_YEARS.start(),
             DATE_YEARS.end(),
             date.year()
@@ -762,8 +763,8 @@ fn check_number(value: &str) -> std::result::Result<f64, String> {
             let mantissa = value.split(['e', 'E']).next().unwrap_or("");
             if x == 0.0 && mantissa.bytes().any(|c| (b'1'..=b'9').contains(&c)) {
                 return Err(
-                    "a number of magnitude 0 or above about 1e-308 (this one is too small for \
-                            a double and would be read as 0)"
+                    "a number of magnitude 0 or above about 1e-308 (this one is \
+                     too small for a double and would be read as 0)"
                         .to_string(),
                 );
             }

@@ -234,7 +234,7 @@ fn read_spec(file: &Path) -> Result<String> {
         .map_err(|e| io_error("read", file, &e))?
         .map_err(|why| {
             let why = match why {
-                crate::study::NotRegular::Kind(kind) => format!("{kind}, not a regular file"),
+                crate::study::NotRegular::Kind(kind) => kind.to_string(),
                 crate::study::NotRegular::TooBig(_) => "larger than 16 MiB".to_string(),
             };
             Diagnostic::error(format!("cannot read `{}`: it is {why}", file.display()))

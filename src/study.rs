@@ -278,7 +278,7 @@ const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 fn read_manifest(path: &Path) -> std::io::Result<Vec<u8>> {
     read_regular(path, MAX_MANIFEST_BYTES)?.map_err(|e| {
         std::io::Error::other(match e {
-            NotRegular::Kind(kind) => format!("it is {kind}, not a regular file"),
+            NotRegular::Kind(kind) => format!("it is {kind}"),
             NotRegular::TooBig(_) => format!(
                 "the manifest is larger than {} MiB",
                 MAX_MANIFEST_BYTES / (1024 * 1024)
@@ -290,7 +290,7 @@ fn read_manifest(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Why [`read_regular`] refused a file it could open.
 #[derive(Debug)]
 pub enum NotRegular {
-    /// "a folder", or "a device, FIFO or socket".
+    /// "a folder", or "not a regular file (a device, FIFO or socket)".
     Kind(&'static str),
     /// More than the limit: its size (at least limit + 1).
     TooBig(u64),
@@ -309,7 +309,7 @@ pub fn read_regular(
     let kind = |meta: &std::fs::Metadata| match () {
         _ if meta.is_file() => None,
         _ if meta.is_dir() => Some("a folder"),
-        _ => Some("a device, FIFO or socket"),
+        _ => Some("not a regular file (a device, FIFO or socket)"),
     };
     let meta = std::fs::metadata(path)?;
     if let Some(kind) = kind(&meta) {
@@ -403,7 +403,7 @@ fn read_study_file(
             bytes,
         }),
         Ok(Err(NotRegular::Kind(kind))) => Err(locate(Diagnostic::error(format!(
-            "{what} `{shown}` is {kind}; expected a regular file"
+            "{what} `{shown}` is {kind}; expected a file"
         )))),
         Ok(Err(NotRegular::TooBig(len))) => Err(too_big(len)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
