@@ -16,7 +16,7 @@ with machine-readable results beside it. The same inputs always give the same by
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Print only errors and warnings (no progress, no list of what was written).
+    /// Print only errors and warnings (no progress, no list of what was written, no published-versus-reproduced table).
     #[arg(long, short, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Also print how long each stage of a build took.

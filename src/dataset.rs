@@ -11,10 +11,8 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use jiff::civil::Date;
 
-use crate::diagnostics::{Diagnostic, Failure, Location, Result};
+use crate::diagnostics::{Diagnostic, Failure, Location, MAX_PROBLEMS_PER_FILE, Result, excerpt};
 use crate::manifest::{ColumnSpec, ColumnType};
-
-pub const MAX_PROBLEMS_PER_FILE: usize = 50;
 
 /// One column's values; `None` is a missing value.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -226,12 +224,14 @@ impl Dataset {
     /// The table as CSV text (missing values empty), for outputs such as a matched cohort.
     pub fn to_csv(&self) -> String {
         let mut writer = csv::Writer::from_writer(Vec::new());
-        let _ = writer.write_record(self.columns.iter().map(|c| c.name.as_str()));
+        // Cells a spreadsheet would evaluate are neutralised (`artifacts::spreadsheet_safe`).
+        let safe = |t: &str| crate::artifacts::spreadsheet_safe(t).into_owned();
+        let _ = writer.write_record(self.columns.iter().map(|c| safe(&c.name)));
         for row in 0..self.n_rows {
             let record: Vec<String> = self
                 .columns
                 .iter()
-                .map(|c| c.data.text(row).unwrap_or_default())
+                .map(|c| safe(&c.data.text(row).unwrap_or_default()))
                 .collect();
             let _ = writer.write_record(&record);
         }
@@ -248,43 +248,105 @@ pub struct TableSchema<'a> {
 
 /// Read and validate a CSV file against its schema. `display_path` is how diagnostics name the file.
 pub fn load_csv(text: &str, display_path: &Path, schema: &TableSchema) -> Result<Dataset> {
+    let text = &*crate::diagnostics::lone_cr_to_lf(text);
+    let names = || {
+        list_excerpt(
+            &schema
+                .columns
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    };
+    // An empty file would otherwise give one "missing column" per column of the schema.
+    if text.trim_start_matches('\u{feff}').trim().is_empty() {
+        return Err(Diagnostic::error(format!(
+            "the file is empty; expected a header line naming the columns of table `{}` ({}), then one line per row",
+            schema.name,
+            names()
+        ))
+        .at(Location::line(display_path, 1))
+        .into());
+    }
+    // An unclosed quote makes the rest of the file one cell: the reader would only say that some
+    // row has too few fields.
+    if let Some(offset) = unclosed_quote(text) {
+        let (line, column) = crate::diagnostics::line_column(text, offset);
+        return Err(Diagnostic::error(format!(
+            "the quote opened at line {line}, column {column} is never closed: the rest of the file would be one cell"
+        ))
+        .at_offset(display_path, text, offset)
+        .hint("close the quote; a quote inside a quoted cell is written twice (`\"\"`)")
+        .into());
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_reader(text.as_bytes());
-    let headers = reader
+    let raw_headers = reader
         .headers()
         .map_err(|e| csv_error(e, display_path))?
+        .clone();
+    // Names as a spreadsheet shows them: without a byte order mark or surrounding spaces.
+    let headers: Vec<String> = raw_headers
         .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_string())
-        .collect::<Vec<_>>();
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
 
     let mut problems = Problems::new(display_path);
+    // Two columns of one name: the second would be silently ignored.
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        match first_of.get(h.as_str()) {
+            Some(&first) => problems.push(
+                Diagnostic::error(format!(
+                    "column `{}` appears twice in the header: as column {} and as column {}{}",
+                    excerpt(h),
+                    first + 1,
+                    i + 1,
+                    if raw_headers.get(first) != raw_headers.get(i) {
+                        " (the same name once spaces and byte order marks are trimmed)"
+                    } else {
+                        ""
+                    }
+                ))
+                .at(Location::at(display_path, 1, i + 1))
+                .hint("rename or remove one of them: galley would read only the first"),
+            ),
+            None => {
+                first_of.insert(h, i);
+            }
+        }
+    }
     // Header checks: every schema column present, no unexpected column.
     let mut index_of = Vec::new();
     for (name, _) in schema.columns {
-        match headers.iter().position(|h| h == name) {
-            Some(i) => index_of.push(i),
+        match first_of.get(name.as_str()) {
+            Some(&i) => index_of.push(i),
             None => problems.push(
                 Diagnostic::error(format!(
                     "column `{name}` of table `{}` is missing from the file (the header has: {})",
                     schema.name,
-                    headers.join(", ")
+                    list_excerpt(&headers.iter().map(String::as_str).collect::<Vec<_>>())
                 ))
                 .at(Location::line(display_path, 1)),
             ),
         }
     }
-    for h in &headers {
+    for (i, h) in headers.iter().enumerate() {
         if !schema.columns.contains_key(h) {
             problems.push(
                 Diagnostic::error(format!(
-                    "column `{h}` in the file is not in the schema of table `{}`",
+                    "column `{}` in the file is not in the schema of table `{}`",
+                    excerpt(h),
                     schema.name
                 ))
-                .at(Location::line(display_path, 1))
+                .at(Location::at(display_path, 1, i + 1))
                 .hint("declare it under [data.<table>.columns] in study.toml"),
             );
+        }
+        if problems.full() {
+            break;
         }
     }
     problems.finish()?;
@@ -296,6 +358,7 @@ pub fn load_csv(text: &str, display_path: &Path, schema: &TableSchema) -> Result
         .collect();
 
     let mut record = csv::StringRecord::new();
+    let mut rows = 0usize;
     loop {
         match reader.read_record(&mut record) {
             Ok(false) => break,
@@ -305,6 +368,7 @@ pub fn load_csv(text: &str, display_path: &Path, schema: &TableSchema) -> Result
                 break;
             }
         }
+        rows += 1;
         let line = record.position().map_or(0, |p| p.line() as usize);
         for (builder, &i) in builders.iter_mut().zip(&index_of) {
             let raw = record.get(i).unwrap_or("");
@@ -324,6 +388,15 @@ pub fn load_csv(text: &str, display_path: &Path, schema: &TableSchema) -> Result
         }
     }
     problems.finish()?;
+    if rows == 0 {
+        return Err(Diagnostic::error(format!(
+            "the file has a header but no rows: table `{}` is empty",
+            schema.name
+        ))
+        .at(Location::line(display_path, 2))
+        .hint("was the export filtered to nothing, or cut short?")
+        .into());
+    }
 
     let columns: Vec<Column> = builders.into_iter().map(ColumnBuilder::finish).collect();
     let dataset = Dataset::new(schema.name, columns);
@@ -340,7 +413,8 @@ fn cell_problem(
     expected: &str,
 ) -> Diagnostic {
     Diagnostic::error(format!(
-        "column `{name}`: found `{raw}`, expected {expected}"
+        "column `{name}`: found `{}`, expected {expected}",
+        excerpt(raw)
     ))
     .at(Location::at(file, line, col))
 }
@@ -363,7 +437,8 @@ fn csv_error(err: csv::Error, file: &Path) -> Diagnostic {
     }
 }
 
-/// Collects the problems of one file, up to a cap, then says how many more there were.
+/// Collects the problems of one file up to [`MAX_PROBLEMS_PER_FILE`], then only counts them (a
+/// reader may stop at `full`: memory and time stay bounded whatever the file holds).
 struct Problems<'a> {
     file: &'a Path,
     list: Vec<Diagnostic>,
@@ -387,8 +462,9 @@ impl<'a> Problems<'a> {
         }
     }
 
+    /// More problems than are shown: a reader may stop here.
     fn full(&self) -> bool {
-        self.list.len() >= MAX_PROBLEMS_PER_FILE
+        self.dropped > 0
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -396,21 +472,58 @@ impl<'a> Problems<'a> {
             return Ok(());
         }
         let mut list = std::mem::take(&mut self.list);
-        if self.full() {
-            list.push(
-                Diagnostic::error(format!(
-                    "stopped after {MAX_PROBLEMS_PER_FILE} problems in this file{}",
-                    if self.dropped > 0 {
-                        format!(" ({} more not shown)", self.dropped)
-                    } else {
-                        String::new()
-                    }
-                ))
-                .in_file(self.file),
-            );
+        if self.dropped > 0 {
+            let mut more = Diagnostic::error(format!(
+                "… and at least {} more problem{} in this file (only the first {MAX_PROBLEMS_PER_FILE} are shown)",
+                self.dropped,
+                if self.dropped == 1 { "" } else { "s" }
+            ))
+            .in_file(self.file);
+            more.omitted = self.dropped;
+            list.push(more);
         }
         Err(Failure::new(list))
     }
+}
+
+/// Names for a message: the first 20, then how many more.
+fn list_excerpt(names: &[&str]) -> String {
+    let mut shown: Vec<String> = names.iter().take(20).map(|n| excerpt(n)).collect();
+    if names.len() > 20 {
+        shown.push(format!("… and {} more", names.len() - 20));
+    }
+    shown.join(", ")
+}
+
+/// Where a quote that opens a cell is never closed (the byte offset of that quote), reading the
+/// text as the CSV reader does: a quote opens a quoted cell only as the cell's first character,
+/// and `""` inside a quoted cell is a quote.
+fn unclosed_quote(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut open: Option<usize> = None;
+    let mut at_cell_start = true;
+    let mut i = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    while i < bytes.len() {
+        let c = bytes[i];
+        if open.is_some() {
+            if c == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    open = None;
+                    at_cell_start = false;
+                }
+            }
+        } else {
+            match c {
+                b',' | b'\n' | b'\r' => at_cell_start = true,
+                b'"' if at_cell_start => open = Some(i),
+                _ => at_cell_start = false,
+            }
+        }
+        i += 1;
+    }
+    open
 }
 
 /// Parses one column's cells according to its spec.
@@ -491,28 +604,25 @@ impl<'a> ColumnBuilder<'a> {
                     return Err(format!("one of {}", quoted_list(levels)));
                 }
             },
-            ColumnData::Integer(v) => match value.parse::<i64>() {
+            ColumnData::Integer(v) => match check_integer(value) {
                 Ok(x) => v.push(Some(x)),
-                Err(_) => {
+                Err(expected) => {
                     v.push(None);
-                    return Err("an integer".to_string());
+                    return Err(expected);
                 }
             },
-            ColumnData::Number(v) => match value.parse::<f64>() {
-                Ok(x) if x.is_finite() => v.push(Some(x)),
-                _ => {
+            ColumnData::Number(v) => match check_number(value) {
+                Ok(x) => v.push(Some(x)),
+                Err(expected) => {
                     v.push(None);
-                    return Err("a finite number".to_string());
+                    return Err(expected);
                 }
             },
-            ColumnData::Date(v) => match parse_date(value, self.spec.format.as_deref()) {
-                Some(d) => v.push(Some(d)),
-                None => {
+            ColumnData::Date(v) => match check_date(value, self.spec.format.as_deref()) {
+                Ok(d) => v.push(Some(d)),
+                Err(expected) => {
                     v.push(None);
-                    return Err(match &self.spec.format {
-                        Some(f) => format!("a date in the format `{f}`"),
-                        None => "a date as YYYY-MM-DD".to_string(),
-                    });
+                    return Err(expected);
                 }
             },
             ColumnData::Boolean(v) => {
@@ -554,15 +664,151 @@ impl<'a> ColumnBuilder<'a> {
 fn quoted_list(items: &[String]) -> String {
     items
         .iter()
-        .map(|s| format!("`{s}`"))
+        .take(20)
+        .map(|s| format!("`{}`", excerpt(s)))
+        .chain((items.len() > 20).then(|| format!("… ({} more)", items.len() - 20)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 pub fn parse_date(text: &str, format: Option<&str>) -> Option<Date> {
-    match format {
-        None => text.parse::<Date>().ok().filter(|_| text.len() == 10),
-        Some(f) => Date::strptime(f, text).ok(),
+    check_date(text, format).ok()
+}
+
+/// Years a date may have: the four-digit years of ISO 8601 without year 0 (`0000-00-00` and
+/// `0000-01-01` are "unknown" placeholders of some exports, which would otherwise surface much
+/// later as an absurd follow-up time). Plausible ranges of a column are its `min` and `max`.
+pub const DATE_YEARS: std::ops::RangeInclusive<i16> = 1..=9999;
+
+/// A date as written (`YYYY-MM-DD`, or in `format`), or what is wrong with it, completing
+/// "expected ...": a day that does not exist, a date with a time, a year outside [`DATE_YEARS`].
+pub fn check_date(text: &str, format: Option<&str>) -> std::result::Result<Date, String> {
+    let date = match format {
+        None => iso_date(text)?,
+        Some(f) => Date::strptime(f, text).map_err(|e| {
+            let why = e.to_string();
+            // jiff says e.g. "parsed day 30 is not valid for February"; without it, the format.
+            let why = why.rsplit(": ").next().unwrap_or(&why).to_string();
+            format!("a date in the format `{f}` ({})", excerpt(&why))
+        })?,
+    };
+    if !DATE_YEARS.contains(&date.year()) {
+        return Err(format!(
+            "a date in the years {:04} to {} (year {:04} is outside them: a placeholder for an unknown date?)",
+            DATE_YEARS.start(),
+            DATE_YEARS.end(),
+            date.year()
+        ));
+    }
+    Ok(date)
+}
+
+/// `YYYY-MM-DD` and nothing else, with a specific reason when the text is close.
+fn iso_date(text: &str) -> std::result::Result<Date, String> {
+    const EXPECTED: &str = "a date as YYYY-MM-DD";
+    let b = text.as_bytes();
+    let shaped = |b: &[u8]| {
+        b.len() >= 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && [0, 1, 2, 3, 5, 6, 8, 9]
+                .iter()
+                .all(|&i| b[i].is_ascii_digit())
+    };
+    if !shaped(b) {
+        return Err(EXPECTED.to_string());
+    }
+    if b.len() > 10 {
+        return Err(if matches!(b[10], b'T' | b't' | b' ') {
+            format!("{EXPECTED}, without a time")
+        } else {
+            EXPECTED.to_string()
+        });
+    }
+    let (year, month, day): (i16, i8, i8) = (
+        text[0..4].parse().unwrap_or(0),
+        text[5..7].parse().unwrap_or(0),
+        text[8..10].parse().unwrap_or(0),
+    );
+    if !(1..=12).contains(&month) {
+        return Err(format!("{EXPECTED} (there is no month {month})"));
+    }
+    Date::new(year, month, day).map_err(|_| {
+        const MONTHS: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
+        format!(
+            "{EXPECTED} (there is no day {day} in {} {year})",
+            MONTHS[month as usize - 1]
+        )
+    })
+}
+
+/// A number cell: finite, and not a value that reads as one but is not what was written (`1e-400`
+/// would be 0, `1e400` infinity).
+fn check_number(value: &str) -> std::result::Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(x) if x.is_finite() => {
+            let mantissa = value.split(['e', 'E']).next().unwrap_or("");
+            if x == 0.0 && mantissa.bytes().any(|c| (b'1'..=b'9').contains(&c)) {
+                return Err(
+                    "a number of magnitude 0 or above about 1e-308 (this one is \
+                     too small for a double and would be read as 0)"
+                        .to_string(),
+                );
+            }
+            Ok(x)
+        }
+        Ok(x) if x.is_nan() || !value.bytes().any(|c| c.is_ascii_digit()) => {
+            Err("a finite number (not NaN or infinity)".to_string())
+        }
+        Ok(_) => Err(
+            "a number of magnitude at most about 1.8e308 (this one is out of range)".to_string(),
+        ),
+        Err(_) => Err(with_separator_hint(value, "a finite number")),
+    }
+}
+
+/// An integer cell, with the range when it is out of it.
+fn check_integer(value: &str) -> std::result::Result<i64, String> {
+    use std::num::IntErrorKind;
+    value.parse::<i64>().map_err(|e| match e.kind() {
+        IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => format!(
+            "an integer from {} to {} (this one is out of range)",
+            i64::MIN,
+            i64::MAX
+        ),
+        _ => with_separator_hint(value, "an integer"),
+    })
+}
+
+/// "a number", or with why a value that looks like one is not: a thousands separator or a decimal
+/// comma (`1,234`, `1 234`, `1'234`, `0,5`).
+fn with_separator_hint(value: &str, what: &str) -> String {
+    let digits_and = |sep: char| {
+        value.contains(sep)
+            && value
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == sep || "+-.".contains(c))
+    };
+    if [',', ' ', '\'', '_', '\u{a0}', '\u{202f}']
+        .into_iter()
+        .any(digits_and)
+    {
+        format!("{what}, written without thousands separators and with `.` as the decimal point")
+    } else {
+        what.to_string()
     }
 }
 
@@ -579,7 +825,8 @@ fn check_constraints(dataset: &Dataset, file: &Path, schema: &TableSchema) -> Re
                     if let Some(first) = seen.get(&v) {
                         problems.push(
                             Diagnostic::error(format!(
-                                "column `{name}` must be unique, but `{v}` also appears on line {}",
+                                "column `{name}` must be unique, but `{}` also appears on line {}",
+                                excerpt(&v),
                                 first + 2
                             ))
                             .at(Location::at(file, row + 2, col_no)),
@@ -673,7 +920,8 @@ pub fn check_foreign_keys(
                     if count <= MAX_PROBLEMS_PER_FILE {
                         diagnostics.push(
                             Diagnostic::error(format!(
-                                "column `{name}`: `{v}` is not a `{ref_col}` of table `{ref_table}`"
+                                "column `{name}`: `{}` is not a `{ref_col}` of table `{ref_table}`",
+                                excerpt(&v)
                             ))
                             .at(Location::at(
                                 file,
@@ -683,6 +931,13 @@ pub fn check_foreign_keys(
                         );
                     }
                 }
+            }
+            if count > MAX_PROBLEMS_PER_FILE {
+                // Counted, not kept: `Failure::new` sums this up with the file's other problems.
+                let mut more = Diagnostic::error("more values not found in the referenced table")
+                    .in_file(file);
+                more.omitted = count - MAX_PROBLEMS_PER_FILE;
+                diagnostics.push(more);
             }
         }
     }
@@ -696,6 +951,7 @@ pub fn check_foreign_keys(
 /// Read a CSV whose schema is not declared (`galley analyze`): each column becomes the narrowest type
 /// that fits every non-empty cell (integer, number, date, else category with sorted levels).
 pub fn infer_csv(text: &str, display_path: &Path, name: &str) -> Result<Dataset> {
+    let text = &*crate::diagnostics::lone_cr_to_lf(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
@@ -703,8 +959,23 @@ pub fn infer_csv(text: &str, display_path: &Path, name: &str) -> Result<Dataset>
         .headers()
         .map_err(|e| csv_error(e, display_path))?
         .iter()
-        .map(str::to_string)
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
         .collect();
+    // As `load_csv`: a second column of a name would be unreachable.
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        if let Some(&first) = first_of.get(h.as_str()) {
+            return Err(Diagnostic::error(format!(
+                "column `{}` appears twice in the header: as column {} and as column {}",
+                excerpt(h),
+                first + 1,
+                i + 1
+            ))
+            .at(Location::at(display_path, 1, i + 1))
+            .into());
+        }
+        first_of.insert(h, i);
+    }
     let mut cells: Vec<Vec<Option<String>>> = vec![Vec::new(); headers.len()];
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(e, display_path))?;

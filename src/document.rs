@@ -142,7 +142,10 @@ impl Document {
     }
 
     fn add_file(&mut self, input: &InputFile) -> std::result::Result<SourceFile, Vec<Diagnostic>> {
-        let text = input.text().map_err(|d| vec![d])?;
+        // CR-only line ends: pulldown-cmark would see one line, and the templates' `{{` spans
+        // across "lines" would not be found (an "undefined value" far from the cause).
+        let text = crate::diagnostics::lone_cr_to_lf(input.text().map_err(|d| vec![d])?);
+        let text = &*text;
         let shared: std::sync::Arc<str> = text.into();
         let mut template = String::with_capacity(text.len());
         let mut copied = 0;

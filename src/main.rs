@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("{failure}");
-            let n = failure.diagnostics.iter().filter(|d| d.is_error()).count();
+            let n = failure.error_count();
             eprintln!(
                 "\nerror: {} problem{} found; nothing was written",
                 n,
@@ -29,9 +29,15 @@ fn main() -> ExitCode {
 fn parse_date(text: Option<&str>) -> Result<Option<jiff::civil::Date>, Failure> {
     match text {
         None => Ok(None),
-        Some(t) => galley::study::parse_iso_date(t).map(Some).ok_or_else(|| {
-            Diagnostic::error(format!("--as-of `{t}` is not a date as YYYY-MM-DD")).into()
-        }),
+        Some(t) => galley::dataset::check_date(t.trim(), None)
+            .map(Some)
+            .map_err(|expected| {
+                Diagnostic::error(format!(
+                    "--as-of `{}`: expected {expected}",
+                    galley::diagnostics::excerpt(t)
+                ))
+                .into()
+            }),
     }
 }
 
@@ -85,7 +91,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             drop(spinner);
             let report = report?;
             print_warnings(&report.warnings, false)?;
-            if let Some(rows) = &report.reproduction {
+            // Quiet means quiet except problems: the comparison is a report, not one.
+            if let Some(rows) = report.reproduction.as_ref().filter(|_| !console.quiet) {
                 eprint!("{}", galley::reproduction::summary(rows));
             }
             console.report_build(&report, timings);
@@ -187,7 +194,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let report = galley::simulate::run(&study, check, &companion)?;
             for (folder, cutoff) in &report.written {
                 let verb = if check { "up to date" } else { "wrote" };
-                println!("{verb} {}/{folder} (cutoff {cutoff})", study.display());
+                console.info(format!(
+                    "{verb} {}/{folder} (cutoff {cutoff})",
+                    study.display()
+                ));
             }
             Ok(0)
         }

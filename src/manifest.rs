@@ -242,7 +242,12 @@ impl Manifest {
 /// A TOML/serde error as a located diagnostic.
 pub fn toml_diagnostic(err: &toml::de::Error, source: &str, file: &Path) -> Diagnostic {
     let message = err.message().trim().to_string();
-    let diagnostic = Diagnostic::error(message);
+    let mut diagnostic = Diagnostic::error(message);
+    if source.contains('\r') && err.message().contains("carriage return") {
+        diagnostic = diagnostic.hint(
+            "the file has CR-only line ends (classic Mac OS); save it with LF or CRLF line ends",
+        );
+    }
     match err.span() {
         Some(span) => diagnostic.at_offset(file, source, span.start),
         None => diagnostic.in_file(file),

@@ -228,6 +228,22 @@ pub struct LossSpec {
 // ---------------------------------------------------------------------------------------------
 // Reading and checking the spec
 
+/// `simulation.toml`'s text: a regular file only (a FIFO would hang `simulate`), at most 16 MiB.
+fn read_spec(file: &Path) -> Result<String> {
+    let bytes = crate::study::read_regular(file, 16 * 1024 * 1024)
+        .map_err(|e| io_error("read", file, &e))?
+        .map_err(|why| {
+            let why = match why {
+                crate::study::NotRegular::Kind(kind) => kind.to_string(),
+                crate::study::NotRegular::TooBig(_) => "larger than 16 MiB".to_string(),
+            };
+            Diagnostic::error(format!("cannot read `{}`: it is {why}", file.display()))
+                .in_file(file)
+        })?;
+    String::from_utf8(bytes)
+        .map_err(|e| crate::diagnostics::not_utf8(file, e.as_bytes(), e.utf8_error()).into())
+}
+
 /// A spec read from a study folder and checked, with its dates parsed.
 #[derive(Debug, Clone)]
 pub struct Simulation {
@@ -243,7 +259,7 @@ impl Simulation {
     /// Read and check `<study>/simulation.toml`.
     pub fn load(study_dir: &Path) -> Result<Simulation> {
         let file = study_dir.join(SPEC_FILE);
-        let source = std::fs::read_to_string(&file).map_err(|e| io_error("read", &file, &e))?;
+        let source = read_spec(&file)?;
         Simulation::parse(study_dir, &source, &file)
     }
 
@@ -1133,7 +1149,7 @@ pub fn run(study_dir: &Path, check: bool, companions: &[PathBuf]) -> Result<Repo
                 .into(),
         );
     }
-    let source = std::fs::read_to_string(&file).map_err(|e| io_error("read", &file, &e))?;
+    let source = read_spec(&file)?;
     let sim = Simulation::parse(study_dir, &source, &file)?;
     for companion in companions {
         if !companion.is_dir() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use jiff::civil::Date;
 use toml::Spanned;
 
-use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
+use crate::diagnostics::{Diagnostic, Failure, Result, excerpt, io_error};
 use crate::limits::Limits;
 use crate::manifest::{MANIFEST_FILE, Manifest, TableSpec};
 use crate::sandbox;
@@ -24,13 +24,8 @@ pub struct InputFile {
 
 impl InputFile {
     pub fn text(&self) -> std::result::Result<&str, Diagnostic> {
-        std::str::from_utf8(&self.bytes).map_err(|e| {
-            Diagnostic::error(format!(
-                "the file is not valid UTF-8 text (byte {})",
-                e.valid_up_to()
-            ))
-            .in_file(&self.display)
-        })
+        std::str::from_utf8(&self.bytes)
+            .map_err(|e| crate::diagnostics::not_utf8(&self.display, &self.bytes, e))
     }
 }
 
@@ -100,7 +95,8 @@ impl Study {
             display: manifest_path.clone(),
             bytes: manifest_bytes,
         };
-        let source = manifest_file.text()?.to_string();
+        // CR-only line ends are not TOML; read as LF (same offsets, so lines in messages are right).
+        let source = crate::diagnostics::lone_cr_to_lf(manifest_file.text()?).into_owned();
         let manifest = Manifest::parse(&source, &manifest_path)?;
         let limits = manifest
             .limits
@@ -211,8 +207,9 @@ impl Study {
                 if !manifest.affiliations.contains_key(key) {
                     problems.push(
                         Diagnostic::error(format!(
-                            "author `{}` names affiliation `{key}`, which is not under [affiliations]",
-                            author.name
+                            "author `{}` names affiliation `{}`, which is not under [affiliations]",
+                            excerpt(&author.name),
+                            excerpt(key)
                         ))
                         .in_file(&manifest_path),
                     );
@@ -235,13 +232,13 @@ impl Study {
 
         let cutoff = match &manifest.study.cutoff {
             None => None,
-            Some(c) => match parse_iso_date(&c.get_ref().as_text()) {
-                Some(d) => Some(d),
-                None => {
+            Some(c) => match crate::dataset::check_date(c.get_ref().as_text().trim(), None) {
+                Ok(d) => Some(d),
+                Err(expected) => {
                     problems.push(
                         Diagnostic::error(format!(
-                            "`study.cutoff` is `{}`, expected a date as YYYY-MM-DD",
-                            c.get_ref().as_text()
+                            "`study.cutoff` is `{}`, expected {expected}",
+                            excerpt(&c.get_ref().as_text())
                         ))
                         .at_offset(
                             &manifest_path,
@@ -321,18 +318,60 @@ fn check_csl(name: &str, file: Option<&InputFile>) -> Option<Diagnostic> {
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
 fn read_manifest(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_regular(path, MAX_MANIFEST_BYTES)?.map_err(|e| {
+        std::io::Error::other(match e {
+            NotRegular::Kind(kind) => format!("it is {kind}"),
+            NotRegular::TooBig(_) => format!(
+                "the manifest is larger than {} MiB",
+                MAX_MANIFEST_BYTES / (1024 * 1024)
+            ),
+        })
+    })
+}
+
+/// Why [`read_regular`] refused a file it could open.
+#[derive(Debug)]
+pub enum NotRegular {
+    /// "a folder", or "not a regular file (a device, FIFO or socket)".
+    Kind(&'static str),
+    /// More than the limit: its size (at least limit + 1).
+    TooBig(u64),
+}
+
+/// Read a file of a study only if it is a regular file of at most `max_bytes`. A FIFO would block
+/// the build forever waiting for a writer, a device (`/dev/zero`) would never end, a folder is not a
+/// file: each is refused before it is opened, and checked again on the opened file (so a file
+/// swapped for a device in between is still refused before it is read). `take`: a file that grows
+/// while it is read still stops at the limit. Every input of a study is read through here.
+pub fn read_regular(
+    path: &Path,
+    max_bytes: u64,
+) -> std::io::Result<std::result::Result<Vec<u8>, NotRegular>> {
     use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(std::io::Error::other(format!(
-            "the manifest is larger than {} MiB",
-            MAX_MANIFEST_BYTES / (1024 * 1024)
-        )));
+    let kind = |meta: &std::fs::Metadata| match () {
+        _ if meta.is_file() => None,
+        _ if meta.is_dir() => Some("a folder"),
+        _ => Some("not a regular file (a device, FIFO or socket)"),
+    };
+    let meta = std::fs::metadata(path)?;
+    if let Some(kind) = kind(&meta) {
+        return Ok(Err(NotRegular::Kind(kind)));
     }
-    Ok(bytes)
+    if meta.len() > max_bytes {
+        return Ok(Err(NotRegular::TooBig(meta.len())));
+    }
+    let file = std::fs::File::open(path)?;
+    if let Some(kind) = kind(&file.metadata()?) {
+        return Ok(Err(NotRegular::Kind(kind)));
+    }
+    let mut bytes = Vec::new();
+    let n = file
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if n as u64 > max_bytes {
+        return Ok(Err(NotRegular::TooBig(n as u64)));
+    }
+    Ok(Ok(bytes))
 }
 
 pub fn parse_iso_date(text: &str) -> Option<Date> {
@@ -370,6 +409,8 @@ fn read_study_file(
     max_bytes: u64,
 ) -> std::result::Result<InputFile, Diagnostic> {
     let relative = field.get_ref();
+    // As messages quote it (a manifest may hold a path of megabytes).
+    let shown = excerpt(relative);
     let locate = |d: Diagnostic| {
         if field.span().is_empty() {
             d.in_file(manifest_path)
@@ -378,14 +419,13 @@ fn read_study_file(
         }
     };
     let path = resolve_inside(root, relative)
-        .map_err(|why| locate(Diagnostic::error(format!("{what} `{relative}` is {why}"))))?;
-    // Refused before reading: memory is spent only on files the limits allow; and only regular
-    // files are read (a FIFO or a device would never end, or never start, being read; a folder is
-    // not a file).
+        .map_err(|why| locate(Diagnostic::error(format!("{what} `{shown}` is {why}"))))?;
+    // Refused before reading: memory is spent only on files the limits allow, and only regular
+    // files are read (`read_regular`).
     let too_big = |len: u64| {
         locate(
             Diagnostic::error(format!(
-                "{what} `{relative}` is {} MiB, more than the limit of {} MiB (`input_file_mb`)",
+                "{what} `{shown}` is {} MiB, more than the limit of {} MiB (`input_file_mb`)",
                 len.div_ceil(1024 * 1024),
                 max_bytes / (1024 * 1024)
             ))
@@ -394,38 +434,20 @@ fn read_study_file(
     };
     let not_found = || {
         locate(Diagnostic::error(format!(
-            "{what} `{relative}` not found (looked for `{}`)",
-            path.display()
+            "{what} `{shown}` not found (looked for `{}`)",
+            excerpt(&path.display().to_string())
         )))
     };
-    match std::fs::metadata(&path) {
-        Ok(meta) if !meta.is_file() => {
-            let kind = if meta.is_dir() {
-                "a folder"
-            } else {
-                "not a regular file (a device, FIFO or socket)"
-            };
-            return Err(locate(Diagnostic::error(format!(
-                "{what} `{relative}` is {kind}; expected a file"
-            ))));
-        }
-        Ok(meta) if meta.len() > max_bytes => return Err(too_big(meta.len())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        _ => {}
-    }
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(&path).and_then(|f| {
-        use std::io::Read;
-        // `take`: a file that grows while it is read still stops at the limit.
-        f.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes)
-    });
-    match read {
-        Ok(n) if n as u64 > max_bytes => Err(too_big(n as u64)),
-        Ok(_) => Ok(InputFile {
+    match read_regular(&path, max_bytes) {
+        Ok(Ok(bytes)) => Ok(InputFile {
             relative: relative.replace('\\', "/"),
             display: path,
             bytes,
         }),
+        Ok(Err(NotRegular::Kind(kind))) => Err(locate(Diagnostic::error(format!(
+            "{what} `{shown}` is {kind}; expected a file"
+        )))),
+        Ok(Err(NotRegular::TooBig(len))) => Err(too_big(len)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
         Err(e) => Err(locate(io_error(&format!("read the {what}"), &path, &e))),
     }
@@ -443,8 +465,11 @@ fn read_template_folder(
         Ok(p) => p,
         Err(why) => {
             problems.push(
-                Diagnostic::error(format!("template folder `{}` is {why}", dir.get_ref()))
-                    .at_offset(manifest_path, source, dir.span().start),
+                Diagnostic::error(format!(
+                    "template folder `{}` is {why}",
+                    excerpt(dir.get_ref())
+                ))
+                .at_offset(manifest_path, source, dir.span().start),
             );
             return Vec::new();
         }
@@ -514,6 +539,7 @@ fn check_column_spec(
     let spec = col.get_ref();
     let at =
         |msg: String| Diagnostic::error(msg).at_offset(manifest_path, source, col.span().start);
+    let (table, column) = (excerpt(table), excerpt(column));
     match spec.kind {
         ColumnType::Category if spec.levels.as_ref().is_none_or(|l| l.is_empty()) => {
             problems.push(at(format!(
@@ -533,7 +559,8 @@ fn check_column_spec(
             .unwrap_or(false);
         if !ok {
             problems.push(at(format!(
-                "column `{table}.{column}` references `{reference}`, which is not a `table.column` of this study"
+                "column `{table}.{column}` references `{}`, which is not a `table.column` of this study",
+                excerpt(reference)
             )));
         }
     }

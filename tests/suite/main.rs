@@ -10,6 +10,7 @@ mod cache;
 mod croome;
 mod front;
 mod fuzz_regressions;
+mod inputs;
 mod invalid;
 mod limits;
 mod links;
