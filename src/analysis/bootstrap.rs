@@ -361,7 +361,7 @@ pub fn run(env: &BlockEnv) -> R<Output> {
             ),
         ));
     }
-    let group = codes_in(env, &spec.by, "by", &labels, &codes, &rows)?;
+    let group = codes_in(env, &spec.by, "by", &labels, &codes, rows)?;
     let sorted: [SortedGroup; 2] = [0, 1].map(|g| {
         let (t, e): (Vec<f64>, Vec<bool>) = rows
             .iter()

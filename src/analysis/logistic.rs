@@ -116,7 +116,7 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
     drop(used);
     let rows = &cases.rows;
     let y: Vec<bool> = rows.iter().map(|&r| outcome[r] == Some(true)).collect();
-    let stats_covs = columns::to_stats(env, &covs, &rows, "covariates")?;
+    let stats_covs = columns::to_stats(env, &covs, rows, "covariates")?;
     let fit = fit(env, &y, &stats_covs, spec.conf_level)?;
 
     let mut by_term = serde_json::Map::new();

@@ -177,7 +177,7 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
     }
     let excluded = cases.excluded();
     let mut warnings: Vec<String> = cases.warning(spec.missing).into_iter().collect();
-    let stats_covs = columns::to_stats(env, &covs, &rows, "covariates")?;
+    let stats_covs = columns::to_stats(env, &covs, rows, "covariates")?;
     let used_ids: Vec<String> = rows.iter().map(|&r| ids[r].clone()).collect();
     let used_treat: Vec<bool> = rows.iter().map(|&r| treat[r] == Some(true)).collect();
     let options = NearestOptions {

@@ -367,7 +367,7 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
     if rows.is_empty() {
         return Err(env.error("time", "no row has a time, an event status and a group"));
     }
-    let group = codes_in(env, &by_name, "by", &labels, &codes, &rows)?;
+    let group = codes_in(env, &by_name, "by", &labels, &codes, rows)?;
     let time: Vec<f64> = rows.iter().map(|&r| times[r].unwrap_or(0.0)).collect();
     let event: Vec<bool> = rows.iter().map(|&r| events[r].unwrap_or(false)).collect();
     let options = KmOptions {
@@ -796,7 +796,7 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
             ),
         ));
     }
-    let group = codes_in(env, &spec.by, "by", &labels, &codes, &rows)?;
+    let group = codes_in(env, &spec.by, "by", &labels, &codes, rows)?;
     let strata_codes: Option<Vec<usize>> = strata.as_ref().map(|(levels, s)| {
         // Strata levels without complete rows are simply absent; renumber densely.
         let mut map = vec![None; levels.len()];
@@ -1045,7 +1045,7 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     }
     let time: Vec<f64> = rows.iter().map(|&r| times[r].unwrap_or(0.0)).collect();
     let event: Vec<bool> = rows.iter().map(|&r| events[r].unwrap_or(false)).collect();
-    let stats_covs = columns::to_stats(env, &covs, &rows, "covariates")?;
+    let stats_covs = columns::to_stats(env, &covs, rows, "covariates")?;
     let design =
         galley_stats::design::build(&stats_covs, false, galley_stats::design::Coding::Treatment)
             .map_err(|e| stats_error(env, "covariates", e))?;

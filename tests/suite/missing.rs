@@ -326,7 +326,7 @@ fn cohort(seed: &[u32], n: usize) -> Vec<[String; 6]> {
                 format!("p{i}"),
                 format!("{}", 1 + s % 23),
                 format!("{}", 1 + (s >> 5) % 2),
-                if (s >> 7) % 2 == 0 { "A" } else { "B" }.to_string(),
+                if (s >> 7).is_multiple_of(2) { "A" } else { "B" }.to_string(),
                 format!("{:.3}", ((s >> 9) % 1000) as f64 / 250.0 - 2.0),
                 format!("{}", 40 + (s >> 13) % 40),
             ]
