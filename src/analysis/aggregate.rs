@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::columns::MissingPolicy;
 use super::expr::{self, RowExpr, Value};
 use super::{BlockEnv, Output};
 use crate::dataset::Column;
@@ -39,6 +40,10 @@ struct AggregateSpec {
     on: Option<OnSpec>,
     /// New columns: `name = "function(expression)"`.
     columns: IndexMap<String, String>,
+    /// Whether skipping missing child values warns (`warn`), is silent (`exclude`) or stops the
+    /// build (`fail`).
+    #[serde(default)]
+    missing: MissingPolicy,
 }
 
 /// The summary functions.
@@ -180,18 +185,16 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
 
     let mut out = parent.clone();
     out.name = env.block.id.clone();
-    let mut missing = serde_json::Map::new();
+    let (mut missing, mut skipped) = (serde_json::Map::new(), serde_json::Map::new());
+    let mut warnings = Vec::new();
     for (name, source) in &spec.columns {
         let (function, arg) = parse_call(source).map_err(|m| env.error(name, m))?;
-        let values: Vec<Value> = match arg {
-            None => vec![Value::Bool(true); child.n_rows],
-            Some(arg) => {
-                let compiled = RowExpr::compile(arg, child).map_err(|m| env.error(name, m))?;
-                compiled
-                    .eval_all(child, env.expression_limit(name))
-                    .map_err(|m| env.error(name, m))?
-            }
+        let located = |m: String| env.error(name, format!("column `{name}` = `{source}`: {m}"));
+        let (values, levels) = match arg {
+            None => (vec![Value::Bool(true); child.n_rows], None),
+            Some(arg) => argument_values(env, child, name, arg, function)?,
         };
+        let mut n_skipped = 0;
         let per_parent: Vec<Value> = children
             .iter()
             .map(|rows| {
@@ -200,14 +203,43 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
                     .map(|&r| &values[r])
                     .filter(|v| !v.is_missing())
                     .collect();
+                n_skipped += rows.len() - present.len();
+                // Children whose every value is unknown tell nothing: the summary is unknown too
+                // (R's `na.rm = TRUE` would answer `any` false and `count` 0).
+                if present.is_empty() && !rows.is_empty() {
+                    return Ok(Value::Missing);
+                }
                 summarise(function, &present)
             })
             .collect::<Result<_, String>>()
-            .map_err(|m| env.error(name, format!("column `{name}` = `{source}`: {m}")))?;
-        let data = expr::values_to_column(per_parent, None, None)
-            .map_err(|m| env.error(name, format!("column `{name}`: {m}")))?;
+            .map_err(located)?;
+        let per_parent = match &levels {
+            Some(levels) => per_parent
+                .into_iter()
+                .map(|v| match v {
+                    Value::Int(code) => Value::Str(levels[code as usize].as_str().into()),
+                    other => other,
+                })
+                .collect(),
+            None => per_parent,
+        };
+        let data = expr::values_to_column(per_parent, levels.as_deref(), None).map_err(located)?;
+        if n_skipped > 0 {
+            let message = format!(
+                "column `{name}` = `{source}`: {n_skipped} of {} child values are missing and were skipped (a parent whose every value is missing gets a missing value)",
+                child.n_rows
+            );
+            match spec.missing {
+                MissingPolicy::Warn => warnings.push(format!(
+                    "{message}; write `missing = \"exclude\"` in the block to accept this without a warning"
+                )),
+                MissingPolicy::Exclude => {}
+                MissingPolicy::Fail => return Err(env.error("missing", message)),
+            }
+        }
         let n_missing = (0..data.len()).filter(|&r| data.is_missing(r)).count();
         missing.insert(name.clone(), json!(n_missing));
+        skipped.insert(name.clone(), json!(n_skipped));
         out.set_column(Column {
             name: name.clone(),
             label: None,
@@ -220,19 +252,47 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
         "without_children": children.iter().filter(|c| c.is_empty()).count(),
         "columns": spec.columns.keys().collect::<Vec<_>>(),
         "missing": missing,
+        "skipped": skipped,
     });
     Ok(Output {
         value,
         dataset: Some(out),
+        warnings,
         ..Default::default()
     })
 }
 
-fn as_bool(v: &Value, what: &str) -> Result<bool, String> {
-    match v {
-        Value::Bool(b) => Ok(*b),
-        other => Err(format!("{what} needs a true/false expression, got {other}")),
+/// The argument of a summary on every child row. `min`, `max` and `first` of a category column
+/// work on its level positions (so that `max(grade)` follows the listed order, not the alphabet)
+/// and return those levels, which the new column keeps.
+fn argument_values(
+    env: &BlockEnv,
+    child: &crate::dataset::Dataset,
+    name: &str,
+    arg: &str,
+    function: Function,
+) -> Result<(Vec<Value>, Option<Vec<String>>), Diagnostic> {
+    let compiled = RowExpr::compile(arg, child).map_err(|m| env.error(name, m))?;
+    if matches!(function, Function::Min | Function::Max | Function::First)
+        && let Some(column) = compiled.bare_column().and_then(|c| child.column(c))
+        && let crate::dataset::ColumnData::Category { levels, codes } = &*column.data
+    {
+        let values = codes
+            .iter()
+            .map(|c| c.map_or(Value::Missing, |c| Value::Int(i64::from(c))))
+            .collect();
+        return Ok((values, Some(levels.clone())));
     }
+    let values = compiled
+        .eval_all(child, env.expression_limit(name))
+        .map_err(|m| env.error(name, m))?;
+    Ok((values, None))
+}
+
+fn as_bool(v: &Value, what: &str) -> Result<bool, String> {
+    v.as_bool()
+        .map(|b| b.unwrap_or(false))
+        .map_err(|m| format!("{what} needs a true/false (or 0/1) expression: {m}"))
 }
 
 fn as_number(v: &Value, what: &str) -> Result<f64, String> {
@@ -365,6 +425,42 @@ mean_size = "mean(size)"
 first_size = "first(size)"
 "#;
 
+    /// `max` of a category follows its listed levels (R's ordered factor), not the alphabet.
+    #[test]
+    fn extremes_of_a_category_follow_its_level_order() {
+        let mut t = tables();
+        t[1].set_column(crate::dataset::Column::new(
+            "grade",
+            crate::analysis::table1::tests::category(
+                &["low", "medium", "high"],
+                &[Some("high"), Some("medium"), Some("low")],
+            ),
+        ));
+        let spec = r#"
+id = "per_patient"
+kind = "aggregate"
+data = "lesions"
+into = "patients"
+on = { child = "patient", parent = "id" }
+[columns]
+worst = "max(grade)"
+best = "min(grade)"
+"#;
+        let d = run(spec, &t).unwrap().dataset.unwrap();
+        let levels = |v: &[Option<&str>]| {
+            crate::analysis::table1::tests::category(&["low", "medium", "high"], v)
+        };
+        // p1 has high and low; p3 has medium; p2 has no lesion.
+        assert_eq!(
+            d.column("worst").unwrap().data.as_ref(),
+            &levels(&[Some("high"), None, Some("medium")])
+        );
+        assert_eq!(
+            d.column("best").unwrap().data.as_ref(),
+            &levels(&[Some("low"), None, Some("medium")])
+        );
+    }
+
     #[test]
     fn summaries_by_hand() {
         let out = run(SPEC, &tables()).unwrap();
@@ -376,10 +472,18 @@ first_size = "first(size)"
             col("n"),
             ColumnData::Integer(vec![Some(2), Some(0), Some(1)])
         );
-        // p3's size is missing: size > 20 is missing there and skipped.
+        // p3's only lesion has no size: size > 20 is unknown there, so p3's count is unknown
+        // (not 0), and the block says it skipped a missing value.
         assert_eq!(
             col("big"),
-            ColumnData::Integer(vec![Some(1), Some(0), Some(0)])
+            ColumnData::Integer(vec![Some(1), Some(0), None])
+        );
+        assert_eq!(out.value["skipped"]["big"], 1);
+        assert!(
+            out.warnings.iter().any(|w| w
+                .contains("column `big` = `count(size > 20)`: 1 of 3 child values are missing")),
+            "{:?}",
+            out.warnings
         );
         assert_eq!(
             col("fractured"),

@@ -266,7 +266,15 @@ impl CompleteCases {
         };
         if policy == MissingPolicy::Fail && cases.excluded() > 0 {
             return Err(env
-                .error("missing", cases.summary())
+                .error(
+                    "missing",
+                    format!(
+                        "{} of {} rows have a missing analysis variable ({})",
+                        cases.excluded(),
+                        total,
+                        cases.counts()
+                    ),
+                )
                 .hint("`missing = \"fail\"` stops the build when a row has a missing analysis variable; remove it to analyse complete cases"));
         }
         Ok(cases)
@@ -276,26 +284,24 @@ impl CompleteCases {
         self.total - self.rows.len()
     }
 
-    fn summary(&self) -> String {
+    /// "missing: `a` 1, `b` 2".
+    fn counts(&self) -> String {
         let counts: Vec<String> = self
             .by_variable
             .iter()
             .map(|(name, k)| format!("`{name}` {k}"))
             .collect();
-        format!(
-            "{} of {} rows left out for missing values (complete cases; missing: {})",
-            self.excluded(),
-            self.total,
-            counts.join(", ")
-        )
+        format!("missing: {}", counts.join(", "))
     }
 
     /// The warning a block gives, unless the policy silences it.
     pub fn warning(&self, policy: MissingPolicy) -> Option<String> {
         (self.excluded() > 0 && policy == MissingPolicy::Warn).then(|| {
             format!(
-                "{}; write `missing = \"exclude\"` in the block to accept this without a warning",
-                self.summary()
+                "{} of {} rows left out for missing values (complete cases; {}); write `missing = \"exclude\"` in the block to accept this without a warning",
+                self.excluded(),
+                self.total,
+                self.counts()
             )
         })
     }

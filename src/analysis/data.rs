@@ -115,7 +115,7 @@ fn selected_rows(
             .map(|e| e.columns().join("`, `"))
             .unwrap_or_default();
         format!(
-            "`where = \"{source}\"` is missing on {missing} of {} rows (a value of `{columns}` is missing), so they are left out",
+            "`where = \"{source}\"` is missing on {missing} of {} rows (it reads `{columns}`)",
             data.n_rows
         )
     };
@@ -123,7 +123,7 @@ fn selected_rows(
         _ if missing == 0 => None,
         MissingPolicy::Exclude => None,
         MissingPolicy::Warn => Some(format!(
-            "{}; write `missing = \"exclude\"` in the block to accept this without a warning",
+            "{}, so they are left out; write `missing = \"exclude\"` in the block to accept this without a warning",
             summary()
         )),
         MissingPolicy::Fail => {
@@ -334,16 +334,20 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
     let mut status = Vec::with_capacity(data.n_rows);
     let (mut after_cutoff, mut censored_at_cutoff, mut negative) = (0usize, 0usize, Vec::new());
     for row in 0..data.n_rows {
+        // A patient whose follow-up starts after the cutoff was not yet in the study at the as-of
+        // date, whether or not the end is known.
+        if let (Some(start), Some(c)) = (starts[row], cutoff)
+            && start > c
+        {
+            after_cutoff += 1;
+            continue;
+        }
         let (Some(start), Some(end)) = (starts[row], ends[row]) else {
             keep.push(row);
             times.push(None);
             status.push(None);
             continue;
         };
-        if cutoff.is_some_and(|c| start > c) {
-            after_cutoff += 1;
-            continue;
-        }
         let mut end = end;
         let mut event = events[row];
         if let Some(c) = cutoff
@@ -408,4 +412,59 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
         dataset: Some(out),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use indexmap::IndexMap;
+
+    use crate::analysis::table1::tests::{block, dataset};
+    use crate::analysis::{AnalysisSettings, BlockEnv};
+    use crate::dataset::ColumnData;
+
+    /// At an as-of date, a patient whose follow-up starts after it is not in the study, even when
+    /// the end of follow-up is unknown (it was kept, with a missing time, before).
+    #[test]
+    fn a_start_after_the_cutoff_excludes_the_row_whatever_the_end() {
+        let date = |s: &str| Some(s.parse::<jiff::civil::Date>().unwrap());
+        let data = dataset(
+            "p",
+            vec![
+                (
+                    "start",
+                    ColumnData::Date(vec![
+                        date("2019-01-01"),
+                        date("2021-02-01"),
+                        date("2021-03-01"),
+                    ]),
+                ),
+                (
+                    "end",
+                    ColumnData::Date(vec![date("2020-01-01"), None, date("2021-06-01")]),
+                ),
+                (
+                    "dead",
+                    ColumnData::Boolean(vec![Some(true), None, Some(false)]),
+                ),
+            ],
+        );
+        let datasets: IndexMap<_, _> = [("p".to_string(), data)].into_iter().collect();
+        let settings = AnalysisSettings {
+            cutoff: date("2020-12-31"),
+            ..AnalysisSettings::standalone()
+        };
+        let block = block(
+            "id = \"s\"\nkind = \"survival_time\"\ndata = \"p\"\nstart = \"start\"\nend = \"end\"\nevent = \"dead\"\n",
+        );
+        let results = IndexMap::new();
+        let env = BlockEnv {
+            block: &block,
+            datasets: &datasets,
+            results: &results,
+            settings: &settings,
+        };
+        let out = super::survival_time(&env).unwrap();
+        assert_eq!(out.value["excluded_after_cutoff"], 2, "{}", out.value);
+        assert_eq!(out.dataset.unwrap().n_rows, 1);
+    }
 }

@@ -201,9 +201,7 @@ fn the_missing_policy_silences_or_fails() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(
-            "1 of 7 rows left out for missing values (complete cases; missing: `status == 1` 1)"
-        ),
+        err.contains("1 of 7 rows have a missing analysis variable (missing: `status == 1` 1)"),
         "{err}"
     );
     assert!(
@@ -232,7 +230,7 @@ fn a_where_condition_drops_and_counts_rows_where_it_is_missing() {
         assert_eq!(v["where_missing"], 1, "{kind}");
         let warning = v["warnings"][0].as_str().unwrap_or_default();
         assert!(
-            warning.contains("`where = \"status == 1\"` is missing on 1 of 7 rows (a value of `status` is missing)"),
+            warning.contains("`where = \"status == 1\"` is missing on 1 of 7 rows (it reads `status`), so they are left out"),
             "{kind}: {warning}"
         );
     }

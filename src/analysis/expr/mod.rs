@@ -75,11 +75,29 @@ impl RowExpr {
                 _ => format!("cannot read expression `{source}` at character {at}: {}", e.message),
             }
         })?;
+        let is_category = |i: usize| {
+            data.column(&columns.used[i])
+                .is_some_and(|c| matches!(*c.data, ColumnData::Category { .. }))
+        };
+        if let Some(i) = ordered_category(&expr, &is_category) {
+            let name = &columns.used[i];
+            return Err(format!(
+                "expression `{source}` orders the category `{name}` with `<`, `<=`, `>` or `>=`, which would compare its levels as text, not in their listed order; test the levels you mean with `{name} in [...]`"
+            ));
+        }
         Ok(RowExpr {
             expr,
             columns: columns.used,
             source: source.to_string(),
         })
+    }
+
+    /// The column the expression is, when it is just a column name.
+    pub fn bare_column(&self) -> Option<&str> {
+        match self.expr {
+            Expr::Column(i) => Some(&self.columns[i]),
+            _ => None,
+        }
     }
 
     /// The columns the expression reads.
@@ -140,6 +158,49 @@ impl RowExpr {
             })
         })
     }
+}
+
+/// The first category column (by index) that an ordering comparison (`<`, `<=`, `>`, `>=`) takes as
+/// an operand. R refuses to order an unordered factor (NA with a warning); galley's categories have a
+/// listed level order that text comparison would ignore ("high" < "low"), so it refuses too.
+fn ordered_category(expr: &Expr, is_category: &dyn Fn(usize) -> bool) -> Option<usize> {
+    // The category a value is, when it is one: a column, or a choice between such values.
+    fn category_of(expr: &Expr, is_category: &dyn Fn(usize) -> bool) -> Option<usize> {
+        match expr {
+            Expr::Column(i) if is_category(*i) => Some(*i),
+            Expr::IfElse {
+                then, otherwise, ..
+            } => category_of(then, is_category).or_else(|| category_of(otherwise, is_category)),
+            Expr::Call(Function::Coalesce, args) => {
+                args.iter().find_map(|a| category_of(a, is_category))
+            }
+            _ => None,
+        }
+    }
+    let children: Vec<&Expr> = match expr {
+        Expr::Binary(op, a, b) => {
+            if matches!(op, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+                && let Some(i) = category_of(a, is_category).or_else(|| category_of(b, is_category))
+            {
+                return Some(i);
+            }
+            vec![a, b]
+        }
+        Expr::Literal(_) | Expr::Column(_) => Vec::new(),
+        Expr::List(items) | Expr::Call(_, items) => items.iter().collect(),
+        Expr::Negate(a) | Expr::Not(a) => vec![a],
+        Expr::And(a, b) | Expr::Or(a, b) => vec![a, b],
+        Expr::In { item, list, .. } => vec![item, list],
+        Expr::IsNone { value, .. } => vec![value],
+        Expr::IfElse {
+            condition,
+            then,
+            otherwise,
+        } => vec![condition, then, otherwise],
+    };
+    children
+        .into_iter()
+        .find_map(|c| ordered_category(c, is_category))
 }
 
 /// The type of an expression's value.
@@ -511,6 +572,36 @@ mod tests {
     }
 
     #[test]
+    fn names_with_dots_and_quoted_names_are_columns() {
+        let d = dataset(
+            "d",
+            vec![
+                ("ph.ecog", ColumnData::Integer(vec![Some(2), None])),
+                ("in", ColumnData::Integer(vec![Some(1), Some(0)])),
+                (
+                    "age at entry",
+                    ColumnData::Integer(vec![Some(50), Some(60)]),
+                ),
+            ],
+        );
+        let eval = |s: &str| {
+            let e = RowExpr::compile(s, &d).unwrap_or_else(|m| panic!("{m}"));
+            e.eval_all(
+                &d,
+                crate::limits::Limits::default().time_limit("test", None),
+            )
+            .unwrap()
+        };
+        assert_eq!(eval("ph.ecog >= 2"), [T, NA]);
+        assert_eq!(eval("`in` == 1 and `age at entry` < 55"), [T, F]);
+        assert!(
+            RowExpr::compile("in == 1", &d)
+                .unwrap_err()
+                .contains("backticks")
+        );
+    }
+
+    #[test]
     fn missingness_itself_is_never_missing() {
         assert_eq!(eval_rows("is_missing(status)"), [F, T, F]);
         assert_eq!(eval_rows("status is none"), [F, T, F]);
@@ -554,6 +645,8 @@ mod tests {
         assert!(err("1e-400").contains("out of range"));
         assert!(err("days(age)").contains("`days` takes 2 argument(s), found 1"));
         let limit = || crate::limits::Limits::default().time_limit("test", None);
+        assert!(err("site > 'ribs'").contains("orders the category `site`"));
+        assert!(err("coalesce(site, 'x') <= 'b'").contains("orders the category `site`"));
         let e = RowExpr::compile("site == 2", &d).unwrap();
         let m = e.eval_all(&d, limit()).unwrap_err();
         assert!(m.contains("data row 1 (line 2 of the CSV)"), "{m}");

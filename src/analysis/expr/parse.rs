@@ -144,6 +144,8 @@ enum Token {
     Num(f64),
     Str(String),
     Name(String),
+    /// A column name in backticks: never a keyword or a function.
+    Quoted(String),
     /// Operators and punctuation.
     Sym(&'static str),
     End,
@@ -192,11 +194,21 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
             out.push((Token::Str(text), i));
             i = end;
         } else if c.is_ascii_alphabetic() || c == b'_' {
+            // Names may hold dots, as R's do (`ph.ecog`): there is no attribute access to confuse.
             let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
+            {
                 i += 1;
             }
             out.push((Token::Name(source[start..i].to_string()), start));
+        } else if c == b'`' {
+            // Any other column name is quoted in backticks, as in R: `age at entry`, `in`.
+            let Some(len) = source[i + 1..].find('`') else {
+                return error(i, "the column name starting with ` is never closed");
+            };
+            out.push((Token::Quoted(source[i + 1..i + 1 + len].to_string()), i));
+            i += len + 2;
         } else if let Some(sym) = SYMBOLS.iter().find(|s| source[i..].starts_with(**s)) {
             out.push((Token::Sym(sym), i));
             i += sym.len();
@@ -324,6 +336,7 @@ fn describe(token: &Token) -> String {
         Token::Num(v) => format!("`{v}`"),
         Token::Str(s) => format!("'{s}'"),
         Token::Name(n) => format!("`{n}`"),
+        Token::Quoted(n) => format!("`{n}`"),
         Token::Sym(s) => format!("`{s}`"),
         Token::End => "the end of the expression".into(),
     }
@@ -583,6 +596,10 @@ impl<C: Columns> Parser<'_, C> {
             }
             Token::Sym("[") => self.nested(|p| p.list()),
             Token::Name(name) => self.name(name, offset),
+            Token::Quoted(name) => match self.columns.resolve(&name) {
+                Some(index) => Ok(Expr::Column(index)),
+                None => error(offset, format!("unknown column `{name}`")),
+            },
             other => error(
                 offset,
                 format!(
@@ -612,7 +629,12 @@ impl<C: Columns> Parser<'_, C> {
             "false" | "False" => return Ok(Expr::Literal(Value::Bool(false))),
             "none" | "None" => return Ok(Expr::Literal(Value::Missing)),
             "and" | "or" | "not" | "in" | "is" | "if" | "else" => {
-                return error(offset, format!("`{name}` needs a value before it"));
+                return error(
+                    offset,
+                    format!(
+                        "`{name}` needs a value before it (a column named `{name}` is written in backticks: `{name}`)"
+                    ),
+                );
             }
             _ => {}
         }

@@ -82,7 +82,8 @@ impl std::fmt::Display for Value {
             Value::Missing => f.write_str("none"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Int(v) => write!(f, "{v}"),
-            Value::Num(v) => write!(f, "{v}"),
+            // `{:?}` keeps the decimal point of a whole float (`0.0`), so messages show what was computed.
+            Value::Num(v) => write!(f, "{v:?}"),
             Value::Str(s) => write!(f, "'{s}'"),
             Value::Date(d) => write!(f, "{d}"),
             Value::List(items) => {
@@ -146,10 +147,21 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// A value as an operand in a message: a negative number in parentheses, so that `(-7) ** 70` does
+/// not read as `-(7 ** 70)`.
+fn operand(v: &Value) -> String {
+    match v {
+        Value::Int(i) if *i < 0 => format!("({i})"),
+        Value::Num(x) if *x < 0.0 => format!("({v})"),
+        other => other.to_string(),
+    }
+}
+
 fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Value, String> {
+    let (a_text, b_text) = (operand(a), operand(b));
     let mismatch = || {
         format!(
-            "cannot compute {a} {} {b}: {} needs two numbers, found {} and {}",
+            "cannot compute {a_text} {} {b_text}: {} needs two numbers, found {} and {}",
             op.symbol(),
             op.symbol(),
             a.type_name(),
@@ -174,7 +186,10 @@ fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Value, String> {
         BinOp::Sub => x - y,
         BinOp::Mul => x * y,
         BinOp::Div | BinOp::FloorDiv | BinOp::Mod if y == 0.0 => {
-            return Err(format!("division by zero in {a} {} {b}", op.symbol()));
+            return Err(format!(
+                "division by zero in {a_text} {} {b_text}",
+                op.symbol()
+            ));
         }
         BinOp::Div => x / y,
         BinOp::FloorDiv => (x / y).floor(),
@@ -190,9 +205,10 @@ fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Value, String> {
 
 /// Whole-number arithmetic, as Python's (floor division and modulo), with overflow an error.
 fn integer_op(op: BinOp, x: i64, y: i64) -> Result<i64, String> {
-    let overflow = || format!("{x} {} {y} is too large for a whole number", op.symbol());
+    let (xs, ys) = (operand(&Value::Int(x)), operand(&Value::Int(y)));
+    let overflow = || format!("{xs} {} {ys} is too large for a whole number", op.symbol());
     if matches!(op, BinOp::FloorDiv | BinOp::Mod) && y == 0 {
-        return Err(format!("division by zero in {x} {} {y}", op.symbol()));
+        return Err(format!("division by zero in {xs} {} {ys}", op.symbol()));
     }
     match op {
         BinOp::Add => x.checked_add(y).ok_or_else(overflow),
@@ -203,7 +219,7 @@ fn integer_op(op: BinOp, x: i64, y: i64) -> Result<i64, String> {
         BinOp::Mod => Ok(x - y * floor_div(x, y)),
         BinOp::Pow => {
             let e = u32::try_from(y).map_err(|_| {
-                format!("{x} ** {y}: a whole-number power needs an exponent from 0 to 4294967295 (write {x}.0 ** {y} for a fraction)")
+                format!("{xs} ** {ys}: a whole-number power needs an exponent from 0 to 4294967295 (write {x}.0 ** {y} for a fraction)")
             })?;
             x.checked_pow(e).ok_or_else(overflow)
         }
@@ -239,7 +255,8 @@ fn compare(op: BinOp, a: &Value, b: &Value) -> Result<bool, String> {
             (Some(x), Some(y)) => x.partial_cmp(&y),
             _ => {
                 let hint = match (a, b) {
-                    (Value::Str(_), n) | (n, Value::Str(_)) if n.as_f64().is_some() => {
+                    (Value::Str(_), n @ (Value::Int(_) | Value::Num(_)))
+                    | (n @ (Value::Int(_) | Value::Num(_)), Value::Str(_)) => {
                         format!(" (quote the number to compare text: '{n}')")
                     }
                     _ => String::new(),
