@@ -285,6 +285,23 @@ impl Model {
         }
     }
 
+    /// Index of the variable `name`.
+    pub fn variable(&self, name: &str) -> Option<usize> {
+        self.variables.iter().position(|v| v.name == name)
+    }
+
+    /// A value of variable `v` as the export writes it.
+    pub fn text(&self, v: usize, value: &Value) -> String {
+        let var = &self.variables[v];
+        match value {
+            Value::Missing => var.missing_as.clone(),
+            Value::Bool(b) => var.values[usize::from(!b)].clone(),
+            Value::Number(x) => format!("{x:.*}", var.decimals),
+            Value::Level(l) => l.clone(),
+            Value::Date(d) => d.to_string(),
+        }
+    }
+
     /// A row's value of `v` as of `cutoff` (the follow-up variables; the others as drawn).
     pub fn as_of(&self, row: &Row, v: usize, cutoff: Date) -> Value {
         let (event, censored_by, seen) = match &self.variables[v].kind {

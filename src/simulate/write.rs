@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::civil::Date;
 
-use super::model::{Drawn, Value};
+use super::model::Drawn;
 use super::spec::{Model, SPEC_FILE};
 use super::Simulation;
 use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
@@ -26,18 +26,6 @@ fn line(fields: impl IntoIterator<Item = String>) -> String {
     out
 }
 
-/// A value as the export writes it.
-fn text(model: &Model, v: usize, value: &Value) -> String {
-    let var = &model.variables[v];
-    match value {
-        Value::Missing => var.missing_as.clone(),
-        Value::Bool(b) => var.values[usize::from(!b)].clone(),
-        Value::Number(x) => format!("{x:.*}", var.decimals),
-        Value::Level(l) => l.clone(),
-        Value::Date(d) => d.to_string(),
-    }
-}
-
 /// The main table at `cutoff`.
 fn table_csv(model: &Model, drawn: &Drawn, cutoff: Date) -> String {
     let t = &model.table;
@@ -49,7 +37,7 @@ fn table_csv(model: &Model, drawn: &Drawn, cutoff: Date) -> String {
         out.push_str(&line(std::iter::once(row.id.clone()).chain(
             t.columns
                 .iter()
-                .map(|&v| text(model, v, &model.as_of(row, v, cutoff))),
+                .map(|&v| model.text(v, &model.as_of(row, v, cutoff))),
         )));
     }
     out
