@@ -362,7 +362,7 @@ impl Model {
                     for (level, k) in levels {
                         let eligible: Vec<bool> = (0..n).map(|i| own[i].len() < counts[i]).collect();
                         let member = d.subset_of(&eligible, *k).ok_or_else(|| {
-                            infeasible(format!("{k} parents with `{}` {level}", col.name))
+                            infeasible(format!("{k} parents with `{}` = `{level}`", col.name))
                         })?;
                         for i in (0..n).filter(|&i| member[i]) {
                             own[i].push(level);
@@ -394,7 +394,7 @@ impl Model {
                     let mut free = vec![true; n];
                     for (level, k, also) in marks {
                         let member = d.subset_of(&free, *k).ok_or_else(|| {
-                            infeasible(format!("{k} parents with `{}` {level}", col.name))
+                            infeasible(format!("{k} parents with `{}` = `{level}`", col.name))
                         })?;
                         for i in (0..n).filter(|&i| member[i]) {
                             free[i] = false;

@@ -372,6 +372,8 @@ enum Type {
     Date,
     Bool,
     Level,
+    /// A variable whose definition had an error (already reported): uses of it report nothing more.
+    Failed,
 }
 
 impl Type {
@@ -381,6 +383,7 @@ impl Type {
             Type::Date => "a date",
             Type::Bool => "true or false",
             Type::Level => "a level",
+            Type::Failed => "in error",
         }
     }
 }
@@ -458,6 +461,9 @@ impl Checker<'_> {
             return None;
         };
         let (_, ty, _, as_of) = &self.defined[i];
+        if *ty == Type::Failed {
+            return None;
+        }
         if *as_of {
             self.error_at(
                 format!("`{user}` uses `{n}`, which depends on a snapshot's cutoff; only columns may use it"),
@@ -899,7 +905,7 @@ fn check_variable(
         ("event_seen", v.event_seen.is_some()),
     ];
     let given: Vec<&str> = ways.iter().filter(|w| w.1).map(|w| w.0).collect();
-    let placeholder = (Kind::Is(Condition::default()), Type::Bool, None, false);
+    let placeholder = (Kind::Is(Condition::default()), Type::Failed, None, false);
     if given.len() != 1 {
         c.error_at(
             format!(
@@ -1057,7 +1063,7 @@ fn check_variable(
 fn check_event(c: &mut Checker, v: &VariableSpec) -> (Kind, Type, Option<Vec<String>>, bool) {
     let name = v.name.get_ref().as_str();
     let at = v.name.span().start;
-    let placeholder = (Kind::Is(Condition::default()), Type::Date, None, false);
+    let placeholder = (Kind::Is(Condition::default()), Type::Failed, None, false);
     let Some(from) = &v.from else {
         c.error_at(format!("variable `{name}` needs `from` (the date its time runs from)"), at);
         return placeholder;
