@@ -106,7 +106,9 @@ fn patients(sim: &Simulation, cutoff: jiff::civil::Date) -> Result<Vec<Patient>,
     let model = &sim.model;
     let drawn = sim.draw().map_err(|e| e.to_string())?;
     let text = |row: &galley::simulate::Row, name: &str| {
-        let v = model.variable(name).expect("a variable of the croome2016 spec");
+        let v = model
+            .variable(name)
+            .expect("a variable of the croome2016 spec");
         model.text(v, &model.as_of(row, v, cutoff))
     };
     let date = |s: String| s.parse::<jiff::civil::Date>().expect("a date");

@@ -13,8 +13,8 @@ use jiff::civil::Date;
 
 use super::draws::Draws;
 use super::spec::{
-    Applies, CondValue, Condition, Construction, EventTime, Kind, Law, Model, Parameter,
-    DAYS_PER_YEAR,
+    Applies, CondValue, Condition, Construction, DAYS_PER_YEAR, EventTime, Kind, Law, Model,
+    Parameter,
 };
 use crate::diagnostics::{Diagnostic, Failure, Result};
 
@@ -109,7 +109,8 @@ impl Model {
             order.sort_by(|&a, &b| compare(&rows[a].values[key], &rows[b].values[key]));
         }
         let mut sorted = Vec::with_capacity(rows.len());
-        let mut out_children: Vec<Vec<(usize, Vec<String>)>> = vec![Vec::new(); self.children.len()];
+        let mut out_children: Vec<Vec<(usize, Vec<String>)>> =
+            vec![Vec::new(); self.children.len()];
         for (rank, &i) in order.iter().enumerate() {
             let mut row = rows[i].clone();
             row.id = format!(
@@ -140,7 +141,9 @@ impl Model {
             Kind::Draw {
                 parameter: Some(p), ..
             } => Some(p),
-            Kind::Draw { parameter: None, .. } => self.strata[s].parameters[v].as_ref(),
+            Kind::Draw {
+                parameter: None, ..
+            } => self.strata[s].parameters[v].as_ref(),
             _ => None,
         }
     }
@@ -184,15 +187,9 @@ impl Model {
                         let weights: Vec<f64> = w.iter().map(|x| x.1).collect();
                         Value::Level(levels[w[d.choose(&weights)].0].clone())
                     }
-                    (
-                        Law::Normal,
-                        Parameter::Normal {
-                            mean,
-                            sd,
-                            min,
-                            max,
-                        },
-                    ) => Value::Number((mean + sd * d.normal()).clamp(*min, *max)),
+                    (Law::Normal, Parameter::Normal { mean, sd, min, max }) => {
+                        Value::Number((mean + sd * d.normal()).clamp(*min, *max))
+                    }
                     (Law::Linear, Parameter::Ratio(r)) => {
                         // Density linear from 1 to `r` over (0, 1), inverted.
                         let u = d.uniform();
@@ -280,7 +277,12 @@ impl Model {
                 when,
                 then,
                 otherwise,
-            } => values[if when.holds(values) { *then } else { *otherwise }].clone(),
+            } => values[if when.holds(values) {
+                *then
+            } else {
+                *otherwise
+            }]
+            .clone(),
             Kind::EndOfFollowUp { .. } | Kind::EventSeen { .. } => Value::Missing,
         }
     }
@@ -348,8 +350,7 @@ impl Model {
             counts.swap(i, j);
         }
         let n = counts.len();
-        let mut rows: Vec<Vec<Vec<String>>> =
-            counts.iter().map(|&m| vec![Vec::new(); m]).collect();
+        let mut rows: Vec<Vec<Vec<String>>> = counts.iter().map(|&m| vec![Vec::new(); m]).collect();
         for col in &child.columns {
             match &col.construction {
                 Construction::Spread {
@@ -360,7 +361,8 @@ impl Model {
                     // Parents with each listed level, where their number of rows leaves room.
                     let mut own: Vec<Vec<&str>> = vec![Vec::new(); n];
                     for (level, k) in levels {
-                        let eligible: Vec<bool> = (0..n).map(|i| own[i].len() < counts[i]).collect();
+                        let eligible: Vec<bool> =
+                            (0..n).map(|i| own[i].len() < counts[i]).collect();
                         let member = d.subset_of(&eligible, *k).ok_or_else(|| {
                             infeasible(format!("{k} parents with `{}` = `{level}`", col.name))
                         })?;

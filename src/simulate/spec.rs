@@ -433,11 +433,17 @@ impl Checker<'_> {
         match x {
             Some(x) if x.is_finite() && x > 0.0 => x,
             Some(x) => {
-                self.error_at(format!("`{what}` is {x}, expected a positive number"), offset);
+                self.error_at(
+                    format!("`{what}` is {x}, expected a positive number"),
+                    offset,
+                );
                 1.0
             }
             None => {
-                self.error_at(format!("`{what}` is missing: expected a positive number"), offset);
+                self.error_at(
+                    format!("`{what}` is missing: expected a positive number"),
+                    offset,
+                );
                 1.0
             }
         }
@@ -610,7 +616,9 @@ impl Checker<'_> {
                 };
                 if weights.iter().any(|(_, p)| !(p.is_finite() && *p >= 0.0)) {
                     self.error_at(
-                        format!("`{what}` has a weight that is not a probability (a number from 0 to 1)"),
+                        format!(
+                            "`{what}` has a weight that is not a probability (a number from 0 to 1)"
+                        ),
                         at,
                     );
                 }
@@ -623,39 +631,50 @@ impl Checker<'_> {
                 }
                 Some(Parameter::Weights(weights))
             }
-            Law::Normal => match v.clone().try_into::<NormalSpec>() {
-                Ok(n) => {
-                    if !(n.sd.is_finite() && n.sd > 0.0) {
-                        self.error_at(format!("`{what}.sd` is {}, expected a positive number", n.sd), at);
+            Law::Normal => {
+                match v.clone().try_into::<NormalSpec>() {
+                    Ok(n) => {
+                        if !(n.sd.is_finite() && n.sd > 0.0) {
+                            self.error_at(
+                                format!("`{what}.sd` is {}, expected a positive number", n.sd),
+                                at,
+                            );
+                        }
+                        if !matches!(n.min.partial_cmp(&n.max), Some(std::cmp::Ordering::Less)) {
+                            self.error_at(
+                                format!(
+                                    "`{what}`: expected min < max, found min {} and max {}",
+                                    n.min, n.max
+                                ),
+                                at,
+                            );
+                        }
+                        Some(Parameter::Normal {
+                            mean: n.mean,
+                            sd: n.sd,
+                            min: n.min,
+                            max: n.max,
+                        })
                     }
-                    if !(n.min < n.max) {
+                    Err(e) => {
                         self.error_at(
-                            format!("`{what}`: expected min < max, found min {} and max {}", n.min, n.max),
-                            at,
-                        );
-                    }
-                    Some(Parameter::Normal {
-                        mean: n.mean,
-                        sd: n.sd,
-                        min: n.min,
-                        max: n.max,
-                    })
-                }
-                Err(e) => {
-                    self.error_at(
                         format!("`{what}`: {}; expected `{{ mean = .., sd = .., min = .., max = .. }}`", e.message().trim()),
                         at,
                     );
-                    None
+                        None
+                    }
                 }
-            },
+            }
             Law::Linear => match v {
                 toml::Value::Float(_) | toml::Value::Integer(_) => {
                     let r = self.positive(what, Some(number(v)), at);
                     Some(Parameter::Ratio(r))
                 }
                 _ => {
-                    self.error_at(typed("a positive number (the density at the end relative to the start)"), at);
+                    self.error_at(
+                        typed("a positive number (the density at the end relative to the start)"),
+                        at,
+                    );
                     None
                 }
             },
@@ -720,7 +739,11 @@ impl Model {
             source,
             problems: Vec::new(),
             defined: Vec::new(),
-            all_names: spec.variables.iter().map(|v| v.name.get_ref().clone()).collect(),
+            all_names: spec
+                .variables
+                .iter()
+                .map(|v| v.name.get_ref().clone())
+                .collect(),
         };
 
         // Snapshots.
@@ -760,16 +783,31 @@ impl Model {
                     .hint("add `[[stratum]]` with `name = \"all\"` and `rows = 100`"),
             );
         }
-        let stratum_names: Vec<String> = spec.strata.iter().map(|s| s.name.get_ref().clone()).collect();
+        let stratum_names: Vec<String> = spec
+            .strata
+            .iter()
+            .map(|s| s.name.get_ref().clone())
+            .collect();
         for (i, s) in spec.strata.iter().enumerate() {
             if stratum_names[..i].contains(s.name.get_ref()) {
-                c.error_at(format!("stratum `{}` is defined twice", s.name.get_ref()), s.name.span().start);
+                c.error_at(
+                    format!("stratum `{}` is defined twice", s.name.get_ref()),
+                    s.name.span().start,
+                );
             }
             if *s.rows.get_ref() == 0 {
-                c.error_at(format!("stratum `{}` has 0 rows", s.name.get_ref()), s.rows.span().start);
+                c.error_at(
+                    format!("stratum `{}` has 0 rows", s.name.get_ref()),
+                    s.rows.span().start,
+                );
             }
         }
-        c.defined.push((STRATUM.into(), Type::Level, Some(stratum_names.clone()), false));
+        c.defined.push((
+            STRATUM.into(),
+            Type::Level,
+            Some(stratum_names.clone()),
+            false,
+        ));
         let mut variables = vec![Variable {
             name: STRATUM.into(),
             kind: Kind::Stratum,
@@ -792,13 +830,20 @@ impl Model {
             let name = v.name.get_ref().clone();
             let at = v.name.span().start;
             if c.defined.iter().any(|d| d.0 == name) {
-                let why = if name == STRATUM { "is the name galley gives every row's stratum" } else { "is defined twice" };
+                let why = if name == STRATUM {
+                    "is the name galley gives every row's stratum"
+                } else {
+                    "is defined twice"
+                };
                 c.error_at(format!("variable `{name}` {why}"), at);
             }
             let (kind, ty, levels, as_of) = check_variable(&mut c, v, &spec.strata, &mut strata);
             let missing = v.missing.as_ref().and_then(|m| {
                 if !matches!(kind, Kind::Draw { .. }) {
-                    c.error_at(format!("`{name}.missing`: only a drawn variable can be missing"), m.span().start);
+                    c.error_at(
+                        format!("`{name}.missing`: only a drawn variable can be missing"),
+                        m.span().start,
+                    );
                     return None;
                 }
                 c.parameter(&format!("{name}.missing"), &Law::Bernoulli, m, None)
@@ -858,7 +903,10 @@ impl Model {
                     && s.cutoff < end
                 {
                     c.error_at(
-                        format!("the cutoff {} is before the end of `{}` ({end})", s.cutoff, v.name),
+                        format!(
+                            "the cutoff {} is before the end of `{}` ({end})",
+                            s.cutoff, v.name
+                        ),
                         spec_s.cutoff.span().start,
                     );
                 }
@@ -919,7 +967,13 @@ fn check_variable(
     // Keys that belong to another way of making a variable are errors, not silently ignored.
     let mut stray = |key: &str, present: bool, allowed: bool| {
         if present && !allowed {
-            c.error_at(format!("variable `{name}`: `{key}` does not apply to a variable made with `{}`", given[0]), at);
+            c.error_at(
+                format!(
+                    "variable `{name}`: `{key}` does not apply to a variable made with `{}`",
+                    given[0]
+                ),
+                at,
+            );
         }
     };
     let draw = v.draw.as_ref().map(|d| d.get_ref().as_str());
@@ -937,7 +991,11 @@ fn check_variable(
     stray("at", v.at.is_some(), v.date_between.is_some());
     stray("then", v.then.is_some(), v.if_.is_some());
     stray("else", v.else_.is_some(), v.if_.is_some());
-    stray("censored_by", v.censored_by.is_some(), v.end_of_follow_up.is_some() || v.event_seen.is_some());
+    stray(
+        "censored_by",
+        v.censored_by.is_some(),
+        v.end_of_follow_up.is_some() || v.event_seen.is_some(),
+    );
     let need = |c: &mut Checker, key: &str| {
         c.error_at(format!("variable `{name}` needs `{key}`"), at);
         placeholder.clone()
@@ -954,7 +1012,10 @@ fn check_variable(
             "linear" => Law::Linear,
             "weibull" | "exponential" => return check_event(c, v),
             other => {
-                c.error_at(format!("`draw = \"{other}\"` is not a distribution; expected one of {LAWS}"), d.span().start);
+                c.error_at(
+                    format!("`draw = \"{other}\"` is not a distribution; expected one of {LAWS}"),
+                    d.span().start,
+                );
                 return placeholder;
             }
         };
@@ -967,7 +1028,10 @@ fn check_variable(
             Law::Categorical(l) => Some(l.clone()),
             _ => None,
         };
-        let parameter = v.parameter.as_ref().and_then(|p| c.parameter(name, &law, p, None));
+        let parameter = v
+            .parameter
+            .as_ref()
+            .and_then(|p| c.parameter(name, &law, p, None));
         if v.parameter.is_none() {
             // Every stratum gives it.
             for (s, ss) in strata.iter_mut().zip(strata_spec) {
@@ -991,7 +1055,13 @@ fn check_variable(
                 if let Some(Parameter::Exactly(k)) = parameter
                     && k > s.rows
                 {
-                    c.error_at(format!("`{name}` is exactly {k}, more than stratum `{}`'s {} rows", s.name, s.rows), at);
+                    c.error_at(
+                        format!(
+                            "`{name}` is exactly {k}, more than stratum `{}`'s {} rows",
+                            s.name, s.rows
+                        ),
+                        at,
+                    );
                 }
             }
         }
@@ -1003,34 +1073,62 @@ fn check_variable(
         if let (Some(s), Some(e)) = (s, e)
             && s >= e
         {
-            c.error_at(format!("`{name}`: the period is empty: it starts on {s} and ends on {e}"), end.span().start);
+            c.error_at(
+                format!("`{name}`: the period is empty: it starts on {s} and ends on {e}"),
+                end.span().start,
+            );
         }
-        let Some(at_name) = &v.at else { return need(c, "at (a variable from 0 to 1: the position in the period)") };
-        let Some(at) = c.reference(name, at_name, &[Type::Number]) else { return placeholder };
-        let kind = Kind::DateBetween { start: s.unwrap_or(Date::MIN), end: e.unwrap_or(Date::MAX), at };
+        let Some(at_name) = &v.at else {
+            return need(c, "at (a variable from 0 to 1: the position in the period)");
+        };
+        let Some(at) = c.reference(name, at_name, &[Type::Number]) else {
+            return placeholder;
+        };
+        let kind = Kind::DateBetween {
+            start: s.unwrap_or(Date::MIN),
+            end: e.unwrap_or(Date::MAX),
+            at,
+        };
         return (kind, Type::Date, None, false);
     }
     if let Some(years) = &v.minus_years {
-        let Some(from) = &v.from else { return need(c, "from (a date variable)") };
+        let Some(from) = &v.from else {
+            return need(c, "from (a date variable)");
+        };
         let from = c.reference(name, from, &[Type::Date]);
         let years = c.reference(name, years, &[Type::Number]);
-        let (Some(from), Some(years)) = (from, years) else { return placeholder };
-        return (Kind::DateMinusYears { from, years }, Type::Date, None, false);
+        let (Some(from), Some(years)) = (from, years) else {
+            return placeholder;
+        };
+        return (
+            Kind::DateMinusYears { from, years },
+            Type::Date,
+            None,
+            false,
+        );
     }
     if let Some(cond) = &v.is {
         return (Kind::Is(c.condition(name, cond)), Type::Bool, None, false);
     }
     if let Some(cond) = &v.if_ {
         let when = c.condition(name, cond);
-        let (Some(t), Some(e)) = (&v.then, &v.else_) else { return need(c, "then and else (variables)") };
+        let (Some(t), Some(e)) = (&v.then, &v.else_) else {
+            return need(c, "then and else (variables)");
+        };
         let all = [Type::Number, Type::Date, Type::Bool, Type::Level];
-        let (Some(then), Some(otherwise)) = (c.reference(name, t, &all), c.reference(name, e, &all)) else {
+        let (Some(then), Some(otherwise)) =
+            (c.reference(name, t, &all), c.reference(name, e, &all))
+        else {
             return placeholder;
         };
         let (ty_t, ty_e) = (c.defined[then].1, c.defined[otherwise].1);
         if ty_t != ty_e {
             c.error_at(
-                format!("`{name}`: `then` is {} but `else` is {}; expected the same kind", ty_t.describe(), ty_e.describe()),
+                format!(
+                    "`{name}`: `then` is {} but `else` is {}; expected the same kind",
+                    ty_t.describe(),
+                    ty_e.describe()
+                ),
                 e.span().start,
             );
         }
@@ -1038,7 +1136,16 @@ fn check_variable(
             (Some(a), Some(b)) => Some(a.iter().chain(b).cloned().collect()),
             _ => None,
         };
-        return (Kind::If { when, then, otherwise }, ty_t, levels, false);
+        return (
+            Kind::If {
+                when,
+                then,
+                otherwise,
+            },
+            ty_t,
+            levels,
+            false,
+        );
     }
     let (event_name, seen) = match (&v.end_of_follow_up, &v.event_seen) {
         (Some(e), _) => (e, false),
@@ -1052,11 +1159,23 @@ fn check_variable(
         .flatten()
         .filter_map(|cb| c.reference(name, cb, &[Type::Date]))
         .collect();
-    let Some(event) = event else { return placeholder };
+    let Some(event) = event else {
+        return placeholder;
+    };
     if seen {
-        (Kind::EventSeen { event, censored_by }, Type::Bool, None, true)
+        (
+            Kind::EventSeen { event, censored_by },
+            Type::Bool,
+            None,
+            true,
+        )
     } else {
-        (Kind::EndOfFollowUp { event, censored_by }, Type::Date, None, true)
+        (
+            Kind::EndOfFollowUp { event, censored_by },
+            Type::Date,
+            None,
+            true,
+        )
     }
 }
 
@@ -1065,17 +1184,29 @@ fn check_event(c: &mut Checker, v: &VariableSpec) -> (Kind, Type, Option<Vec<Str
     let at = v.name.span().start;
     let placeholder = (Kind::Is(Condition::default()), Type::Failed, None, false);
     let Some(from) = &v.from else {
-        c.error_at(format!("variable `{name}` needs `from` (the date its time runs from)"), at);
+        c.error_at(
+            format!("variable `{name}` needs `from` (the date its time runs from)"),
+            at,
+        );
         return placeholder;
     };
     let from = c.reference(name, from, &[Type::Date]);
     let unit = match &v.unit {
         Some(u) => unit_days(u.get_ref()).unwrap_or_else(|| {
-            c.error_at(format!("`{name}.unit` is `{}`; expected days, months or years", u.get_ref()), u.span().start);
+            c.error_at(
+                format!(
+                    "`{name}.unit` is `{}`; expected days, months or years",
+                    u.get_ref()
+                ),
+                u.span().start,
+            );
             1.0
         }),
         None => {
-            c.error_at(format!("variable `{name}` needs `unit` (days, months or years)"), at);
+            c.error_at(
+                format!("variable `{name}` needs `unit` (days, months or years)"),
+                at,
+            );
             1.0
         }
     };
@@ -1094,18 +1225,37 @@ fn check_event(c: &mut Checker, v: &VariableSpec) -> (Kind, Type, Option<Vec<Str
         // A hazard ratio h is the time ratio h^(-1/shape) under a Weibull law.
         let time_ratio = match (e.time_ratio, e.hazard_ratio) {
             (Some(t), None) => c.positive(&format!("{name}.effects.time_ratio"), Some(t), eat),
-            (None, Some(h)) => c.positive(&format!("{name}.effects.hazard_ratio"), Some(h), eat).powf(-1.0 / shape),
+            (None, Some(h)) => c
+                .positive(&format!("{name}.effects.hazard_ratio"), Some(h), eat)
+                .powf(-1.0 / shape),
             _ => {
-                c.error_at(format!("an effect of `{name}` needs exactly one of `time_ratio` and `hazard_ratio`"), eat);
+                c.error_at(
+                    format!(
+                        "an effect of `{name}` needs exactly one of `time_ratio` and `hazard_ratio`"
+                    ),
+                    eat,
+                );
                 continue;
             }
         };
         let applies = match (&e.when, &e.per) {
-            (Some(when), None) if e.centre.is_none() && e.step.is_none() => Applies::When(c.condition(name, when)),
+            (Some(when), None) if e.centre.is_none() && e.step.is_none() => {
+                Applies::When(c.condition(name, when))
+            }
             (None, Some(per)) => {
-                let Some(var) = c.reference(name, per, &[Type::Number]) else { continue };
-                let step = c.positive(&format!("{name}.effects.step"), Some(e.step.unwrap_or(1.0)), eat);
-                Applies::Per { var, centre: e.centre.unwrap_or(0.0), step }
+                let Some(var) = c.reference(name, per, &[Type::Number]) else {
+                    continue;
+                };
+                let step = c.positive(
+                    &format!("{name}.effects.step"),
+                    Some(e.step.unwrap_or(1.0)),
+                    eat,
+                );
+                Applies::Per {
+                    var,
+                    centre: e.centre.unwrap_or(0.0),
+                    step,
+                }
             }
             _ => {
                 c.error_at(
@@ -1115,10 +1265,23 @@ fn check_event(c: &mut Checker, v: &VariableSpec) -> (Kind, Type, Option<Vec<Str
                 continue;
             }
         };
-        effects.push(Effect { applies, time_ratio });
+        effects.push(Effect {
+            applies,
+            time_ratio,
+        });
     }
     let Some(from) = from else { return placeholder };
-    (Kind::Event { from, time, unit_days: unit, effects }, Type::Date, None, false)
+    (
+        Kind::Event {
+            from,
+            time,
+            unit_days: unit,
+            effects,
+        },
+        Type::Date,
+        None,
+        false,
+    )
 }
 
 fn check_table(c: &mut Checker, t: &TableSpec) -> Table {
@@ -1131,7 +1294,13 @@ fn check_table(c: &mut Checker, t: &TableSpec) -> Table {
     let order_by = t.id.order_by.as_ref().and_then(|o| {
         let i = column(c, "table.id.order_by", o)?;
         if c.defined[i].1 == Type::Bool {
-            c.error_at(format!("`table.id.order_by` is `{}`, true or false; expected a date, number or level", o.get_ref()), o.span().start);
+            c.error_at(
+                format!(
+                    "`table.id.order_by` is `{}`, true or false; expected a date, number or level",
+                    o.get_ref()
+                ),
+                o.span().start,
+            );
         }
         Some(i)
     });
@@ -1152,9 +1321,12 @@ fn column(c: &mut Checker, user: &str, name: &Spanned<String>) -> Option<usize> 
     if i.is_none() {
         let known: Vec<&str> = c.defined.iter().map(|d| d.0.as_str()).collect();
         c.problems.push(
-            Diagnostic::error(format!("`{user}` names `{}`, which is not a variable of this file", name.get_ref()))
-                .at_offset(c.file, c.source, name.span().start)
-                .hint(format!("variables: {}", known.join(", "))),
+            Diagnostic::error(format!(
+                "`{user}` names `{}`, which is not a variable of this file",
+                name.get_ref()
+            ))
+            .at_offset(c.file, c.source, name.span().start)
+            .hint(format!("variables: {}", known.join(", "))),
         );
     }
     i
@@ -1164,20 +1336,36 @@ fn column(c: &mut Checker, user: &str, name: &Spanned<String>) -> Option<usize> 
 fn plain_file(c: &mut Checker, f: &Spanned<String>) {
     let ok = {
         let p = Path::new(f.get_ref());
-        p.components().count() == 1 && matches!(p.components().next(), Some(std::path::Component::Normal(_)))
+        p.components().count() == 1
+            && matches!(p.components().next(), Some(std::path::Component::Normal(_)))
     };
     if !ok {
-        c.error_at(format!("`{}` is not a plain file name; tables are written inside each snapshot folder", f.get_ref()), f.span().start);
+        c.error_at(
+            format!(
+                "`{}` is not a plain file name; tables are written inside each snapshot folder",
+                f.get_ref()
+            ),
+            f.span().start,
+        );
     }
 }
 
-fn check_child(c: &mut Checker, ch: &ChildSpec, strata: &[Stratum], names: &[String]) -> Option<Child> {
+fn check_child(
+    c: &mut Checker,
+    ch: &ChildSpec,
+    strata: &[Stratum],
+    names: &[String],
+) -> Option<Child> {
     plain_file(c, &ch.file);
     let Some(stratum) = names.iter().position(|n| n == ch.stratum.get_ref()) else {
         c.problems.push(
-            Diagnostic::error(format!("child table `{}` is for stratum `{}`, which is not a stratum of this file", ch.file.get_ref(), ch.stratum.get_ref()))
-                .at_offset(c.file, c.source, ch.stratum.span().start)
-                .hint(format!("strata: {}", names.join(", "))),
+            Diagnostic::error(format!(
+                "child table `{}` is for stratum `{}`, which is not a stratum of this file",
+                ch.file.get_ref(),
+                ch.stratum.get_ref()
+            ))
+            .at_offset(c.file, c.source, ch.stratum.span().start)
+            .hint(format!("strata: {}", names.join(", "))),
         );
         return None;
     };
@@ -1202,42 +1390,93 @@ fn check_child(c: &mut Checker, ch: &ChildSpec, strata: &[Stratum], names: &[Str
             (Some(levels), None) if col.also_other_rows.is_none() && col.unmarked.is_none() => {
                 for (k, &m) in levels {
                     if m > n {
-                        c.error_at(format!("{m} parents with `{}` in `{what}`, more than {n}", k.get_ref()), k.span().start);
+                        c.error_at(
+                            format!(
+                                "{m} parents with `{}` in `{what}`, more than {n}",
+                                k.get_ref()
+                            ),
+                            k.span().start,
+                        );
                     }
                 }
-                let repeat = c.probability(&format!("{cname}.repeat"), col.repeat.unwrap_or(f64::NAN), at);
+                let repeat = c.probability(
+                    &format!("{cname}.repeat"),
+                    col.repeat.unwrap_or(f64::NAN),
+                    at,
+                );
                 let other: Vec<(String, f64)> = col
                     .other_levels
                     .iter()
                     .flatten()
                     .map(|(k, &w)| {
                         if levels.contains_key(k.get_ref().as_str()) {
-                            c.error_at(format!("`{}` is in both `levels_in_parents` and `other_levels`", k.get_ref()), k.span().start);
+                            c.error_at(
+                                format!(
+                                    "`{}` is in both `levels_in_parents` and `other_levels`",
+                                    k.get_ref()
+                                ),
+                                k.span().start,
+                            );
                         }
                         (k.get_ref().clone(), w)
                     })
                     .collect();
-                if other.iter().any(|x| !(x.1.is_finite() && x.1 >= 0.0)) || other.iter().map(|x| x.1).sum::<f64>() <= 0.0 {
-                    c.error_at(format!("`{cname}.other_levels` must be non-negative weights, not all zero"), at);
+                if other.iter().any(|x| !(x.1.is_finite() && x.1 >= 0.0))
+                    || other.iter().map(|x| x.1).sum::<f64>() <= 0.0
+                {
+                    c.error_at(
+                        format!(
+                            "`{cname}.other_levels` must be non-negative weights, not all zero"
+                        ),
+                        at,
+                    );
                 }
-                Construction::Spread { levels: levels.iter().map(|(k, &m)| (k.get_ref().clone(), m)).collect(), repeat, other }
+                Construction::Spread {
+                    levels: levels
+                        .iter()
+                        .map(|(k, &m)| (k.get_ref().clone(), m))
+                        .collect(),
+                    repeat,
+                    other,
+                }
             }
             (None, Some(marks)) if col.repeat.is_none() && col.other_levels.is_none() => {
                 let total: usize = marks.values().sum();
                 if total > n {
-                    c.error_at(format!("`{cname}.marked_parents` adds up to {total} parents, more than {n}"), at);
+                    c.error_at(
+                        format!(
+                            "`{cname}.marked_parents` adds up to {total} parents, more than {n}"
+                        ),
+                        at,
+                    );
                 }
                 let also = col.also_other_rows.clone().unwrap_or_default();
                 for (k, &p) in &also {
                     if !marks.contains_key(k.get_ref().as_str()) {
-                        c.error_at(format!("`{}` is in `also_other_rows` but not in `marked_parents`", k.get_ref()), k.span().start);
+                        c.error_at(
+                            format!(
+                                "`{}` is in `also_other_rows` but not in `marked_parents`",
+                                k.get_ref()
+                            ),
+                            k.span().start,
+                        );
                     }
-                    c.probability(&format!("{cname}.also_other_rows.{}", k.get_ref()), p, k.span().start);
+                    c.probability(
+                        &format!("{cname}.also_other_rows.{}", k.get_ref()),
+                        p,
+                        k.span().start,
+                    );
                 }
                 Construction::Mark {
                     marks: marks
                         .iter()
-                        .map(|(k, &m)| (k.get_ref().clone(), m, also.get(k.get_ref().as_str()).copied()))
+                        .map(|(k, &m)| {
+                            (
+                                k.get_ref().clone(),
+                                m,
+                                also.get(k.get_ref().as_str()).copied(),
+                            )
+                        })
                         .collect(),
                     unmarked: col.unmarked.clone().unwrap_or_default(),
                 }
@@ -1250,7 +1489,10 @@ fn check_child(c: &mut Checker, ch: &ChildSpec, strata: &[Stratum], names: &[Str
                 continue;
             }
         };
-        columns.push(ChildColumn { name: cname.clone(), construction });
+        columns.push(ChildColumn {
+            name: cname.clone(),
+            construction,
+        });
     }
     Some(Child {
         file: ch.file.get_ref().clone(),

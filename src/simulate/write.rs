@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use jiff::civil::Date;
 
+use super::Simulation;
 use super::model::Drawn;
 use super::spec::{Model, SPEC_FILE};
-use super::Simulation;
 use crate::diagnostics::{Diagnostic, Failure, Result, io_error};
 use crate::output::{OutputFiles, write_atomically};
 
@@ -21,7 +21,11 @@ fn field(text: &str) -> String {
 }
 
 fn line(fields: impl IntoIterator<Item = String>) -> String {
-    let mut out = fields.into_iter().map(|f| field(&f)).collect::<Vec<_>>().join(",");
+    let mut out = fields
+        .into_iter()
+        .map(|f| field(&f))
+        .collect::<Vec<_>>()
+        .join(",");
     out.push('\n');
     out
 }
@@ -34,11 +38,13 @@ fn table_csv(model: &Model, drawn: &Drawn, cutoff: Date) -> String {
             .chain(t.columns.iter().map(|&v| model.variables[v].name.clone())),
     );
     for row in &drawn.rows {
-        out.push_str(&line(std::iter::once(row.id.clone()).chain(
-            t.columns
-                .iter()
-                .map(|&v| model.text(v, &model.as_of(row, v, cutoff))),
-        )));
+        out.push_str(&line(
+            std::iter::once(row.id.clone()).chain(
+                t.columns
+                    .iter()
+                    .map(|&v| model.text(v, &model.as_of(row, v, cutoff))),
+            ),
+        ));
     }
     out
 }
@@ -259,4 +265,3 @@ pub fn run(study_dir: &Path, check: bool, companions: &[PathBuf]) -> Result<Repo
     }
     Ok(report)
 }
-

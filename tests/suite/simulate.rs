@@ -314,25 +314,38 @@ fn spec_errors_are_located() {
     );
     fails(
         &spec.replacen("when = { grade = \"G3\" }", "when = { grade = \"G4\" }", 1),
-        &["`G4` is not a level of `grade` (in `death`)", "levels: G1, G2, G3"],
+        &[
+            "`G4` is not a level of `grade` (in `death`)",
+            "levels: G1, G2, G3",
+        ],
     );
     // The censoring variable removed: the follow-up says which name it cannot find.
     let start = spec.find("# Latent time to loss to follow-up").unwrap();
-    let end = spec[start..].find("[[variable]]\nname = \"bone_mets\"").unwrap() + start;
+    let end = spec[start..]
+        .find("[[variable]]\nname = \"bone_mets\"")
+        .unwrap()
+        + start;
     let without_loss = format!("{}{}", &spec[..start], &spec[end..]);
     let (ok, err) = simulate_spec(&without_loss);
     assert!(
-        !ok && err.contains("`last_contact_date` uses `loss`, which is not a variable of this file"),
+        !ok && err
+            .contains("`last_contact_date` uses `loss`, which is not a variable of this file"),
         "{err}"
     );
     // Values out of range, with what was expected.
     fails(
         &spec.replacen("sex = 0.47", "sex = 1.47", 1),
-        &["`liver_only.sex` is 1.47, expected a probability in [0, 1]", &at("sex = 0.47")],
+        &[
+            "`liver_only.sex` is 1.47, expected a probability in [0, 1]",
+            &at("sex = 0.47"),
+        ],
     );
     fails(
         &spec.replacen("R2 = 0.30", "R2 = 0.40", 1),
-        &["the probabilities of `liver_only.margin` add up to 1.1", "expected 1"],
+        &[
+            "the probabilities of `liver_only.margin` add up to 1.1",
+            "expected 1",
+        ],
     );
     fails(
         &spec.replacen("major = { exactly = 15 }", "major = { exactly = 26 }", 1),
@@ -348,7 +361,10 @@ fn spec_errors_are_located() {
     );
     fails(
         &spec.replacen("unit = \"months\"", "unit = \"weeks\"", 1),
-        &["`death.unit` is `weeks`; expected days, months or years", &at("unit = \"months\"")],
+        &[
+            "`death.unit` is `weeks`; expected days, months or years",
+            &at("unit = \"months\""),
+        ],
     );
     fails(
         &spec.replacen("\"functional\",\n", "\"functionl\",\n", 1),
@@ -387,21 +403,31 @@ fn a_new_study_simulates_its_cohort_deterministically() {
     std::fs::remove_file(&csv).unwrap();
     let out = simulate_dir(&study, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(std::fs::read(&csv).unwrap() == committed, "simulate is not deterministic");
+    assert!(
+        std::fs::read(&csv).unwrap() == committed,
+        "simulate is not deterministic"
+    );
     let rows = read_csv(&csv);
     assert_eq!(rows.len(), 120);
     assert_eq!(rows.iter().filter(|r| r["arm"] == "new").count(), 60);
     assert_eq!(rows[0]["id"], "P001");
     let cutoff = "2023-06-30";
     for r in &rows {
-        assert!(r["enrolled"] <= r["last_contact"] && r["last_contact"].as_str() <= cutoff, "{r:?}");
+        assert!(
+            r["enrolled"] <= r["last_contact"] && r["last_contact"].as_str() <= cutoff,
+            "{r:?}"
+        );
         let age: u32 = r["age"].parse().unwrap();
         assert!((18..=90).contains(&age), "{r:?}");
     }
     // A changed parameter changes the data, and only what depends on it: the same enrolment dates.
     let spec_path = study.join("simulation.toml");
     let spec = std::fs::read_to_string(&spec_path).unwrap();
-    std::fs::write(&spec_path, spec.replacen("median = 30.0", "median = 60.0", 1)).unwrap();
+    std::fs::write(
+        &spec_path,
+        spec.replacen("median = 30.0", "median = 60.0", 1),
+    )
+    .unwrap();
     let out = simulate_dir(&study, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let longer = read_csv(&csv);
@@ -422,7 +448,10 @@ fn the_guide_shows_the_template_spec() {
     let guide = std::fs::read(root().join("docs/examples/simulation.toml")).unwrap();
     let template =
         std::fs::read(root().join("templates/new/cohort-survival/simulation.toml")).unwrap();
-    assert!(guide == template, "docs/examples/simulation.toml differs from the template's");
+    assert!(
+        guide == template,
+        "docs/examples/simulation.toml differs from the template's"
+    );
 }
 
 /// The flagship study builds from the committed snapshot and every published figure of the abstract is
