@@ -430,3 +430,86 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
         _ => Ordering::Equal,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+seed = 3
+[[snapshot]]
+cutoff = 2015-08-31
+path = "a"
+[[stratum]]
+name = "s"
+rows = 1
+[[variable]]
+name = "start"
+draw = "linear"
+parameter = 1.0
+[[variable]]
+name = "entry"
+date_between = [2010-01-01, 2010-01-02]
+at = "start"
+[[variable]]
+name = "event"
+draw = "exponential"
+from = "entry"
+rate = 1.0
+unit = "days"
+[[variable]]
+name = "end"
+end_of_follow_up = "event"
+censored_by = ["censor"]
+[[variable]]
+name = "censor"
+draw = "exponential"
+from = "entry"
+rate = 1.0
+unit = "days"
+[table]
+file = "t.csv"
+id = { column = "id", digits = 1 }
+columns = []
+"#;
+
+    #[test]
+    fn follow_up_is_the_earliest_of_event_censoring_and_cutoff() {
+        // `end` names `censor`, defined below it: an error, not a silent reorder.
+        let err = Model::parse(SPEC, std::path::Path::new("simulation.toml")).unwrap_err();
+        assert!(err.to_string().contains("defined below it"), "{err}");
+        let spec = SPEC.replace("censored_by = [\"censor\"]", "censored_by = []");
+        let model = Model::parse(&spec, std::path::Path::new("simulation.toml")).unwrap();
+        let date = |s: &str| s.parse::<Date>().unwrap();
+        let mut row = Row {
+            id: "1".into(),
+            values: vec![
+                Value::Level("s".into()),
+                Value::Number(0.5),
+                Value::Date(date("2010-01-01")),
+                Value::Date(date("2017-03-01")),
+                Value::Missing,
+                Value::Date(date("2030-01-01")),
+            ],
+        };
+        let end = model.variable("end").unwrap();
+        assert_eq!(
+            model.as_of(&row, end, date("2015-08-31")),
+            Value::Date(date("2015-08-31"))
+        );
+        assert_eq!(
+            model.as_of(&row, end, date("2020-08-31")),
+            Value::Date(date("2017-03-01"))
+        );
+        // A censoring date before the event ends follow-up there.
+        let mut censored = model.clone();
+        if let Kind::EndOfFollowUp { censored_by, .. } = &mut censored.variables[end].kind {
+            censored_by.push(5);
+        }
+        row.values[5] = Value::Date(date("2016-01-01"));
+        assert_eq!(
+            censored.as_of(&row, end, date("2020-08-31")),
+            Value::Date(date("2016-01-01"))
+        );
+    }
+}
