@@ -7,7 +7,8 @@
 //! cargo run --example calibrate_croome -- show 1234 [key=value ...]        # one seed in detail
 //! ```
 //!
-//! `key=value` overrides a value of the spec (dotted path, TOML value: `death.shape=1.3`).
+//! `key=value` overrides a value of the spec: a variable's key (`death.shape=1.3`) or a stratum's
+//! parameter (`liver_only.sex=0.5`, `bone_mets.age.mean=56.0`), the value in TOML.
 //! The analysis: propensity score by logistic regression on age (years), sex, primary group (GNET /
 //! PNET / other), grade (missing = "unknown"), functional status, synchronous disease and year of
 //! resection; nearest-neighbour matching 1:4 on the logit without replacement, caliper 0.2 SD; then in
@@ -16,7 +17,7 @@
 
 use std::path::Path;
 
-use galley::simulate::{Cohort, Group, SPEC_FILE, Simulation};
+use galley::simulate::{SPEC_FILE, Simulation};
 use galley_stats::design::Covariate;
 use galley_stats::hypothesis::{CrossTab, chisq_test, fisher_test};
 use galley_stats::km::{KmOptions, kaplan_meier};
@@ -84,11 +85,61 @@ fn months(a: jiff::civil::Date, b: jiff::civil::Date) -> f64 {
     (b - a).get_days() as f64 / (365.25 / 12.0)
 }
 
-fn analyse(cohort: &Cohort, cutoff: jiff::civil::Date) -> Result<Metrics, String> {
-    let ps = &cohort.patients;
+/// What the analysis reads of a simulated patient, as the study's CSV shows it at a cutoff.
+struct Patient {
+    id: String,
+    bone_mets: bool,
+    female: bool,
+    birth_date: jiff::civil::Date,
+    resection_date: jiff::civil::Date,
+    primary_group: &'static str,
+    grade: String,
+    functional: bool,
+    synchronous: bool,
+    segments_resected: u32,
+    last_contact_date: jiff::civil::Date,
+    dead: bool,
+}
+
+/// The simulated patients at `cutoff`, read through the spec's variable names.
+fn patients(sim: &Simulation, cutoff: jiff::civil::Date) -> Result<Vec<Patient>, String> {
+    let model = &sim.model;
+    let drawn = sim.draw().map_err(|e| e.to_string())?;
+    let text = |row: &galley::simulate::Row, name: &str| {
+        let v = model
+            .variable(name)
+            .expect("a variable of the croome2016 spec");
+        model.text(v, &model.as_of(row, v, cutoff))
+    };
+    let date = |s: String| s.parse::<jiff::civil::Date>().expect("a date");
+    Ok(drawn
+        .rows
+        .iter()
+        .map(|r| Patient {
+            id: r.id.clone(),
+            bone_mets: text(r, "bone_mets") == "yes",
+            female: text(r, "sex") == "female",
+            birth_date: date(text(r, "birth_date")),
+            resection_date: date(text(r, "resection_date")),
+            primary_group: match text(r, "primary_site").as_str() {
+                "small_bowel" | "appendix" | "colorectal" | "stomach" => "GNET",
+                "pancreas" => "PNET",
+                _ => "other",
+            },
+            grade: text(r, "grade").replace("missing", "unknown"),
+            functional: text(r, "functional") == "yes",
+            synchronous: text(r, "synchronous") == "yes",
+            segments_resected: text(r, "segments_resected").parse().expect("a number"),
+            last_contact_date: date(text(r, "last_contact_date")),
+            dead: text(r, "vital_status") == "dead",
+        })
+        .collect())
+}
+
+fn analyse(ps: &[Patient]) -> Result<Metrics, String> {
     let n = ps.len();
     let ids: Vec<String> = ps.iter().map(|p| p.id.clone()).collect();
-    let treat: Vec<bool> = ps.iter().map(|p| p.group == Group::BoneMets).collect();
+    let treat: Vec<bool> = ps.iter().map(|p| p.bone_mets).collect();
     let cat = |name: &str, levels: &[&str], f: &dyn Fn(usize) -> &'static str| {
         let codes = (0..n)
             .map(|i| levels.iter().position(|l| *l == f(i)).expect("level"))
@@ -107,10 +158,13 @@ fn analyse(cohort: &Cohort, cutoff: jiff::civil::Date) -> Result<Metrics, String
             if ps[i].female { "female" } else { "male" }
         }),
         cat("primary_group", &["GNET", "PNET", "other"], &|i| {
-            ps[i].primary_group()
+            ps[i].primary_group
         }),
         cat("grade", &["G1", "G2", "G3", "unknown"], &|i| {
-            ps[i].grade.unwrap_or("unknown")
+            ["G1", "G2", "G3", "unknown"]
+                .into_iter()
+                .find(|g| *g == ps[i].grade)
+                .expect("a grade")
         }),
         cat("functional", &["no", "yes"], &|i| yn(ps[i].functional)),
         cat("synchronous", &["no", "yes"], &|i| yn(ps[i].synchronous)),
@@ -136,12 +190,9 @@ fn analyse(cohort: &Cohort, cutoff: jiff::civil::Date) -> Result<Metrics, String
     rows.sort();
     let time: Vec<f64> = rows
         .iter()
-        .map(|&i| {
-            let f = ps[i].follow_up(cutoff);
-            months(ps[i].resection_date, f.last_contact_date)
-        })
+        .map(|&i| months(ps[i].resection_date, ps[i].last_contact_date))
         .collect();
-    let event: Vec<bool> = rows.iter().map(|&i| ps[i].follow_up(cutoff).dead).collect();
+    let event: Vec<bool> = rows.iter().map(|&i| ps[i].dead).collect();
     let group: Vec<usize> = rows.iter().map(|&i| usize::from(!treat[i])).collect();
     let labels = ["LB", "L"];
     let km = kaplan_meier(&time, &event, &group, &labels, &KmOptions::default())
@@ -165,21 +216,16 @@ fn analyse(cohort: &Cohort, cutoff: jiff::civil::Date) -> Result<Metrics, String
     let lb: Vec<usize> = rows
         .iter()
         .copied()
-        .filter(|&i| treat[i] && ps[i].primary_group() != "other")
+        .filter(|&i| treat[i] && ps[i].primary_group != "other")
         .collect();
     let t_lb: Vec<f64> = lb
         .iter()
-        .map(|&i| {
-            months(
-                ps[i].resection_date,
-                ps[i].follow_up(cutoff).last_contact_date,
-            )
-        })
+        .map(|&i| months(ps[i].resection_date, ps[i].last_contact_date))
         .collect();
-    let e_lb: Vec<bool> = lb.iter().map(|&i| ps[i].follow_up(cutoff).dead).collect();
+    let e_lb: Vec<bool> = lb.iter().map(|&i| ps[i].dead).collect();
     let g_lb: Vec<usize> = lb
         .iter()
-        .map(|&i| usize::from(ps[i].primary_group() == "PNET"))
+        .map(|&i| usize::from(ps[i].primary_group == "PNET"))
         .collect();
     let (median_gnet, median_pnet) = if g_lb.contains(&0) && g_lb.contains(&1) {
         let k = kaplan_meier(
@@ -220,6 +266,15 @@ fn analyse(cohort: &Cohort, cutoff: jiff::civil::Date) -> Result<Metrics, String
     })
 }
 
+/// The element of the array of tables `array` whose `name` is `name`.
+fn element<'a>(doc: &'a mut toml::Table, array: &str, name: &str) -> Option<&'a mut toml::Table> {
+    doc.get_mut(array)?
+        .as_array_mut()?
+        .iter_mut()
+        .filter_map(|t| t.as_table_mut())
+        .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+}
+
 fn spec_text(overrides: &[String]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("study/croome2016")
@@ -236,8 +291,17 @@ fn spec_text(overrides: &[String]) -> String {
             .remove("v")
             .unwrap();
         let parts: Vec<&str> = key.split('.').collect();
-        let mut table = &mut doc;
-        for p in &parts[..parts.len() - 1] {
+        // The first part names a `[[variable]]` or a `[[stratum]]` (whose `parameters` follow).
+        let first = parts[0];
+        let mut table = if element(&mut doc, "variable", first).is_some() {
+            element(&mut doc, "variable", first).unwrap()
+        } else {
+            element(&mut doc, "stratum", first)
+                .and_then(|t| t.get_mut("parameters"))
+                .and_then(|t| t.as_table_mut())
+                .unwrap_or_else(|| panic!("no variable or stratum `{first}` in {key}"))
+        };
+        for p in &parts[1..parts.len() - 1] {
             table = table
                 .get_mut(*p)
                 .and_then(|v| v.as_table_mut())
@@ -251,9 +315,8 @@ fn spec_text(overrides: &[String]) -> String {
 fn run_seed(text: &str, seed: u64) -> Result<Metrics, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("study/croome2016");
     let mut sim = Simulation::parse(&dir, text, &dir.join(SPEC_FILE)).map_err(|e| e.to_string())?;
-    sim.spec.seed = seed;
-    let cohort = sim.cohort().map_err(|e| e.to_string())?;
-    analyse(&cohort, sim.cutoffs[0])
+    sim.model.seed = seed;
+    analyse(&patients(&sim, sim.model.snapshots[0].cutoff)?)
 }
 
 fn quantiles(mut v: Vec<f64>) -> String {
@@ -290,10 +353,10 @@ fn main() {
                 // The later snapshots of the same cohort (same matched sets, longer follow-up).
                 let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("study/croome2016");
                 let mut sim = Simulation::parse(&dir, &text, &dir.join(SPEC_FILE)).unwrap();
-                sim.spec.seed = *s;
-                let cohort = sim.cohort().unwrap();
-                for cutoff in &sim.cutoffs[1..] {
-                    let m = analyse(&cohort, *cutoff);
+                sim.model.seed = *s;
+                for snapshot in &sim.model.snapshots[1..] {
+                    let cutoff = snapshot.cutoff;
+                    let m = patients(&sim, cutoff).and_then(|ps| analyse(&ps));
                     println!("at cutoff {cutoff}: {m:?}");
                 }
             }

@@ -32,6 +32,7 @@ pub const TEMPLATES: &[Template] = &[Template {
         "manuscript/main.md",
         "references.bib",
         "README.md",
+        "simulation.toml",
     ),
 }];
 

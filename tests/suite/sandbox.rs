@@ -781,7 +781,7 @@ fn verify_refuses_a_provenance_record_naming_files_outside() {
 fn simulation_spec(snapshots: &str) -> String {
     let spec = std::fs::read_to_string(root().join("study/croome2016/simulation.toml")).unwrap();
     let start = spec.find("[[snapshot]]").unwrap();
-    let end = spec.find("[liver_only]").unwrap();
+    let end = spec.find("[[stratum]]").unwrap();
     format!("{}{snapshots}\n{}", &spec[..start], &spec[end..])
 }
 

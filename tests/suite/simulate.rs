@@ -1,6 +1,6 @@
 //! `galley simulate`: the committed snapshots of `study/croome2016` are exactly what the command writes,
-//! the snapshots agree with each other, the bone-metastasis group has the published counts, and
-//! spec errors are located.
+//! the snapshots agree with each other, the bone-metastasis group has the published counts, spec
+//! errors are located, and a second model (the `galley new` template's) draws through the same code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -264,43 +264,194 @@ fn simulate_spec(spec: &str) -> (bool, String) {
 fn spec_errors_are_located() {
     let spec = std::fs::read_to_string(root().join("study/croome2016/simulation.toml")).unwrap();
     let line_of = |needle: &str| spec.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let at = |needle: &str| format!("simulation.toml:{}:", line_of(needle));
+    let fails = |text: &str, wants: &[&str]| {
+        let (ok, err) = simulate_spec(text);
+        assert!(!ok, "accepted: {wants:?}");
+        for w in wants {
+            assert!(err.contains(w), "missing `{w}` in:\n{err}");
+        }
+    };
 
     // An unknown key names the key and its line.
-    let typo = spec.replacen("female = 0.47", "femal = 0.47", 1);
-    let (ok, err) = simulate_spec(&typo);
-    assert!(!ok);
+    fails(
+        &spec.replacen("draw = \"linear\"", "drw = \"linear\"", 1),
+        &["unknown field `drw`", &at("draw = \"linear\"")],
+    );
+    // A stratum's parameter for a variable the file does not have.
+    fails(
+        &spec.replacen("sex = 0.47", "sx = 0.47", 1),
+        &[
+            "stratum `liver_only` gives a parameter for `sx`, which is not a variable of this file",
+            &at("sex = 0.47"),
+        ],
+    );
+    // ... and then the variable misses its parameter in that stratum.
+    fails(
+        &spec.replacen("sex = 0.47", "sx = 0.47", 1),
+        &["variable `sex` has no `parameter`, and stratum `liver_only` gives none for it"],
+    );
+    // A level that is not among the variable's levels points at the line.
+    fails(
+        &spec.replacen("Florida = 0.15", "Jacksonville = 0.15", 1),
+        &[
+            "`Jacksonville` is not a level of `liver_only.center`",
+            &at("Florida = 0.15"),
+            "levels: Rochester, Florida",
+        ],
+    );
+    // A variable used before it is defined, and one that does not exist.
+    fails(
+        &spec.replacen("at = \"accrual\"", "at = \"age\"", 1),
+        &[
+            "`resection_date` uses `age`, which is defined below it",
+            &at("at = \"accrual\""),
+        ],
+    );
+    fails(
+        &spec.replacen("when = { grade = \"G3\" }", "when = { grad = \"G3\" }", 1),
+        &["`death` uses `grad`, which is not a variable of this file"],
+    );
+    fails(
+        &spec.replacen("when = { grade = \"G3\" }", "when = { grade = \"G4\" }", 1),
+        &[
+            "`G4` is not a level of `grade` (in `death`)",
+            "levels: G1, G2, G3",
+        ],
+    );
+    // The censoring variable removed: the follow-up says which name it cannot find.
+    let start = spec.find("# Latent time to loss to follow-up").unwrap();
+    let end = spec[start..]
+        .find("[[variable]]\nname = \"bone_mets\"")
+        .unwrap()
+        + start;
+    let without_loss = format!("{}{}", &spec[..start], &spec[end..]);
+    let (ok, err) = simulate_spec(&without_loss);
     assert!(
-        err.contains("femal")
-            && err.contains(&format!("simulation.toml:{}", line_of("female = 0.47"))),
+        !ok && err
+            .contains("`last_contact_date` uses `loss`, which is not a variable of this file"),
         "{err}"
     );
+    // Values out of range, with what was expected.
+    fails(
+        &spec.replacen("sex = 0.47", "sex = 1.47", 1),
+        &[
+            "`liver_only.sex` is 1.47, expected a probability in [0, 1]",
+            &at("sex = 0.47"),
+        ],
+    );
+    fails(
+        &spec.replacen("R2 = 0.30", "R2 = 0.40", 1),
+        &[
+            "the probabilities of `liver_only.margin` add up to 1.1",
+            "expected 1",
+        ],
+    );
+    fails(
+        &spec.replacen("major = { exactly = 15 }", "major = { exactly = 26 }", 1),
+        &["`bone_mets.major` is exactly 26, more than the stratum's 25 rows"],
+    );
+    fails(
+        &spec.replacen("draw = \"weibull\"", "draw = \"weibul\"", 1),
+        &["`draw = \"weibul\"` is not a distribution; expected one of bernoulli"],
+    );
+    fails(
+        &spec.replacen("shape = 1.2", "shape = -1.2", 1),
+        &["`death.shape` is -1.2, expected a positive number"],
+    );
+    fails(
+        &spec.replacen("unit = \"months\"", "unit = \"weeks\"", 1),
+        &[
+            "`death.unit` is `weeks`; expected days, months or years",
+            &at("unit = \"months\""),
+        ],
+    );
+    fails(
+        &spec.replacen("\"functional\",\n", "\"functionl\",\n", 1),
+        &["`table.columns` names `functionl`, which is not a variable of this file"],
+    );
+    // Exact counts that cannot be met.
+    fails(
+        &spec.replacen("spine = 17", "spine = 26", 1),
+        &["26 parents with `spine` in `bone_lesions.csv`, more than 25"],
+    );
+    fails(
+        &spec.replacen("rfa = 2", "rfa = 20", 1),
+        &["`treatment.marked_parents` adds up to 31 parents, more than 25"],
+    );
+}
 
-    // A level that is not in the export's layout points at the key.
-    let level = spec.replacen("Florida = 0.15", "Jacksonville = 0.15", 1);
-    let (ok, err) = simulate_spec(&level);
-    assert!(!ok);
-    assert!(
-        err.contains("`Jacksonville` is not a level of `liver_only.center`"),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("simulation.toml:{}", line_of("Florida = 0.15"))),
-        "{err}"
-    );
+fn simulate_dir(study: &Path, args: &[&str]) -> std::process::Output {
+    galley(
+        &[&["simulate", study.to_str().unwrap()][..], args].concat(),
+        study.parent().unwrap(),
+    )
+}
 
-    // Probabilities that do not add up to 1, and published counts that cannot be met.
-    let sum = spec.replacen("female = 0.47", "female = 1.47", 1);
-    let (ok, err) = simulate_spec(&sum);
-    assert!(!ok && err.contains("liver_only.female"), "{err}");
-    let infeasible = spec.replacen("spine = 17", "spine = 26", 1);
-    let (ok, err) = simulate_spec(&infeasible);
+/// A second, different model through the same code: a fresh `galley new` study's committed data are
+/// what its `simulation.toml` draws, and drawing again gives the same bytes.
+#[test]
+fn a_new_study_simulates_its_cohort_deterministically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = galley(&["new", "demo"], tmp.path());
+    assert!(made.status.success(), "{}", stderr(&made));
+    let study = tmp.path().join("demo");
+    let csv = study.join("data/patients.csv");
+    let committed = std::fs::read(&csv).unwrap();
+    let out = simulate_dir(&study, &["--check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(&csv).unwrap();
+    let out = simulate_dir(&study, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        !ok && err.contains("26 patients with `spine` lesions, more than 25"),
-        "{err}"
+        std::fs::read(&csv).unwrap() == committed,
+        "simulate is not deterministic"
     );
-    let missing = spec.replacen("[loss_to_follow_up]\nrate_per_year = 0.03\n", "", 1);
-    let (ok, err) = simulate_spec(&missing);
-    assert!(!ok && err.contains("loss_to_follow_up"), "{err}");
+    let rows = read_csv(&csv);
+    assert_eq!(rows.len(), 120);
+    assert_eq!(rows.iter().filter(|r| r["arm"] == "new").count(), 60);
+    assert_eq!(rows[0]["id"], "P001");
+    let cutoff = "2023-06-30";
+    for r in &rows {
+        assert!(
+            r["enrolled"] <= r["last_contact"] && r["last_contact"].as_str() <= cutoff,
+            "{r:?}"
+        );
+        let age: u32 = r["age"].parse().unwrap();
+        assert!((18..=90).contains(&age), "{r:?}");
+    }
+    // A changed parameter changes the data, and only what depends on it: the same enrolment dates.
+    let spec_path = study.join("simulation.toml");
+    let spec = std::fs::read_to_string(&spec_path).unwrap();
+    std::fs::write(
+        &spec_path,
+        spec.replacen("median = 30.0", "median = 60.0", 1),
+    )
+    .unwrap();
+    let out = simulate_dir(&study, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let longer = read_csv(&csv);
+    assert!(std::fs::read(&csv).unwrap() != committed);
+    for (a, b) in rows.iter().zip(&longer) {
+        for column in ["id", "arm", "age", "sex", "stage", "enrolled"] {
+            assert_eq!(a[column], b[column], "{column}");
+        }
+    }
+    // The study builds from the data it drew.
+    let built = galley(&["-q", "check", "demo"], tmp.path());
+    assert!(built.status.success(), "{}", stderr(&built));
+}
+
+/// The guide's example spec is the template's, so the guide shows a spec that runs.
+#[test]
+fn the_guide_shows_the_template_spec() {
+    let guide = std::fs::read(root().join("docs/examples/simulation.toml")).unwrap();
+    let template =
+        std::fs::read(root().join("templates/new/cohort-survival/simulation.toml")).unwrap();
+    assert!(
+        guide == template,
+        "docs/examples/simulation.toml differs from the template's"
+    );
 }
 
 /// The flagship study builds from the committed snapshot and every published figure of the abstract is
