@@ -610,6 +610,16 @@ pub fn render(
     run(env, name, source, context).map_err(|e| diagnostic(&e, source, display))
 }
 
+/// Render a template text as the prose is rendered (with the missing-value checks of [`guard`]),
+/// for the audit trail's printed text of an expression.
+pub fn render_str(
+    env: &Environment<'static>,
+    text: &str,
+    context: &Value,
+) -> Result<String, Error> {
+    run(env, "<string>", text, context)
+}
+
 /// Render a short string (a caption or a table note) that belongs to a block at `location`.
 pub fn render_inline(
     env: &Environment<'static>,
@@ -683,11 +693,12 @@ mod tests {
     #[test]
     fn filters_format_numbers() {
         let ctx = Value::from_serialize(serde_json::json!({
-            "km": {"median": 54.04, "nr": null, "p": 0.0312, "lower": 1.234, "upper": 2.5},
+            "km": {"median": 54.04, "p": 0.0312, "lower": 1.234, "upper": 2.5},
+            "g": {"median": null, "median_lower": 20.0},
             "n": 15, "total": 25
         }));
         let out = render_with(
-            "{{ km.median | num(1) }} {{ km.nr | num }} {{ km.p | pvalue }} {{ n_pct(n, total) }} {{ km | ci(2) }} {{ 0.6 | pct }}",
+            "{{ km.median | num(1) }} {{ g.median | num }} {{ km.p | pvalue }} {{ n_pct(n, total) }} {{ km | ci(2) }} {{ 0.6 | pct }}",
             ctx,
         )
         .unwrap();

@@ -367,3 +367,27 @@ fn a_build_comparing_a_missing_result_fails_at_the_line() {
     assert!(err.contains("old.levels.A.pct < 0.5"), "{err}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{err}");
 }
+
+/// The audit trail prints an expression as the prose does: "NR" for a median not reached (the
+/// trail renders through the same checks, not minijinja's plain rendering).
+#[test]
+fn the_trail_prints_nr_as_the_prose_does() {
+    let env = environment(&FormatSection::default());
+    let context = results();
+    let json = serde_json::to_value(&context).unwrap();
+    let entries = galley::trail::template_entries(
+        &env,
+        "{{ km.by_level.B.median | num(1) }} {{ c.levels.A.pct | pct }}",
+        "m.md",
+        1,
+        "prose",
+        &context,
+        &json,
+    );
+    assert_eq!(entries[0].text.as_deref(), Some("NR"));
+    assert_eq!(entries[0].value, serde_json::Value::Null);
+    assert_eq!(
+        entries[1].text, None,
+        "the prose refuses it, the trail prints nothing"
+    );
+}
