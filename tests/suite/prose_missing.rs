@@ -41,9 +41,9 @@ fn results() -> Value {
     }))
 }
 
-fn render_src(src: &str) -> Result<String, Diagnostic> {
+fn render_src(src: &str) -> Result<String, Box<Diagnostic>> {
     let env = environment(&FormatSection::default());
-    render(&env, "m.md", src, Path::new("m.md"), &results())
+    render(&env, "m.md", src, Path::new("m.md"), &results()).map_err(Box::new)
 }
 
 fn ok(src: &str) -> String {
