@@ -349,12 +349,7 @@ fn as_null(v: &Value) -> Value {
 }
 
 /// The items (or their `attribute`s) a sorting filter is about to order: refused if one is missing.
-fn check_orderable(
-    state: &State,
-    items: &Value,
-    attribute: Option<&str>,
-    filter: &str,
-) -> Result<(), Error> {
+fn check_orderable(items: &Value, attribute: Option<&str>, filter: &str) -> Result<(), Error> {
     let Ok(iter) = items.try_iter() else {
         return Ok(()); // the builtin filter reports what it cannot iterate
     };
@@ -377,7 +372,6 @@ fn check_orderable(
             )));
         }
     }
-    let _ = state;
     Ok(())
 }
 
@@ -467,18 +461,18 @@ fn missing_value_guards(env: &mut Environment<'static>) {
     );
     // `[none, 3] | min` is none and `| max` ignores it; `sort` puts none first.
     env.add_filter("min", |state: &State, v: Value| -> Result<Value, Error> {
-        check_orderable(state, &v, None, "min")?;
+        check_orderable(&v, None, "min")?;
         minijinja::filters::min(state, v)
     });
     env.add_filter("max", |state: &State, v: Value| -> Result<Value, Error> {
-        check_orderable(state, &v, None, "max")?;
+        check_orderable(&v, None, "max")?;
         minijinja::filters::max(state, v)
     });
     env.add_filter(
         "sort",
         |state: &State, v: Value, kwargs: Kwargs| -> Result<Value, Error> {
             let attribute: Option<String> = kwargs.peek("attribute")?;
-            check_orderable(state, &v, attribute.as_deref(), "sort")?;
+            check_orderable(&v, attribute.as_deref(), "sort")?;
             minijinja::filters::sort(state, v, kwargs)
         },
     );
@@ -491,7 +485,7 @@ fn missing_value_guards(env: &mut Environment<'static>) {
                     .try_iter()?
                     .map(|k| v.get_item(&k).unwrap_or_default())
                     .collect();
-                check_orderable(state, &Value::from(values), None, "dictsort")?;
+                check_orderable(&Value::from(values), None, "dictsort")?;
             }
             minijinja::filters::dictsort(&v, kwargs)
         },
