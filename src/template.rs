@@ -478,7 +478,7 @@ fn missing_value_guards(env: &mut Environment<'static>) {
     );
     env.add_filter(
         "dictsort",
-        |state: &State, v: Value, kwargs: Kwargs| -> Result<Value, Error> {
+        |v: Value, kwargs: Kwargs| -> Result<Value, Error> {
             let by: Option<String> = kwargs.peek("by")?;
             if by.as_deref() == Some("value") && v.kind() == ValueKind::Map {
                 let values: Vec<Value> = v
