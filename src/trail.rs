@@ -242,7 +242,7 @@ pub fn template_entries(
                 .and_then(|e| e.eval(context).ok())
                 .and_then(|v| serde_json::to_value(&v).ok())
                 .unwrap_or(serde_json::Value::Null);
-            let text = env.render_str(&format!("{{{{ {expr} }}}}"), context).ok();
+            let text = crate::template::render_str(env, &format!("{{{{ {expr} }}}}"), context).ok();
             TrailEntry {
                 file: file.to_string(),
                 line,

@@ -16,6 +16,7 @@ mod limits;
 mod links;
 mod missing;
 mod outputs_trust;
+mod prose_missing;
 mod reference_regression;
 mod reference_survival;
 mod sandbox;
