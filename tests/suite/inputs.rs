@@ -292,7 +292,7 @@ fn dates_say_what_is_wrong_with_them() {
         ("18/05/2020", "expected a date as YYYY-MM-DD"),
     ] {
         write(&study, "data/patients.csv", &original);
-        with_cell(&study, "2020-05-18", cell);
+        with_cell(&study, "2018-01-01", cell);
         check_fails(
             &study,
             &[
@@ -303,7 +303,7 @@ fn dates_say_what_is_wrong_with_them() {
         );
     }
     write(&study, "data/patients.csv", &original);
-    with_cell(&study, "2020-05-18", "2016-02-29");
+    with_cell(&study, "2018-01-01", "2016-02-29");
     let out = run(&["check", "s"], study.parent().unwrap());
     assert!(out.status.success(), "{}", stderr(&out));
 
@@ -367,7 +367,7 @@ fn numbers_out_of_range_or_not_finite_are_refused_with_the_reason() {
         ("\"0,5\"", "with `.` as the decimal point"),
     ] {
         write(&study, "data/patients.csv", &original);
-        with_cell(&study, ",50,", &format!(",{cell},"));
+        with_cell(&study, ",67,", &format!(",{cell},"));
         check_fails(
             &study,
             &["column `age`: found `", reason, "data/patients.csv:2:3"],
@@ -375,7 +375,7 @@ fn numbers_out_of_range_or_not_finite_are_refused_with_the_reason() {
     }
     for ok in ["+1", "\" 1 \"", "1e-310", "0e5", "-0.0"] {
         write(&study, "data/patients.csv", &original);
-        with_cell(&study, ",50,", &format!(",{ok},"));
+        with_cell(&study, ",67,", &format!(",{ok},"));
         let out = run(&["check", "s"], study.parent().unwrap());
         assert!(out.status.success(), "{ok}: {}", stderr(&out));
     }
@@ -391,9 +391,9 @@ fn numbers_out_of_range_or_not_finite_are_refused_with_the_reason() {
             "an integer, written without thousands separators",
         ),
     ] {
-        with_cell(&study, ",50,", &format!(",{cell},"));
+        with_cell(&study, ",67,", &format!(",{cell},"));
         check_fails(&study, &[reason, "data/patients.csv:2:3"]);
-        with_cell(&study, &format!(",{cell},"), ",50,");
+        with_cell(&study, &format!(",{cell},"), ",67,");
     }
 }
 
@@ -453,9 +453,11 @@ fn whole_file_problems_of_a_csv_get_one_specific_message() {
     );
 
     // CR-only line ends: read, and lines counted, as with LF.
-    let cr = original
-        .replace('\n', "\r")
-        .replacen("P003,standard,", "P003,standard,x", 1);
+    // A bad age on P003's row (line 4): its third cell becomes `x<age>`.
+    let cr = original.replace('\n', "\r");
+    let p003 = cr.find("P003,").unwrap();
+    let age_at = p003 + cr[p003..].match_indices(',').nth(1).unwrap().0 + 1;
+    let cr = format!("{}x{}", &cr[..age_at], &cr[age_at..]);
     write(&study, "data/patients.csv", cr);
     check_fails(&study, &["data/patients.csv:4:3"]);
 }
