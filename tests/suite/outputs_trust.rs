@@ -639,8 +639,9 @@ fn forge_cache(dir: &Path) -> usize {
 #[test]
 fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
     let w = Work::new();
-    let first = w.run(
-        &[
+    // `build tiny --out out --format html --timings [extra]` under `env`: it succeeds; its stderr.
+    let build = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
             "build",
             "tiny",
             "--out",
@@ -648,10 +649,19 @@ fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
             "--format",
             "html",
             "--timings",
-        ],
-        &[],
-    );
-    assert!(first.status.success(), "{}", stderr(&first));
+        ];
+        args.extend_from_slice(extra);
+        let r = w.run(&args, env);
+        assert!(r.status.success(), "{}", stderr(&r));
+        stderr(&r)
+    };
+    let ran = |err: &str, run: usize, cached: usize| {
+        assert!(
+            err.contains(&format!("blocks: {run} run, {cached} from the cache")),
+            "{err}"
+        );
+    };
+    build(&[], &[]);
     let honest = w.read("out/tiny/results.json");
     let key = w.path("cache-home/galley/cache-key");
     assert!(
@@ -665,98 +675,21 @@ fn a_forged_block_cache_is_rejected_and_every_block_reruns() {
     }
     let n = forge_cache(&w.path("out/tiny"));
     assert!(n > 0);
-    let again = w.run(
-        &[
-            "build",
-            "tiny",
-            "--out",
-            "out",
-            "--format",
-            "html",
-            "--timings",
-        ],
-        &[],
-    );
-    assert!(again.status.success(), "{}", stderr(&again));
-    assert!(
-        stderr(&again).contains(&format!("blocks: {n} run, 0 from the cache")),
-        "{}",
-        stderr(&again)
-    );
+    ran(&build(&[], &[]), n, 0);
     assert_eq!(w.read("out/tiny/results.json"), honest);
     assert!(!w.read("out/tiny/trail.json").contains("999999"));
 
     // Entries written by another user's galley (another key) are not trusted either.
-    let other = w.run(
-        &[
-            "build",
-            "tiny",
-            "--out",
-            "out",
-            "--format",
-            "html",
-            "--timings",
-        ],
-        &[("XDG_CACHE_HOME", w.path("another-user").to_str().unwrap())],
-    );
-    assert!(
-        stderr(&other).contains(&format!("blocks: {n} run, 0 from the cache")),
-        "{}",
-        stderr(&other)
+    let other_home = w.path("another-user");
+    ran(
+        &build(&[], &[("XDG_CACHE_HOME", other_home.to_str().unwrap())]),
+        n,
+        0,
     );
     // Our own entries are used; `--no-cache` ignores them.
-    let own = w.run(
-        &[
-            "build",
-            "tiny",
-            "--out",
-            "out",
-            "--format",
-            "html",
-            "--timings",
-        ],
-        &[],
-    );
-    assert!(
-        stderr(&own).contains(&format!("blocks: {n} run, 0 from the cache")),
-        "{}",
-        stderr(&own)
-    );
-    let own = w.run(
-        &[
-            "build",
-            "tiny",
-            "--out",
-            "out",
-            "--format",
-            "html",
-            "--timings",
-        ],
-        &[],
-    );
-    assert!(
-        stderr(&own).contains(&format!("blocks: 0 run, {n} from the cache")),
-        "{}",
-        stderr(&own)
-    );
-    let fresh = w.run(
-        &[
-            "build",
-            "tiny",
-            "--out",
-            "out",
-            "--format",
-            "html",
-            "--timings",
-            "--no-cache",
-        ],
-        &[],
-    );
-    assert!(
-        stderr(&fresh).contains(&format!("blocks: {n} run, 0 from the cache")),
-        "{}",
-        stderr(&fresh)
-    );
+    ran(&build(&[], &[]), n, 0);
+    ran(&build(&[], &[]), 0, n);
+    ran(&build(&["--no-cache"], &[]), n, 0);
     assert_eq!(w.read("out/tiny/results.json"), honest);
 }
 
