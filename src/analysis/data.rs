@@ -416,10 +416,8 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
 
 #[cfg(test)]
 mod tests {
-    use indexmap::IndexMap;
-
-    use crate::analysis::table1::tests::{block, dataset};
-    use crate::analysis::{AnalysisSettings, BlockEnv};
+    use crate::analysis::AnalysisSettings;
+    use crate::analysis::table1::tests::{dataset, run_with};
     use crate::dataset::ColumnData;
 
     /// At an as-of date, a patient whose follow-up starts after it is not in the study, even when
@@ -448,22 +446,16 @@ mod tests {
                 ),
             ],
         );
-        let datasets: IndexMap<_, _> = [("p".to_string(), data)].into_iter().collect();
         let settings = AnalysisSettings {
             cutoff: date("2020-12-31"),
             ..AnalysisSettings::standalone()
         };
-        let block = block(
+        let out = run_with(
             "id = \"s\"\nkind = \"survival_time\"\ndata = \"p\"\nstart = \"start\"\nend = \"end\"\nevent = \"dead\"\n",
-        );
-        let results = IndexMap::new();
-        let env = BlockEnv {
-            block: &block,
-            datasets: &datasets,
-            results: &results,
-            settings: &settings,
-        };
-        let out = super::survival_time(&env).unwrap();
+            &[data],
+            &settings,
+        )
+        .unwrap();
         assert_eq!(out.value["excluded_after_cutoff"], 2, "{}", out.value);
         assert_eq!(out.dataset.unwrap().n_rows, 1);
     }

@@ -1202,18 +1202,26 @@ pub(crate) mod tests {
     }
 
     pub fn run(body: &str, datasets: &[Dataset]) -> Result<Output, Diagnostic> {
+        run_with(body, datasets, &AnalysisSettings::standalone())
+    }
+
+    /// `run` under other settings (a cutoff, a seed).
+    pub fn run_with(
+        body: &str,
+        datasets: &[Dataset],
+        settings: &AnalysisSettings,
+    ) -> Result<Output, Diagnostic> {
         let block = block(body);
         let datasets: IndexMap<String, Dataset> = datasets
             .iter()
             .map(|d| (d.name.clone(), d.clone()))
             .collect();
-        let settings = AnalysisSettings::standalone();
         let results = IndexMap::new();
         let env = BlockEnv {
             block: &block,
             datasets: &datasets,
             results: &results,
-            settings: &settings,
+            settings,
         };
         run_block(&env)
     }

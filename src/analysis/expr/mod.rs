@@ -121,14 +121,16 @@ impl RowExpr {
             .columns
             .iter()
             .map(|name| {
-                Reader::new(
-                    &data
-                        .column(name)
-                        .expect("compile checked that every column exists")
-                        .data,
-                )
+                data.column(name)
+                    .map(|c| Reader::new(&c.data))
+                    .ok_or_else(|| {
+                        format!(
+                            "expression `{}` uses `{name}`, which is not a column of `{}`",
+                            self.source, data.name
+                        )
+                    })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(data.n_rows);
         for row in 0..data.n_rows {
             watch.beat();
