@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use galley::cmd::watch::build_once;
 use galley::pipeline::{BuildOptions, BuildReport};
-use galley::watch::build_once;
 
 /// The file an edit changes, and its new text for a run.
 type Edit = fn(usize) -> (&'static str, String);

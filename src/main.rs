@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use galley::cli::{Cli, Command};
-use galley::console::Console;
+use galley::cmd::cli::{Cli, Command};
+use galley::cmd::console::Console;
 use galley::diagnostics::{Diagnostic, Failure};
 use galley::pipeline::{self, BuildOptions};
 
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 fn parse_date(text: Option<&str>) -> Result<Option<jiff::civil::Date>, Failure> {
     match text {
         None => Ok(None),
-        Some(t) => galley::dataset::check_date(t.trim(), None)
+        Some(t) => galley::study::dataset::check_date(t.trim(), None)
             .map(Some)
             .map_err(|expected| {
                 Diagnostic::error(format!(
@@ -81,7 +81,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let options = BuildOptions {
                 out,
                 as_of,
-                formats: galley::cli::formats(&format),
+                formats: galley::cmd::cli::formats(&format),
                 progress,
                 audit,
                 limits,
@@ -93,13 +93,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             print_warnings(&report.warnings, false)?;
             // Quiet means quiet except problems: the comparison is a report, not one.
             if let Some(rows) = report.reproduction.as_ref().filter(|_| !console.quiet) {
-                eprint!("{}", galley::reproduction::summary(rows));
+                eprint!("{}", galley::study::published::summary(rows));
             }
             console.report_build(&report, timings);
             Ok(0)
         }
         Command::New { path, template } => {
-            let files = galley::scaffold::new_study(&path, &template)?;
+            let files = galley::cmd::scaffold::new_study(&path, &template)?;
             if !console.quiet {
                 println!("created the study {}:", path.display());
                 for f in &files {
@@ -124,12 +124,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             port,
         } => {
             let as_of = parse_date(as_of.as_deref())?;
-            galley::watch::watch(galley::watch::WatchOptions {
+            galley::cmd::watch::watch(galley::cmd::watch::WatchOptions {
                 study,
                 build: BuildOptions {
                     out,
                     as_of,
-                    formats: galley::cli::formats(&format),
+                    formats: galley::cmd::cli::formats(&format),
                     progress: None,
                     audit: false,
                     limits,
@@ -152,7 +152,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Analyze { data, block } => {
-            let value = galley::analyze::analyze(&data, &block, &limits)?;
+            let value = galley::cmd::analyze::analyze(&data, &block, &limits)?;
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer_pretty(&mut out, &value);
             let _ = writeln!(out);

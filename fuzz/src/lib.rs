@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use galley::analysis::{self, AnalysisSettings, BlockEnv, BlockResult};
-use galley::dataset::{self, ColumnData, Dataset, TableSchema};
 use galley::diagnostics::Failure;
-use galley::document::Document;
-use galley::manifest::{ColumnSpec, FormatSection, Manifest};
-use galley::manuscript::{self, ConvertContext};
+use galley::document::template;
+use galley::render::typst::{self as manuscript, ConvertContext};
+use galley::study::dataset::{self, ColumnData, Dataset, TableSchema};
+use galley::study::manifest::{ColumnSpec, FormatSection, Manifest};
+use galley::study::manuscript::Document;
 use galley::study::{InputFile, Study};
-use galley::template;
 use indexmap::IndexMap;
 
 /// The names of the targets, as the folders of `tests/fuzz-corpus/` and of `fuzz/fuzz_targets/`.
@@ -233,10 +233,10 @@ const TYPST_PRELUDE: &str = "#let booktable(columns: (), align: (), header: (), 
 
 fn typeset(prelude: &str, markup: &str) -> Result<String, String> {
     let source = format!("{PAGE}{prelude}{markup}");
-    let result = galley::typeset::compile_text(&source)
+    let result = galley::render::typeset::compile_text(&source)
         .map_err(|f| format!("{f}\n--- source ---\n{source}"));
     // Typst memoises compilations; a fuzzer compiles millions of different documents.
-    typst::comemo::evict(2);
+    ::typst::comemo::evict(2);
     result
 }
 
@@ -269,7 +269,7 @@ pub fn markdown(data: &[u8]) {
             labels: &labels,
             citations: &citations,
             sections: &sections,
-            max_depth: galley::limits::Limits::default().markdown_depth,
+            max_depth: galley::study::limits::Limits::default().markdown_depth,
         };
         let (markup, diagnostics) = manuscript::markdown_to_typst(text, Path::new("m.md"), &ctx);
         for d in &diagnostics {
@@ -311,7 +311,7 @@ pub fn markdown(data: &[u8]) {
             labels: &labels,
             citations: &citations,
             sections: &sections,
-            max_depth: galley::limits::Limits::default().markdown_depth,
+            max_depth: galley::study::limits::Limits::default().markdown_depth,
         };
         let (markup, diagnostics) = manuscript::markdown_to_typst(&md, Path::new("m.md"), &ctx);
         assert!(
@@ -444,10 +444,10 @@ fn patients() -> &'static Dataset {
     })
 }
 
-fn published() -> &'static galley::reproduction::Published {
-    static P: OnceLock<galley::reproduction::Published> = OnceLock::new();
+fn published() -> &'static galley::study::published::Published {
+    static P: OnceLock<galley::study::published::Published> = OnceLock::new();
     P.get_or_init(|| {
-        galley::reproduction::Published::parse(
+        galley::study::published::Published::parse(
             "[[quantity]]\nkey = \"n\"\npublished = 5\nvalue = \"a.n\"\ntolerance = 0\n\
              [[quantity]]\nkey = \"m\"\npublished = 0.5\nvalue = \"b.levels.female.pct\"\nrange = [0.1, 0.9]\n",
             Path::new("published.toml"),
@@ -493,7 +493,7 @@ pub fn analysis_results(data: &[u8]) -> IndexMap<String, Result<serde_json::Valu
             .filter(|_| data.len().is_multiple_of(2)),
         format: FormatSection::default(),
         published: Some(published().clone()),
-        limits: galley::limits::Limits::default(),
+        limits: galley::study::limits::Limits::default(),
     };
     let mut datasets: IndexMap<String, Dataset> = IndexMap::new();
     datasets.insert("patients".into(), patients().clone());
@@ -548,14 +548,14 @@ pub fn provenance(data: &[u8]) {
         Ok(record) => {
             for name in record.inputs.keys().chain(record.outputs.keys()) {
                 assert!(
-                    galley::sandbox::check_relative(name).is_ok(),
+                    galley::study::sandbox::check_relative(name).is_ok(),
                     "accepted the name `{name}`"
                 );
             }
             if let Some(rel) = &record.study_from_output {
                 let base = Path::new("/project");
                 let output = base.join("out/study");
-                let at = galley::sandbox::absolute(&output.join(rel)).expect("absolute");
+                let at = galley::study::sandbox::absolute(&output.join(rel)).expect("absolute");
                 assert!(
                     at.starts_with(base) && at != base,
                     "accepted the study location `{rel}`, which leads to `{}`",
@@ -566,13 +566,13 @@ pub fn provenance(data: &[u8]) {
     }
 }
 
-/// The bibliography as galley reads it (`galley::bibliography`): the index of a BibTeX (first
+/// The bibliography as galley reads it (`galley::study::bibliography`): the index of a BibTeX (first
 /// byte even) or Hayagriva YAML (odd) file, then the selection of cited entries (every other key,
 /// so that the closure over macros and crossrefs has work to do) with the link policy applied.
 /// Oracles: never a panic; a refusal is a located diagnostic; a selection is text hayagriva reads
 /// again, and every `url` and `doi` in it passes the link policy.
 pub fn bibliography(data: &[u8]) {
-    use galley::bibliography::{Format, Index};
+    use galley::study::bibliography::{Format, Index};
     let Some((&first, bytes)) = data.split_first() else {
         return;
     };
@@ -597,11 +597,11 @@ pub fn bibliography(data: &[u8]) {
             .expect("a selection hayagriva read once reads again");
             fn links_ok(entry: &hayagriva::Entry) {
                 if let Some(url) = entry.url() {
-                    galley::links::external(url.value.as_str())
+                    galley::study::links::external(url.value.as_str())
                         .unwrap_or_else(|why| panic!("{} kept: {why}", url.value));
                 }
                 if let Some(doi) = entry.doi() {
-                    assert!(galley::links::doi(doi).is_some(), "doi {doi} kept");
+                    assert!(galley::study::links::doi(doi).is_some(), "doi {doi} kept");
                 }
                 entry.parents().iter().for_each(links_ok);
             }

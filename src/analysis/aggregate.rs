@@ -13,8 +13,8 @@ use serde_json::json;
 use super::columns::MissingPolicy;
 use super::expr::{self, RowExpr, Value};
 use super::{BlockEnv, Output};
-use crate::dataset::Column;
 use crate::diagnostics::Diagnostic;
+use crate::study::dataset::Column;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,7 +267,7 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
 /// and return those levels, which the new column keeps.
 fn argument_values(
     env: &BlockEnv,
-    child: &crate::dataset::Dataset,
+    child: &crate::study::dataset::Dataset,
     name: &str,
     arg: &str,
     function: Function,
@@ -275,7 +275,7 @@ fn argument_values(
     let compiled = RowExpr::compile(arg, child).map_err(|m| env.error(name, m))?;
     if matches!(function, Function::Min | Function::Max | Function::First)
         && let Some(column) = compiled.bare_column().and_then(|c| child.column(c))
-        && let crate::dataset::ColumnData::Category { levels, codes } = &*column.data
+        && let crate::study::dataset::ColumnData::Category { levels, codes } = &*column.data
     {
         let values = codes
             .iter()
@@ -383,7 +383,7 @@ fn extreme(function: Function, values: &[&Value]) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use crate::analysis::table1::tests::{dataset, run, text};
-    use crate::dataset::{ColumnData, Dataset};
+    use crate::study::dataset::{ColumnData, Dataset};
 
     /// Patients p1, p2, p3; lesions: p1 has sizes 10 and 30 (one fractured), p3 has one lesion of
     /// unknown size, p2 has none.
@@ -429,7 +429,7 @@ first_size = "first(size)"
     #[test]
     fn extremes_of_a_category_follow_its_level_order() {
         let mut t = tables();
-        t[1].set_column(crate::dataset::Column::new(
+        t[1].set_column(crate::study::dataset::Column::new(
             "grade",
             crate::analysis::table1::tests::category(
                 &["low", "medium", "high"],

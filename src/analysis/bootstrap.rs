@@ -23,7 +23,7 @@ use super::columns::{CompleteCases, MissingPolicy};
 use super::survival::{codes_in, codes_missing, group_column, response, response_missing};
 use super::{BlockEnv, Output};
 use crate::diagnostics::Diagnostic;
-use crate::simulate::Draws;
+use crate::random::Draws;
 
 type R<T> = std::result::Result<T, Diagnostic>;
 

@@ -7,8 +7,8 @@ use indexmap::IndexMap;
 
 use super::expr::RowExpr;
 use super::{BlockEnv, grouping};
-use crate::dataset::{ColumnData, Dataset};
 use crate::diagnostics::Diagnostic;
+use crate::study::dataset::{ColumnData, Dataset};
 
 type R<T> = std::result::Result<T, Diagnostic>;
 
@@ -443,8 +443,8 @@ pub fn figure_artifact(
     label: Option<&str>,
     width: Option<f64>,
     index: usize,
-) -> R<crate::artifacts::Figure> {
-    Ok(crate::artifacts::Figure {
+) -> R<crate::analysis::artifacts::Figure> {
+    Ok(crate::analysis::artifacts::Figure {
         name: artifact_name(env, index),
         svg,
         caption: caption.to_string(),
@@ -458,14 +458,14 @@ pub fn table_artifact(
     env: &BlockEnv,
     spec: &super::TableSpec,
     header: Vec<String>,
-    align: Vec<crate::artifacts::Align>,
-    groups: Vec<crate::artifacts::ColumnGroup>,
-    rows: Vec<crate::artifacts::Row>,
+    align: Vec<crate::analysis::artifacts::Align>,
+    groups: Vec<crate::analysis::artifacts::ColumnGroup>,
+    rows: Vec<crate::analysis::artifacts::Row>,
     notes: Vec<String>,
-) -> crate::artifacts::Table {
+) -> crate::analysis::artifacts::Table {
     let mut all_notes = notes;
     all_notes.extend(spec.notes.iter().cloned());
-    crate::artifacts::Table {
+    crate::analysis::artifacts::Table {
         name: artifact_name(env, 0),
         caption: spec.caption.clone(),
         label: spec.label.clone(),

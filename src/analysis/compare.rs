@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::columns::{CompleteCases, Missing, MissingPolicy};
 use super::{BlockEnv, Output, columns, grouping};
-use crate::dataset::{Column, ColumnData};
 use crate::diagnostics::Diagnostic;
+use crate::study::dataset::{Column, ColumnData};
 
 /// How a variable is summarised and tested.
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]

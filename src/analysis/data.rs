@@ -7,8 +7,8 @@ use serde_json::json;
 use super::columns::MissingPolicy;
 use super::expr::{self, RowExpr};
 use super::{BlockEnv, Output, grouping};
-use crate::dataset::{Column, ColumnData, Dataset, parse_date};
 use crate::diagnostics::Diagnostic;
+use crate::study::dataset::{Column, ColumnData, Dataset, parse_date};
 
 type BlockResult = std::result::Result<Output, Diagnostic>;
 
@@ -418,7 +418,7 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
 mod tests {
     use crate::analysis::AnalysisSettings;
     use crate::analysis::table1::tests::{dataset, run_with};
-    use crate::dataset::ColumnData;
+    use crate::study::dataset::ColumnData;
 
     /// At an as-of date, a patient whose follow-up starts after it is not in the study, even when
     /// the end of follow-up is unknown (it was kept, with a missing time, before).

@@ -15,10 +15,10 @@ use super::columns::{
     self, CompleteCases, CovariateColumn, Missing, MissingPolicy, display_label, term_label,
 };
 use super::{BlockEnv, Output, TableSpec};
-use crate::artifacts::{Align, Cell, Row};
-use crate::dataset::Dataset;
+use crate::analysis::artifacts::{Align, Cell, Row};
+use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
-use crate::format;
+use crate::study::dataset::Dataset;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,8 +150,8 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
         match t.or {
             Some(or) => format!(
                 "{} ({})",
-                format::fixed(or, 2),
-                format::interval(t.lower, t.upper, 2, rules)
+                numfmt::fixed(or, 2),
+                numfmt::interval(t.lower, t.upper, 2, rules)
             ),
             None => "not estimable".to_string(),
         }
@@ -159,9 +159,9 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
     let p_text = |i: usize| {
         fit.terms[i]
             .p
-            .map_or(String::new(), |p| format::p_number(p, rules))
+            .map_or(String::new(), |p| numfmt::p_number(p, rules))
     };
-    let ci = format!("{}% CI", format::fixed(spec.conf_level * 100.0, 0));
+    let ci = format!("{}% CI", numfmt::fixed(spec.conf_level * 100.0, 0));
 
     if let Some(table) = &spec.table {
         let mut rows_out = Vec::new();
@@ -197,11 +197,11 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
         let excluded = cases.excluded();
         let mut notes = vec![format!(
             "OR, odds ratio; CI, confidence interval (Wald). Logistic regression, n = {}{}.",
-            format::count(fit.n as f64),
+            numfmt::count(fit.n as f64),
             if excluded > 0 {
                 format!(
                     " ({} excluded for missing values)",
-                    format::count(excluded as f64)
+                    numfmt::count(excluded as f64)
                 )
             } else {
                 String::new()

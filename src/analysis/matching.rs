@@ -16,10 +16,10 @@ use serde_json::json;
 
 use super::columns::{self, CompleteCases, Missing, MissingPolicy, display_label, term_label};
 use super::{BlockEnv, Output, TableSpec};
-use crate::artifacts::{Align, Cell, Row};
-use crate::dataset::{Column, ColumnData};
+use crate::analysis::artifacts::{Align, Cell, Row};
+use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
-use crate::format;
+use crate::study::dataset::{Column, ColumnData};
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 enum LinkName {
@@ -291,7 +291,7 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
 
     if let Some(table) = &spec.table {
         let smd_cell = |v: Option<&Option<f64>>| match v.copied().flatten() {
-            Some(x) => Cell::number(format::fixed(x, 3), x),
+            Some(x) => Cell::number(numfmt::fixed(x, 3), x),
             None => Cell::text("\u{2013}"),
         };
         let rows_out = lines
@@ -390,7 +390,7 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
 #[cfg(test)]
 mod tests {
     use crate::analysis::table1::tests::{dataset, run, text};
-    use crate::dataset::ColumnData;
+    use crate::study::dataset::ColumnData;
 
     #[test]
     fn matched_cohort_dataset() {

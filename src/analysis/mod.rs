@@ -14,15 +14,17 @@ use jiff::civil::Date;
 use serde::Deserialize;
 use sha2::Digest;
 
-use crate::artifacts::Artifacts;
-use crate::cache::{self, BlockCache, CachedOutputRef};
-use crate::dataset::{Column, ColumnData, Dataset};
+use crate::analysis::artifacts::Artifacts;
+use crate::analysis::cache::{BlockCache, CachedOutputRef};
 use crate::diagnostics::{Diagnostic, Failure, Result};
-use crate::document::{AnalysisBlock, Document};
-use crate::manifest::FormatSection;
+use crate::study::dataset::{Column, ColumnData, Dataset};
+use crate::study::manifest::FormatSection;
+use crate::study::manuscript::{AnalysisBlock, Document};
 
 pub mod aggregate;
+pub mod artifacts;
 pub mod bootstrap;
+pub mod cache;
 pub mod columns;
 pub mod compare;
 pub mod data;
@@ -30,6 +32,7 @@ pub mod describe;
 pub mod expr;
 pub mod logistic;
 pub mod matching;
+pub mod numfmt;
 pub mod reproduction;
 pub mod survival;
 pub mod table1;
@@ -42,10 +45,10 @@ pub struct AnalysisSettings {
     pub cutoff: Option<Date>,
     pub format: FormatSection,
     /// The paper's published figures, for `reproduction` blocks.
-    pub published: Option<crate::reproduction::Published>,
+    pub published: Option<crate::study::published::Published>,
     /// Resource limits (time per row expression, bootstrap replicates). Not part of a block's
     /// cache key: they decide whether a block may run, never what it computes.
-    pub limits: crate::limits::Limits,
+    pub limits: crate::study::limits::Limits,
 }
 
 impl AnalysisSettings {
@@ -57,7 +60,7 @@ impl AnalysisSettings {
             cutoff: None,
             format: FormatSection::default(),
             published: None,
-            limits: crate::limits::Limits::default(),
+            limits: crate::study::limits::Limits::default(),
         }
     }
 }
@@ -153,7 +156,7 @@ impl BlockEnv<'_> {
     }
 
     /// The time limit of evaluating a row expression of this block (the field `key`).
-    pub fn expression_limit(&self, key: &str) -> crate::limits::TimeLimit {
+    pub fn expression_limit(&self, key: &str) -> crate::study::limits::TimeLimit {
         self.settings.limits.time_limit(
             format!(
                 "a row of the expression `{key}` of analysis block `{}`",

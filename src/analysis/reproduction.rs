@@ -5,10 +5,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{BlockEnv, Output, TableSpec};
-use crate::artifacts::{Align, Cell, Row, Table};
+use crate::analysis::artifacts::{Align, Cell, Row, Table};
+use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
-use crate::format;
-use crate::reproduction;
+use crate::study::published;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,15 +31,12 @@ pub fn reproduction(env: &BlockEnv) -> Result<Output, Diagnostic> {
         .iter()
         .map(|(id, r)| (id.clone(), r.value.clone()))
         .collect();
-    let rows =
-        reproduction::compare(published, &serde_json::Value::Object(results)).map_err(|m| {
-            env.error(
-                "kind",
-                format!(
-                    "{m} (blocks run in reading order: put this block after the ones it compares)"
-                ),
-            )
-        })?;
+    let rows = published::compare(published, &serde_json::Value::Object(results)).map_err(|m| {
+        env.error(
+            "kind",
+            format!("{m} (blocks run in reading order: put this block after the ones it compares)"),
+        )
+    })?;
     let n_within = rows.iter().filter(|r| r.within).count();
     let value = json!({
         "rows": rows,
@@ -53,7 +50,7 @@ pub fn reproduction(env: &BlockEnv) -> Result<Output, Diagnostic> {
         let table_rows = rows
             .iter()
             .map(|r| {
-                let show = |x: f64| format::fixed(x, r.digits);
+                let show = |x: f64| numfmt::fixed(x, r.digits);
                 let tolerance = match &r.tolerance {
                     serde_json::Value::Array(a) if a.len() == 2 => format!(
                         "{}{}{}",
@@ -70,11 +67,11 @@ pub fn reproduction(env: &BlockEnv) -> Result<Output, Diagnostic> {
                     Cell::text(r.label.clone()),
                     Cell::number(show(r.published), r.published),
                     match r.reproduced {
-                        Some(x) => Cell::number(format::fixed(x, r.digits.max(1)), x),
+                        Some(x) => Cell::number(numfmt::fixed(x, r.digits.max(1)), x),
                         None => Cell::text(rules.not_reached.clone()),
                     },
                     match r.difference {
-                        Some(d) => Cell::number(format::fixed(d, r.digits.max(1)), d),
+                        Some(d) => Cell::number(numfmt::fixed(d, r.digits.max(1)), d),
                         None => Cell::empty(),
                     },
                     Cell::text(tolerance),

@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 
 use super::columns::{self, CompleteCases, CovariateColumn, Missing, MissingPolicy};
 use super::{BlockEnv, Output, grouping};
-use crate::artifacts::{Align, Cell, ColumnGroup, Figure, Row, Table};
-use crate::dataset::Dataset;
+use crate::analysis::artifacts::{Align, Cell, ColumnGroup, Figure, Row, Table};
+use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
-use crate::format;
+use crate::study::dataset::Dataset;
 
 type R<T> = std::result::Result<T, Diagnostic>;
 
@@ -581,7 +581,7 @@ fn test_annotation(
         .get("test")
         .and_then(Value::as_str)
         .unwrap_or("Log-rank");
-    let p_text = format::p_value(p, &env.settings.format);
+    let p_text = numfmt::p_value(p, &env.settings.format);
     // "p = 0.030" -> "*p* = 0.030"
     let rest = p_text.strip_prefix('p').unwrap_or(&p_text);
     Ok(format!("{name} *p*{rest}"))
@@ -621,7 +621,7 @@ fn km_table(
     requested.sort_by(f64::total_cmp);
     requested.dedup();
     for t in &requested {
-        let t = format::fixed(*t, if t.fract() == 0.0 { 0 } else { 1 });
+        let t = numfmt::fixed(*t, if t.fract() == 0.0 { 0 } else { 1 });
         header.push(match unit {
             Some(u) => format!("{t} {u}"),
             None => format!("t = {t}"),
@@ -644,7 +644,7 @@ fn km_table(
         ]
     };
     let mut dashes = false;
-    let pct = |x: f64| format::fixed(x * 100.0, rules.percent_digits);
+    let pct = |x: f64| numfmt::fixed(x * 100.0, rules.percent_digits);
     let rows = km
         .groups
         .iter()
@@ -666,13 +666,13 @@ fn km_table(
             let median = Cell::text(format!(
                 "{} ({})",
                 g.median
-                    .map_or_else(|| rules.not_reached.clone(), |m| format::fixed(m, digits)),
-                format::interval(g.median_lower, g.median_upper, digits, rules)
+                    .map_or_else(|| rules.not_reached.clone(), |m| numfmt::fixed(m, digits)),
+                numfmt::interval(g.median_lower, g.median_upper, digits, rules)
             ));
             let mut cells = vec![
                 Cell::text(label),
-                Cell::number(format::count(g.n as f64), g.n as f64),
-                Cell::number(format::count(g.events as f64), g.events as f64),
+                Cell::number(numfmt::count(g.n as f64), g.n as f64),
+                Cell::number(numfmt::count(g.events as f64), g.events as f64),
                 median,
             ];
             for t in &requested {
@@ -1216,13 +1216,13 @@ fn pick<'a>(
 fn hr_text(
     t: &galley_stats::cox::CoxTerm,
     digits: usize,
-    rules: &crate::manifest::FormatSection,
+    rules: &crate::study::manifest::FormatSection,
 ) -> String {
     match t.hr {
         Some(hr) => format!(
             "{} ({})",
-            format::fixed(hr, digits),
-            format::interval(t.lower, t.upper, digits, rules)
+            numfmt::fixed(hr, digits),
+            numfmt::interval(t.lower, t.upper, digits, rules)
         ),
         None => "not estimable".to_string(),
     }
@@ -1251,7 +1251,7 @@ fn cox_figure(
             .unwrap_or_else(|| default.to_string())
     };
     let term_row = |label: String, t: &galley_stats::cox::CoxTerm, indent: u8| {
-        let p = t.p.map(|p| format::p_number(p, rules));
+        let p = t.p.map(|p| numfmt::p_number(p, rules));
         match (t.hr, t.lower, t.upper) {
             (Some(hr), Some(lo), Some(hi)) => figures::ForestRow {
                 label,
@@ -1351,7 +1351,7 @@ fn cox_table(
             .unwrap_or_else(|| default.to_string())
     };
     let p_cell = |p: Option<f64>| match p {
-        Some(p) => Cell::number(format::p_number(p, rules), p),
+        Some(p) => Cell::number(numfmt::p_number(p, rules), p),
         None => Cell::empty(),
     };
     let term_cells = |label: String, t: &galley_stats::cox::CoxTerm| {
@@ -1412,8 +1412,8 @@ fn cox_table(
     };
     let mut method = format!(
         "Cox proportional hazards model ({ties} method for tied event times); {} patients, {} events.",
-        format::count(fit.n as f64),
-        format::count(fit.events as f64)
+        numfmt::count(fit.n as f64),
+        numfmt::count(fit.events as f64)
     );
     if let Some(s) = &spec.strata {
         method.push_str(&format!(

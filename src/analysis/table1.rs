@@ -17,11 +17,11 @@ use statrs::distribution::{ChiSquared, ContinuousCDF, FisherSnedecor};
 
 use super::compare::{TestChoice, VarType, categorical_test, detect_type};
 use super::{BlockEnv, Output, TableSpec, columns, grouping};
-use crate::artifacts::{Align, Cell, ColumnGroup, Row};
-use crate::dataset::{ColumnData, Dataset};
+use crate::analysis::artifacts::{Align, Cell, ColumnGroup, Row};
+use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
-use crate::format;
-use crate::manifest::FormatSection;
+use crate::study::dataset::{ColumnData, Dataset};
+use crate::study::manifest::FormatSection;
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "lowercase")]
@@ -871,7 +871,7 @@ fn render(
     layout: &Layout,
     panels: &[Panel],
     smd_on: bool,
-) -> crate::artifacts::Table {
+) -> crate::analysis::artifacts::Table {
     let rules: &FormatSection = &env.settings.format;
     let n_groups = layout.groups.len();
     let show_overall = spec.by.is_none() || spec.overall;
@@ -895,7 +895,7 @@ fn render(
             // Non-breaking spaces keep "(n = 25)" together when the header wraps.
             header.push(format!(
                 "{label} (n\u{a0}=\u{a0}{})",
-                format::count(n as f64)
+                numfmt::count(n as f64)
             ));
         }
         if test_on {
@@ -950,14 +950,14 @@ fn render(
             if test_on {
                 cells.push(match (r.p, r.test) {
                     (Some(pv), Some(t)) => {
-                        Cell::number(format!("{}{}", format::p_number(pv, rules), mark(t)), pv)
+                        Cell::number(format!("{}{}", numfmt::p_number(pv, rules), mark(t)), pv)
                     }
                     _ => Cell::text("\u{2013}"),
                 });
             }
             if smd_on {
                 cells.push(match r.smd {
-                    Some(s) => Cell::number(format::fixed(s, 2), s),
+                    Some(s) => Cell::number(numfmt::fixed(s, 2), s),
                     None => Cell::text("\u{2013}"),
                 });
             }
@@ -1001,8 +1001,8 @@ fn render(
                             cells.push(match (s.min, s.max) {
                                 (Some(a), Some(b)) => Cell::text(format!(
                                     "{}{sep}{}",
-                                    format::fixed(a, d),
-                                    format::fixed(b, d)
+                                    numfmt::fixed(a, d),
+                                    numfmt::fixed(b, d)
                                 )),
                                 _ => Cell::text("\u{2013}"),
                             });
@@ -1023,7 +1023,7 @@ fn render(
                             continue;
                         };
                         cells.push(Cell::number(
-                            format::n_percent(counts[1] as f64, *n as f64, rules.percent_digits),
+                            numfmt::n_percent(counts[1] as f64, *n as f64, rules.percent_digits),
                             counts[1] as f64,
                         ));
                     }
@@ -1049,7 +1049,7 @@ fn render(
                                 continue;
                             };
                             cells.push(Cell::number(
-                                format::n_percent(
+                                numfmt::n_percent(
                                     counts[li] as f64,
                                     *n as f64,
                                     rules.percent_digits,
@@ -1071,7 +1071,7 @@ fn render(
                         Stats::Continuous(s) => s.missing,
                         Stats::Categorical { missing, .. } => *missing,
                     };
-                    cells.push(Cell::number(format::count(m as f64), m as f64));
+                    cells.push(Cell::number(numfmt::count(m as f64), m as f64));
                 }
                 blank_trailing(&mut cells);
             }
@@ -1157,9 +1157,9 @@ fn continuous_cell(s: &Summary, summary: SummaryKind, d: usize, sep: &str) -> Ce
             (Some(m), Some(a), Some(b)) => Cell::number(
                 format!(
                     "{} ({}{sep}{})",
-                    format::fixed(m, d),
-                    format::fixed(a, d),
-                    format::fixed(b, d)
+                    numfmt::fixed(m, d),
+                    numfmt::fixed(a, d),
+                    numfmt::fixed(b, d)
                 ),
                 m,
             ),
@@ -1167,10 +1167,10 @@ fn continuous_cell(s: &Summary, summary: SummaryKind, d: usize, sep: &str) -> Ce
         },
         SummaryKind::Mean => match (s.mean, s.sd) {
             (Some(m), Some(sd)) => Cell::number(
-                format!("{} ({})", format::fixed(m, d), format::fixed(sd, d)),
+                format!("{} ({})", numfmt::fixed(m, d), numfmt::fixed(sd, d)),
                 m,
             ),
-            (Some(m), None) => Cell::number(format::fixed(m, d), m),
+            (Some(m), None) => Cell::number(numfmt::fixed(m, d), m),
             _ => Cell::text("\u{2013}"),
         },
     }
@@ -1182,9 +1182,9 @@ pub(crate) mod tests {
     use indexmap::IndexMap;
 
     use crate::analysis::{AnalysisSettings, BlockEnv, Output, run_block};
-    use crate::dataset::{Column, ColumnData, Dataset};
     use crate::diagnostics::Diagnostic;
-    use crate::document::AnalysisBlock;
+    use crate::study::dataset::{Column, ColumnData, Dataset};
+    use crate::study::manuscript::AnalysisBlock;
 
     pub fn block(body: &str) -> AnalysisBlock {
         let table: toml::Table = toml::from_str(body).expect("valid TOML");
@@ -1258,7 +1258,7 @@ pub(crate) mod tests {
 
     /// Groups A (x = 1, 2, 3, 4) and B (x = 3, 5, 7, missing); smoker A 3/4, B 1/4; site with
     /// three levels, one missing.
-    fn patients() -> crate::dataset::Dataset {
+    fn patients() -> crate::study::dataset::Dataset {
         dataset(
             "patients",
             vec![
@@ -1480,7 +1480,7 @@ variables = ["x", "smoker", "site", { name = "x", label = "x again" }]
         );
         let spec = "id = \"t\"\nkind = \"table1\"\ndata = \"d\"\nby = \"h\"\nvariables = [\"y\", { name = \"y2\", summary = \"mean\" }]\n";
         let mut data2 = data.clone();
-        data2.set_column(crate::dataset::Column::new(
+        data2.set_column(crate::study::dataset::Column::new(
             "y2",
             ColumnData::Number(y.iter().map(|v| Some(*v)).collect()),
         ));

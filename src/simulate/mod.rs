@@ -17,12 +17,11 @@ use std::path::{Path, PathBuf};
 
 use crate::diagnostics::{Diagnostic, Result, io_error};
 
-pub mod draws;
 pub mod model;
 pub mod spec;
 mod write;
 
-pub use draws::Draws;
+pub use crate::random::Draws;
 pub use model::{Drawn, Row, Value};
 pub use spec::{Model, SPEC_FILE};
 pub use write::{Report, run, snapshot_files};

@@ -11,12 +11,12 @@
 use jiff::ToSpan;
 use jiff::civil::Date;
 
-use super::draws::Draws;
 use super::spec::{
     Applies, CondValue, Condition, Construction, DAYS_PER_YEAR, EventTime, Kind, Law, Model,
     Parameter,
 };
 use crate::diagnostics::{Diagnostic, Failure, Result};
+use crate::random::Draws;
 
 /// Stream of the exact-count constructions of stratum `s`: `CONSTRUCTION | s`.
 const CONSTRUCTION: u64 = 1 << 40;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diagnostics::{Diagnostic, Failure, Result};
-use crate::manifest::{DateText, toml_diagnostic};
+use crate::study::manifest::{DateText, toml_diagnostic};
 
 /// The generative spec's file name in the study folder.
 pub const SPEC_FILE: &str = "simulation.toml";

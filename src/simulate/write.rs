@@ -121,12 +121,12 @@ fn destinations(
             let at = |message: String| {
                 Diagnostic::error(message).at_offset(file, source, folder.span().start)
             };
-            match crate::sandbox::resolve(study_dir, rel) {
-                Ok(path) if crate::sandbox::is_within(study_dir, &path) => problems.push(at(format!(
+            match crate::study::sandbox::resolve(study_dir, rel) {
+                Ok(path) if crate::study::sandbox::is_within(study_dir, &path) => problems.push(at(format!(
                     "snapshot folder `{rel}` is the study folder itself; a snapshot folder is replaced as a whole, so it must be a folder inside the study"
                 ))),
                 Ok(path) => out.push(path),
-                Err(crate::sandbox::Refusal::Parent) if is_copy => {
+                Err(crate::study::sandbox::Refusal::Parent) if is_copy => {
                     match companion_destination(study_dir, rel, companions) {
                         Ok(path) => out.push(path),
                         Err(d) => problems.push(d.at_offset(file, source, folder.span().start)),
@@ -171,7 +171,7 @@ fn companion_destination(
     }
     let target = study_dir.join(rel);
     let real_target = std::path::absolute(&target)
-        .map(|t| crate::sandbox::real(&t))
+        .map(|t| crate::study::sandbox::real(&t))
         .map_err(|e| Diagnostic::error(format!("snapshot copy `{rel}` cannot be resolved: {e}")))?;
     for companion in companions {
         let Ok(real_companion) = companion.canonicalize() else {
@@ -180,7 +180,7 @@ fn companion_destination(
         if real_target.starts_with(&real_companion) && real_target != real_companion {
             return Ok(target);
         }
-        if crate::sandbox::is_within(&target, companion) {
+        if crate::study::sandbox::is_within(&target, companion) {
             return Err(Diagnostic::error(format!(
                 "snapshot copy `{rel}` leads through a link out of the companion study folder `{}` (to `{}`)",
                 companion.display(),
@@ -188,7 +188,7 @@ fn companion_destination(
             )));
         }
     }
-    let companion = crate::sandbox::tidy(
+    let companion = crate::study::sandbox::tidy(
         &study_dir.join(&up).join(
             components
                 .next()
@@ -210,7 +210,7 @@ fn companion_destination(
 /// that `copies` may write into (named by the user, never by the spec alone).
 pub fn run(study_dir: &Path, check: bool, companions: &[PathBuf]) -> Result<Report> {
     let file = study_dir.join(SPEC_FILE);
-    if let Err(why) = crate::sandbox::resolve(study_dir, SPEC_FILE) {
+    if let Err(why) = crate::study::sandbox::resolve(study_dir, SPEC_FILE) {
         return Err(
             Diagnostic::error(format!("`{SPEC_FILE}` is {}", why.describe(SPEC_FILE)))
                 .in_file(&file)
@@ -235,7 +235,9 @@ pub fn run(study_dir: &Path, check: bool, companions: &[PathBuf]) -> Result<Repo
         if check {
             for (name, bytes) in &files.files {
                 let path = dest.join(name);
-                if crate::sandbox::read_regular_file(&path).as_deref() != Some(bytes.as_slice()) {
+                if crate::study::sandbox::read_regular_file(&path).as_deref()
+                    != Some(bytes.as_slice())
+                {
                     report.stale.push(path);
                 }
             }

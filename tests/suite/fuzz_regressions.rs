@@ -4,7 +4,7 @@
 //! a fuzzer or a nightly toolchain. See `fuzz/README.md` for running the fuzzers themselves.
 //!
 //! Also here, because they need galley rather than the statistics crate: dates before 1900 and
-//! after 2100 through `galley::dataset::parse_date` and a `survival_time` block.
+//! after 2100 through `galley::study::dataset::parse_date` and a `survival_time` block.
 
 #[path = "../../fuzz/src/lib.rs"]
 mod harness;
@@ -95,7 +95,7 @@ fn fuzz_targets_have_corpus_folders() {
 
 #[test]
 fn dates_before_1900_and_after_2100() {
-    use galley::dataset::{days_since_epoch, parse_date};
+    use galley::study::dataset::{days_since_epoch, parse_date};
     use jiff::civil::date;
     assert_eq!(parse_date("1899-12-31", None), Some(date(1899, 12, 31)));
     assert_eq!(parse_date("1600-02-29", None), Some(date(1600, 2, 29)));

@@ -342,7 +342,7 @@ fn preview_status(port: u16, headers: &[&str]) -> u16 {
 /// literals and `[::1]` pass, with an optional port, and a foreign `Origin` is refused too.
 #[test]
 fn preview_answers_only_loopback_hosts() {
-    let server = galley::serve::LiveServer::start(0, "t").unwrap();
+    let server = galley::cmd::serve::LiveServer::start(0, "t").unwrap();
     let port = server.port();
     for host in [
         "127.0.0.1",

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod architecture;
 mod audit;
 mod bootstrap;
 mod build;

@@ -252,7 +252,7 @@ fn analyze_in(dir: &Path, csv: &str, body: &str) -> Option<Value> {
     let spec = dir.join("spec.toml");
     std::fs::write(&data, csv).unwrap();
     std::fs::write(&spec, format!("id = \"b\"\ndata = \"data\"\n{body}")).unwrap();
-    galley::analyze::analyze(&data, &spec, &[]).ok()
+    galley::cmd::analyze::analyze(&data, &spec, &[]).ok()
 }
 
 /// Result keys that describe the exclusions themselves, which differ by design between the data

@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use galley::diagnostics::Diagnostic;
-use galley::manifest::FormatSection;
-use galley::template::{environment, render};
+use galley::document::template::{environment, render};
+use galley::study::manifest::FormatSection;
 use minijinja::Value;
 use serde_json::json;
 
@@ -375,7 +375,7 @@ fn the_trail_prints_nr_as_the_prose_does() {
     let env = environment(&FormatSection::default());
     let context = results();
     let json = serde_json::to_value(&context).unwrap();
-    let entries = galley::trail::template_entries(
+    let entries = galley::document::trail::template_entries(
         &env,
         "{{ km.by_level.B.median | num(1) }} {{ c.levels.A.pct | pct }}",
         "m.md",

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use galley::cmd::watch::build_once;
 use galley::pipeline::BuildOptions;
-use galley::watch::build_once;
 
 use crate::build::copy_dir;
 use crate::common::{galley, root, stderr};

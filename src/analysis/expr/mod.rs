@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use jiff::civil::Date;
 
-use crate::dataset::{ColumnData, Dataset};
+use crate::study::dataset::{ColumnData, Dataset};
 pub use parse::{BinOp, Expr, Function};
 pub use value::Value;
 
@@ -114,9 +114,9 @@ impl RowExpr {
     pub fn eval_all(
         &self,
         data: &Dataset,
-        limit: crate::limits::TimeLimit,
+        limit: crate::study::limits::TimeLimit,
     ) -> Result<Vec<Value>, String> {
-        let watch = crate::limits::watch(limit);
+        let watch = crate::study::limits::watch(limit);
         let readers: Vec<Reader> = self
             .columns
             .iter()
@@ -527,7 +527,7 @@ mod tests {
     fn eval_rows(source: &str) -> Vec<Value> {
         let d = data();
         let e = RowExpr::compile(source, &d).unwrap_or_else(|m| panic!("{m}"));
-        let limit = crate::limits::Limits::default().time_limit("test", None);
+        let limit = crate::study::limits::Limits::default().time_limit("test", None);
         e.eval_all(&d, limit).unwrap_or_else(|m| panic!("{m}"))
     }
 
@@ -590,7 +590,7 @@ mod tests {
             let e = RowExpr::compile(s, &d).unwrap_or_else(|m| panic!("{m}"));
             e.eval_all(
                 &d,
-                crate::limits::Limits::default().time_limit("test", None),
+                crate::study::limits::Limits::default().time_limit("test", None),
             )
             .unwrap()
         };
@@ -646,7 +646,7 @@ mod tests {
         assert!(err("age if status").contains("needs `else b`"));
         assert!(err("1e-400").contains("out of range"));
         assert!(err("days(age)").contains("`days` takes 2 argument(s), found 1"));
-        let limit = || crate::limits::Limits::default().time_limit("test", None);
+        let limit = || crate::study::limits::Limits::default().time_limit("test", None);
         assert!(err("site > 'ribs'").contains("orders the category `site`"));
         assert!(err("coalesce(site, 'x') <= 'b'").contains("orders the category `site`"));
         let e = RowExpr::compile("site == 2", &d).unwrap();
@@ -725,7 +725,7 @@ mod robustness {
                 ],
             );
             if let Ok(e) = RowExpr::compile(&source, &d) {
-                let limit = crate::limits::Limits::default().time_limit("test", None);
+                let limit = crate::study::limits::Limits::default().time_limit("test", None);
                 let _ = e.eval_all(&d, limit).map(|v| values_to_column(v, None, e.result_kind(&d)));
             }
         }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use jiff::civil::Date;
 
 use super::parse::BinOp;
-use crate::dataset::parse_date;
+use crate::study::dataset::parse_date;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

@@ -2,6 +2,9 @@
 //! swapped in with renames, so a failed or interrupted build never leaves a half-written report, and
 //! files that are not galley's in the output root are never touched.
 
+mod guard;
+pub use guard::check_output;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -45,7 +48,7 @@ pub fn unchanged(dest: &Path, files: &OutputFiles) -> bool {
     let mut by_size: Vec<(&String, &Vec<u8>)> = files.files.iter().collect();
     by_size.sort_by_key(|(_, bytes)| bytes.len());
     by_size.into_iter().all(|(rel, bytes)| {
-        crate::sandbox::read_regular_file(&dest.join(rel)).is_some_and(|b| &b == bytes)
+        crate::study::sandbox::read_regular_file(&dest.join(rel)).is_some_and(|b| &b == bytes)
     })
 }
 
@@ -58,10 +61,7 @@ pub fn write_atomically(dest: &Path, files: &OutputFiles) -> Result<()> {
     staged.commit()
 }
 
-/// The marker galley writes into every report folder it makes: the study it belongs to and every
-/// file galley put there. Only a folder holding exactly those files (or an earlier galley's report,
-/// see `galley_wrote`) is replaced by a build: anything else in it might be someone's work.
-pub const MARKER: &str = ".galley-output.json";
+pub use crate::records::MARKER;
 
 /// Largest marker or provenance record read to decide whether a folder is galley's.
 const MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
@@ -93,8 +93,9 @@ pub fn marker(name: &str, files: &OutputFiles) -> Vec<u8> {
 /// record itself, and the block cache. So a `provenance.json` alone (`{}`, or a real one copied next
 /// to a thesis) never makes a folder replaceable.
 pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
-    let read =
-        |file: &str| crate::sandbox::read_regular_file_limited(&dir.join(file), MAX_RECORD_BYTES);
+    let read = |file: &str| {
+        crate::study::sandbox::read_regular_file_limited(&dir.join(file), MAX_RECORD_BYTES)
+    };
     let listed: HashSet<String> = match read(MARKER) {
         Some(bytes) => {
             let value: serde_json::Value = serde_json::from_slice(&bytes)
@@ -153,7 +154,7 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
             at = parent;
         }
     }
-    let cache_prefix = format!("{}/", crate::cache::CACHE_DIR);
+    let cache_prefix = format!("{}/", crate::analysis::cache::CACHE_DIR);
     let mut seen = 0usize;
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
@@ -179,7 +180,7 @@ pub fn galley_wrote(dir: &Path, name: &str) -> std::result::Result<(), String> {
                 || (is_dir && folders.contains(&child))
                 // The cache folder is galley's whichever version wrote its entries (a newer galley
                 // meets an older one's entries under keys its marker does not list).
-                || child == crate::cache::CACHE_DIR
+                || child == crate::analysis::cache::CACHE_DIR
                 || child.starts_with(&cache_prefix);
             if !ours {
                 return Err(format!("holds `{child}`, which galley did not write"));

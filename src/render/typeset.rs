@@ -306,7 +306,7 @@ fn convert_diagnostic(
 ) -> Diagnostic {
     let mut hints: Vec<String> = diag.hints.iter().map(|h| h.v.to_string()).collect();
     // A file outside the build's files: say so in galley's terms (Typst's speak of a `--root`).
-    let message = crate::sandbox::typst_file_message(&diag.message, &mut hints)
+    let message = crate::study::sandbox::typst_file_message(&diag.message, &mut hints)
         .unwrap_or_else(|| diag.message.to_string());
     let mut d = match diag.severity {
         TypstSeverity::Error => Diagnostic::error(format!("Typst: {message}")),

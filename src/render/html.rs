@@ -23,16 +23,16 @@ use hayagriva::{
 use minijinja::value::Value;
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, HeadingLevel, Parser, Tag, TagEnd};
 
-use crate::artifacts::{Align, Figure, Table};
+use crate::analysis::artifacts::{Align, Figure, Table};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
-use crate::document::{BLOCK_MARKER, Document, markdown_options};
-use crate::manuscript::{citation_group, citation_key};
+use crate::document::template;
 use crate::pipeline::{Prepared, template_context};
+use crate::render::typst::{citation_group, citation_key};
 use crate::study::Study;
-use crate::template;
+use crate::study::manuscript::{BLOCK_MARKER, Document, markdown_options};
 
 /// The embedded style sheet of the page.
-const STYLE: &str = include_str!("../templates/manuscript.css");
+const STYLE: &str = include_str!("../../templates/manuscript.css");
 
 /// Render the study's manuscript as one HTML page.
 pub fn render(prepared: &Prepared) -> Result<Vec<u8>> {
@@ -46,7 +46,7 @@ pub fn render(prepared: &Prepared) -> Result<Vec<u8>> {
     let mut problems = Vec::new();
     for source in document.abstract_file.iter().chain(document.files.iter()) {
         // The same limits as the PDF's rendering of these templates (time, memory).
-        let _watch = crate::limits::watch(study.limits.template_limit(
+        let _watch = crate::study::limits::watch(study.limits.template_limit(
             format!("evaluating the templates of `{}`", source.relative),
             Some(Location::file(&source.file)),
         ));
@@ -327,14 +327,16 @@ impl Writer<'_> {
                     dest_url,
                     title,
                     id,
-                }) => match crate::links::prose(link_type, &dest_url) {
-                    Ok(crate::links::Target::External(url)) => out.push(Event::Start(Tag::Link {
-                        link_type: pulldown_cmark::LinkType::Inline,
-                        dest_url: url.into(),
-                        title,
-                        id,
-                    })),
-                    Ok(crate::links::Target::Fragment(label))
+                }) => match crate::study::links::prose(link_type, &dest_url) {
+                    Ok(crate::study::links::Target::External(url)) => {
+                        out.push(Event::Start(Tag::Link {
+                            link_type: pulldown_cmark::LinkType::Inline,
+                            dest_url: url.into(),
+                            title,
+                            id,
+                        }))
+                    }
+                    Ok(crate::study::links::Target::Fragment(label))
                         if self.targets.contains_key(&label) =>
                     {
                         out.push(Event::Start(Tag::Link {
@@ -503,7 +505,7 @@ impl Writer<'_> {
     }
 
     fn caption(&mut self, text: &str, location: &Location) -> Option<String> {
-        let _watch = crate::limits::watch(
+        let _watch = crate::study::limits::watch(
             self.prepared
                 .study
                 .limits
@@ -692,11 +694,11 @@ fn cite(
     groups: &[Vec<Cite>],
 ) -> Result<(Vec<String>, Option<String>)> {
     let study = &prepared.study;
-    let format = crate::bibliography::Format::of(&bib.relative);
+    let format = crate::study::bibliography::Format::of(&bib.relative);
     let name = format!("references.{}", format.extension());
     let text =
         std::str::from_utf8(prepared.files.get(&name).unwrap_or_default()).unwrap_or_default();
-    let yaml = format == crate::bibliography::Format::Yaml;
+    let yaml = format == crate::study::bibliography::Format::Yaml;
     let library = if yaml {
         hayagriva::io::from_yaml_str(text).map_err(|e| {
             Diagnostic::error(format!("the bibliography could not be read: {e}"))
@@ -872,7 +874,7 @@ fn write_child(
             formatted(&mut inner, &escape(&text.text), &text.formatting);
             // The bibliography's links were checked when it was read (`bibliography.rs`); the
             // policy again here, as the PDF's show rule does, for whatever hayagriva links.
-            match crate::links::external(url) {
+            match crate::study::links::external(url) {
                 Ok(url) => {
                     let _ = write!(s, "<a href=\"{}\">{inner}</a>", escape(&url));
                 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diagnostics::{Diagnostic, Result};
-use crate::manifest::toml_diagnostic;
+use crate::study::manifest::toml_diagnostic;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,9 +13,9 @@ use minijinja::machinery::{self, CodeGenerator, Instruction, Instructions, Vm, W
 use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, StringInput, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 
+use crate::analysis::numfmt;
 use crate::diagnostics::{Diagnostic, Location};
-use crate::format;
-use crate::manifest::FormatSection;
+use crate::study::manifest::FormatSection;
 
 /// Steps of template evaluation allowed per file: ends a runaway loop with a clear message.
 pub const TEMPLATE_FUEL: u64 = 5_000_000;
@@ -55,14 +55,14 @@ pub fn environment(rules: &FormatSection) -> Environment<'static> {
         "num",
         move |v: Value, digits: Option<usize>| -> Result<String, Error> {
             Ok(match reached(&v, "num", MISSING_HINT)? {
-                Some(x) => format::fixed(x, digits.unwrap_or(1)),
+                Some(x) => numfmt::fixed(x, digits.unwrap_or(1)),
                 None => r.not_reached.clone(),
             })
         },
     );
     // {{ n | count }}: an integer with thousands separators.
     env.add_filter("count", |v: Value| -> Result<String, Error> {
-        Ok(format::count(present(&v, "count", MISSING_HINT)?))
+        Ok(numfmt::count(present(&v, "count", MISSING_HINT)?))
     });
     // {{ 0.6 | pct }} -> 60%: a proportion as a percentage. A missing proportion is never "not
     // reached": its denominator was 0 (no patient in the group), so it is an error.
@@ -75,19 +75,19 @@ pub fn environment(rules: &FormatSection) -> Environment<'static> {
                 "pct",
                 "the proportion is missing: its denominator may be 0",
             )?;
-            Ok(format::percent(x, digits.unwrap_or(r.percent_digits)))
+            Ok(numfmt::percent(x, digits.unwrap_or(r.percent_digits)))
         },
     );
     // {{ p | pvalue }} -> "p = 0.03" / "p < 0.001"; {{ p | pnum }} -> "0.03" / "< 0.001".
     let r = rules.clone();
     env.add_filter("pvalue", move |v: Value| -> Result<String, Error> {
         let p = present(&v, "pvalue", "the p-value is missing (not estimable)")?;
-        Ok(format::p_value(p, &r))
+        Ok(numfmt::p_value(p, &r))
     });
     let r = rules.clone();
     env.add_filter("pnum", move |v: Value| -> Result<String, Error> {
         let p = present(&v, "pnum", "the p-value is missing (not estimable)")?;
-        Ok(format::p_number(p, &r))
+        Ok(numfmt::p_number(p, &r))
     });
     // {{ n_pct(15, 25) }} -> "15 (60%)"; also {{ x | n_pct(25) }}.
     let r = rules.clone();
@@ -109,7 +109,7 @@ pub fn environment(rules: &FormatSection) -> Environment<'static> {
     env.add_function(
         "ci",
         move |lower: Value, upper: Value, digits: Option<usize>| -> Result<String, Error> {
-            Ok(format::interval(
+            Ok(numfmt::interval(
                 reached(&lower, "ci", MISSING_HINT)?,
                 reached(&upper, "ci", MISSING_HINT)?,
                 digits.unwrap_or(2),
@@ -127,7 +127,7 @@ pub fn environment(rules: &FormatSection) -> Environment<'static> {
                 return Err(invalid("ci: the value has no `lower` and `upper`"));
             }
             // `lower` and `upper` are interval limits: a null one is a limit not reached.
-            Ok(format::interval(
+            Ok(numfmt::interval(
                 reached(&not_reached_if_none(lower), "ci", MISSING_HINT)?,
                 reached(&not_reached_if_none(upper), "ci", MISSING_HINT)?,
                 digits.unwrap_or(2),
@@ -140,7 +140,7 @@ pub fn environment(rules: &FormatSection) -> Environment<'static> {
     env.add_function(
         "span",
         move |lower: Value, upper: Value, digits: Option<usize>| -> Result<String, Error> {
-            Ok(format::interval(
+            Ok(numfmt::interval(
                 reached(&lower, "span", MISSING_HINT)?,
                 reached(&upper, "span", MISSING_HINT)?,
                 digits.unwrap_or(0),
@@ -586,7 +586,7 @@ fn n_pct(
     kwargs.assert_all_used()?;
     let n = present(n, "n_pct", "the count is missing")?;
     let total = present(total, "n_pct", "the total is missing")?;
-    Ok(format::n_percent(
+    Ok(numfmt::n_percent(
         n,
         total,
         digits.unwrap_or(rules.percent_digits),

@@ -17,7 +17,7 @@ pub struct Template {
 
 macro_rules! template_files {
     ($dir:literal: $($file:literal),+ $(,)?) => {
-        &[$(($file, include_str!(concat!("../templates/new/", $dir, "/", $file)))),+]
+        &[$(($file, include_str!(concat!("../../templates/new/", $dir, "/", $file)))),+]
     };
 }
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use crate::console::{Console, written_lines};
+use crate::cmd::console::{Console, written_lines};
+use crate::cmd::serve::LiveServer;
 use crate::diagnostics::{Diagnostic, Result};
 use crate::pipeline::{self, BuildOptions, BuildReport};
-use crate::serve::LiveServer;
 
 /// Quiet time after the last change before rebuilding (editors write a file in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -39,7 +39,7 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
     let console = options.console;
     // Checked before the output root is created: it must lie outside the study (`sandbox.rs`).
     let name = study.file_name().map(PathBuf::from).unwrap_or_default();
-    crate::sandbox::check_output(&study, &options.build.out, &options.build.out.join(name))?;
+    crate::output::check_output(&study, &options.build.out, &options.build.out.join(name))?;
     let _ = std::fs::create_dir_all(&options.build.out);
     let out = options
         .build
@@ -82,7 +82,7 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
         options.study.display()
     ));
 
-    crate::limits::set_expiry_handler(restart);
+    crate::study::limits::set_expiry_handler(restart);
     if std::env::var_os(RESTARTED).is_some() {
         eprintln!("restarted after an evaluation ran past its time limit; waiting for a change");
     } else {
@@ -175,9 +175,9 @@ fn relevant(event: &notify::Event, study: &Path, out: &Path) -> Option<PathBuf> 
 /// memoised work are kept by the process from one rebuild to the next), then the eviction of what
 /// recent rebuilds have not used.
 pub fn build_once(study: &Path, options: &BuildOptions) -> Result<BuildReport> {
-    crate::cache::keep_parsed_entries();
+    crate::analysis::cache::keep_parsed_entries();
     let result = pipeline::build(study, options);
-    crate::typeset::evict_cache();
+    crate::render::typeset::evict_cache();
     result
 }
 
@@ -202,7 +202,7 @@ fn rebuild(options: &WatchOptions, server: Option<&LiveServer>, changed: Option<
                 eprintln!("{w}\n");
             }
             if console.verbose {
-                eprint!("{}", crate::console::format_timings(&report));
+                eprint!("{}", crate::cmd::console::format_timings(&report));
             }
             // Milliseconds: an incremental rebuild takes a few tens of them ("0.0 s" says nothing).
             console.info(format!("built in {:.0} ms", seconds * 1000.0));

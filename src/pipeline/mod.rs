@@ -10,22 +10,22 @@ use indexmap::IndexMap;
 use jiff::civil::Date;
 use minijinja::value::Value;
 
+use crate::analysis::cache::{self, BlockCache};
 use crate::analysis::{self, Analysis, AnalysisSettings};
-use crate::cache::{self, BlockCache};
-use crate::dataset::{self, Dataset, TableSchema};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
-use crate::document::Document;
-use crate::limits;
-use crate::manuscript::{self, ConvertContext, escape_markup, string_literal};
+use crate::document::template;
+use crate::document::trail;
 use crate::output::{self, OutputFiles, Staged};
-use crate::reproduction::{self, Published};
+use crate::render::typeset::{self, FileSet};
+use crate::render::typst::{self, ConvertContext, escape_markup, string_literal};
 use crate::study::Study;
-use crate::template;
-use crate::trail;
-use crate::typeset::{self, FileSet};
+use crate::study::dataset::{self, Dataset, TableSchema};
+use crate::study::limits;
+use crate::study::manuscript::Document;
+use crate::study::published::{self, Published};
 
 /// The embedded article template (a study may provide its own `article.typ`).
-pub const ARTICLE_TEMPLATE: &str = include_str!("../templates/article.typ");
+pub const ARTICLE_TEMPLATE: &str = include_str!("../../templates/article.typ");
 pub const TEMPLATE_FILE: &str = "article.typ";
 pub const MAIN_FILE: &str = "manuscript.typ";
 
@@ -97,7 +97,7 @@ pub struct BuildReport {
     /// The build's wall time (stages overlap: the other outputs are written while the PDF is typeset).
     pub total: Duration,
     /// Published versus reproduced, when the study names its published values.
-    pub reproduction: Option<Vec<reproduction::Comparison>>,
+    pub reproduction: Option<Vec<published::Comparison>>,
     /// Blocks read back from the cache, and blocks that ran.
     pub blocks_cached: Vec<String>,
     pub blocks_run: Vec<String>,
@@ -128,7 +128,7 @@ pub struct Prepared {
     /// The Typst sources and assets of the output folder.
     pub files: FileSet,
     pub warnings: Vec<Diagnostic>,
-    pub reproduction: Option<Vec<reproduction::Comparison>>,
+    pub reproduction: Option<Vec<published::Comparison>>,
     /// Every value the templates and tables put into the manuscript.
     pub trail: Vec<trail::TrailEntry>,
     /// The block cache of the output folder (a build has one; `check` does not).
@@ -328,7 +328,7 @@ fn other_outputs(
         outputs.insert(path.clone(), bytes.clone());
     }
     if options.formats.html {
-        let html = clock.time("html", || crate::html::render(prepared))?;
+        let html = clock.time("html", || crate::render::html::render(prepared))?;
         outputs.insert("manuscript.html", html);
     }
     outputs.insert("results.json", results_json(&prepared.analysis));
@@ -371,10 +371,11 @@ fn typeset_key(files: &FileSet, date: Option<Date>) -> String {
 /// The previous build's PDF, if it was typeset from exactly these sources and is intact.
 fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
     // Regular files only: a link planted in the output folder is not followed.
-    let record: serde_json::Value = serde_json::from_slice(&crate::sandbox::read_regular_file(
-        &dest.join(cache::CACHE_DIR).join("typeset.json"),
-    )?)
-    .ok()?;
+    let record: serde_json::Value =
+        serde_json::from_slice(&crate::study::sandbox::read_regular_file(
+            &dest.join(cache::CACHE_DIR).join("typeset.json"),
+        )?)
+        .ok()?;
     if record.get("key")?.as_str()? != key {
         return None;
     }
@@ -382,7 +383,7 @@ fn previous_pdf(dest: &Path, key: &str) -> Option<Vec<u8>> {
     if Some(record.get("seal")?.as_str()?) != typeset_seal(key, pdf_hash).as_deref() {
         return None;
     }
-    let pdf = crate::sandbox::read_regular_file(&dest.join("manuscript.pdf"))?;
+    let pdf = crate::study::sandbox::read_regular_file(&dest.join("manuscript.pdf"))?;
     (pdf_hash == sha256_hex(&pdf)).then_some(pdf)
 }
 
@@ -411,7 +412,7 @@ fn prepare(
 ) -> Result<Prepared> {
     let study = clock.time("load study", || Study::load(study_dir, limits))?;
     if let Some(out) = out_root {
-        crate::sandbox::check_output(&study.root, out, &out.join(&study.name))?;
+        crate::output::check_output(&study.root, out, &out.join(&study.name))?;
     }
     let mut cache = out_root.map(|root| match no_cache {
         true => BlockCache::default(),
@@ -450,7 +451,7 @@ fn prepare(
                 .iter()
                 .map(|(id, r)| (id.clone(), r.value.clone()))
                 .collect();
-            match reproduction::compare(p, &serde_json::Value::Object(results)) {
+            match published::compare(p, &serde_json::Value::Object(results)) {
                 Ok(rows) => Some(rows),
                 Err(message) => {
                     let file = study
@@ -556,7 +557,7 @@ fn assemble(
     let lint = &study.manifest.lint;
     // In audit mode each file is rendered with its expressions marked by their trail index.
     let mut instrumented: Vec<String> = Vec::new();
-    let file_limit = |source: &crate::document::SourceFile| {
+    let file_limit = |source: &crate::study::manuscript::SourceFile| {
         study.limits.template_limit(
             format!("evaluating the templates of `{}`", source.relative),
             Some(Location::file(&source.file)),
@@ -615,7 +616,7 @@ fn assemble(
     let mut labels: HashSet<String> = HashSet::new();
     let mut sections: HashSet<String> = HashSet::new();
     for (_, text) in &rendered {
-        sections.extend(manuscript::heading_labels(text));
+        sections.extend(typst::heading_labels(text));
     }
     for result in analysis.results.values() {
         labels.extend(
@@ -663,7 +664,7 @@ fn assemble(
         let mut markup = String::new();
         let inline = |text: &str| -> std::result::Result<String, Diagnostic> {
             let rendered = template::render_inline(&env, text, &context, &location)?;
-            let (typst, diags) = manuscript::inline_to_typst(&rendered, &block.file, &inline_ctx);
+            let (typst, diags) = typst::inline_to_typst(&rendered, &block.file, &inline_ctx);
             let (errors, notes): (Vec<Diagnostic>, Vec<Diagnostic>) =
                 diags.into_iter().partition(|d| d.is_error());
             // Warnings (a refused link) are reported at the block, as errors are.
@@ -721,7 +722,7 @@ fn assemble(
         for figure in &result.artifacts.figures {
             trail_entries.extend(caption_trail(&figure.caption));
             match inline(&figure.caption) {
-                Ok(caption) => markup.push_str(&manuscript::figure_markup(figure, &caption)),
+                Ok(caption) => markup.push_str(&typst::figure_markup(figure, &caption)),
                 Err(d) => problems.push(d),
             }
             files.insert(
@@ -735,7 +736,7 @@ fn assemble(
                 table.notes.iter().map(|n| inline(n)).collect();
             match (caption, notes) {
                 (Ok(caption), Ok(notes)) => {
-                    markup.push_str(&manuscript::table_markup(table, &caption, &notes))
+                    markup.push_str(&typst::table_markup(table, &caption, &notes))
                 }
                 (Err(d), _) | (_, Err(d)) => problems.push(d),
             }
@@ -758,7 +759,7 @@ fn assemble(
     let mut abstract_typst = None;
     let mut body = String::new();
     for (source, text) in &rendered {
-        let (typst, diags) = manuscript::markdown_to_typst(text, &source.file, &ctx);
+        let (typst, diags) = typst::markdown_to_typst(text, &source.file, &ctx);
         problems.extend(diags.iter().filter(|d| d.is_error()).cloned());
         warnings.extend(diags.into_iter().filter(|d| !d.is_error()));
         if document
@@ -783,9 +784,9 @@ fn assemble(
     // Only the cited entries, their links checked (`bibliography.rs`).
     let bibliography = match (&study.bibliography, &study.bibliography_index) {
         (Some(bib), Some(index)) => {
-            let text = crate::bibliography::utf8(&bib.bytes, &bib.display, "bibliography")?;
-            let mut cited = crate::bibliography::cited_keys(&body);
-            cited.extend(crate::bibliography::cited_keys(
+            let text = crate::study::bibliography::utf8(&bib.bytes, &bib.display, "bibliography")?;
+            let mut cited = crate::study::bibliography::cited_keys(&body);
+            cited.extend(crate::study::bibliography::cited_keys(
                 abstract_typst.as_deref().unwrap_or_default(),
             ));
             let selected = index.select(text, &cited)?;
@@ -881,7 +882,7 @@ fn main_source(
         "#import \"{TEMPLATE_FILE}\": article, booktable\n"
     ));
     // The link policy for every link of the PDF, whatever makes it (`links.rs`).
-    s.push_str(crate::links::TYPST_SHOW_RULE);
+    s.push_str(crate::study::links::TYPST_SHOW_RULE);
     s.push_str("#show: article.with(\n");
     s.push_str(&format!("  title: [{}],\n", escape_markup(&m.study.title)));
     s.push_str(&format!(
@@ -1097,8 +1098,8 @@ fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &Output
 fn study_from_output(study: &Path, dest: &Path) -> Option<String> {
     use std::path::Component;
     let (study, dest) = (
-        crate::sandbox::absolute(study)?,
-        crate::sandbox::absolute(dest)?,
+        crate::study::sandbox::absolute(study)?,
+        crate::study::sandbox::absolute(dest)?,
     );
     let (s, d): (Vec<Component>, Vec<Component>) =
         (study.components().collect(), dest.components().collect());
@@ -1138,7 +1139,7 @@ fn changes_appendix(
                 .into()
         })
     };
-    let old = crate::audit::ReportFiles {
+    let old = crate::records::diff::ReportFiles {
         provenance: record("provenance.json")?,
         results: record("results.json")?,
         trail: record("trail.json")?,
@@ -1159,12 +1160,12 @@ fn changes_appendix(
             )
         })
         .collect();
-    let new = crate::audit::ReportFiles {
+    let new = crate::records::diff::ReportFiles {
         provenance: serde_json::json!({"inputs": inputs, "cutoff": cutoff.map(|d| d.to_string())}),
         results: serde_json::from_slice(&results_json(analysis)).unwrap_or_default(),
         trail: serde_json::to_value(trail).unwrap_or_default(),
     };
-    let report = crate::audit::diff_reports(&old, &new);
+    let report = crate::records::diff::diff_reports(&old, &new);
     let previous = study
         .manifest
         .manuscript

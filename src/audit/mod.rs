@@ -9,42 +9,8 @@ use serde_json::Value;
 
 use crate::diagnostics::{Diagnostic, Result, io_error};
 use crate::pipeline::{self, BuildOptions};
-
-fn read_json(dir: &Path, name: &str) -> Result<Value> {
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        let d = io_error("read", &path, &e);
-        if e.kind() == std::io::ErrorKind::NotFound {
-            d.hint(format!(
-                "`{}` does not look like a galley output folder (it has no {name})",
-                dir.display()
-            ))
-        } else {
-            d
-        }
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        Diagnostic::error(format!("`{name}` is not valid JSON: {e}"))
-            .in_file(&path)
-            .into()
-    })
-}
-
-fn hashes(record: &Value, key: &str) -> BTreeMap<String, String> {
-    record
-        .get(key)
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| {
-                    v.get("sha256")
-                        .and_then(Value::as_str)
-                        .map(|h| (k.clone(), h.to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::records::diff::hashes;
+pub use crate::records::diff::{DiffReport, ReportFiles, ValueChange, diff, diff_reports};
 
 /// The verdict of `galley verify`, with the exit code that tells which.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -161,7 +127,7 @@ pub fn parse_record(bytes: &[u8], file: &Path) -> Result<Record> {
     let named = |key: &str| -> Result<BTreeMap<String, String>> {
         let map = hashes(&record, key);
         for name in map.keys() {
-            if let Err(why) = crate::sandbox::check_relative(name) {
+            if let Err(why) = crate::study::sandbox::check_relative(name) {
                 return Err(at(format!(
                     "the provenance record names `{name}`, which is {}",
                     why.describe("provenance.json")
@@ -239,7 +205,7 @@ pub fn check_study_from_output(rel: &str) -> std::result::Result<(), String> {
 fn locate_study(output_dir: &Path, record: &Record, given: Option<&Path>) -> Result<PathBuf> {
     let record_file = output_dir.join("provenance.json");
     let has_manifest = |dir: &Path| {
-        crate::sandbox::resolve(dir, crate::manifest::MANIFEST_FILE)
+        crate::study::sandbox::resolve(dir, crate::study::manifest::MANIFEST_FILE)
             .is_ok_and(|m| m.metadata().is_ok_and(|m| m.is_file()))
     };
     if let Some(dir) = given {
@@ -273,14 +239,14 @@ fn locate_study(output_dir: &Path, record: &Record, given: Option<&Path>) -> Res
         .hint(hint)
         .into()
     };
-    let absolute = crate::sandbox::absolute(output_dir)
+    let absolute = crate::study::sandbox::absolute(output_dir)
         .ok_or_else(|| refuse("but the output folder's path cannot be made absolute".into()))?;
     // `<out>/<study>` -> the folder that holds `<out>`: what the user pointed at, and its siblings.
     let base = absolute
         .parent()
         .and_then(Path::parent)
         .unwrap_or(&absolute);
-    let target = crate::sandbox::absolute(&absolute.join(rel))
+    let target = crate::study::sandbox::absolute(&absolute.join(rel))
         .ok_or_else(|| refuse("which cannot be made absolute".into()))?;
     let inner = target
         .strip_prefix(base)
@@ -288,7 +254,7 @@ fn locate_study(output_dir: &Path, record: &Record, given: Option<&Path>) -> Res
         .and_then(Path::to_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| refuse("which is outside the folder that holds the output root".into()))?;
-    let study = crate::sandbox::resolve(base, inner).map_err(|why| {
+    let study = crate::study::sandbox::resolve(base, inner).map_err(|why| {
         refuse(format!(
             "and `{}` is {}",
             target.display(),
@@ -317,7 +283,7 @@ enum InputNow {
 /// (links followed only within it), a regular file (never a FIFO or a device), at most `max` bytes.
 fn input_now(study: &Path, name: &str, hash: &str, max: u64) -> InputNow {
     use std::io::Read;
-    let Ok(path) = crate::sandbox::resolve(study, name) else {
+    let Ok(path) = crate::study::sandbox::resolve(study, name) else {
         return InputNow::Unreadable;
     };
     match std::fs::metadata(&path) {
@@ -347,7 +313,7 @@ fn sha256(bytes: &[u8]) -> String {
 pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Result<VerifyReport> {
     let record_file = output_dir.join("provenance.json");
     // The record is read like any file of the output folder: a regular file, of bounded size.
-    let max = crate::limits::Limits::default()
+    let max = crate::study::limits::Limits::default()
         .with_overrides(limits)
         .map_err(Diagnostic::error)?
         .input_file_bytes();
@@ -364,13 +330,15 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
             }
             .into());
         }
-        Ok(_) => crate::sandbox::read_regular_file_limited(&record_file, max).ok_or_else(|| {
-            Diagnostic::error(format!(
-                "`provenance.json` is not a regular file of at most {} MiB",
-                max / (1024 * 1024)
-            ))
-            .in_file(&record_file)
-        })?,
+        Ok(_) => crate::study::sandbox::read_regular_file_limited(&record_file, max).ok_or_else(
+            || {
+                Diagnostic::error(format!(
+                    "`provenance.json` is not a regular file of at most {} MiB",
+                    max / (1024 * 1024)
+                ))
+                .in_file(&record_file)
+            },
+        )?,
     };
     let record = parse_record(&bytes, &record_file)?;
     if record.galley_version != env!("CARGO_PKG_VERSION") {
@@ -405,7 +373,7 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
         .outputs
         .iter()
         .filter(|(name, hash)| {
-            crate::sandbox::read_regular_file_limited(&output_dir.join(name), max)
+            crate::study::sandbox::read_regular_file_limited(&output_dir.join(name), max)
                 .map(|b| sha256(&b))
                 .as_deref()
                 != Some(hash.as_str())
@@ -433,14 +401,17 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
     let (changed_inputs, rebuilt_differently) = match report {
         Ok(report) => {
             let rebuilt = |name: &str| {
-                crate::sandbox::read_regular_file(&report.output_dir.join(name)).map(|b| sha256(&b))
+                crate::study::sandbox::read_regular_file(&report.output_dir.join(name))
+                    .map(|b| sha256(&b))
             };
             // The inputs the rebuild read (its own record, made through the study's sandbox and
             // limits) against those recorded: changed, added (a new template file) or removed.
-            let now = crate::sandbox::read_regular_file(&report.output_dir.join("provenance.json"))
-                .and_then(|b| parse_record(&b, &record_file).ok())
-                .map(|r| r.inputs)
-                .unwrap_or_default();
+            let now = crate::study::sandbox::read_regular_file(
+                &report.output_dir.join("provenance.json"),
+            )
+            .and_then(|b| parse_record(&b, &record_file).ok())
+            .map(|r| r.inputs)
+            .unwrap_or_default();
             let mut changed: Vec<String> = record
                 .inputs
                 .iter()
@@ -514,155 +485,10 @@ fn with_source_date_epoch<T>(value: Option<String>, f: impl FnOnce() -> T) -> T 
     out
 }
 
-/// One reported value that changed between two reports.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ValueChange {
-    pub file: String,
-    pub line: usize,
-    pub expression: String,
-    pub old_text: Option<String>,
-    pub new_text: Option<String>,
-    pub old_value: Value,
-    pub new_value: Value,
-    pub absolute_change: Option<f64>,
-    pub relative_change: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct DiffReport {
-    pub changed_inputs: Vec<String>,
-    pub added_inputs: Vec<String>,
-    pub removed_inputs: Vec<String>,
-    pub changed_blocks: Vec<String>,
-    pub unchanged_blocks: Vec<String>,
-    pub changed_values: Vec<ValueChange>,
-    pub old_cutoff: Option<String>,
-    pub new_cutoff: Option<String>,
-}
-
-/// What changed from the report in `old` to the report in `new`.
-pub fn diff(old: &Path, new: &Path) -> Result<DiffReport> {
-    let old = ReportFiles::read(old)?;
-    let new = ReportFiles::read(new)?;
-    Ok(diff_reports(&old, &new))
-}
-
-/// The three records of a built report that a comparison reads.
-pub struct ReportFiles {
-    pub provenance: Value,
-    pub results: Value,
-    pub trail: Value,
-}
-
-impl ReportFiles {
-    pub fn read(dir: &Path) -> Result<ReportFiles> {
-        Ok(ReportFiles {
-            provenance: read_json(dir, "provenance.json")?,
-            results: read_json(dir, "results.json")?,
-            trail: read_json(dir, "trail.json")?,
-        })
-    }
-}
-
-/// What changed from one report's records to another's.
-pub fn diff_reports(old: &ReportFiles, new: &ReportFiles) -> DiffReport {
-    let (old_prov, new_prov) = (&old.provenance, &new.provenance);
-    let (old_in, new_in) = (hashes(old_prov, "inputs"), hashes(new_prov, "inputs"));
-    let mut report = DiffReport {
-        old_cutoff: old_prov
-            .get("cutoff")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        new_cutoff: new_prov
-            .get("cutoff")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        ..Default::default()
-    };
-    for (name, hash) in &new_in {
-        match old_in.get(name) {
-            None => report.added_inputs.push(name.clone()),
-            Some(h) if h != hash => report.changed_inputs.push(name.clone()),
-            Some(_) => {}
-        }
-    }
-    report.removed_inputs = old_in
-        .keys()
-        .filter(|k| !new_in.contains_key(*k))
-        .cloned()
-        .collect();
-
-    let (old_results, new_results) = (&old.results, &new.results);
-    if let Some(new_map) = new_results.as_object() {
-        for (id, value) in new_map {
-            if old_results.get(id) == Some(value) {
-                report.unchanged_blocks.push(id.clone());
-            } else {
-                report.changed_blocks.push(id.clone());
-            }
-        }
-    }
-
-    let (old_trail, new_trail) = (&old.trail, &new.trail);
-    let key = |e: &Value| {
-        (
-            e.get("file")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            e.get("expression")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-        )
-    };
-    // Entries are matched by file and expression, in order of appearance (the same expression can
-    // appear several times; lines may move when the prose is edited).
-    let mut old_by_key: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
-    for e in old_trail.as_array().into_iter().flatten() {
-        old_by_key.entry(key(e)).or_default().push(e);
-    }
-    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for e in new_trail.as_array().into_iter().flatten() {
-        let k = key(e);
-        let n = seen.entry(k.clone()).or_default();
-        let old_entry = old_by_key.get(&k).and_then(|v| v.get(*n)).copied();
-        *n += 1;
-        let new_text = e.get("text").and_then(Value::as_str).map(str::to_string);
-        let new_value = e.get("value").cloned().unwrap_or(Value::Null);
-        let (old_text, old_value) = match old_entry {
-            Some(o) => (
-                o.get("text").and_then(Value::as_str).map(str::to_string),
-                o.get("value").cloned().unwrap_or(Value::Null),
-            ),
-            None => (None, Value::Null),
-        };
-        if old_entry.is_some() && old_text == new_text && old_value == new_value {
-            continue;
-        }
-        let (absolute_change, relative_change) = match (old_value.as_f64(), new_value.as_f64()) {
-            (Some(a), Some(b)) => (Some(b - a), (a != 0.0).then(|| (b - a) / a.abs())),
-            _ => (None, None),
-        };
-        report.changed_values.push(ValueChange {
-            file: k.0,
-            line: e.get("line").and_then(Value::as_u64).unwrap_or(0) as usize,
-            expression: k.1,
-            old_text,
-            new_text,
-            old_value,
-            new_value,
-            absolute_change,
-            relative_change,
-        });
-    }
-    report
-}
-
 impl DiffReport {
     /// Typst for a "Changes since the previous report" appendix.
     pub fn appendix_markup(&self, previous: &str) -> String {
-        use crate::manuscript::escape_markup as esc;
+        use crate::render::typst::escape_markup as esc;
         let mut s = String::from(
             "\n#pagebreak(weak: true)\n#heading(level: 1)[Changes since the previous report]\n\n",
         );
@@ -703,69 +529,5 @@ impl DiffReport {
              header: (([Where], [Expression], [Previous], [Now], [Change]),), rows: ({rows})))\n"
         ));
         s
-    }
-}
-
-impl std::fmt::Display for DiffReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.old_cutoff != self.new_cutoff {
-            writeln!(
-                f,
-                "cutoff: {} -> {}",
-                self.old_cutoff.as_deref().unwrap_or("none"),
-                self.new_cutoff.as_deref().unwrap_or("none")
-            )?;
-        }
-        writeln!(
-            f,
-            "inputs changed: {}",
-            if self.changed_inputs.is_empty() {
-                "none".into()
-            } else {
-                self.changed_inputs.join(", ")
-            }
-        )?;
-        if !self.added_inputs.is_empty() {
-            writeln!(f, "inputs added: {}", self.added_inputs.join(", "))?;
-        }
-        if !self.removed_inputs.is_empty() {
-            writeln!(f, "inputs removed: {}", self.removed_inputs.join(", "))?;
-        }
-        writeln!(
-            f,
-            "blocks with changed results: {}",
-            if self.changed_blocks.is_empty() {
-                "none".into()
-            } else {
-                self.changed_blocks.join(", ")
-            }
-        )?;
-        writeln!(
-            f,
-            "blocks unchanged: {}",
-            if self.unchanged_blocks.is_empty() {
-                "none".into()
-            } else {
-                self.unchanged_blocks.join(", ")
-            }
-        )?;
-        writeln!(f, "reported values changed: {}", self.changed_values.len())?;
-        for c in &self.changed_values {
-            let change = match (c.absolute_change, c.relative_change) {
-                (Some(a), Some(r)) => format!("  ({a:+.4}, {:+.1}%)", r * 100.0),
-                (Some(a), None) => format!("  ({a:+.4})"),
-                _ => String::new(),
-            };
-            writeln!(
-                f,
-                "  {}:{}  {{{{ {} }}}}  {} -> {}{change}",
-                c.file,
-                c.line,
-                c.expression,
-                c.old_text.as_deref().unwrap_or("(new)"),
-                c.new_text.as_deref().unwrap_or("-"),
-            )?;
-        }
-        Ok(())
     }
 }

@@ -10,9 +10,9 @@ use minijinja::Environment;
 use minijinja::value::Value;
 use serde::Serialize;
 
-use crate::artifacts::Table;
+use crate::analysis::artifacts::Table;
 use crate::diagnostics::Diagnostic;
-use crate::reproduction::lookup;
+use crate::study::published::lookup;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Source {
@@ -175,7 +175,7 @@ pub fn instrument(template: &str, first: usize) -> String {
 
 /// The audit appendix: every trail entry, anchored so the marked numbers in the text link to it.
 pub fn appendix_markup(entries: &[TrailEntry]) -> String {
-    use crate::manuscript::escape_markup as esc;
+    use crate::render::typst::escape_markup as esc;
     // Long paths and JSON have no spaces: allow line breaks after `.`, `,` and `[` (zero-width space).
     let breakable = |t: &str| {
         esc(t)
@@ -242,7 +242,9 @@ pub fn template_entries(
                 .and_then(|e| e.eval(context).ok())
                 .and_then(|v| serde_json::to_value(&v).ok())
                 .unwrap_or(serde_json::Value::Null);
-            let text = crate::template::render_str(env, &format!("{{{{ {expr} }}}}"), context).ok();
+            let text =
+                crate::document::template::render_str(env, &format!("{{{{ {expr} }}}}"), context)
+                    .ok();
             TrailEntry {
                 file: file.to_string(),
                 line,
@@ -317,7 +319,7 @@ pub fn lint_numbers(
     let mut out = Vec::new();
     let mut in_code = 0;
     for (event, range) in
-        Parser::new_ext(&masked, crate::document::markdown_options()).into_offset_iter()
+        Parser::new_ext(&masked, crate::study::manuscript::markdown_options()).into_offset_iter()
     {
         match event {
             Event::Start(Tag::CodeBlock(_)) => in_code += 1,

@@ -12,9 +12,9 @@ use std::path::Path;
 
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
 
-use crate::artifacts::{Align, Figure, Table};
+use crate::analysis::artifacts::{Align, Figure, Table};
 use crate::diagnostics::Diagnostic;
-use crate::document::{BLOCK_MARKER, markdown_options};
+use crate::study::manuscript::{BLOCK_MARKER, markdown_options};
 
 /// Escape text so that Typst markup shows it literally. (`;` and `(` too: right after an embedded
 /// expression such as `#ref(..)` Typst takes `;` as the expression's end and `(` as more arguments.)
@@ -403,10 +403,10 @@ impl<'a, 'c> Converter<'a, 'c> {
                 dest_url,
                 ..
             } => match self.link_target(link_type, &dest_url) {
-                Ok(crate::links::Target::External(url)) => {
+                Ok(crate::study::links::Target::External(url)) => {
                     let _ = write!(self.out, "#link({})[", string_literal(&url));
                 }
-                Ok(crate::links::Target::Fragment(label)) => {
+                Ok(crate::study::links::Target::Fragment(label)) => {
                     // Through the first match's location, as `@sec-x` does (a duplicated label
                     // must not break the compile).
                     let _ = write!(
@@ -419,7 +419,7 @@ impl<'a, 'c> Converter<'a, 'c> {
                     self.diagnostics.push(
                         Diagnostic::warning(format!(
                             "the link `{}` is refused: {why}; its text is kept, unlinked",
-                            crate::links::shown(&dest_url)
+                            crate::study::links::shown(&dest_url)
                         ))
                         .at_offset(self.display, self.source, range.start)
                         .hint("links may be http, https, mailto, doi:10.… or #label of a heading, figure or table"),
@@ -574,10 +574,10 @@ impl<'a, 'c> Converter<'a, 'c> {
         &self,
         link_type: pulldown_cmark::LinkType,
         dest: &str,
-    ) -> Result<crate::links::Target, String> {
-        let target = crate::links::prose(link_type, dest)?;
+    ) -> Result<crate::study::links::Target, String> {
+        let target = crate::study::links::prose(link_type, dest)?;
         match &target {
-            crate::links::Target::Fragment(label)
+            crate::study::links::Target::Fragment(label)
                 if !self.ctx.sections.contains(label) && !self.ctx.labels.contains(label) =>
             {
                 Err(format!(
@@ -606,7 +606,7 @@ impl<'a, 'c> Converter<'a, 'c> {
             code.push_str(&text);
             return;
         }
-        if text.contains(crate::trail::MARK_START) {
+        if text.contains(crate::document::trail::MARK_START) {
             return self.flush_marked(text, offset);
         }
         let chars: Vec<(usize, char)> = text.char_indices().collect();
@@ -659,7 +659,7 @@ impl<'a, 'c> Converter<'a, 'c> {
     /// Audit mode: text holding marked values (see `trail::instrument`); each value becomes a link to
     /// its trail entry, the text between is converted as usual.
     fn flush_marked(&mut self, text: String, offset: usize) {
-        use crate::trail::{MARK_END, MARK_SEP, MARK_START};
+        use crate::document::trail::{MARK_END, MARK_SEP, MARK_START};
         let mut rest = text.as_str();
         let mut pos = offset;
         while let Some(start) = rest.find(MARK_START) {
@@ -998,7 +998,8 @@ mod escaping_properties {
     fn typeset(markup: &str) -> Result<String, String> {
         let source =
             format!("#set page(width: auto, height: auto)\n#set text(hyphenate: false)\n{markup}");
-        crate::typeset::compile_text(&source).map_err(|f| format!("{f}\n--- source ---\n{source}"))
+        crate::render::typeset::compile_text(&source)
+            .map_err(|f| format!("{f}\n--- source ---\n{source}"))
     }
 
     proptest! {

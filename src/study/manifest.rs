@@ -33,7 +33,7 @@ pub struct Manifest {
     pub lint: LintSection,
     /// Resource limits of a build (see `limits.rs`); the defaults suit any manuscript.
     #[serde(default)]
-    pub limits: crate::limits::Limits,
+    pub limits: crate::study::limits::Limits,
 }
 
 /// Checks on the prose.

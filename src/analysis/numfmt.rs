@@ -3,7 +3,7 @@
 //! Percentages without decimals by default; p-values in journal style (`< 0.001`, else two significant
 //! digits, `> 0.99` at the top); "NR" for estimates not reached; one range separator everywhere.
 
-use crate::manifest::FormatSection;
+use crate::study::manifest::FormatSection;
 
 /// Most decimals any number prints with. Rust's formatter panics on a precision above 65535
 /// (`{{ x | num(70000) }}`, `percent_digits = 70000` in study.toml: found by fuzzing the

@@ -6,10 +6,10 @@ use std::path::Path;
 use indexmap::IndexMap;
 
 use crate::analysis::{self, AnalysisSettings, BlockEnv};
-use crate::dataset;
 use crate::diagnostics::{Diagnostic, Result, io_error};
-use crate::document::AnalysisBlock;
 use crate::study::InputFile;
+use crate::study::dataset;
+use crate::study::manuscript::AnalysisBlock;
 
 /// Run the block in `block_path` on the CSV at `data_path`; the dataset is named `data` (and also by
 /// the file stem), so a spec may say `data = "data"` or omit nothing else. `limits` are the command
@@ -19,7 +19,7 @@ pub fn analyze(
     block_path: &Path,
     limits: &[String],
 ) -> Result<serde_json::Value> {
-    let limits = crate::limits::Limits::default()
+    let limits = crate::study::limits::Limits::default()
         .with_overrides(limits)
         .map_err(Diagnostic::error)?;
     let csv = std::fs::read_to_string(data_path).map_err(|e| io_error("read", data_path, &e))?;
@@ -71,5 +71,5 @@ fn parse_block_file(spec: &str, path: &Path) -> std::result::Result<AnalysisBloc
         bytes: spec.as_bytes().to_vec(),
     };
     let text: std::sync::Arc<str> = spec.into();
-    crate::document::parse_block(spec, &input, &text, 0, 1)
+    crate::study::manuscript::parse_block(spec, &input, &text, 0, 1)
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::html::escape;
+use crate::render::html::escape;
 
 /// Event streams open at once; more are refused (each holds a thread).
 const MAX_STREAMS: usize = 32;

@@ -2,7 +2,7 @@
 //! keyed from the spec's seed by SplitMix64 written out here. Every draw is made from uniforms built from
 //! the raw 64-bit output (`u64 -> (0, 1)` with 53 bits), by inverse CDFs and sums written here rather
 //! than a distribution crate, so a dependency update cannot change the data. Also used by the bootstrap
-//! (`crate::simulate::Draws`), which needs the same guarantee.
+//! (`crate::random::Draws`), which needs the same guarantee.
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;

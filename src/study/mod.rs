@@ -2,15 +2,23 @@
 //! parsed, authors' affiliations checked. Everything later stages need from disk is read here, once,
 //! so no later stage touches the file system behind the pipeline's back.
 
+pub mod bibliography;
+pub mod dataset;
+pub mod limits;
+pub mod links;
+pub mod manifest;
+pub mod manuscript;
+pub mod published;
+pub mod sandbox;
+
 use std::path::{Path, PathBuf};
 
 use jiff::civil::Date;
 use toml::Spanned;
 
 use crate::diagnostics::{Diagnostic, Failure, Result, excerpt, io_error};
-use crate::limits::Limits;
-use crate::manifest::{MANIFEST_FILE, Manifest, TableSpec};
-use crate::sandbox;
+use crate::study::limits::Limits;
+use crate::study::manifest::{MANIFEST_FILE, Manifest, TableSpec};
 
 /// A file the study reads, with its bytes (kept for hashing in the provenance record).
 #[derive(Debug, Clone)]
@@ -50,7 +58,7 @@ pub struct Study {
     pub manuscript_files: Vec<InputFile>,
     pub bibliography: Option<InputFile>,
     /// Where the bibliography's entries are (indexed on loading; only the cited ones are parsed).
-    pub bibliography_index: Option<crate::bibliography::Index>,
+    pub bibliography_index: Option<crate::study::bibliography::Index>,
     /// A `.csl` file when the manifest names one; otherwise the style is a name Typst knows.
     pub csl_file: Option<InputFile>,
     /// Template files of the study's own template folder (relative name -> file).
@@ -186,7 +194,7 @@ impl Study {
         // would otherwise find late (in a temporary copy): text that is not UTF-8, an entry
         // not closed, a style that is neither a name Typst knows nor a readable `.csl` file.
         let bibliography_index = bibliography.as_ref().and_then(|bib| {
-            crate::bibliography::Index::scan(&bib.bytes, &bib.relative, &bib.display)
+            crate::study::bibliography::Index::scan(&bib.bytes, &bib.relative, &bib.display)
                 .map_err(|d| problems.push(d))
                 .ok()
         });
@@ -232,23 +240,25 @@ impl Study {
 
         let cutoff = match &manifest.study.cutoff {
             None => None,
-            Some(c) => match crate::dataset::check_date(c.get_ref().as_text().trim(), None) {
-                Ok(d) => Some(d),
-                Err(expected) => {
-                    problems.push(
-                        Diagnostic::error(format!(
-                            "`study.cutoff` is `{}`, expected {expected}",
-                            excerpt(&c.get_ref().as_text())
-                        ))
-                        .at_offset(
-                            &manifest_path,
-                            &source,
-                            c.span().start,
-                        ),
-                    );
-                    None
+            Some(c) => {
+                match crate::study::dataset::check_date(c.get_ref().as_text().trim(), None) {
+                    Ok(d) => Some(d),
+                    Err(expected) => {
+                        problems.push(
+                            Diagnostic::error(format!(
+                                "`study.cutoff` is `{}`, expected {expected}",
+                                excerpt(&c.get_ref().as_text())
+                            ))
+                            .at_offset(
+                                &manifest_path,
+                                &source,
+                                c.span().start,
+                            ),
+                        );
+                        None
+                    }
                 }
-            },
+            }
         };
 
         if !problems.is_empty() {
@@ -294,7 +304,7 @@ fn check_csl(name: &str, file: Option<&InputFile>) -> Option<Diagnostic> {
     use hayagriva::citationberg::Style;
     match file {
         Some(file) => {
-            let text = match crate::bibliography::utf8(&file.bytes, &file.display, "CSL style") {
+            let text = match crate::study::bibliography::utf8(&file.bytes, &file.display, "CSL style") {
                 Ok(t) => t,
                 Err(d) => return Some(d),
             };
@@ -375,7 +385,7 @@ pub fn read_regular(
 }
 
 pub fn parse_iso_date(text: &str) -> Option<Date> {
-    crate::dataset::parse_date(text.trim(), None)
+    crate::study::dataset::parse_date(text.trim(), None)
 }
 
 /// Resolve a manifest path inside the study folder: relative, no `..`, no escape through a link
@@ -529,13 +539,13 @@ fn read_template_folder(
 fn check_column_spec(
     table: &str,
     column: &str,
-    col: &Spanned<crate::manifest::ColumnSpec>,
+    col: &Spanned<crate::study::manifest::ColumnSpec>,
     manifest: &Manifest,
     manifest_path: &Path,
     source: &str,
     problems: &mut Vec<Diagnostic>,
 ) {
-    use crate::manifest::ColumnType;
+    use crate::study::manifest::ColumnType;
     let spec = col.get_ref();
     let at =
         |msg: String| Diagnostic::error(msg).at_offset(manifest_path, source, col.span().start);

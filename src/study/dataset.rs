@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use jiff::civil::Date;
 
 use crate::diagnostics::{Diagnostic, Failure, Location, MAX_PROBLEMS_PER_FILE, Result, excerpt};
-use crate::manifest::{ColumnSpec, ColumnType};
+use crate::study::manifest::{ColumnSpec, ColumnType};
 
 /// One column's values; `None` is a missing value.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -225,7 +225,7 @@ impl Dataset {
     pub fn to_csv(&self) -> String {
         let mut writer = csv::Writer::from_writer(Vec::new());
         // Cells a spreadsheet would evaluate are neutralised (`artifacts::spreadsheet_safe`).
-        let safe = |t: &str| crate::artifacts::spreadsheet_safe(t).into_owned();
+        let safe = |t: &str| crate::records::spreadsheet_safe(t).into_owned();
         let _ = writer.write_record(self.columns.iter().map(|c| safe(&c.name)));
         for row in 0..self.n_rows {
             let record: Vec<String> = self

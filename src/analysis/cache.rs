@@ -20,10 +20,10 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::artifacts::Artifacts;
-use crate::dataset::Dataset;
+use crate::analysis::artifacts::Artifacts;
+use crate::study::dataset::Dataset;
 
-pub const CACHE_DIR: &str = ".cache";
+pub use crate::records::CACHE_DIR;
 
 /// What a block produced, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +84,8 @@ fn load_or_create_key(path: &Path) -> Option<[u8; 32]> {
             .try_into()
             .ok()
     };
-    if let Some(key) = crate::sandbox::read_regular_file_limited(path, 1024).and_then(parse) {
+    if let Some(key) = crate::study::sandbox::read_regular_file_limited(path, 1024).and_then(parse)
+    {
         return Some(key);
     }
     let dir = path.parent()?;
@@ -110,7 +111,7 @@ fn load_or_create_key(path: &Path) -> Option<[u8; 32]> {
     let linked = written.and_then(|()| match std::fs::hard_link(&temporary, path) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             // Another galley made one meanwhile (use it), or the file there is not a key (replace it).
-            match crate::sandbox::read_regular_file_limited(path, 1024).and_then(parse) {
+            match crate::study::sandbox::read_regular_file_limited(path, 1024).and_then(parse) {
                 Some(theirs) => {
                     key = theirs;
                     Ok(())

@@ -314,7 +314,7 @@ impl Index {
                         warnings.push(
                             Diagnostic::warning(format!(
                                 "the `{field}` of reference `{key}` is refused: `{}`: {why}; the reference is printed without it",
-                                crate::links::shown(&value)
+                                crate::study::links::shown(&value)
                             ))
                             .at_offset(&self.display, text, found[0])
                             .hint("links may be http, https or mailto addresses; a DOI is `10.…/…` (galley links it to https://doi.org)"),
@@ -325,7 +325,7 @@ impl Index {
                     None => problems.push({
                         let d = Diagnostic::error(format!(
                             "the `{field}` of reference `{key}` is refused (`{}`: {why}) and galley cannot remove it from the entry",
-                            crate::links::shown(&value)
+                            crate::study::links::shown(&value)
                         ))
                         .hint("remove the field (or the `crossref`/`parent` that brings it)");
                         match at {
@@ -444,12 +444,12 @@ fn refused_links(library: &Library) -> Vec<(String, &'static str, String, String
         out: &mut Vec<(String, &'static str, String, String)>,
     ) {
         if let Some(url) = entry.url()
-            && let Err(why) = crate::links::external(url.value.as_str())
+            && let Err(why) = crate::study::links::external(url.value.as_str())
         {
             out.push((key.to_string(), "url", url.value.to_string(), why));
         }
         if let Some(doi) = entry.doi()
-            && crate::links::doi(doi).is_none()
+            && crate::study::links::doi(doi).is_none()
         {
             out.push((
                 key.to_string(),
