@@ -229,6 +229,12 @@ impl Diagnostic {
         self
     }
 
+    /// The same diagnostic as an error (`--deny-warnings`).
+    pub fn into_error(mut self) -> Diagnostic {
+        self.severity = Severity::Error;
+        self
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

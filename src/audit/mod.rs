@@ -383,21 +383,21 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
 
     let scratch = tempfile::tempdir()
         .map_err(|e| io_error("create a temporary folder in", &std::env::temp_dir(), &e))?;
-    // The rebuild must see the same SOURCE_DATE_EPOCH as the recorded build did.
-    let report = with_source_date_epoch(record.source_date_epoch.clone(), || {
-        pipeline::build(
-            &study_dir,
-            &BuildOptions {
-                out: scratch.path().to_path_buf(),
-                as_of: record.as_of,
-                formats: record.formats,
-                audit: record.audit,
-                limits: limits.to_vec(),
-                no_cache: true,
-                ..BuildOptions::default()
-            },
-        )
-    });
+    // The rebuild sees the same SOURCE_DATE_EPOCH as the recorded build did (as a value: nothing
+    // here touches the process environment, which other threads read).
+    let report = pipeline::build(
+        &study_dir,
+        &BuildOptions {
+            out: scratch.path().to_path_buf(),
+            as_of: record.as_of,
+            formats: record.formats,
+            audit: record.audit,
+            limits: limits.to_vec(),
+            no_cache: true,
+            source_date_epoch: record.source_date_epoch.clone(),
+            ..BuildOptions::default()
+        },
+    );
     let (changed_inputs, rebuilt_differently) = match report {
         Ok(report) => {
             let rebuilt = |name: &str| {
@@ -464,25 +464,6 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
         changed_inputs,
         rebuilt_differently,
     })
-}
-
-fn with_source_date_epoch<T>(value: Option<String>, f: impl FnOnce() -> T) -> T {
-    let previous = std::env::var("SOURCE_DATE_EPOCH").ok();
-    // SAFETY: galley's CLI is single-threaded at this point (verify runs nothing concurrently).
-    unsafe {
-        match &value {
-            Some(v) => std::env::set_var("SOURCE_DATE_EPOCH", v),
-            None => std::env::remove_var("SOURCE_DATE_EPOCH"),
-        }
-    }
-    let out = f();
-    unsafe {
-        match previous {
-            Some(v) => std::env::set_var("SOURCE_DATE_EPOCH", v),
-            None => std::env::remove_var("SOURCE_DATE_EPOCH"),
-        }
-    }
-    out
 }
 
 impl DiffReport {

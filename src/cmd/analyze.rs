@@ -73,3 +73,10 @@ fn parse_block_file(spec: &str, path: &Path) -> std::result::Result<AnalysisBloc
     let text: std::sync::Arc<str> = spec.into();
     crate::study::manuscript::parse_block(spec, &input, &text, 0, 1)
 }
+
+/// `galley analyze`: the result as pretty JSON on stdout.
+pub fn run(data: &Path, block: &Path, limits: &[String]) -> Result<u8> {
+    let value = analyze(data, block, limits)?;
+    println!("{}", super::diff::json(&value)?);
+    Ok(0)
+}

@@ -11,6 +11,8 @@ use jiff::civil::Date;
 use minijinja::value::Value;
 
 use crate::analysis::cache::{self, BlockCache};
+mod records;
+
 use crate::analysis::{self, Analysis, AnalysisSettings};
 use crate::diagnostics::{Diagnostic, Failure, Location, Result};
 use crate::document::template;
@@ -23,6 +25,8 @@ use crate::study::dataset::{self, Dataset, TableSchema};
 use crate::study::limits;
 use crate::study::manuscript::Document;
 use crate::study::published::{self, Published};
+pub use records::BlockInputs;
+use records::{block_inputs, complete_block_inputs, provenance_json, results_json, sha256_hex};
 
 /// The embedded article template (a study may provide its own `article.typ`).
 pub const ARTICLE_TEMPLATE: &str = include_str!("../../templates/article.typ");
@@ -46,6 +50,11 @@ pub struct BuildOptions {
     /// Reuse nothing of the previous build in the output folder (block cache, PDF): every block
     /// runs and the PDF is typeset (`--no-cache`). A fresh cache is still written.
     pub no_cache: bool,
+    /// `SOURCE_DATE_EPOCH` as the caller found it (the reproducible-builds convention: it dates the
+    /// PDF). Passed as a value: the library never reads the environment (`cmd` does).
+    pub source_date_epoch: Option<String>,
+    /// Warnings are errors: the build stops after preparing (nothing typeset, nothing written).
+    pub deny_warnings: bool,
 }
 
 /// The manuscript formats a build writes. Default: the PDF only.
@@ -137,18 +146,6 @@ pub struct Prepared {
     pub block_inputs: Vec<BlockInputs>,
 }
 
-/// Hashes identifying one block's computation.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BlockInputs {
-    pub id: String,
-    pub kind: String,
-    pub file: String,
-    pub line: usize,
-    pub spec_sha256: String,
-    pub data: Option<String>,
-    pub data_sha256: Option<String>,
-}
-
 pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     let mut clock = Stopwatch {
@@ -164,8 +161,16 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         options.no_cache,
         &mut clock,
     )?;
+    if options.deny_warnings && !prepared.warnings.is_empty() {
+        return Err(Failure::new(
+            std::mem::take(&mut prepared.warnings)
+                .into_iter()
+                .map(Diagnostic::into_error)
+                .collect(),
+        ));
+    }
     let dest = options.out.join(&prepared.study.name);
-    let pdf_date = source_date_epoch()?.or(prepared.cutoff);
+    let pdf_date = source_date_epoch(options.source_date_epoch.as_deref())?.or(prepared.cutoff);
     let typeset_key = typeset_key(&prepared.files, pdf_date);
     // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
     let previous = match options.formats.pdf && !options.no_cache {
@@ -926,19 +931,6 @@ fn main_source(
     s
 }
 
-fn results_json(analysis: &Analysis) -> Vec<u8> {
-    let mut map = serde_json::Map::new();
-    for (id, r) in &analysis.results {
-        let mut entry = serde_json::Map::new();
-        entry.insert("kind".into(), serde_json::Value::String(r.kind.clone()));
-        entry.insert("result".into(), r.value.clone());
-        map.insert(id.clone(), serde_json::Value::Object(entry));
-    }
-    let mut bytes = serde_json::to_vec_pretty(&serde_json::Value::Object(map)).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
-}
-
 /// A Typst error points into generated sources: keep them in a temporary folder (never under the
 /// output root, which a failed build must leave untouched) so the reported file and line are real.
 fn keep_failed_sources(failure: Failure, files: &FileSet, dest: &Path) -> Failure {
@@ -976,10 +968,10 @@ fn keep_failed_sources(failure: Failure, files: &FileSet, dest: &Path) -> Failur
 }
 
 /// `SOURCE_DATE_EPOCH` (the reproducible-builds convention), when set, dates the PDF.
-fn source_date_epoch() -> Result<Option<Date>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Err(_) => Ok(None),
-        Ok(text) => {
+fn source_date_epoch(value: Option<&str>) -> Result<Option<Date>> {
+    match value {
+        None => Ok(None),
+        Some(text) => {
             let seconds: i64 = text.trim().parse().map_err(|_| {
                 Diagnostic::error(format!(
                     "SOURCE_DATE_EPOCH is `{text}`, expected seconds since 1970-01-01"
@@ -991,131 +983,6 @@ fn source_date_epoch() -> Result<Option<Date>> {
             Ok(Some(ts.to_zoned(jiff::tz::TimeZone::UTC).date()))
         }
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Spec hashes and the dataset each block names, before it runs (manifest tables are hashed now;
-/// datasets made by earlier blocks are hashed after the analysis).
-fn block_inputs(document: &Document, tables: &IndexMap<String, Dataset>) -> Vec<BlockInputs> {
-    document
-        .blocks
-        .iter()
-        .map(|b| {
-            let data = b
-                .table
-                .get("data")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            let data_sha256 = data
-                .as_ref()
-                .and_then(|d| tables.get(d))
-                .map(Dataset::content_hash);
-            BlockInputs {
-                id: b.id.clone(),
-                kind: b.kind.clone(),
-                file: b.relative.clone(),
-                line: b.line,
-                spec_sha256: sha256_hex(b.body.as_bytes()),
-                data,
-                data_sha256,
-            }
-        })
-        .collect()
-}
-
-fn complete_block_inputs(mut inputs: Vec<BlockInputs>, analysis: &Analysis) -> Vec<BlockInputs> {
-    for input in &mut inputs {
-        if input.data_sha256.is_none()
-            && let Some(hash) = input
-                .data
-                .as_ref()
-                .and_then(|d| analysis.results.get(d))
-                .and_then(|r| r.dataset_sha256.as_ref())
-        {
-            input.data_sha256 = Some(hash.clone());
-        }
-    }
-    inputs
-}
-
-/// The provenance record: what went in (hashes), how (version, seed, cutoff, options), and what came out.
-fn provenance_json(prepared: &Prepared, options: &BuildOptions, outputs: &OutputFiles) -> Vec<u8> {
-    let study = &prepared.study;
-    let inputs: serde_json::Map<String, serde_json::Value> = study
-        .inputs()
-        .into_iter()
-        .map(|f| {
-            (
-                f.relative.clone(),
-                serde_json::json!({"sha256": sha256_hex(&f.bytes), "bytes": f.bytes.len()}),
-            )
-        })
-        .collect();
-    // The block cache is not an output: it is a build accelerator, kept beside them.
-    let cache_prefix = format!("{}/", cache::CACHE_DIR);
-    let outputs_map: serde_json::Map<String, serde_json::Value> = outputs
-        .files
-        .iter()
-        .filter(|(path, _)| !path.starts_with(&cache_prefix))
-        .map(|(path, bytes)| {
-            (
-                path.clone(),
-                serde_json::json!({"sha256": sha256_hex(bytes), "bytes": bytes.len()}),
-            )
-        })
-        .collect();
-    let record = serde_json::json!({
-        "galley_version": env!("CARGO_PKG_VERSION"),
-        "study": study.name,
-        // Where the study is, seen from the output folder (`../../study/x`), so that `galley verify`
-        // finds it from wherever it runs; null when it is not beside the output root (verify then
-        // asks for `--study`). Not the folder as typed: that depended on where the build ran.
-        "study_dir_from_output": study_from_output(&study.root, &options.out.join(&study.name)),
-        "seed": study.manifest.study.seed,
-        "cutoff": prepared.cutoff.map(|d| d.to_string()),
-        "options": {
-            "as_of": options.as_of.map(|d| d.to_string()),
-            "source_date_epoch": std::env::var("SOURCE_DATE_EPOCH").ok(),
-            "formats": options.formats.names(),
-            "audit": options.audit,
-        },
-        "inputs": inputs,
-        "blocks": prepared.block_inputs,
-        "outputs": outputs_map,
-    });
-    let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
-}
-
-/// The study folder relative to the output folder `dest`, `/`-separated: at most two `..` (out of
-/// `<out>/<study>`, then out of `<out>`) and then down; `None` when the study is elsewhere. Both are
-/// made absolute lexically, as `galley verify` does when it follows the path back.
-fn study_from_output(study: &Path, dest: &Path) -> Option<String> {
-    use std::path::Component;
-    let (study, dest) = (
-        crate::study::sandbox::absolute(study)?,
-        crate::study::sandbox::absolute(dest)?,
-    );
-    let (s, d): (Vec<Component>, Vec<Component>) =
-        (study.components().collect(), dest.components().collect());
-    let common = s.iter().zip(&d).take_while(|(a, b)| a == b).count();
-    let ups = d.len() - common;
-    if ups > 2 || common == 0 {
-        return None;
-    }
-    let mut parts: Vec<String> = vec!["..".to_string(); ups];
-    for c in &s[common..] {
-        match c {
-            Component::Normal(n) => parts.push(n.to_str()?.to_string()),
-            _ => return None,
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// The "Changes since the previous report" appendix: this build's records against the previous
