@@ -26,7 +26,10 @@ use crate::study::limits;
 use crate::study::manuscript::Document;
 use crate::study::published::{self, Published};
 pub use records::BlockInputs;
-use records::{block_inputs, complete_block_inputs, provenance_json, results_json, sha256_hex};
+use records::{
+    block_inputs, complete_block_inputs, provenance_json, reproduction_json, results_json,
+    sha256_hex, trail_json,
+};
 
 /// The embedded article template (a study may provide its own `article.typ`).
 pub const ARTICLE_TEMPLATE: &str = include_str!("../../templates/article.typ");
@@ -343,13 +346,9 @@ fn other_outputs(
         }
     }
     if let Some(rows) = &prepared.reproduction {
-        let mut bytes = serde_json::to_vec_pretty(rows).unwrap_or_default();
-        bytes.push(b'\n');
-        outputs.insert("reproduction.json", bytes);
+        outputs.insert("reproduction.json", reproduction_json(rows));
     }
-    let mut trail_bytes = serde_json::to_vec_pretty(&prepared.trail).unwrap_or_default();
-    trail_bytes.push(b'\n');
-    outputs.insert("trail.json", trail_bytes);
+    outputs.insert("trail.json", trail_json(&prepared.trail));
     if let Some(cache) = &prepared.cache {
         for (path, bytes) in cache.files() {
             outputs.insert(path, bytes.clone());

@@ -172,3 +172,17 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+/// `reproduction.json`: published versus reproduced, one row per quantity.
+pub(super) fn reproduction_json(rows: &[crate::study::published::Comparison]) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(rows).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// `trail.json`: every value the manuscript shows, with where it came from.
+pub(super) fn trail_json(trail: &[crate::document::trail::TrailEntry]) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(trail).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
