@@ -372,6 +372,15 @@ impl std::error::Error for Failure {}
 
 pub type Result<T> = std::result::Result<T, Failure>;
 
+/// A stage's value together with the warnings it found (typst's `Warned<T>`): warnings travel with
+/// the results up to `cmd`, which prints them once; `--deny-warnings` turns them into errors there
+/// without running anything again.
+#[derive(Debug, Clone)]
+pub struct Warned<T> {
+    pub output: T,
+    pub warnings: Vec<Diagnostic>,
+}
+
 /// Bytes of `file` that are not UTF-8: located by line and column (of the valid text before the bad
 /// byte), which an editor can jump to; a byte offset it cannot.
 pub fn not_utf8(file: &Path, bytes: &[u8], err: std::str::Utf8Error) -> Diagnostic {

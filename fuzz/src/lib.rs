@@ -19,8 +19,9 @@ use std::sync::OnceLock;
 
 use galley::analysis::{self, AnalysisSettings, BlockEnv, BlockResult};
 use galley::diagnostics::Failure;
+use galley::document::ir::{Block, Float, FloatBody, FloatKind, Placement};
+use galley::document::markdown::{self, Targets};
 use galley::document::template;
-use galley::render::typst::{self as manuscript, ConvertContext};
 use galley::study::dataset::{self, ColumnData, Dataset, TableSchema};
 use galley::study::manifest::{ColumnSpec, FormatSection, Manifest};
 use galley::study::manuscript::Document;
@@ -228,7 +229,7 @@ pub fn csv(data: &[u8]) {
 /// Stand-ins for what the article template defines, and targets for the references the
 /// converter is told about.
 const PAGE: &str = "#set page(width: auto, height: auto)\n#set text(hyphenate: false)\n";
-const TYPST_PRELUDE: &str = "#let booktable(columns: (), align: (), header: (), rows: ()) = table(columns: columns.len(), ..header.flatten(), ..rows.flatten())\n\
+const TYPST_PRELUDE: &str = "#let booktable(columns: (), align: (), groups: none, header: (), rows: (), notes: none) = table(columns: columns.len(), ..header.flatten(), ..rows.flatten())\n\
 #figure(rect(width: 1cm), caption: [K]) <fig:km>\n";
 
 fn typeset(prelude: &str, markup: &str) -> Result<String, String> {
@@ -259,31 +260,39 @@ pub fn markdown(data: &[u8]) {
     if text.len() > 4000 {
         return; // Typst's compile time, not galley, would dominate.
     }
-    let blocks: HashMap<usize, String> = [(0, "\n#rect(width: 2cm)[block 0]\n".to_string())].into();
-    let labels: HashSet<String> = ["fig:km".to_string()].into();
+    let floats: HashMap<String, FloatKind> = [("fig:km".to_string(), FloatKind::Figure)].into();
     let citations = HashSet::new();
+    let limits = galley::study::limits::Limits::default();
     if mode % 2 == 0 {
-        let sections: HashSet<String> = manuscript::heading_labels(text).into_iter().collect();
-        let ctx = ConvertContext {
-            blocks: &blocks,
-            labels: &labels,
-            citations: &citations,
+        let sections: HashSet<String> = markdown::heading_labels(text).into_iter().collect();
+        let targets = Targets {
+            floats: &floats,
             sections: &sections,
-            max_depth: galley::study::limits::Limits::default().markdown_depth,
+            citations: &citations,
+            max_depth: limits.markdown_depth,
         };
-        let (markup, diagnostics) = manuscript::markdown_to_typst(text, Path::new("m.md"), &ctx);
+        let (blocks, diagnostics) =
+            markdown::blocks(text, Path::new("m.md"), &targets, &mut block_zero);
         for d in &diagnostics {
             let _ = d.to_string();
         }
+        let markup = galley::render::typst::render_blocks(&blocks);
         if let Err(e) = typeset(TYPST_PRELUDE, &markup) {
             panic!(
                 "Markdown converted to Typst that does not compile:\n{e}\n--- markdown ---\n{text:?}"
             );
         }
-        let (inline, _) = manuscript::inline_to_typst(text, Path::new("m.md"), &ctx);
+        // A caption cannot hold a section: its headings are read as text, their ids dropped.
+        let no_sections = HashSet::new();
+        let caption_targets = Targets {
+            sections: &no_sections,
+            ..targets
+        };
+        let (inline, _) = markdown::inlines(text, Path::new("m.md"), &caption_targets);
+        let inline = galley::render::typst::render_blocks(&[Block::Plain(inline)]);
         if let Err(e) = typeset(
             TYPST_PRELUDE,
-            &format!("#figure(rect(), caption: [{inline}])"),
+            &format!("#figure(rect(), caption: [{}])", inline.trim()),
         ) {
             panic!(
                 "inline Markdown does not compile as a caption:\n{e}\n--- markdown ---\n{text:?}"
@@ -306,14 +315,15 @@ pub fn markdown(data: &[u8]) {
             md.push(c);
         }
         let sections = HashSet::new();
-        let ctx = ConvertContext {
-            blocks: &blocks,
-            labels: &labels,
-            citations: &citations,
+        let targets = Targets {
+            floats: &floats,
             sections: &sections,
-            max_depth: galley::study::limits::Limits::default().markdown_depth,
+            citations: &citations,
+            max_depth: limits.markdown_depth,
         };
-        let (markup, diagnostics) = manuscript::markdown_to_typst(&md, Path::new("m.md"), &ctx);
+        let (blocks, diagnostics) =
+            markdown::blocks(&md, Path::new("m.md"), &targets, &mut block_zero);
+        let markup = galley::render::typst::render_blocks(&blocks);
         assert!(
             diagnostics.is_empty(),
             "escaped plain text gave diagnostics: {diagnostics:?}\n{md:?}"
@@ -328,6 +338,32 @@ pub fn markdown(data: &[u8]) {
             "plain text does not show literally\n--- markdown ---\n{md:?}\n--- typst ---\n{markup}"
         );
     }
+}
+
+/// The floats of analysis block 0 (a one-cell table), as the pipeline would place them.
+fn block_zero(index: usize) -> Option<Block> {
+    use galley::analysis::artifacts::{Cell, Row, Table};
+    (index == 0).then(|| Block::Floats {
+        block: "b0".into(),
+        floats: vec![Float {
+            kind: FloatKind::Table,
+            number: 1,
+            label: None,
+            caption: Vec::new(),
+            notes: Vec::new(),
+            body: FloatBody::Table(Table {
+                name: "b0".into(),
+                caption: String::new(),
+                label: None,
+                header: vec!["h".into()],
+                align: Vec::new(),
+                groups: Vec::new(),
+                rows: vec![Row::new(vec![Cell::text("block 0")])],
+                notes: Vec::new(),
+            }),
+            placement: Placement::MainText,
+        }],
+    })
 }
 
 /// Characters whose text Typst keeps as written in the laid-out glyph runs: no bidirectional or

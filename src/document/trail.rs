@@ -173,42 +173,6 @@ pub fn instrument(template: &str, first: usize) -> String {
     out
 }
 
-/// The audit appendix: every trail entry, anchored so the marked numbers in the text link to it.
-pub fn appendix_markup(entries: &[TrailEntry]) -> String {
-    use crate::render::typst::escape_markup as esc;
-    // Long paths and JSON have no spaces: allow line breaks after `.`, `,` and `[` (zero-width space).
-    let breakable = |t: &str| {
-        esc(t)
-            .replace("\\.", "\\.\u{200B}")
-            .replace(',', ",\u{200B}")
-            .replace("\\[", "\u{200B}\\[")
-    };
-    let mut rows = String::new();
-    for (i, e) in entries.iter().enumerate() {
-        let sources: Vec<String> = e
-            .sources
-            .iter()
-            .map(|s| format!("{} = {}", s.path, s.value))
-            .collect();
-        rows.push_str(&format!(
-            "([#metadata(none) #label(\"trail-{i}\") {}], [{}:{}], [#text(font: \"DejaVu Sans Mono\", size: 0.9em)[{}]], [{}], [{}]),\n",
-            i + 1,
-            esc(&e.file),
-            e.line,
-            breakable(&e.expression),
-            breakable(&sources.join("; ")),
-            esc(e.text.as_deref().unwrap_or("(in a loop)")),
-        ));
-    }
-    format!(
-        "\n#pagebreak(weak: true)\n#heading(level: 1)[Appendix: audit trail]\n\nEvery value the text and tables \
-         show, with where it appears, the expression that printed it, and the unrounded block results it came \
-         from. Numbers in the text link here.\n\n#block(width: 100%, booktable(columns: (auto, auto, 1fr, 1.2fr, auto), \
-         align: (right, left, left, left, right), header: (([\\#], [Where], [Expression], [Source values], [Printed]),), \
-         rows: ({rows})))\n"
-    )
-}
-
 /// Trail entries for one template (a manuscript file or a caption).
 #[allow(clippy::too_many_arguments)]
 pub fn template_entries(

@@ -2,27 +2,23 @@
 //! load study -> load data -> parse manuscript -> run analysis -> render prose -> assemble Typst
 //! -> typeset PDF -> write outputs.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use jiff::civil::Date;
-use minijinja::value::Value;
 
 use crate::analysis::cache::{self, BlockCache};
 mod records;
 
 use crate::analysis::{self, Analysis, AnalysisSettings};
-use crate::diagnostics::{Diagnostic, Failure, Location, Result};
-use crate::document::template;
-use crate::document::trail;
+use crate::diagnostics::{Diagnostic, Failure, Result};
+use crate::document::ir::{Block, CslStyle, FloatBody, Manuscript};
+use crate::document::{self, appendix, trail};
 use crate::output::{self, OutputFiles, Staged};
 use crate::render::typeset::{self, FileSet};
-use crate::render::typst::{self, ConvertContext, escape_markup, string_literal};
 use crate::study::Study;
 use crate::study::dataset::{self, Dataset, TableSchema};
-use crate::study::limits;
 use crate::study::manuscript::Document;
 use crate::study::published::{self, Published};
 pub use records::BlockInputs;
@@ -31,10 +27,7 @@ use records::{
     sha256_hex, trail_json,
 };
 
-/// The embedded article template (a study may provide its own `article.typ`).
-pub const ARTICLE_TEMPLATE: &str = include_str!("../../templates/article.typ");
-pub const TEMPLATE_FILE: &str = "article.typ";
-pub const MAIN_FILE: &str = "manuscript.typ";
+pub use crate::render::typst::{ARTICLE_TEMPLATE, MAIN_FILE, TEMPLATE_FILE};
 
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
@@ -137,6 +130,8 @@ pub struct Prepared {
     pub study: Study,
     pub cutoff: Option<Date>,
     pub analysis: Analysis,
+    /// The typed manuscript every renderer reads.
+    pub manuscript: Manuscript,
     /// The Typst sources and assets of the output folder.
     pub files: FileSet,
     pub warnings: Vec<Diagnostic>,
@@ -336,7 +331,9 @@ fn other_outputs(
         outputs.insert(path.clone(), bytes.clone());
     }
     if options.formats.html {
-        let html = clock.time("html", || crate::render::html::render(prepared))?;
+        let html = clock.time("render html", || {
+            crate::render::html::render(&prepared.manuscript)
+        })?;
         outputs.insert("manuscript.html", html);
     }
     outputs.insert("results.json", results_json(&prepared.analysis));
@@ -469,16 +466,34 @@ fn prepare(
         }
         None => None,
     };
-    let (mut files, trail) = clock.time("render", || {
-        assemble(&study, &document, &analysis, cutoff, audit, &mut warnings)
+    let built = clock.time("document", || {
+        document::build(&study, &document, &analysis, cutoff)
     })?;
-    if !study.previous_files.is_empty() {
-        changes_appendix(&study, &analysis, &trail, cutoff, &mut files)?;
+    warnings.extend(built.warnings);
+    let document::Built {
+        mut manuscript,
+        trail,
+    } = built.output;
+    if audit {
+        appendix::audit_trail(&mut manuscript, &trail);
     }
+    if !study.previous_files.is_empty() {
+        let changes = changes_since_previous(&study, &analysis, &trail, cutoff)?;
+        let previous = study
+            .manifest
+            .manuscript
+            .previous
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default();
+        appendix::changes(&mut manuscript, &changes, &previous);
+    }
+    let files = clock.time("render typst", || typst_files(&study, &manuscript));
     Ok(Prepared {
         study,
         cutoff,
         analysis,
+        manuscript,
         files,
         warnings,
         reproduction,
@@ -526,288 +541,29 @@ fn load_tables(study: &Study) -> Result<IndexMap<String, Dataset>> {
         .collect())
 }
 
-/// The template context: every block's result by id, and `study`.
-pub(crate) fn template_context(study: &Study, analysis: &Analysis, cutoff: Option<Date>) -> Value {
-    let mut map = serde_json::Map::new();
-    for (id, result) in &analysis.results {
-        map.insert(id.clone(), result.value.clone());
-    }
-    map.insert(
-        "study".into(),
-        serde_json::json!({
-            "title": study.manifest.study.title,
-            "cutoff": cutoff.map(|c| c.to_string()),
-            "seed": study.manifest.study.seed,
-            "name": study.name,
-        }),
-    );
-    Value::from_serialize(serde_json::Value::Object(map))
-}
-
-/// Render templates, convert Markdown to Typst, and gather the output folder's Typst sources and assets.
-fn assemble(
-    study: &Study,
-    document: &Document,
-    analysis: &Analysis,
-    cutoff: Option<Date>,
-    audit: bool,
-    warnings: &mut Vec<Diagnostic>,
-) -> Result<(FileSet, Vec<trail::TrailEntry>)> {
-    let env = template::environment(&study.manifest.format);
-    let context = template_context(study, analysis, cutoff);
-    let results_json = serde_json::to_value(&context).unwrap_or_default();
-    let mut problems = Vec::new();
-    let mut trail_entries = Vec::new();
-    let lint = &study.manifest.lint;
-    // In audit mode each file is rendered with its expressions marked by their trail index.
-    let mut instrumented: Vec<String> = Vec::new();
-    let file_limit = |source: &crate::study::manuscript::SourceFile| {
-        study.limits.template_limit(
-            format!("evaluating the templates of `{}`", source.relative),
-            Some(Location::file(&source.file)),
-        )
-    };
-    for source in document.abstract_file.iter().chain(document.files.iter()) {
-        let _watch = limits::watch(file_limit(source));
-        instrumented.push(if audit {
-            trail::instrument(&source.template, trail_entries.len())
-        } else {
-            source.template.clone()
-        });
-        trail_entries.extend(trail::template_entries(
-            &env,
-            &source.template,
-            &source.relative,
-            1,
-            "prose",
-            &context,
-            &results_json,
-        ));
-        if lint.hand_typed_numbers {
-            warnings.extend(trail::lint_numbers(
-                &source.template,
-                &source.file,
-                &lint.allow_numbers,
-            ));
-        }
-    }
-
-    // 1. Prose templates.
-    let mut rendered = Vec::new();
-    for (source, template_text) in document
-        .abstract_file
-        .iter()
-        .chain(document.files.iter())
-        .zip(&instrumented)
-    {
-        let _watch = limits::watch(file_limit(source));
-        match template::render(
-            &env,
-            &source.relative,
-            template_text,
-            &source.file,
-            &context,
-        ) {
-            Ok(text) => rendered.push((source, text)),
-            Err(d) => problems.push(d),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Failure::new(problems));
-    }
-
-    // 2. Labels and citation keys that references may point to.
-    let mut labels: HashSet<String> = HashSet::new();
-    let mut sections: HashSet<String> = HashSet::new();
-    for (_, text) in &rendered {
-        sections.extend(typst::heading_labels(text));
-    }
-    for result in analysis.results.values() {
-        labels.extend(
-            result
-                .artifacts
-                .figures
-                .iter()
-                .filter_map(|f| f.label.clone()),
-        );
-        labels.extend(
-            result
-                .artifacts
-                .tables
-                .iter()
-                .filter_map(|t| t.label.clone()),
-        );
-    }
-    let citations: HashSet<String> = study
-        .bibliography_index
-        .as_ref()
-        .map(|index| index.keys())
-        .unwrap_or_default();
-
-    // 3. Each block's figures and tables, with captions rendered and converted.
+/// The output folder's Typst sources and assets: the main file written from the manuscript, the
+/// article template (or the study's own), the study's template files, the figures, the cited
+/// references and the style.
+fn typst_files(study: &Study, manuscript: &Manuscript) -> FileSet {
     let mut files = FileSet::default();
-    let mut block_markup: HashMap<usize, String> = HashMap::new();
-    let empty: HashMap<usize, String> = HashMap::new();
-    let inline_ctx = ConvertContext {
-        blocks: &empty,
-        labels: &labels,
-        citations: &citations,
-        sections: &sections,
-        max_depth: study.limits.markdown_depth,
-    };
-    let caption_warnings = std::cell::RefCell::new(Vec::new());
-    for (index, block) in document.blocks.iter().enumerate() {
-        let Some(result) = analysis.results.get(&block.id) else {
-            continue;
-        };
-        let location = Location::line(&block.file, block.line);
-        let _watch = limits::watch(study.limits.template_limit(
-            format!("evaluating the captions and notes of block `{}`", block.id),
-            Some(location.clone()),
-        ));
-        let mut markup = String::new();
-        let inline = |text: &str| -> std::result::Result<String, Diagnostic> {
-            let rendered = template::render_inline(&env, text, &context, &location)?;
-            let (typst, diags) = typst::inline_to_typst(&rendered, &block.file, &inline_ctx);
-            let (errors, notes): (Vec<Diagnostic>, Vec<Diagnostic>) =
-                diags.into_iter().partition(|d| d.is_error());
-            // Warnings (a refused link) are reported at the block, as errors are.
-            caption_warnings
-                .borrow_mut()
-                .extend(notes.into_iter().map(|d| d.at(location.clone())));
-            match errors.into_iter().next() {
-                Some(d) => Err(d.at(location.clone())),
-                None => Ok(typst),
-            }
-        };
-        let caption_trail = |text: &str| {
-            trail::template_entries(
-                &env,
-                text,
-                &block.relative,
-                block.line,
-                "caption",
-                &context,
-                &results_json,
-            )
-        };
-        // A table of every patient would typeset into hundreds of pages (and minutes); its CSV
-        // under tables/ is the place for it.
-        if let Some(table) = result
-            .artifacts
-            .tables
-            .iter()
-            .find(|t| t.rows.len() > study.limits.table_rows)
-        {
-            problems.push(
-                Diagnostic::error(format!(
-                    "the table of block `{}` has {} rows, more than the limit of {} rows in the manuscript (`table_rows`)",
-                    block.id,
-                    table.rows.len(),
-                    study.limits.table_rows
-                ))
-                .at(location.clone())
-                .hint("tabulate fewer groups, or drop [table] and report the data as a supplement; if the table is intended, raise table_rows under [limits] in study.toml"),
-            );
-            continue;
-        }
-        for table in &result.artifacts.tables {
-            trail_entries.extend(caption_trail(&table.caption));
-            for note in &table.notes {
-                trail_entries.extend(caption_trail(note));
-            }
-            trail_entries.extend(trail::table_entries(
-                table,
-                &block.id,
-                &block.relative,
-                block.line,
-            ));
-        }
-        for figure in &result.artifacts.figures {
-            trail_entries.extend(caption_trail(&figure.caption));
-            match inline(&figure.caption) {
-                Ok(caption) => markup.push_str(&typst::figure_markup(figure, &caption)),
-                Err(d) => problems.push(d),
-            }
-            files.insert(
-                format!("figures/{}.svg", figure.name),
-                figure.svg.as_bytes().to_vec(),
-            );
-        }
-        for table in &result.artifacts.tables {
-            let caption = inline(&table.caption);
-            let notes: std::result::Result<Vec<String>, Diagnostic> =
-                table.notes.iter().map(|n| inline(n)).collect();
-            match (caption, notes) {
-                (Ok(caption), Ok(notes)) => {
-                    markup.push_str(&typst::table_markup(table, &caption, &notes))
+    for block in manuscript.top_blocks() {
+        if let Block::Floats { floats, .. } = block {
+            for float in floats {
+                if let FloatBody::Figure(figure) = &float.body {
+                    files.insert(
+                        format!("figures/{}.svg", figure.name),
+                        figure.svg.as_bytes().to_vec(),
+                    );
                 }
-                (Err(d), _) | (_, Err(d)) => problems.push(d),
             }
         }
-        if !markup.is_empty() {
-            block_markup.insert(index, markup);
+    }
+    if let Some(bib) = &manuscript.bibliography {
+        files.insert(bib.file.clone(), bib.text.as_bytes().to_vec());
+        if let CslStyle::File { file, text } = &bib.style {
+            files.insert(file.clone(), text.as_bytes().to_vec());
         }
     }
-
-    warnings.extend(caption_warnings.into_inner());
-
-    // 4. Prose to Typst.
-    let ctx = ConvertContext {
-        blocks: &block_markup,
-        labels: &labels,
-        citations: &citations,
-        sections: &sections,
-        max_depth: study.limits.markdown_depth,
-    };
-    let mut abstract_typst = None;
-    let mut body = String::new();
-    for (source, text) in &rendered {
-        let (typst, diags) = typst::markdown_to_typst(text, &source.file, &ctx);
-        problems.extend(diags.iter().filter(|d| d.is_error()).cloned());
-        warnings.extend(diags.into_iter().filter(|d| !d.is_error()));
-        if document
-            .abstract_file
-            .as_ref()
-            .is_some_and(|a| std::ptr::eq(a, *source))
-        {
-            abstract_typst = Some(typst);
-        } else {
-            body.push_str(&format!("// ---- {} ----\n", source.relative));
-            body.push_str(&typst);
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Failure::new(problems));
-    }
-    if audit {
-        body.push_str(&trail::appendix_markup(&trail_entries));
-    }
-
-    // 5. The main file, the template, the bibliography.
-    // Only the cited entries, their links checked (`bibliography.rs`).
-    let bibliography = match (&study.bibliography, &study.bibliography_index) {
-        (Some(bib), Some(index)) => {
-            let text = crate::study::bibliography::utf8(&bib.bytes, &bib.display, "bibliography")?;
-            let mut cited = crate::study::bibliography::cited_keys(&body);
-            cited.extend(crate::study::bibliography::cited_keys(
-                abstract_typst.as_deref().unwrap_or_default(),
-            ));
-            let selected = index.select(text, &cited)?;
-            warnings.extend(selected.warnings);
-            let name = format!("references.{}", index.format.extension());
-            files.insert(name.clone(), selected.text.into_bytes());
-            Some(name)
-        }
-        _ => None,
-    };
-    let style = match &study.csl_file {
-        Some(csl) => {
-            files.insert("style.csl", csl.bytes.clone());
-            "style.csl".to_string()
-        }
-        None => study.manifest.manuscript.csl.clone(),
-    };
     files.insert(TEMPLATE_FILE, ARTICLE_TEMPLATE.as_bytes().to_vec());
     for t in &study.template_files {
         let name = Path::new(&t.relative)
@@ -816,118 +572,11 @@ fn assemble(
             .unwrap_or_default();
         files.insert_from(name, t.bytes.clone(), t.display.clone());
     }
-    let main = main_source(
-        study,
-        cutoff,
-        abstract_typst.as_deref(),
-        &body,
-        bibliography.as_deref(),
-        &style,
+    files.insert(
+        MAIN_FILE,
+        crate::render::typst::render(manuscript).into_bytes(),
     );
-    files.insert(MAIN_FILE, main.into_bytes());
-    Ok((files, trail_entries))
-}
-
-fn main_source(
-    study: &Study,
-    cutoff: Option<Date>,
-    abstract_typst: Option<&str>,
-    body: &str,
-    bibliography: Option<&str>,
-    style: &str,
-) -> String {
-    let m = &study.manifest;
-    let affiliation_keys: Vec<&String> = m.affiliations.keys().collect();
-    let authors: Vec<String> = m
-        .authors
-        .iter()
-        .map(|a| {
-            let numbers: Vec<String> = a
-                .affiliations
-                .iter()
-                .filter_map(|k| {
-                    affiliation_keys
-                        .iter()
-                        .position(|x| *x == k)
-                        .map(|i| (i + 1).to_string())
-                })
-                .collect();
-            format!(
-                "(name: {}, degrees: {}, affiliations: ({}), email: {}, corresponding: {})",
-                string_literal(&a.name),
-                a.degrees.as_deref().map_or("none".into(), string_literal),
-                numbers.iter().map(|n| format!("{n},")).collect::<String>(),
-                a.email.as_deref().map_or("none".into(), string_literal),
-                a.corresponding
-            )
-        })
-        .collect();
-    let affiliations: Vec<String> = m
-        .affiliations
-        .values()
-        .map(|a| format!("[{}]", escape_markup(a)))
-        .collect();
-    let keywords: Vec<String> = m.study.keywords.iter().map(|k| string_literal(k)).collect();
-    let optional = |v: &Option<String>| {
-        v.as_deref()
-            .map_or("none".to_string(), |t| format!("[{}]", escape_markup(t)))
-    };
-    let date = cutoff.map_or("none".to_string(), |d| {
-        format!(
-            "datetime(year: {}, month: {}, day: {})",
-            d.year(),
-            d.month(),
-            d.day()
-        )
-    });
-    let mut s = String::new();
-    s.push_str("// Generated by galley from the study folder; edit the study, not this file.\n");
-    s.push_str(&format!(
-        "#import \"{TEMPLATE_FILE}\": article, booktable\n"
-    ));
-    // The link policy for every link of the PDF, whatever makes it (`links.rs`).
-    s.push_str(crate::study::links::TYPST_SHOW_RULE);
-    s.push_str("#show: article.with(\n");
-    s.push_str(&format!("  title: [{}],\n", escape_markup(&m.study.title)));
-    s.push_str(&format!(
-        "  short-title: {},\n",
-        optional(&m.study.short_title)
-    ));
-    s.push_str(&format!(
-        "  authors: ({}),\n",
-        authors.iter().map(|a| format!("{a},")).collect::<String>()
-    ));
-    s.push_str(&format!(
-        "  affiliations: ({}),\n",
-        affiliations
-            .iter()
-            .map(|a| format!("{a},"))
-            .collect::<String>()
-    ));
-    s.push_str(&format!(
-        "  keywords: ({}),\n",
-        keywords.iter().map(|k| format!("{k},")).collect::<String>()
-    ));
-    s.push_str(&format!(
-        "  data-statement: {},\n",
-        optional(&m.study.data_statement)
-    ));
-    s.push_str(&format!("  venue: {},\n", optional(&m.study.venue)));
-    s.push_str(&format!("  date: {date},\n"));
-    match abstract_typst {
-        Some(a) => s.push_str(&format!("  abstract: [\n{a}\n  ],\n")),
-        None => s.push_str("  abstract: none,\n"),
-    }
-    s.push_str(")\n\n");
-    s.push_str(body);
-    if let Some(bib) = bibliography {
-        s.push_str(&format!(
-            "\n#bibliography({}, title: [References], style: {})\n",
-            string_literal(bib),
-            string_literal(style)
-        ));
-    }
-    s
+    files
 }
 
 /// A Typst error points into generated sources: keep them in a temporary folder (never under the
@@ -984,15 +633,14 @@ fn source_date_epoch(value: Option<&str>) -> Result<Option<Date>> {
     }
 }
 
-/// The "Changes since the previous report" appendix: this build's records against the previous
-/// build's records the manifest names (`[manuscript] previous`), appended to the manuscript.
-fn changes_appendix(
+/// What changed since the previous report the manifest names (`[manuscript] previous`): this
+/// build's records against that build's.
+fn changes_since_previous(
     study: &Study,
     analysis: &Analysis,
     trail: &[trail::TrailEntry],
     cutoff: Option<Date>,
-    files: &mut FileSet,
-) -> Result<()> {
+) -> Result<crate::records::diff::DiffReport> {
     let record = |name: &str| -> Result<serde_json::Value> {
         let file = study
             .previous_files
@@ -1031,21 +679,5 @@ fn changes_appendix(
         results: serde_json::from_slice(&results_json(analysis)).unwrap_or_default(),
         trail: serde_json::to_value(trail).unwrap_or_default(),
     };
-    let report = crate::records::diff::diff_reports(&old, &new);
-    let previous = study
-        .manifest
-        .manuscript
-        .previous
-        .as_ref()
-        .map(|p| p.get_ref().clone())
-        .unwrap_or_default();
-    let mut main = String::from_utf8_lossy(files.get(MAIN_FILE).unwrap_or_default()).into_owned();
-    let appendix = report.appendix_markup(&previous);
-    // Before the bibliography, which closes the document.
-    match main.rfind("\n#bibliography(") {
-        Some(at) => main.insert_str(at, &appendix),
-        None => main.push_str(&appendix),
-    }
-    files.insert(MAIN_FILE, main.into_bytes());
-    Ok(())
+    Ok(crate::records::diff::diff_reports(&old, &new))
 }

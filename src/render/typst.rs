@@ -1,20 +1,22 @@
-//! Markdown (after templating) -> Typst markup, plus the typesetting of figures and tables.
+//! The typed manuscript -> the Typst source the PDF is typeset from (`manuscript.typ`).
 //!
-//! pulldown-cmark parses the Markdown; this module only maps its events to Typst. Every piece of text a
-//! user wrote is escaped so it renders literally and can never break the compile (a property test
-//! checks this over arbitrary strings). Markup is emitted in Typst's function form (`#emph[..]`,
-//! `#heading(level: 1)[..]`, `#list(..)`) rather than its shorthand, because the function form has no
-//! line-start or adjacency rules that user text could trip.
+//! Every piece of text a user wrote is escaped so it renders literally and can never break the
+//! compile (a property test checks this over arbitrary strings). Markup is emitted in Typst's
+//! function form (`#emph[..]`, `#heading(level: 1)[..]`, `#list(..)`) rather than its shorthand,
+//! because the function form has no line-start or adjacency rules that user text could trip.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::path::Path;
-
-use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
 
 use crate::analysis::artifacts::{Align, Figure, Table};
-use crate::diagnostics::Diagnostic;
-use crate::study::manuscript::{BLOCK_MARKER, markdown_options};
+use crate::document::ir::{
+    Appendix, Block, CslStyle, Float, FloatBody, FrontMatter, Grid, Inline, LinkTarget, Manuscript,
+    RefTarget, Width,
+};
+
+/// The embedded article template (a study may provide its own `article.typ`).
+pub const ARTICLE_TEMPLATE: &str = include_str!("../../templates/article.typ");
+pub const TEMPLATE_FILE: &str = "article.typ";
+pub const MAIN_FILE: &str = "manuscript.typ";
 
 /// Escape text so that Typst markup shows it literally. (`;` and `(` too: right after an embedded
 /// expression such as `#ref(..)` Typst takes `;` as the expression's end and `(` as more arguments.)
@@ -61,694 +63,375 @@ pub fn string_literal(text: &str) -> String {
     out
 }
 
-/// What the converter needs to know about the rest of the manuscript.
-pub struct ConvertContext<'a> {
-    /// Typst markup to put where block N stood (its figures and tables).
-    pub blocks: &'a HashMap<usize, String>,
-    /// Labels of figures, tables and sections (targets of `@fig:x`).
-    pub labels: &'a HashSet<String>,
-    /// Keys of the bibliography (targets of `[@key]`).
-    pub citations: &'a HashSet<String>,
-    /// Labels of headings (`{#sec-x}`): journals do not number sections, so a reference to one is a
-    /// link showing the heading's own text.
-    pub sections: &'a HashSet<String>,
-    /// Deepest nesting of Markdown containers allowed (`[limits] markdown_depth`).
-    pub max_depth: usize,
-}
-
-/// Convert a rendered Markdown file to Typst. `display` and `source` locate diagnostics.
-pub fn markdown_to_typst(
-    source: &str,
-    display: &Path,
-    ctx: &ConvertContext,
-) -> (String, Vec<Diagnostic>) {
-    let events: Vec<(Event, std::ops::Range<usize>)> = Parser::new_ext(source, markdown_options())
-        .into_offset_iter()
-        .collect();
-    if let Some(problem) = too_deep(&events, source, display, ctx.max_depth) {
-        return (String::new(), vec![problem]);
-    }
-    let mut converter = Converter::new(ctx, display, source);
-
-    // Footnote definitions first, so a reference can inline its note wherever it stands.
-    let mut main = Vec::new();
-    let mut i = 0;
-    while i < events.len() {
-        if let Event::Start(Tag::FootnoteDefinition(label)) = &events[i].0 {
-            let label = label.to_string();
-            let mut depth = 0;
-            let mut j = i + 1;
-            let mut inner = Vec::new();
-            while j < events.len() {
-                match &events[j].0 {
-                    Event::Start(Tag::FootnoteDefinition(_)) => depth += 1,
-                    Event::End(TagEnd::FootnoteDefinition) if depth == 0 => break,
-                    Event::End(TagEnd::FootnoteDefinition) => depth -= 1,
-                    _ => {}
-                }
-                inner.push(events[j].clone());
-                j += 1;
-            }
-            let mut sub = Converter::new(ctx, display, source);
-            sub.run(inner);
-            converter.diagnostics.append(&mut sub.diagnostics);
-            converter
-                .footnotes
-                .insert(label, sub.out.trim().to_string());
-            i = j + 1;
-        } else {
-            main.push(events[i].clone());
-            i += 1;
-        }
-    }
-    converter.run(main);
-    (converter.out, converter.diagnostics)
-}
-
-/// Markdown nested deeper than `max_depth` containers (lists in lists, quotes in quotes, emphasis
-/// in links in emphasis, ...): an error at the first element past the limit. Checked before
-/// converting, because Typst refuses deeply nested markup with a message about generated source
-/// the author never wrote, and recursion over such a tree is how converters overflow their stack.
-fn too_deep(
-    events: &[(Event, std::ops::Range<usize>)],
-    source: &str,
-    display: &Path,
-    max_depth: usize,
-) -> Option<Diagnostic> {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let mut first_over = None;
-    for (event, range) in events {
-        match event {
-            Event::Start(_) => {
-                depth += 1;
-                deepest = deepest.max(depth);
-                if depth > max_depth && first_over.is_none() {
-                    first_over = Some(range.start);
-                }
-            }
-            Event::End(_) => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    let offset = first_over?;
-    Some(
-        Diagnostic::error(format!(
-            "the Markdown here is nested {} levels deep (lists, block quotes, emphasis and links inside each other), more than the limit of {max_depth} (`markdown_depth`)",
-            deepest
-        ))
-        .at_offset(display, source, offset)
-        .hint("flatten the structure; if the depth is intended, raise markdown_depth under [limits] in study.toml (at most 100)"),
-    )
-}
-
-/// Convert Markdown that should be inline content (a caption, a table note, a title).
-pub fn inline_to_typst(
-    text: &str,
-    display: &Path,
-    ctx: &ConvertContext,
-) -> (String, Vec<Diagnostic>) {
-    let (out, diagnostics) = markdown_to_typst(text, display, ctx);
-    // A single paragraph comes back as "...\n\n"; inline use wants it bare.
-    (out.trim().to_string(), diagnostics)
-}
-
-enum Frame {
-    List,
-    Item,
-    Table {
-        cells: Vec<String>,
-        header_len: usize,
-        in_head: bool,
-        aligns: Vec<Align>,
-    },
-    Cell,
-    Image,
-}
-
-struct Converter<'a, 'c> {
-    out: String,
-    ctx: &'a ConvertContext<'c>,
-    display: &'a Path,
-    source: &'a str,
-    diagnostics: Vec<Diagnostic>,
-    footnotes: HashMap<String, String>,
-    /// Consecutive text events are merged before citations are recognised (pulldown-cmark splits
-    /// text at brackets).
-    pending: Option<(String, usize)>,
-    /// Byte offsets in `pending` of characters the author escaped with a backslash (`\@`, `\[`):
-    /// literal text, never the start of a citation or a reference. (Found by fuzzing: escaped
-    /// plain text such as `\@handle` still became an unknown citation, so a literal `@word` could
-    /// not be written.)
-    escaped: Vec<usize>,
-    /// Open block quotes and lists written as Typst elements; deeper ones are written as plain
-    /// content (see [`MAX_NESTING`]). `quotes` says, per open block quote, whether it was.
-    nesting: usize,
-    quotes: Vec<bool>,
-    /// Inside a heading, a reference to a section cannot show that heading's text: a heading
-    /// referring to itself (or two to each other) would show itself without end ("maximum show
-    /// rule depth exceeded"; found by fuzzing). There it links, showing the label's text.
-    in_heading: bool,
-    stack: Vec<(Frame, usize)>,
-    /// Label of the heading being written (`{#id}`), put after its closing bracket.
-    heading_label: Option<String>,
-    /// Text of the code block being collected, verbatim.
-    code: Option<String>,
-}
-
-impl<'a, 'c> Converter<'a, 'c> {
-    fn new(ctx: &'a ConvertContext<'c>, display: &'a Path, source: &'a str) -> Self {
-        Converter {
-            out: String::new(),
-            ctx,
-            display,
-            source,
-            diagnostics: Vec::new(),
-            footnotes: HashMap::new(),
-            pending: None,
-            escaped: Vec::new(),
-            nesting: 0,
-            quotes: Vec::new(),
-            in_heading: false,
-            stack: Vec::new(),
-            heading_label: None,
-            code: None,
-        }
-    }
-
-    fn run(&mut self, events: Vec<(Event, std::ops::Range<usize>)>) {
-        for (event, range) in events {
-            if !matches!(event, Event::Text(_)) {
-                self.flush_text();
-            }
-            self.event(event, range);
-        }
-        self.flush_text();
-    }
-
-    fn event(&mut self, event: Event, range: std::ops::Range<usize>) {
-        match event {
-            Event::Start(tag) => self.start(tag, range),
-            Event::End(tag) => self.end(tag),
-            Event::Text(text) => {
-                if let Some(Frame::Image) = self.stack.last().map(|f| &f.0) {
-                    return; // alt text is not shown
-                }
-                let at = self.pending.as_ref().map_or(0, |(buf, _)| buf.len());
-                if is_escaped(self.source, range.start) {
-                    self.escaped.push(at);
-                }
-                match &mut self.pending {
-                    Some((buf, _)) => buf.push_str(&text),
-                    None => self.pending = Some((text.to_string(), range.start)),
-                }
-            }
-            Event::Code(code) => {
-                let _ = write!(self.out, "#raw({})", string_literal(&code));
-            }
-            Event::SoftBreak => self.out.push('\n'),
-            Event::HardBreak => self.out.push_str(" \\\n"),
-            Event::Rule => self
-                .out
-                .push_str("\n#line(length: 100%, stroke: 0.5pt)\n\n"),
-            Event::FootnoteReference(label) => match self.footnotes.get(label.as_ref()) {
-                Some(note) => {
-                    let _ = write!(self.out, "#footnote[{note}]");
-                }
-                None => self.problem(
-                    format!("footnote `[^{label}]` has no definition"),
-                    range.start,
-                ),
-            },
-            Event::Html(html) | Event::InlineHtml(html) => {
-                let trimmed = html.trim();
-                if !(trimmed.starts_with("<!--") || trimmed.is_empty()) {
-                    self.out.push_str(&escape_markup(&html));
-                }
-            }
-            Event::InlineMath(m) | Event::DisplayMath(m) => self.out.push_str(&escape_markup(&m)),
-            Event::TaskListMarker(done) => self.out.push_str(if done { "☑ " } else { "☐ " }),
-        }
-    }
-
-    fn start(&mut self, tag: Tag, range: std::ops::Range<usize>) {
-        match tag {
-            Tag::Paragraph => {}
-            Tag::Heading { level, id, .. } => {
-                let level = match level {
-                    HeadingLevel::H1 => 1,
-                    HeadingLevel::H2 => 2,
-                    HeadingLevel::H3 => 3,
-                    HeadingLevel::H4 => 4,
-                    HeadingLevel::H5 => 5,
-                    HeadingLevel::H6 => 6,
-                };
-                let _ = write!(self.out, "\n#heading(level: {level})[");
-                self.in_heading = true;
-                self.stack.push((Frame::Item, 0));
-                self.heading_label = id.map(|id| id.to_string());
-            }
-            Tag::BlockQuote(_) => {
-                let wrap = self.nesting < MAX_NESTING;
-                if wrap {
-                    self.nesting += 1;
-                    self.out.push_str("#quote(block: true)[");
-                }
-                self.quotes.push(wrap);
-            }
-            Tag::CodeBlock(kind) => {
-                let info = match &kind {
-                    CodeBlockKind::Fenced(info) => info.to_string(),
-                    CodeBlockKind::Indented => String::new(),
-                };
-                let mut words = info.split_whitespace();
-                if words.next() == Some(BLOCK_MARKER) {
-                    let index: usize = words
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(usize::MAX);
-                    if let Some(markup) = self.ctx.blocks.get(&index) {
-                        self.out.push('\n');
-                        self.out.push_str(markup);
-                        self.out.push('\n');
-                    }
-                    self.stack.push((Frame::Image, 0)); // swallow the marker's (empty) body
-                } else {
-                    let lang = info.split_whitespace().next().unwrap_or("");
-                    let _ = write!(
-                        self.out,
-                        "#raw(block: true, lang: {}, ",
-                        string_literal(lang)
-                    );
-                    self.stack.push((Frame::Cell, 1)); // code text is collected raw
-                    self.code = Some(String::new());
-                }
-            }
-            Tag::List(_) if self.nesting >= MAX_NESTING => {
-                self.stack.push((Frame::List, 1)); // too deep: items as plain content
-            }
-            Tag::List(first) => {
-                self.nesting += 1;
-                match first {
-                    Some(start) => {
-                        let _ = write!(self.out, "#enum(start: {start}, ");
-                    }
-                    None => self.out.push_str("#list("),
-                }
-                self.stack.push((Frame::List, 0));
-            }
-            Tag::Item => {
-                let flat = matches!(self.stack.last(), Some((Frame::List, 1)));
-                self.out.push_str(if flat { "#[" } else { "[" });
-                self.stack.push((Frame::Item, 0));
-            }
-            Tag::FootnoteDefinition(_) => {}
-            Tag::Table(aligns) => {
-                let aligns = aligns
-                    .iter()
-                    .map(|a| match a {
-                        pulldown_cmark::Alignment::Right => Align::Right,
-                        pulldown_cmark::Alignment::Center => Align::Center,
-                        _ => Align::Left,
-                    })
-                    .collect();
-                self.stack.push((
-                    Frame::Table {
-                        cells: Vec::new(),
-                        header_len: 0,
-                        in_head: false,
-                        aligns,
-                    },
-                    self.out.len(),
-                ));
-            }
-            Tag::TableHead => {
-                if let Some((Frame::Table { in_head, .. }, _)) = self.stack.last_mut() {
-                    *in_head = true;
-                }
-            }
-            Tag::TableRow => {}
-            Tag::TableCell => {
-                self.stack.push((Frame::Cell, self.out.len()));
-            }
-            Tag::Emphasis => self.out.push_str("#emph["),
-            Tag::Strong => self.out.push_str("#strong["),
-            Tag::Strikethrough => self.out.push_str("#strike["),
-            Tag::Superscript => self.out.push_str("#super["),
-            Tag::Subscript => self.out.push_str("#sub["),
-            // Every link goes through the link policy (`links.rs`): a target it refuses (a
-            // `javascript:` or `file:` link, a relative path, a `#label` the manuscript does not
-            // have, an empty one, which Typst refuses too) keeps its text, unlinked, with a warning.
-            Tag::Link {
-                link_type,
-                dest_url,
-                ..
-            } => match self.link_target(link_type, &dest_url) {
-                Ok(crate::study::links::Target::External(url)) => {
-                    let _ = write!(self.out, "#link({})[", string_literal(&url));
-                }
-                Ok(crate::study::links::Target::Fragment(label)) => {
-                    // Through the first match's location, as `@sec-x` does (a duplicated label
-                    // must not break the compile).
-                    let _ = write!(
-                        self.out,
-                        "#context link(query(label({})).first().location())[",
-                        string_literal(&label)
-                    );
-                }
-                Err(why) => {
-                    self.diagnostics.push(
-                        Diagnostic::warning(format!(
-                            "the link `{}` is refused: {why}; its text is kept, unlinked",
-                            crate::study::links::shown(&dest_url)
-                        ))
-                        .at_offset(self.display, self.source, range.start)
-                        .hint("links may be http, https, mailto, doi:10.… or #label of a heading, figure or table"),
-                    );
-                    self.out.push_str("#[");
-                }
-            },
-            Tag::Image { .. } => {
-                self.problem(
-                    "images in the prose are not supported: draw figures with an analysis block (`[figure]`)".into(),
-                    range.start,
-                );
-                self.stack.push((Frame::Image, 0));
-            }
-            Tag::HtmlBlock
-            | Tag::MetadataBlock(_)
-            | Tag::DefinitionList
-            | Tag::DefinitionListTitle
-            | Tag::DefinitionListDefinition => {}
-        }
-    }
-
-    fn end(&mut self, tag: TagEnd) {
-        match tag {
-            TagEnd::Paragraph => self.out.push_str("\n\n"),
-            TagEnd::Heading(_) => {
-                self.in_heading = false;
-                self.stack.pop();
-                self.out.push(']');
-                if let Some(label) = self.heading_label.take() {
-                    let _ = write!(self.out, " #label({})", string_literal(&label));
-                }
-                self.out.push_str("\n\n");
-            }
-            TagEnd::BlockQuote(_) => {
-                if self.quotes.pop().unwrap_or(false) {
-                    self.nesting -= 1;
-                    self.out.push(']');
-                }
-                self.out.push_str("\n\n");
-            }
-            TagEnd::CodeBlock => {
-                if let Some((Frame::Cell, 1)) = self.stack.pop() {
-                    let code = self.code.take().unwrap_or_default();
-                    let _ = write!(self.out, "{})\n\n", string_literal(&code));
-                }
-            }
-            TagEnd::List(_) => {
-                if let Some((Frame::List, 0)) = self.stack.pop() {
-                    self.nesting -= 1;
-                    self.out.push(')');
-                }
-                self.out.push_str("\n\n");
-            }
-            TagEnd::Item => {
-                self.stack.pop();
-                while self.out.ends_with('\n') {
-                    self.out.pop();
-                }
-                let flat = matches!(self.stack.last(), Some((Frame::List, 1)));
-                self.out.push_str(if flat { "] " } else { "], " });
-            }
-            TagEnd::FootnoteDefinition => {}
-            TagEnd::Table => {
-                if let Some((
-                    Frame::Table {
-                        cells,
-                        header_len,
-                        aligns,
-                        ..
-                    },
-                    start,
-                )) = self.stack.pop()
-                {
-                    self.out.truncate(start);
-                    let n = aligns.len().max(1);
-                    let header_len = header_len.min(cells.len());
-                    let (head, body) = cells.split_at(header_len);
-                    let row = |cells: &[String]| {
-                        format!(
-                            "({},)",
-                            cells
-                                .iter()
-                                .map(|c| format!("[{c}]"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    };
-                    let rows: Vec<String> = body.chunks(n).map(row).collect();
-                    let _ = write!(
-                        self.out,
-                        "\n#block(width: 100%, booktable(columns: ({}), align: ({}), header: ({},), rows: ({})))\n\n",
-                        vec!["auto"; n].join(", ") + ",",
-                        aligns
-                            .iter()
-                            .map(|a| align_name(*a))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                            + ",",
-                        row(head),
-                        if rows.is_empty() {
-                            String::new()
-                        } else {
-                            rows.join(", ") + ","
-                        },
-                    );
-                }
-            }
-            TagEnd::TableHead => {
-                if let Some((
-                    Frame::Table {
-                        in_head,
-                        cells,
-                        header_len,
-                        ..
-                    },
-                    _,
-                )) = self.stack.last_mut()
-                {
-                    *in_head = false;
-                    *header_len = cells.len();
-                }
-            }
-            TagEnd::TableRow => {}
-            TagEnd::TableCell => {
-                if let Some((Frame::Cell, start)) = self.stack.pop() {
-                    let content = self.out.split_off(start);
-                    if let Some((Frame::Table { cells, .. }, _)) = self.stack.last_mut() {
-                        cells.push(content.trim().to_string());
-                    }
-                }
-            }
-            TagEnd::Emphasis
-            | TagEnd::Strong
-            | TagEnd::Strikethrough
-            | TagEnd::Superscript
-            | TagEnd::Subscript
-            | TagEnd::Link => self.out.push(']'),
-            TagEnd::Image => {
-                self.stack.pop();
-            }
-            TagEnd::HtmlBlock
-            | TagEnd::MetadataBlock(_)
-            | TagEnd::DefinitionList
-            | TagEnd::DefinitionListTitle
-            | TagEnd::DefinitionListDefinition => {}
-        }
-    }
-
-    /// The link policy for a prose link; a `#label` must be one of the manuscript's.
-    fn link_target(
-        &self,
-        link_type: pulldown_cmark::LinkType,
-        dest: &str,
-    ) -> Result<crate::study::links::Target, String> {
-        let target = crate::study::links::prose(link_type, dest)?;
-        match &target {
-            crate::study::links::Target::Fragment(label)
-                if !self.ctx.sections.contains(label) && !self.ctx.labels.contains(label) =>
-            {
-                Err(format!(
-                    "`#{label}` is not the label of a heading, figure or table"
-                ))
-            }
-            _ => Ok(target),
-        }
-    }
-
-    fn problem(&mut self, message: String, offset: usize) {
-        self.diagnostics.push(Diagnostic::error(message).at_offset(
-            self.display,
-            self.source,
-            offset,
-        ));
-    }
-
-    /// Escape merged text, turning `[@key]`, `[@a; @b]`, `@key` and `@fig:x` into citations and references.
-    fn flush_text(&mut self) {
-        let escaped = std::mem::take(&mut self.escaped);
-        let Some((text, offset)) = self.pending.take() else {
-            return;
-        };
-        if let Some(code) = &mut self.code {
-            code.push_str(&text);
-            return;
-        }
-        if text.contains(crate::document::trail::MARK_START) {
-            return self.flush_marked(text, offset);
-        }
-        let chars: Vec<(usize, char)> = text.char_indices().collect();
-        let mut i = 0;
-        let mut plain = String::new();
-        while i < chars.len() {
-            let (pos, c) = chars[i];
-            if c == '['
-                && !escaped.contains(&pos)
-                && chars
-                    .get(i + 1)
-                    .is_some_and(|&(p, n)| n == '@' && !escaped.contains(&p))
-                && let Some(close) = text[pos..].find(']')
-            {
-                let inner = &text[pos + 1..pos + close];
-                if let Some(keys) = citation_group(inner) {
-                    self.out.push_str(&escape_markup(&plain));
-                    plain.clear();
-                    for (key, supplement) in keys {
-                        self.cite(&key, supplement.as_deref(), None, offset + pos);
-                    }
-                    let end = pos + close + 1;
-                    while i < chars.len() && chars[i].0 < end {
-                        i += 1;
-                    }
-                    continue;
-                }
-            }
-            if c == '@' && !escaped.contains(&pos) && (i == 0 || !chars[i - 1].1.is_alphanumeric())
-            {
-                let rest = &text[pos + 1..];
-                let key = citation_key(rest);
-                if !key.is_empty() {
-                    self.out.push_str(&escape_markup(&plain));
-                    plain.clear();
-                    self.cite(key, None, Some("prose"), offset + pos);
-                    let end = pos + 1 + key.len();
-                    while i < chars.len() && chars[i].0 < end {
-                        i += 1;
-                    }
-                    continue;
-                }
-            }
-            plain.push(c);
-            i += 1;
-        }
-        self.out.push_str(&escape_markup(&plain));
-    }
-
-    /// Audit mode: text holding marked values (see `trail::instrument`); each value becomes a link to
-    /// its trail entry, the text between is converted as usual.
-    fn flush_marked(&mut self, text: String, offset: usize) {
-        use crate::document::trail::{MARK_END, MARK_SEP, MARK_START};
-        let mut rest = text.as_str();
-        let mut pos = offset;
-        while let Some(start) = rest.find(MARK_START) {
-            self.pending = Some((rest[..start].to_string(), pos));
-            self.flush_text();
-            let after = &rest[start + MARK_START.len_utf8()..];
-            let (Some(sep), Some(end)) = (after.find(MARK_SEP), after.find(MARK_END)) else {
-                rest = after;
-                continue;
-            };
-            let index = &after[..sep];
-            let value = &after[sep + MARK_SEP.len_utf8()..end];
-            let _ = write!(
-                self.out,
-                "#link(label(\"trail-{index}\"))[{}]",
-                escape_markup(value)
-            );
-            let consumed = start + MARK_START.len_utf8() + end + MARK_END.len_utf8();
-            pos += consumed;
-            rest = &rest[consumed..];
-        }
-        self.pending = Some((rest.to_string(), pos));
-        self.flush_text();
-    }
-
-    fn cite(&mut self, key: &str, supplement: Option<&str>, form: Option<&str>, offset: usize) {
-        let label = string_literal(key);
-        if self.ctx.sections.contains(key) && self.in_heading {
-            // Through the first match's location, as below: a duplicated heading id must not
-            // break the compile either (`#link(label(..))` needs a unique label).
-            let _ = write!(
-                self.out,
-                "#context link(query(label({label})).first().location())[{}]",
-                escape_markup(key)
-            );
-        } else if self.ctx.sections.contains(key) {
-            let _ = write!(
-                self.out,
-                "#context {{ let h = query(label({label})).first(); link(h.location(), h.body) }}"
-            );
-        } else if self.ctx.labels.contains(key) {
-            let _ = write!(self.out, "#ref(label({label}))");
-        } else if self.ctx.citations.contains(key) {
-            let mut args = format!("label({label})");
-            if let Some(s) = supplement {
-                let _ = write!(args, ", supplement: [{}]", escape_markup(s));
-            }
-            if let Some(f) = form {
-                let _ = write!(args, ", form: {}", string_literal(f));
-            }
-            let _ = write!(self.out, "#cite({args})");
-        } else {
-            let what = if key.contains(':') {
-                "cross-reference"
-            } else {
-                "citation"
-            };
-            let hint = if key.contains(':') {
-                "labels come from `label = \"...\"` in figure and table specs, and `{#id}` after headings"
-            } else {
-                "citation keys come from the study's bibliography file"
-            };
-            self.diagnostics.push(
-                Diagnostic::error(format!("unknown {what} `@{key}`"))
-                    .at_offset(self.display, self.source, offset)
-                    .hint(hint),
-            );
-            self.out.push_str(&escape_markup(&format!("@{key}")));
-        }
-    }
-}
-
 /// Block quotes and lists nested deeper than this are written as plain content: Typst stops at
 /// its show-rule depth (16 nested quotes in the body, fewer in a caption: "maximum show rule depth
 /// exceeded"; found by fuzzing).
 pub const MAX_NESTING: usize = 8;
 
-/// Whether the text event starting at byte `start` of `source` begins with a backslash-escaped
-/// character: pulldown-cmark starts such an event at the backslash or just after it (an odd run
-/// of backslashes before it; `\\@` is an escaped backslash, then a live `@`).
-fn is_escaped(source: &str, start: usize) -> bool {
-    let Some(rest) = source.get(start..) else {
-        return false;
-    };
-    if rest.starts_with('\\') && rest[1..].starts_with(|c: char| c.is_ascii_punctuation()) {
-        return true;
+/// Typst for blocks alone (no front matter): a fragment, as the fuzzer and the tests check it.
+pub fn render_blocks(blocks: &[Block]) -> String {
+    let mut w = Writer::default();
+    w.blocks(blocks);
+    w.out
+}
+
+/// The main Typst file of a manuscript: the article template applied to the front matter, then the
+/// main text, the appendices and the bibliography.
+pub fn render(manuscript: &Manuscript) -> String {
+    let mut w = Writer::default();
+    let abstract_typst = manuscript.abstract_blocks.as_ref().map(|blocks| {
+        w.blocks(blocks);
+        std::mem::take(&mut w.out)
+    });
+    w.blocks(&manuscript.body);
+    for appendix in &manuscript.appendices {
+        w.appendix(appendix);
     }
-    let before = &source.as_bytes()[..start];
-    before.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+    let mut s = front_matter(&manuscript.front, abstract_typst.as_deref());
+    s.push_str(&w.out);
+    if let Some(bib) = &manuscript.bibliography {
+        let style = match &bib.style {
+            CslStyle::Named(name) => name,
+            CslStyle::File { file, .. } => file,
+        };
+        let _ = write!(
+            s,
+            "\n#bibliography({}, title: [References], style: {})\n",
+            string_literal(&bib.file),
+            string_literal(style)
+        );
+    }
+    s
+}
+
+/// `#show: article.with(..)`: the title page and the abstract.
+fn front_matter(m: &FrontMatter, abstract_typst: Option<&str>) -> String {
+    let list = |items: Vec<String>| items.iter().map(|i| format!("{i},")).collect::<String>();
+    let optional = |v: &Option<String>| {
+        v.as_deref()
+            .map_or("none".to_string(), |t| format!("[{}]", escape_markup(t)))
+    };
+    let authors = m.authors.iter().map(|a| {
+        format!(
+            "(name: {}, degrees: {}, affiliations: ({}), email: {}, corresponding: {})",
+            string_literal(&a.name),
+            a.degrees.as_deref().map_or("none".into(), string_literal),
+            list(a.affiliations.iter().map(usize::to_string).collect()),
+            a.email.as_deref().map_or("none".into(), string_literal),
+            a.corresponding
+        )
+    });
+    let date = m.date.map_or("none".to_string(), |d| {
+        format!(
+            "datetime(year: {}, month: {}, day: {})",
+            d.year(),
+            d.month(),
+            d.day()
+        )
+    });
+    let mut s = String::new();
+    s.push_str("// Generated by galley from the study folder; edit the study, not this file.\n");
+    let _ = writeln!(s, "#import \"{TEMPLATE_FILE}\": article, booktable");
+    // The link policy for every link of the PDF, whatever makes it (`study::links`).
+    s.push_str(crate::study::links::TYPST_SHOW_RULE);
+    s.push_str("#show: article.with(\n");
+    let _ = writeln!(s, "  title: [{}],", escape_markup(&m.title));
+    let _ = writeln!(s, "  short-title: {},", optional(&m.short_title));
+    let _ = writeln!(s, "  authors: ({}),", list(authors.collect()));
+    let affiliations = m
+        .affiliations
+        .iter()
+        .map(|a| format!("[{}]", escape_markup(a)));
+    let _ = writeln!(s, "  affiliations: ({}),", list(affiliations.collect()));
+    let keywords = m.keywords.iter().map(|k| string_literal(k));
+    let _ = writeln!(s, "  keywords: ({}),", list(keywords.collect()));
+    let _ = writeln!(s, "  data-statement: {},", optional(&m.data_statement));
+    let _ = writeln!(s, "  venue: {},", optional(&m.venue));
+    let _ = writeln!(s, "  date: {date},");
+    match abstract_typst {
+        Some(a) => {
+            let _ = writeln!(s, "  abstract: [\n{a}\n  ],");
+        }
+        None => s.push_str("  abstract: none,\n"),
+    }
+    s.push_str(")\n\n");
+    s
+}
+
+#[derive(Default)]
+struct Writer {
+    out: String,
+    /// Open block quotes and lists written as Typst elements; deeper ones are written as plain
+    /// content (see [`MAX_NESTING`]).
+    nesting: usize,
+    /// Inside a heading, a reference to a section cannot show that heading's text: a heading
+    /// referring to itself (or two to each other) would show itself without end ("maximum show
+    /// rule depth exceeded"; found by fuzzing). There it links, showing the label's text.
+    in_heading: bool,
+}
+
+impl Writer {
+    fn blocks(&mut self, blocks: &[Block]) {
+        for block in blocks {
+            self.block(block);
+        }
+    }
+
+    fn block(&mut self, block: &Block) {
+        match block {
+            Block::Source(file) => {
+                let _ = writeln!(self.out, "// ---- {file} ----");
+            }
+            Block::Heading { level, id, content } => self.heading(*level, id.as_deref(), content),
+            Block::Para(content) => {
+                self.inlines(content);
+                self.out.push_str("\n\n");
+            }
+            Block::Plain(content) => self.inlines(content),
+            Block::Quote(blocks) => {
+                let wrap = self.nesting < MAX_NESTING;
+                if wrap {
+                    self.nesting += 1;
+                    self.out.push_str("#quote(block: true)[");
+                }
+                self.blocks(blocks);
+                if wrap {
+                    self.nesting -= 1;
+                    self.out.push(']');
+                }
+                self.out.push_str("\n\n");
+            }
+            Block::List { start, items } => self.list(*start, items),
+            Block::Code { lang, text } => {
+                let _ = write!(
+                    self.out,
+                    "#raw(block: true, lang: {}, {})\n\n",
+                    string_literal(lang),
+                    string_literal(text)
+                );
+            }
+            Block::Grid(grid) => self.grid(grid),
+            Block::Rule => self
+                .out
+                .push_str("\n#line(length: 100%, stroke: 0.5pt)\n\n"),
+            Block::Floats { floats, .. } => {
+                self.out.push('\n');
+                for float in floats {
+                    let markup = self.float(float);
+                    self.out.push_str(&markup);
+                }
+                self.out.push('\n');
+            }
+        }
+    }
+
+    fn heading(&mut self, level: u8, id: Option<&str>, content: &[Inline]) {
+        let _ = write!(self.out, "\n#heading(level: {level})[");
+        self.in_heading = true;
+        self.inlines(content);
+        self.in_heading = false;
+        self.out.push(']');
+        if let Some(id) = id {
+            let _ = write!(self.out, " #label({})", string_literal(id));
+        }
+        self.out.push_str("\n\n");
+    }
+
+    fn list(&mut self, start: Option<u64>, items: &[Vec<Block>]) {
+        let flat = self.nesting >= MAX_NESTING;
+        if !flat {
+            self.nesting += 1;
+            match start {
+                Some(n) => {
+                    let _ = write!(self.out, "#enum(start: {n}, ");
+                }
+                None => self.out.push_str("#list("),
+            }
+        }
+        for item in items {
+            self.out.push_str(if flat { "#[" } else { "[" });
+            self.blocks(item);
+            while self.out.ends_with('\n') {
+                self.out.pop();
+            }
+            self.out.push_str(if flat { "] " } else { "], " });
+        }
+        if !flat {
+            self.nesting -= 1;
+            self.out.push(')');
+        }
+        self.out.push_str("\n\n");
+    }
+
+    /// A table of inline cells: the template's three-rule `booktable`, full width.
+    fn grid(&mut self, grid: &Grid) {
+        let n = grid.columns.len().max(1);
+        let columns: Vec<String> = grid
+            .columns
+            .iter()
+            .map(|c| match c.width {
+                Width::Auto => "auto".to_string(),
+                Width::Fraction(f) => format!("{f}fr"),
+            })
+            .collect();
+        let aligns: Vec<&str> = grid.columns.iter().map(|c| align_name(c.align)).collect();
+        let header = self.row(&grid.header);
+        let rows: Vec<String> = grid
+            .rows
+            .iter()
+            .map(|r| self.row(&r[..r.len().min(n)]))
+            .collect();
+        let _ = write!(
+            self.out,
+            "\n#block(width: 100%, booktable(columns: ({},), align: ({},), header: ({header},), rows: ({})))\n\n",
+            columns.join(", "),
+            aligns.join(", "),
+            if rows.is_empty() {
+                String::new()
+            } else {
+                rows.join(",\n") + ","
+            },
+        );
+    }
+
+    fn row(&mut self, cells: &[Vec<Inline>]) -> String {
+        let cells: Vec<String> = cells
+            .iter()
+            .map(|c| format!("[{}]", self.fragment(|w| w.inlines(c)).trim()))
+            .collect();
+        format!("({},)", cells.join(", "))
+    }
+
+    /// What `f` writes, apart from the output so far.
+    fn fragment(&mut self, f: impl FnOnce(&mut Writer)) -> String {
+        let before = std::mem::take(&mut self.out);
+        f(self);
+        std::mem::replace(&mut self.out, before)
+    }
+
+    fn float(&mut self, float: &Float) -> String {
+        let caption = self.fragment(|w| w.inlines(&float.caption));
+        let caption = caption.trim();
+        match &float.body {
+            FloatBody::Figure(figure) => figure_markup(figure, caption),
+            FloatBody::Table(table) => {
+                let notes: Vec<String> = float
+                    .notes
+                    .iter()
+                    .map(|n| self.fragment(|w| w.inlines(n)).trim().to_string())
+                    .collect();
+                table_markup(table, caption, &notes)
+            }
+        }
+    }
+
+    fn appendix(&mut self, appendix: &Appendix) {
+        self.out.push_str("\n#pagebreak(weak: true)");
+        self.heading(
+            1,
+            Some(&appendix.id),
+            &[Inline::Text(appendix.title.clone())],
+        );
+        self.blocks(&appendix.blocks);
+    }
+
+    fn inlines(&mut self, inlines: &[Inline]) {
+        for inline in inlines {
+            self.inline(inline);
+        }
+    }
+
+    fn wrapped(&mut self, open: &str, content: &[Inline]) {
+        self.out.push_str(open);
+        self.inlines(content);
+        self.out.push(']');
+    }
+
+    fn inline(&mut self, inline: &Inline) {
+        match inline {
+            Inline::Text(text) => self.out.push_str(&escape_markup(text)),
+            Inline::Emph(c) => self.wrapped("#emph[", c),
+            Inline::Strong(c) => self.wrapped("#strong[", c),
+            Inline::Strike(c) => self.wrapped("#strike[", c),
+            Inline::Super(c) => self.wrapped("#super[", c),
+            Inline::Sub(c) => self.wrapped("#sub[", c),
+            Inline::Mono(c) => self.wrapped("#text(font: \"DejaVu Sans Mono\", size: 0.9em)[", c),
+            Inline::Unlinked(c) => self.wrapped("#[", c),
+            Inline::Code(code) => {
+                let _ = write!(self.out, "#raw({})", string_literal(code));
+            }
+            Inline::SoftBreak => self.out.push('\n'),
+            Inline::HardBreak => self.out.push_str(" \\\n"),
+            Inline::Link { target, content } => {
+                let open = match target {
+                    LinkTarget::External(url) => format!("#link({})[", string_literal(url)),
+                    // Through the first match's location, as a section reference does (a
+                    // duplicated label must not break the compile).
+                    LinkTarget::Internal(label) => format!(
+                        "#context link(query(label({})).first().location())[",
+                        string_literal(label)
+                    ),
+                };
+                self.wrapped(&open, content);
+            }
+            Inline::Cite(items) => {
+                for item in items {
+                    let mut args = format!("label({})", string_literal(&item.key));
+                    if let Some(s) = &item.supplement {
+                        let _ = write!(args, ", supplement: [{}]", escape_markup(s));
+                    }
+                    if item.prose {
+                        args.push_str(", form: \"prose\"");
+                    }
+                    let _ = write!(self.out, "#cite({args})");
+                }
+            }
+            Inline::Ref { label, target } => self.reference(label, target),
+            Inline::Note(blocks) => {
+                let note = self.fragment(|w| w.blocks(blocks));
+                let _ = write!(self.out, "#footnote[{}]", note.trim());
+            }
+            Inline::Value { text, trail, link } => {
+                if *link {
+                    let _ = write!(
+                        self.out,
+                        "#link(label(\"{}\"))[{}]",
+                        crate::document::appendix::anchor(*trail),
+                        escape_markup(text)
+                    );
+                } else {
+                    self.out.push_str(&escape_markup(text));
+                }
+            }
+            Inline::Anchor(id) => {
+                let _ = write!(self.out, "#metadata(none) #label({}) ", string_literal(id));
+            }
+        }
+    }
+
+    fn reference(&mut self, label: &str, target: &RefTarget) {
+        let literal = string_literal(label);
+        match target {
+            // Through the first match's location: a duplicated heading id must not break the
+            // compile either (`#link(label(..))` needs a unique label).
+            RefTarget::Section { .. } if self.in_heading => {
+                let _ = write!(
+                    self.out,
+                    "#context link(query(label({literal})).first().location())[{}]",
+                    escape_markup(label)
+                );
+            }
+            RefTarget::Section { .. } => {
+                let _ = write!(
+                    self.out,
+                    "#context {{ let h = query(label({literal})).first(); link(h.location(), h.body) }}"
+                );
+            }
+            RefTarget::Float { .. } => {
+                let _ = write!(self.out, "#ref(label({literal}))");
+            }
+        }
+    }
 }
 
 fn align_name(a: Align) -> &'static str {
@@ -757,34 +440,6 @@ fn align_name(a: Align) -> &'static str {
         Align::Center => "center",
         Align::Right => "right",
     }
-}
-
-/// `@smith2020, p. 4; @jones` -> [(smith2020, Some("p. 4")), (jones, None)]; None if not a citation group.
-pub fn citation_group(inner: &str) -> Option<Vec<(String, Option<String>)>> {
-    let mut keys = Vec::new();
-    for part in inner.split(';') {
-        let part = part.trim();
-        let rest = part.strip_prefix('@')?;
-        let key = citation_key(rest);
-        if key.is_empty() {
-            return None;
-        }
-        let supplement = rest[key.len()..].trim_start_matches(',').trim();
-        keys.push((
-            key.to_string(),
-            (!supplement.is_empty()).then(|| supplement.to_string()),
-        ));
-    }
-    (!keys.is_empty()).then_some(keys)
-}
-
-/// The key at the start of `rest`: letters, digits and `_ - : .`, without trailing punctuation.
-pub fn citation_key(rest: &str) -> &str {
-    let end = rest
-        .char_indices()
-        .find(|&(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.')))
-        .map_or(rest.len(), |(i, _)| i);
-    rest[..end].trim_end_matches(['.', ':', '-'])
 }
 
 /// Typst for a figure drawn by a block.
@@ -891,21 +546,29 @@ pub fn table_markup(table: &Table, caption: &str, notes: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::path::Path;
 
-    fn convert(md: &str) -> (String, Vec<Diagnostic>) {
-        let blocks = HashMap::new();
-        let labels: HashSet<String> = ["fig:km".to_string()].into();
+    use super::*;
+    use crate::diagnostics::Diagnostic;
+    use crate::document::ir::FloatKind;
+    use crate::document::markdown::{self, Targets};
+
+    /// Markdown -> the typed manuscript's blocks -> Typst, with a figure label `fig:km` and the
+    /// citation keys `smith2020` and `jones`.
+    pub fn markdown(md: &str) -> (String, Vec<Diagnostic>) {
+        let floats: HashMap<String, FloatKind> = [("fig:km".to_string(), FloatKind::Figure)].into();
         let citations: HashSet<String> = ["smith2020".to_string(), "jones".to_string()].into();
-        let sections = HashSet::new();
-        let ctx = ConvertContext {
-            blocks: &blocks,
-            labels: &labels,
-            citations: &citations,
+        let sections: HashSet<String> = markdown::heading_labels(md).into_iter().collect();
+        let targets = Targets {
+            floats: &floats,
             sections: &sections,
+            citations: &citations,
             max_depth: 32,
         };
-        markdown_to_typst(md, Path::new("m.md"), &ctx)
+        let (blocks, diagnostics) =
+            markdown::blocks(md, Path::new("m.md"), &targets, &mut |_| None);
+        (render_blocks(&blocks), diagnostics)
     }
 
     #[test]
@@ -918,7 +581,7 @@ mod tests {
 
     #[test]
     fn converts_structure_citations_and_references() {
-        let (out, diags) = convert(
+        let (out, diags) = markdown(
             "# Intro {#sec-intro}\n\nText *it* and **bold** [@smith2020; @jones, p. 4] see @fig:km.\n\n- a\n- b\n",
         );
         assert!(diags.is_empty(), "{diags:?}");
@@ -940,7 +603,7 @@ mod tests {
 
     #[test]
     fn semicolon_after_a_reference_is_kept() {
-        let (out, diags) = convert("See @fig:km; then [@jones]; done.\n");
+        let (out, diags) = markdown("See @fig:km; then [@jones]; done.\n");
         assert!(diags.is_empty(), "{diags:?}");
         assert!(out.contains("#ref(label(\"fig:km\"))\\;"), "{out}");
         assert!(out.contains("#cite(label(\"jones\"))\\;"), "{out}");
@@ -948,7 +611,7 @@ mod tests {
 
     #[test]
     fn unknown_citation_is_located() {
-        let (_, diags) = convert("Line one.\n\nAs shown [@nobody].\n");
+        let (_, diags) = markdown("Line one.\n\nAs shown [@nobody].\n");
         assert_eq!(diags.len(), 1);
         assert!(diags[0].message.contains("unknown citation `@nobody`"));
         assert_eq!(diags[0].location.as_ref().unwrap().line, Some(3));
@@ -956,27 +619,28 @@ mod tests {
 
     #[test]
     fn emails_are_not_citations() {
-        let (out, diags) = convert("Write to a@b.org.\n");
+        let (out, diags) = markdown("Write to a@b.org.\n");
         assert!(diags.is_empty());
         assert!(out.contains("a\\@b\\.org"), "{out}");
     }
 
     #[test]
     fn footnotes_are_inlined() {
-        let (out, diags) = convert("Text.[^1]\n\n[^1]: The note.\n");
+        let (out, diags) = markdown("Text.[^1]\n\n[^1]: The note.\n");
         assert!(diags.is_empty(), "{diags:?}");
         assert!(out.contains("#footnote[The note\\.]"), "{out}");
     }
-}
 
-/// Heading ids (`# Methods {#sec-methods}`) of a Markdown text.
-pub fn heading_labels(source: &str) -> Vec<String> {
-    Parser::new_ext(source, markdown_options())
-        .filter_map(|e| match e {
-            Event::Start(Tag::Heading { id: Some(id), .. }) => Some(id.to_string()),
-            _ => None,
-        })
-        .collect()
+    #[test]
+    fn reported_values_are_text_until_linked() {
+        use crate::document::trail::{MARK_END, MARK_SEP, MARK_START};
+        let md = format!(
+            "Median {MARK_START}3{MARK_SEP}53.8{MARK_END} months, `{MARK_START}4{MARK_SEP}x{MARK_END}`.\n"
+        );
+        let (out, diags) = markdown(&md);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(out, "Median 53\\.8 months, #raw(\"x\")\\.\n\n");
+    }
 }
 
 #[cfg(test)]
@@ -1016,12 +680,7 @@ mod escaping_properties {
         /// never break the compile).
         #[test]
         fn any_markdown_compiles(text in "[ -~\n]{0,60}") {
-            let blocks = HashMap::new();
-            let labels = HashSet::new();
-            let citations = HashSet::new();
-            let sections = HashSet::new();
-            let ctx = ConvertContext { blocks: &blocks, labels: &labels, citations: &citations, sections: &sections, max_depth: 32 };
-            let (markup, _diagnostics) = markdown_to_typst(&text, Path::new("m.md"), &ctx);
+            let (markup, _diagnostics) = tests::markdown(&text);
             // booktable comes from the template; give the snippet a stand-in with the same signature.
             let prelude = "#let booktable(columns: (), align: (), header: (), rows: ()) = table(columns: columns.len(), ..header.flatten(), ..rows.flatten())\n";
             typeset(&format!("{prelude}{markup}")).map_err(TestCaseError::fail)?;

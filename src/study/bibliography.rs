@@ -469,22 +469,6 @@ fn refused_links(library: &Library) -> Vec<(String, &'static str, String, String
     out
 }
 
-/// The keys a generated Typst source cites (`#cite(label("key")...)`, as `manuscript.rs` writes
-/// them; keys are letters, digits and `_ - : .`, so the string literal needs no unescaping).
-pub fn cited_keys(typst: &str) -> HashSet<String> {
-    const CITE: &str = "#cite(label(\"";
-    let mut keys = HashSet::new();
-    let mut rest = typst;
-    while let Some(at) = rest.find(CITE) {
-        rest = &rest[at + CITE.len()..];
-        if let Some(end) = rest.find('"') {
-            keys.insert(rest[..end].to_string());
-            rest = &rest[end..];
-        }
-    }
-    keys
-}
-
 fn is_ident(c: u8) -> bool {
     !c.is_ascii_whitespace()
         && !matches!(

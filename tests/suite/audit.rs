@@ -234,22 +234,35 @@ fn a_cutoff_before_every_start_is_a_clear_error() {
 #[test]
 fn audit_mode_links_every_templated_value_to_an_appendix_entry() {
     let (_dir, study, out) = workspace();
-    build_into(&study, &out, &["--audit"]);
+    build_into(&study, &out, &["--audit", "--format", "pdf,html"]);
     let typ = std::fs::read_to_string(out.join("tiny/manuscript.typ")).unwrap();
+    let html = std::fs::read_to_string(out.join("tiny/manuscript.html")).unwrap();
     let trail: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("tiny/trail.json")).unwrap())
             .unwrap();
-    assert!(typ.contains("Appendix: audit trail"));
-    // Every entry has an anchor; every prose entry's value is a link to it.
+    assert!(typ.contains("#heading(level: 1)[Appendix\\: audit trail]"));
+    assert!(html.contains("<h2>Appendix: audit trail</h2>"), "{html}");
+    // Every entry has an anchor; every prose entry's value is a link to it, in both manuscripts.
     for (i, entry) in trail.iter().enumerate() {
         assert!(
             typ.contains(&format!("#label(\"trail-{i}\")")),
             "no anchor for entry {i}"
         );
+        assert!(
+            html.contains(&format!("<span id=\"trail-{i}\"></span>")),
+            "no HTML anchor for entry {i}"
+        );
         if entry["context"] == "prose" {
+            let text = entry["text"].as_str().unwrap();
             assert!(
                 typ.contains(&format!("#link(label(\"trail-{i}\"))")),
                 "entry {i} is not linked: {entry}"
+            );
+            assert!(
+                html.contains(&format!(
+                    "<a class=\"value\" href=\"#trail-{i}\">{text}</a>"
+                )),
+                "entry {i} is not linked in the HTML: {entry}"
             );
         }
     }
@@ -277,11 +290,29 @@ fn a_manifest_naming_a_previous_report_gets_a_changes_appendix() {
         "published = \"published.toml\"\nprevious = \"previous\"",
     );
     std::fs::write(&manifest, text).unwrap();
-    build_into(&study, &out, &[]);
+    build_into(&study, &out, &["--format", "pdf,html"]);
     let typ = std::fs::read_to_string(out.join("tiny/manuscript.typ")).unwrap();
     assert!(
         typ.contains("Changes since the previous report"),
         "no appendix"
+    );
+    // The HTML has the same appendix, with the same row.
+    let html = std::fs::read_to_string(out.join("tiny/manuscript.html")).unwrap();
+    assert!(
+        html.contains("<h2>Changes since the previous report</h2>"),
+        "no appendix in the HTML"
+    );
+    assert!(
+        html.contains("The data cutoff moved from 2017-06-30 to 2020-12-31"),
+        "{html}"
+    );
+    let html_row = html
+        .lines()
+        .find(|l| l.contains("<code>deaths.\u{200B}n</code>"))
+        .expect("an HTML row for deaths.n");
+    assert!(
+        html_row.contains("<td class=\"right\">3</td><td class=\"right\">7</td>"),
+        "{html_row}"
     );
     assert!(
         typ.contains("The data cutoff moved from 2017\\-06\\-30 to 2020\\-12\\-31"),
