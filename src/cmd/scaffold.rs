@@ -98,6 +98,29 @@ pub fn new_study(path: &Path, template: &str) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// `galley new`: make the study and say what to do next.
+pub fn run(
+    console: super::console::Console,
+    path: &Path,
+    template: &str,
+) -> std::result::Result<u8, crate::diagnostics::Failure> {
+    let files = new_study(path, template)?;
+    if !console.quiet {
+        println!("created the study {}:", path.display());
+        for f in &files {
+            println!("  {}", f.display());
+        }
+        println!(
+            "\nnext: galley build {0}        (writes output/{1}/manuscript.pdf)\n      galley watch {0} --serve  (live preview in the browser)",
+            path.display(),
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,27 +159,4 @@ mod tests {
             1
         );
     }
-}
-
-/// `galley new`: make the study and say what to do next.
-pub fn run(
-    console: super::console::Console,
-    path: &Path,
-    template: &str,
-) -> std::result::Result<u8, crate::diagnostics::Failure> {
-    let files = new_study(path, template)?;
-    if !console.quiet {
-        println!("created the study {}:", path.display());
-        for f in &files {
-            println!("  {}", f.display());
-        }
-        println!(
-            "\nnext: galley build {0}        (writes output/{1}/manuscript.pdf)\n      galley watch {0} --serve  (live preview in the browser)",
-            path.display(),
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
-    }
-    Ok(0)
 }
