@@ -469,6 +469,16 @@ fn with_warnings() -> Scratch {
     s
 }
 
+/// Each warning once, though two renderers (PDF and HTML) read the prose; `--quiet` leaves out the
+/// published-versus-reproduced table, which is a report, not a problem.
+#[test]
+fn warnings_are_printed_once_and_the_build_passes() {
+    let s = with_warnings();
+    assert_snapshot!(s.run(&[
+        "--quiet", "build", "study", "--out", "out", "--format", "pdf,html"
+    ]));
+}
+
 #[test]
 fn warnings_are_printed_and_the_check_passes() {
     let s = with_warnings();
