@@ -9,6 +9,7 @@ mod bootstrap;
 mod build;
 mod cache;
 mod croome;
+mod diagnostics;
 mod front;
 mod fuzz_regressions;
 mod inputs;
