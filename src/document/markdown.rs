@@ -678,6 +678,25 @@ impl Builder<'_, '_> {
                 }
                 continue;
             }
+            // pulldown-cmark leaves a footnote reference without a definition as text.
+            if c == '['
+                && !is_escaped(pos)
+                && chars
+                    .get(i + 1)
+                    .is_some_and(|&(p, n)| n == '^' && !is_escaped(p))
+                && let Some(close) = text[pos..].find(']')
+                && close > 2
+                && !text[pos + 2..pos + close].contains(char::is_whitespace)
+            {
+                let label = &text[pos + 2..pos + close];
+                self.diagnostics.push(
+                    Diagnostic::error(format!("footnote `[^{label}]` has no definition"))
+                        .at_offset(self.display, self.source, offset + at + pos)
+                        .hint(format!(
+                            "define it in the same file, on a line of its own: `[^{label}]: the note`"
+                        )),
+                );
+            }
             if c == '@' && !is_escaped(pos) && (i == 0 || !chars[i - 1].1.is_alphanumeric()) {
                 let key = citation_key(&text[pos + 1..]);
                 if !key.is_empty() {
@@ -734,22 +753,19 @@ impl Builder<'_, '_> {
                 prose,
             });
         } else {
-            let (what, hint) = if key.contains(':') {
-                (
-                    "cross-reference",
-                    "labels come from `label = \"...\"` in figure and table specs, and `{#id}` after headings",
-                )
+            // `@fig:x` is a reference; `@x` may be either (`@sec-methods` is a heading's label).
+            let labels = "labels come from `label = \"...\"` in figure and table specs, and `{#id}` after headings";
+            let problem = if key.contains(':') {
+                Diagnostic::error(format!("unknown cross-reference `@{key}`")).hint(labels)
             } else {
-                (
-                    "citation",
-                    "citation keys come from the study's bibliography file",
-                )
+                Diagnostic::error(format!(
+                    "unknown citation or cross-reference `@{key}`: no entry of the bibliography, and no heading, figure or table, has this key"
+                ))
+                .hint("citation keys come from the study's bibliography file")
+                .hint(labels)
             };
-            self.diagnostics.push(
-                Diagnostic::error(format!("unknown {what} `@{key}`"))
-                    .at_offset(self.display, self.source, offset)
-                    .hint(hint),
-            );
+            self.diagnostics
+                .push(problem.at_offset(self.display, self.source, offset));
             self.inline(Inline::Text(format!("@{key}")));
         }
         None
