@@ -296,7 +296,10 @@ impl Manuscript {
             .sort_by_key(|(k, n, _)| (*k == FloatKind::Table, *n));
         self.walk_inlines(&mut |inline| match inline {
             Inline::Note(_) => inv.footnotes += 1,
-            Inline::Cite(items) => inv.citations.extend(items.iter().map(|i| i.key.clone())),
+            Inline::Cite(items) => {
+                inv.cite_groups += 1;
+                inv.citations.extend(items.iter().map(|i| i.key.clone()));
+            }
             Inline::Value { trail, link, .. } => inv.values.push((*trail, *link)),
             _ => {}
         });
@@ -312,6 +315,8 @@ pub struct Inventory {
     pub sections: Vec<String>,
     pub floats: Vec<(FloatKind, usize, Option<String>)>,
     pub footnotes: usize,
+    /// Citation groups (one bracket, or one narrative citation).
+    pub cite_groups: usize,
     pub citations: Vec<String>,
     pub values: Vec<(usize, bool)>,
     pub appendices: Vec<String>,

@@ -402,6 +402,24 @@ pub fn check(study_dir: &Path, as_of: Option<Date>, limits: &[String]) -> Result
     prepare(study_dir, as_of, limits, None, false, false, &mut clock).map(|p| p.warnings)
 }
 
+/// Everything up to the outputs, without an output folder: the typed manuscript, its Typst files and
+/// the records, for a caller that renders or inspects them (the renderers' parity test).
+pub fn prepare_only(study_dir: &Path, options: &BuildOptions) -> Result<Prepared> {
+    let mut clock = Stopwatch {
+        timings: Vec::new(),
+        progress: None,
+    };
+    prepare(
+        study_dir,
+        options.as_of,
+        &options.limits,
+        None,
+        options.audit,
+        true,
+        &mut clock,
+    )
+}
+
 fn prepare(
     study_dir: &Path,
     as_of: Option<Date>,

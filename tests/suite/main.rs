@@ -18,6 +18,7 @@ mod limits;
 mod links;
 mod missing;
 mod outputs_trust;
+mod parity;
 mod prose_missing;
 mod reference_regression;
 mod reference_survival;
