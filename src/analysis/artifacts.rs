@@ -1,5 +1,6 @@
 //! What analysis blocks hand to the manuscript besides their numbers: figures and tables, as typed
-//! values. `manuscript.rs` typesets them; `output.rs` writes them as SVG and CSV files.
+//! values. The document stage places them as floats of the typed manuscript; the renderers show them; the
+//! pipeline writes them as SVG and CSV files.
 
 use serde::{Deserialize, Serialize};
 

@@ -10,7 +10,7 @@
 //! edit an entry together with its `payload_sha256`. So each entry is also sealed with an HMAC under
 //! a key of the user's own, kept outside every study and output folder (`key_path`), created on first
 //! use: an entry this user's galley did not write is rejected and its block re-runs. The same seal
-//! covers the typesetting record that lets a build reuse the previous PDF (`pipeline.rs`).
+//! covers the typesetting record that lets a build reuse the previous PDF (`pipeline`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Command-line interface (clap derive). `main.rs` dispatches; the work is in the library.
+//! Command-line interface (clap derive). `cmd` dispatches; the work is in the stages.
 
 use std::path::PathBuf;
 

@@ -37,7 +37,7 @@ pub fn watch(mut options: WatchOptions) -> Result<()> {
         options.build.formats.html = true;
     }
     let console = options.console;
-    // Checked before the output root is created: it must lie outside the study (`sandbox.rs`).
+    // Checked before the output root is created: it must lie outside the study (`study::sandbox`).
     let name = study.file_name().map(PathBuf::from).unwrap_or_default();
     crate::output::check_output(&study, &options.build.out, &options.build.out.join(name))?;
     let _ = std::fs::create_dir_all(&options.build.out);

@@ -2,7 +2,7 @@
 //!
 //! Undefined names are errors (strict mode) that name the manuscript file and line, because a
 //! misspelled `{{ km.median }}` that silently prints nothing is a wrong paper. Filters implement the
-//! journal's number formatting (`format.rs`) so that every number in the prose follows one set of rules.
+//! journal's number formatting (`analysis::numfmt`) so that every number in the prose follows one set of rules.
 
 use std::collections::BTreeMap;
 use std::fmt;

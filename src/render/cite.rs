@@ -191,7 +191,7 @@ fn write_child(
         ElemChild::Link { text, url } => {
             let mut inner = String::new();
             formatted(&mut inner, &escape(&text.text), &text.formatting);
-            // The bibliography's links were checked when it was read (`bibliography.rs`); the
+            // The bibliography's links were checked when it was read (`study::bibliography`); the
             // policy again here, as the PDF's show rule does, for whatever hayagriva links.
             match crate::study::links::external(url) {
                 Ok(url) => {

@@ -9,7 +9,7 @@
 //! entries, with what they need: the `@string` macros they use and the entries they name in
 //! `crossref`, `xref` or `xdata`. The output folder's `references.*` holds exactly that subset.
 //!
-//! Links: every `url` and `doi` of a cited entry goes through the link policy (`links.rs`); a
+//! Links: every `url` and `doi` of a cited entry goes through the link policy (`study::links`); a
 //! refused one (`javascript:`, `data:`, `file:`, a DOI that is not `10.…`) is cut from the entry
 //! with a warning at its line, and the subset is parsed again to make sure no refused link is left
 //! (a link the cut cannot reach is an error, never a link in the output).

@@ -389,7 +389,7 @@ pub fn parse_iso_date(text: &str) -> Option<Date> {
 }
 
 /// Resolve a manifest path inside the study folder: relative, no `..`, no escape through a link
-/// (`sandbox.rs`). The error completes "`path` is ...".
+/// (`study::sandbox`). The error completes "`path` is ...".
 pub fn resolve_inside(root: &Path, relative: &str) -> std::result::Result<PathBuf, String> {
     sandbox::resolve(root, relative).map_err(|why| why.describe(MANIFEST_FILE))
 }

@@ -3,7 +3,7 @@
 //!
 //! Every path a study names (in `study.toml`, `simulation.toml`, its template folder) is resolved here:
 //! relative, no `..`, and no symbolic link (or chain of links) that leads out of the folder. Typst never
-//! touches the disk (its world is the in-memory file set of `typeset.rs`); the prose templates have no
+//! touches the disk (its world is the in-memory file set of `render::typeset`); the prose templates have no
 //! loader; outputs go to `<out>/<study>/` only, and the output root must lie outside the study folder.
 
 use std::path::{Component, Path, PathBuf};
@@ -214,7 +214,7 @@ pub fn typst_file_message(message: &str, hints: &mut Vec<String>) -> Option<Stri
             "`{path}` leaves the build's files (`..` above the output folder); a template cannot read outside them"
         ));
     }
-    // Our own world's refusal of a package (`typeset.rs`), without Typst's "failed to load file".
+    // Our own world's refusal of a package (`render::typeset`), without Typst's "failed to load file".
     if let Some(rest) = message.strip_prefix("failed to load file (package ")
         && let Some(why) = rest.strip_suffix(')')
     {
