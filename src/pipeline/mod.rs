@@ -114,6 +114,13 @@ struct Stopwatch {
 }
 
 impl Stopwatch {
+    /// Tell the progress line that `stage` is under way.
+    fn announce(&self, stage: &str) {
+        if let Some(progress) = &self.progress {
+            (progress.0)(stage);
+        }
+    }
+
     fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> T) -> T {
         if let Some(progress) = &self.progress {
             (progress.0)(stage);
@@ -170,78 +177,99 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
     let dest = options.out.join(&prepared.study.name);
     let pdf_date = source_date_epoch(options.source_date_epoch.as_deref())?.or(prepared.cutoff);
     let typeset_key = typeset_key(&prepared.files, pdf_date);
-    // The Typst sources, assets and date are unchanged: the previous PDF is this build's PDF.
+    let (mut outputs, staged) = outputs_and_pdf(
+        &prepared,
+        options,
+        &dest,
+        pdf_date,
+        &typeset_key,
+        &mut clock,
+    )?;
+    let late = late_records(&prepared, options, &typeset_key, &mut outputs);
+    write(&dest, &outputs, staged, &late, &mut clock)?;
+    Ok(report(prepared, dest, outputs, clock, started))
+}
+
+/// Every output, the PDF too. Typesetting is most of a build: it runs on its own thread while the
+/// other outputs are made and written to a staging folder (a failed build drops the staging
+/// folder; `dest` is untouched). The previous PDF is reused when the Typst sources, assets and
+/// date are unchanged.
+fn outputs_and_pdf(
+    prepared: &Prepared,
+    options: &BuildOptions,
+    dest: &Path,
+    pdf_date: Option<Date>,
+    typeset_key: &str,
+    clock: &mut Stopwatch,
+) -> Result<(OutputFiles, Option<Staged>)> {
     let previous = match options.formats.pdf && !options.no_cache {
-        true => previous_pdf(&dest, &typeset_key),
+        true => previous_pdf(dest, typeset_key),
         false => None,
     };
     let must_typeset = options.formats.pdf && previous.is_none();
-    let prepared_ref = &prepared;
-    let dest_ref = &dest;
-    let (mut outputs, staged) =
-        std::thread::scope(|scope| -> Result<(OutputFiles, Option<Staged>)> {
-            // Typesetting is most of a build: the other outputs are made, and written to the staging
-            // folder, meanwhile (a failed build drops the staging folder; `dest` is untouched).
-            let typeset_at = clock.timings.len();
-            let typesetting = must_typeset.then(|| {
-                if let Some(progress) = &clock.progress {
-                    (progress.0)("typeset");
+    std::thread::scope(|scope| {
+        let typeset_at = clock.timings.len();
+        let typesetting = must_typeset.then(|| {
+            clock.announce("typeset");
+            scope.spawn(move || {
+                let start = Instant::now();
+                let pdf = typeset::compile_pdf(&prepared.files, MAIN_FILE, pdf_date, dest);
+                (pdf, start.elapsed())
+            })
+        });
+        let others = other_outputs(prepared, options, clock);
+        let staged = match (&others, &typesetting) {
+            (Ok(others), Some(_)) => Some(clock.time("write (during typeset)", || {
+                let mut staged = Staged::new(dest)?;
+                for (path, bytes) in &others.files {
+                    staged.write(path, bytes)?;
                 }
-                scope.spawn(move || {
-                    let start = Instant::now();
-                    let pdf =
-                        typeset::compile_pdf(&prepared_ref.files, MAIN_FILE, pdf_date, dest_ref);
-                    (pdf, start.elapsed())
-                })
-            });
-            let others = other_outputs(prepared_ref, options, &mut clock);
-            let staged = match (&others, &typesetting) {
-                (Ok(others), Some(_)) => Some(clock.time("write (during typeset)", || {
-                    let mut staged = Staged::new(dest_ref)?;
-                    for (path, bytes) in &others.files {
-                        staged.write(path, bytes)?;
-                    }
-                    Ok::<_, Failure>(staged)
-                })),
-                _ => None,
-            };
-            let pdf = match typesetting {
-                Some(handle) => {
-                    // What is left to wait for, on the progress line.
-                    if let Some(progress) = &clock.progress {
-                        (progress.0)("typeset");
-                    }
-                    let (pdf, took) = handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    clock
-                        .timings
-                        .insert(typeset_at, ("typeset".to_string(), took));
-                    Some(pdf.map_err(|f| keep_failed_sources(f, &prepared_ref.files, dest_ref))?)
-                }
-                None => {
-                    if previous.is_some() {
-                        clock.timings.insert(
-                            typeset_at,
-                            ("typeset (unchanged, reused)".into(), Duration::ZERO),
-                        );
-                    }
-                    previous
-                }
-            };
-            let mut outputs = others?;
-            let staged = staged.transpose()?;
-            if let Some(pdf) = pdf {
-                outputs.insert("manuscript.pdf", pdf);
+                Ok::<_, Failure>(staged)
+            })),
+            _ => None,
+        };
+        let pdf = match typesetting {
+            Some(handle) => {
+                // What is left to wait for, on the progress line.
+                clock.announce("typeset");
+                let (pdf, took) = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                clock
+                    .timings
+                    .insert(typeset_at, ("typeset".to_string(), took));
+                Some(pdf.map_err(|f| keep_failed_sources(f, &prepared.files, dest))?)
             }
-            Ok((outputs, staged))
-        })?;
-    let provenance = provenance_json(&prepared, options, &outputs);
-    // The PDF, and the records that name it, are the files written after typesetting.
+            None => {
+                if previous.is_some() {
+                    let reused = ("typeset (unchanged, reused)".into(), Duration::ZERO);
+                    clock.timings.insert(typeset_at, reused);
+                }
+                previous
+            }
+        };
+        let mut outputs = others?;
+        let staged = staged.transpose()?;
+        if let Some(pdf) = pdf {
+            outputs.insert("manuscript.pdf", pdf);
+        }
+        Ok((outputs, staged))
+    })
+}
+
+/// The records that name the PDF, made after typesetting: the provenance record, the typesetting
+/// record (kept with the block cache; neither is in the provenance record: they are build
+/// accelerators), and last the marker, which lists every file of the folder (and marks it as
+/// galley's to replace). Returns the files written after typesetting.
+fn late_records(
+    prepared: &Prepared,
+    options: &BuildOptions,
+    typeset_key: &str,
+    outputs: &mut OutputFiles,
+) -> Vec<String> {
+    let provenance = provenance_json(prepared, options, outputs);
     let mut late = vec!["manuscript.pdf".to_string(), "provenance.json".to_string()];
     outputs.insert("provenance.json", provenance);
-    // The typesetting record goes with the block cache (neither is in the provenance record: they
-    // are build accelerators).
     if prepared.cache.is_some() {
         let pdf_hash = sha256_hex(
             outputs
@@ -252,62 +280,76 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         );
         let record = format!("{}/typeset.json", cache::CACHE_DIR);
         // Sealed like the block cache: a PDF is reused only if this user's galley typeset it.
-        if let Some(seal) = typeset_seal(&typeset_key, &pdf_hash) {
-            outputs.insert(
-                record.clone(),
-                serde_json::to_vec(
-                    &serde_json::json!({"key": typeset_key, "pdf_sha256": pdf_hash, "seal": seal}),
-                )
-                .unwrap_or_default(),
-            );
+        if let Some(seal) = typeset_seal(typeset_key, &pdf_hash) {
+            let json =
+                serde_json::json!({"key": typeset_key, "pdf_sha256": pdf_hash, "seal": seal});
+            outputs.insert(record.clone(), json.to_string().into_bytes());
             late.push(record);
         }
     }
-    // Last: the marker lists every file of the folder (and marks it as galley's to replace).
     outputs.insert(
         output::MARKER,
-        output::marker(&prepared.study.name, &outputs),
+        output::marker(&prepared.study.name, outputs),
     );
     late.push(output::MARKER.to_string());
-    if output::unchanged(&dest, &outputs) {
+    late
+}
+
+/// Put the outputs in place: the staged folder completed with the `late` files, or everything
+/// written atomically; nothing when the folder already holds exactly these bytes.
+fn write(
+    dest: &Path,
+    outputs: &OutputFiles,
+    staged: Option<Staged>,
+    late: &[String],
+    clock: &mut Stopwatch,
+) -> Result<()> {
+    if output::unchanged(dest, outputs) {
         // A staging folder made during typesetting is dropped, and removed, unused.
-        clock
-            .timings
-            .push(("write (unchanged, skipped)".to_string(), Duration::ZERO));
-    } else {
-        match staged {
-            Some(mut staged) => clock.time("write", || {
-                for path in &late {
-                    if let Some(bytes) = outputs.files.get(path) {
-                        staged.write(path, bytes)?;
-                    }
-                }
-                staged.commit()
-            })?,
-            None => clock.time("write", || output::write_atomically(&dest, &outputs))?,
-        }
+        let skipped = ("write (unchanged, skipped)".to_string(), Duration::ZERO);
+        clock.timings.push(skipped);
+        return Ok(());
     }
+    match staged {
+        Some(mut staged) => clock.time("write", || {
+            for path in late {
+                if let Some(bytes) = outputs.files.get(path) {
+                    staged.write(path, bytes)?;
+                }
+            }
+            staged.commit()
+        }),
+        None => clock.time("write", || output::write_atomically(dest, outputs)),
+    }
+}
+
+/// What the build did, with each block's time listed under the analysis stage.
+fn report(
+    mut prepared: Prepared,
+    dest: PathBuf,
+    outputs: OutputFiles,
+    clock: Stopwatch,
+    started: Instant,
+) -> BuildReport {
     let mut timings = clock.timings;
     let position = timings
         .iter()
         .position(|(s, _)| s == "analysis")
         .map_or(timings.len(), |i| i + 1);
     for (i, (id, d, cached)) in prepared.analysis.timings.iter().enumerate() {
-        let label = if *cached {
-            format!("  block {id} (cached)")
-        } else {
-            format!("  block {id}")
+        let label = match cached {
+            true => format!("  block {id} (cached)"),
+            false => format!("  block {id}"),
         };
         timings.insert(position + i, (label, *d));
     }
     let cache = prepared.cache.take().unwrap_or_default();
-    Ok(BuildReport {
+    BuildReport {
         output_dir: dest,
         files: outputs
             .files
-            .keys()
+            .into_keys()
             .filter(|f| !f.starts_with(cache::CACHE_DIR) && f.as_str() != output::MARKER)
-            .cloned()
             .collect(),
         warnings: prepared.warnings,
         timings,
@@ -315,7 +357,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         reproduction: prepared.reproduction,
         blocks_cached: cache.hits,
         blocks_run: cache.misses,
-    })
+    }
 }
 
 /// The outputs besides the PDF and the records that name it (provenance, the typesetting record):

@@ -382,6 +382,17 @@ fn table_html(table: &Table, number: usize, caption: &str, notes: &[String]) -> 
 
 /// The whole page: title block, abstract, body, notes, references.
 fn page(m: &FrontMatter, parts: &Parts) -> String {
+    let mut s = head(m);
+    s.push_str(&title_block(m, parts.abstract_html.as_deref()));
+    s.push_str("</header>\n<main>\n");
+    s.push_str(&parts.body);
+    s.push_str("</main>\n");
+    s.push_str(&back_matter(m, parts));
+    s
+}
+
+/// `<head>`: title, metadata, the style sheet.
+fn head(m: &FrontMatter) -> String {
     let title = escape(&m.title);
     let mut s = String::new();
     s.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
@@ -404,6 +415,14 @@ fn page(m: &FrontMatter, parts: &Parts) -> String {
         );
     }
     let _ = writeln!(s, "<style>\n{STYLE}</style>\n</head>\n<body>");
+    s
+}
+
+/// The title block: venue, title, authors and affiliations, the data statement, the abstract and
+/// the keywords.
+fn title_block(m: &FrontMatter, abstract_html: Option<&str>) -> String {
+    let title = escape(&m.title);
+    let mut s = String::new();
     s.push_str("<article class=\"manuscript\">\n<header class=\"title-block\">\n");
     if let Some(venue) = &m.venue {
         let _ = writeln!(s, "<p class=\"venue\">{}</p>", escape(venue));
@@ -453,7 +472,7 @@ fn page(m: &FrontMatter, parts: &Parts) -> String {
     if let Some(statement) = &m.data_statement {
         let _ = writeln!(s, "<p class=\"data-statement\">{}</p>", escape(statement));
     }
-    if let Some(a) = &parts.abstract_html {
+    if let Some(a) = abstract_html {
         let _ = writeln!(
             s,
             "<section class=\"abstract\">\n<h2>Abstract</h2>\n{a}</section>"
@@ -466,9 +485,12 @@ fn page(m: &FrontMatter, parts: &Parts) -> String {
             escape(&m.keywords.join("; "))
         );
     }
-    s.push_str("</header>\n<main>\n");
-    s.push_str(&parts.body);
-    s.push_str("</main>\n");
+    s
+}
+
+/// After the main text: notes, references, the colophon.
+fn back_matter(m: &FrontMatter, parts: &Parts) -> String {
+    let mut s = String::new();
     if !parts.notes.is_empty() {
         s.push_str("<section class=\"footnotes\">\n<h2>Notes</h2>\n<ol>\n");
         for (i, note) in parts.notes.iter().enumerate() {

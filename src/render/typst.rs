@@ -613,7 +613,11 @@ mod tests {
     fn unknown_citation_is_located() {
         let (_, diags) = markdown("Line one.\n\nAs shown [@nobody].\n");
         assert_eq!(diags.len(), 1);
-        assert!(diags[0].message.contains("unknown citation `@nobody`"));
+        assert!(
+            diags[0]
+                .message
+                .contains("unknown citation or cross-reference `@nobody`")
+        );
         assert_eq!(diags[0].location.as_ref().unwrap().line, Some(3));
     }
 
