@@ -1062,124 +1062,148 @@ impl Sorted {
             })
             .collect();
         let mut resid = vec![0.0; n * p];
-        // Per event time (in reverse order of discovery): hazard increments for subjects that
-        // stay (haz, hx) and for the tied deaths (e_haz, e_hx), and the mean xbar of the deaths.
-        let mut haz = Vec::new();
-        let mut e_haz = Vec::new();
-        let mut hx: Vec<f64> = Vec::new();
-        let mut e_hx: Vec<f64> = Vec::new();
-        let mut xmean: Vec<f64> = Vec::new();
-        let mut a = vec![0.0; p];
-        let mut a2 = vec![0.0; p];
-        let mut xbar = vec![0.0; p];
+        let mut inc = Increments::default();
         for s in 0..self.start.len() - 1 {
-            let (lo, hi) = (self.start[s], self.start[s + 1]);
-            haz.clear();
-            e_haz.clear();
-            hx.clear();
-            e_hx.clear();
-            xmean.clear();
-            let mut denom = 0.0;
-            a.iter_mut().for_each(|v| *v = 0.0);
-            let mut i = hi;
-            while i > lo {
-                let t = self.times[i - 1];
-                let mut nd = 0usize;
-                let mut e_denom = 0.0;
-                a2.iter_mut().for_each(|v| *v = 0.0);
-                while i > lo && self.times[i - 1] == t {
-                    i -= 1;
-                    let x = &self.xs[i * p..(i + 1) * p];
-                    denom += risk[i];
-                    for j in 0..p {
-                        a[j] += risk[i] * x[j];
-                    }
-                    if self.status[i] {
-                        nd += 1;
-                        e_denom += risk[i];
-                        for j in 0..p {
-                            a2[j] += risk[i] * x[j];
-                        }
-                    }
-                }
-                if nd == 0 {
-                    continue;
-                }
-                let (mut h, mut eh) = (0.0, 0.0);
-                let base = hx.len();
-                hx.resize(base + p, 0.0);
-                e_hx.resize(base + p, 0.0);
-                xmean.resize(base + p, 0.0);
-                let parts = if self.efron { nd } else { 1 };
-                let d = nd as f64;
-                for k in 0..parts {
-                    let (frac, hz) = if self.efron {
-                        let frac = k as f64 / d;
-                        (frac, 1.0 / (denom - frac * e_denom))
-                    } else {
-                        (0.0, d / denom)
-                    };
-                    let den = denom - frac * e_denom;
-                    h += hz;
-                    eh += (1.0 - frac) * hz;
-                    for j in 0..p {
-                        xbar[j] = (a[j] - frac * a2[j]) / den;
-                        hx[base + j] += xbar[j] * hz;
-                        e_hx[base + j] += (1.0 - frac) * xbar[j] * hz;
-                        xmean[base + j] += xbar[j] / parts as f64;
-                    }
-                }
-                haz.push(h);
-                e_haz.push(eh);
-            }
-            // Forward pass: cumulative hazard H and sum of xbar dH before each time.
-            let mut cum_h = 0.0;
-            let mut cum_hx = vec![0.0; p];
-            let mut k = haz.len();
-            let mut i = lo;
-            while i < hi {
-                let t = self.times[i];
-                let mut j_end = i;
-                let mut any_death = false;
-                while j_end < hi && self.times[j_end] == t {
-                    any_death |= self.status[j_end];
-                    j_end += 1;
-                }
-                if any_death {
-                    k -= 1;
-                }
-                for l in i..j_end {
-                    let x = &self.xs[l * p..(l + 1) * p];
-                    let r = risk[l];
-                    let out = &mut resid[l * p..(l + 1) * p];
-                    if !any_death {
-                        for j in 0..p {
-                            out[j] = -r * (x[j] * cum_h - cum_hx[j]);
-                        }
-                    } else if self.status[l] {
-                        let b = k * p;
-                        for j in 0..p {
-                            out[j] = (x[j] - xmean[b + j])
-                                - r * (x[j] * (cum_h + e_haz[k]) - (cum_hx[j] + e_hx[b + j]));
-                        }
-                    } else {
-                        let b = k * p;
-                        for j in 0..p {
-                            out[j] = -r * (x[j] * (cum_h + haz[k]) - (cum_hx[j] + hx[b + j]));
-                        }
-                    }
-                }
-                if any_death {
-                    cum_h += haz[k];
-                    for j in 0..p {
-                        cum_hx[j] += hx[k * p + j];
-                    }
-                }
-                i = j_end;
-            }
+            let rows = self.start[s]..self.start[s + 1];
+            self.hazard_increments(&risk, rows.clone(), &mut inc);
+            self.stratum_residuals(&risk, rows, &inc, &mut resid);
         }
         resid
     }
+
+    /// Backward pass over one stratum's rows: the hazard increments at each event time.
+    fn hazard_increments(&self, risk: &[f64], rows: Range<usize>, inc: &mut Increments) {
+        let p = self.p;
+        let (lo, hi) = (rows.start, rows.end);
+        inc.haz.clear();
+        inc.e_haz.clear();
+        inc.hx.clear();
+        inc.e_hx.clear();
+        inc.xmean.clear();
+        let mut denom = 0.0;
+        let mut a = vec![0.0; p];
+        let mut a2 = vec![0.0; p];
+        let mut xbar = vec![0.0; p];
+        let mut i = hi;
+        while i > lo {
+            let t = self.times[i - 1];
+            let mut nd = 0usize;
+            let mut e_denom = 0.0;
+            a2.iter_mut().for_each(|v| *v = 0.0);
+            while i > lo && self.times[i - 1] == t {
+                i -= 1;
+                let x = &self.xs[i * p..(i + 1) * p];
+                denom += risk[i];
+                for j in 0..p {
+                    a[j] += risk[i] * x[j];
+                }
+                if self.status[i] {
+                    nd += 1;
+                    e_denom += risk[i];
+                    for j in 0..p {
+                        a2[j] += risk[i] * x[j];
+                    }
+                }
+            }
+            if nd == 0 {
+                continue;
+            }
+            let (mut h, mut eh) = (0.0, 0.0);
+            let base = inc.hx.len();
+            inc.hx.resize(base + p, 0.0);
+            inc.e_hx.resize(base + p, 0.0);
+            inc.xmean.resize(base + p, 0.0);
+            let parts = if self.efron { nd } else { 1 };
+            let d = nd as f64;
+            for k in 0..parts {
+                let (frac, hz) = if self.efron {
+                    let frac = k as f64 / d;
+                    (frac, 1.0 / (denom - frac * e_denom))
+                } else {
+                    (0.0, d / denom)
+                };
+                let den = denom - frac * e_denom;
+                h += hz;
+                eh += (1.0 - frac) * hz;
+                for j in 0..p {
+                    xbar[j] = (a[j] - frac * a2[j]) / den;
+                    inc.hx[base + j] += xbar[j] * hz;
+                    inc.e_hx[base + j] += (1.0 - frac) * xbar[j] * hz;
+                    inc.xmean[base + j] += xbar[j] / parts as f64;
+                }
+            }
+            inc.haz.push(h);
+            inc.e_haz.push(eh);
+        }
+    }
+
+    /// Forward pass over one stratum's rows: the cumulative hazard H and sum of xbar dH before
+    /// each time give each subject's residual.
+    fn stratum_residuals(
+        &self,
+        risk: &[f64],
+        rows: Range<usize>,
+        inc: &Increments,
+        resid: &mut [f64],
+    ) {
+        let p = self.p;
+        let (lo, hi) = (rows.start, rows.end);
+        let mut cum_h = 0.0;
+        let mut cum_hx = vec![0.0; p];
+        let mut k = inc.haz.len();
+        let mut i = lo;
+        while i < hi {
+            let t = self.times[i];
+            let mut j_end = i;
+            let mut any_death = false;
+            while j_end < hi && self.times[j_end] == t {
+                any_death |= self.status[j_end];
+                j_end += 1;
+            }
+            if any_death {
+                k -= 1;
+            }
+            for l in i..j_end {
+                let x = &self.xs[l * p..(l + 1) * p];
+                let r = risk[l];
+                let out = &mut resid[l * p..(l + 1) * p];
+                let b = k * p;
+                if !any_death {
+                    for j in 0..p {
+                        out[j] = -r * (x[j] * cum_h - cum_hx[j]);
+                    }
+                } else if self.status[l] {
+                    for j in 0..p {
+                        out[j] = (x[j] - inc.xmean[b + j])
+                            - r * (x[j] * (cum_h + inc.e_haz[k]) - (cum_hx[j] + inc.e_hx[b + j]));
+                    }
+                } else {
+                    for j in 0..p {
+                        out[j] = -r * (x[j] * (cum_h + inc.haz[k]) - (cum_hx[j] + inc.hx[b + j]));
+                    }
+                }
+            }
+            if any_death {
+                cum_h += inc.haz[k];
+                for j in 0..p {
+                    cum_hx[j] += inc.hx[k * p + j];
+                }
+            }
+            i = j_end;
+        }
+    }
+}
+
+/// Per event time of a stratum, in reverse time order (as the backward pass finds them): hazard
+/// increments for the subjects that stay (`haz`, `hx`) and for the tied deaths (`e_haz`, `e_hx`),
+/// and the mean xbar of the deaths (`xmean`); the vectors hold p values per time.
+#[derive(Default)]
+struct Increments {
+    haz: Vec<f64>,
+    e_haz: Vec<f64>,
+    hx: Vec<f64>,
+    e_hx: Vec<f64>,
+    xmean: Vec<f64>,
 }
 
 /// Harrell's concordance of the linear predictor `lp` (higher = shorter survival) within strata,
