@@ -388,34 +388,26 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
     let km = galley_stats::km::kaplan_meier(&time, &event, &group, &labels, &options)
         .map_err(|e| stats_error(env, "time", e))?;
 
-    let mut value = serde_json::to_value(&km).unwrap_or(Value::Null);
-    let by_level: serde_json::Map<String, Value> = km
-        .groups
-        .iter()
-        .map(|g| {
-            let at: serde_json::Map<String, Value> =
-                g.at.iter()
-                    .map(|a| {
-                        (
-                            time_key(a.time),
-                            serde_json::to_value(a).unwrap_or(Value::Null),
-                        )
-                    })
-                    .collect();
-            (
-                g.level.clone(),
-                json!({
-                    "n": g.n,
-                    "events": g.events,
-                    "median": g.median,
-                    "median_lower": g.median_lower,
-                    "median_upper": g.median_upper,
-                    "median_ci": {"lower": g.median_lower, "upper": g.median_upper},
-                    "at": at,
-                }),
-            )
-        })
-        .collect();
+    let mut value = env.json("its Kaplan-Meier result", &km)?;
+    let mut by_level = serde_json::Map::new();
+    for g in &km.groups {
+        let mut at = serde_json::Map::new();
+        for a in &g.at {
+            at.insert(time_key(a.time), env.json("a survival estimate", a)?);
+        }
+        by_level.insert(
+            g.level.clone(),
+            json!({
+                "n": g.n,
+                "events": g.events,
+                "median": g.median,
+                "median_lower": g.median_lower,
+                "median_upper": g.median_upper,
+                "median_ci": {"lower": g.median_lower, "upper": g.median_upper},
+                "at": at,
+            }),
+        );
+    }
     value["by"] = json!(spec.by);
     value["n"] = json!(rows.len());
     value["events"] = json!(event.iter().filter(|&&e| e).count());
@@ -838,7 +830,7 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
             f.to_uppercase().collect::<String>() + c.as_str()
         })
     };
-    let mut value = serde_json::to_value(&lr).unwrap_or(Value::Null);
+    let mut value = env.json("its log-rank result", &lr)?;
     value["test"] = json!(test);
     value["by"] = json!(spec.by);
     value["strata"] = json!(spec.strata);
@@ -1079,22 +1071,16 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
         .map_err(|e| stats_error(env, "covariates", e))?;
     let stats_warnings = std::mem::take(&mut fit.warnings);
 
-    let mut value = serde_json::to_value(&fit).unwrap_or(Value::Null);
+    let mut value = env.json("its Cox model", &fit)?;
     cases.record(&mut value);
     value["strata"] = json!(spec.strata);
     value["cluster"] = json!(spec.cluster);
     value["conf_level"] = json!(spec.conf_level);
-    value["by_term"] = Value::Object(
-        fit.terms
-            .iter()
-            .map(|t| {
-                (
-                    t.term.clone(),
-                    serde_json::to_value(t).unwrap_or(Value::Null),
-                )
-            })
-            .collect(),
-    );
+    let mut by_term = serde_json::Map::new();
+    for t in &fit.terms {
+        by_term.insert(t.term.clone(), env.json("a Cox model term", t)?);
+    }
+    value["by_term"] = Value::Object(by_term);
     let mut output = Output::value(value);
     output.warnings.extend(cases.warning(spec.missing));
     output.warnings.extend(stats_warnings);

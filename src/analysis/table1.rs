@@ -447,6 +447,7 @@ fn binary_levels(
                         ),
                     ));
                 }
+                // No level observed: nothing is counted (the row shows 0 of 0).
                 None => levels.last().cloned().unwrap_or_default(),
             };
             let other = levels
