@@ -975,37 +975,7 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
         &spec.reference,
         "covariates",
     )?;
-    for (variable, order) in &spec.levels {
-        let Some(cov) = covs.iter_mut().find(|c| c.name() == variable) else {
-            return Err(env.error(
-                "levels",
-                format!("`levels` names `{variable}`, which is not among the covariates"),
-            ));
-        };
-        match cov {
-            CovariateColumn::Categorical { levels, codes, .. } => {
-                let (l, c) = columns::reorder_levels(
-                    env,
-                    variable,
-                    (std::mem::take(levels), std::mem::take(codes)),
-                    order,
-                    "levels",
-                )?;
-                *levels = l;
-                *codes = c;
-            }
-            CovariateColumn::Numeric { .. } => {
-                return Err(env
-                    .error(
-                        "levels",
-                        format!("`{variable}` is numeric, so it has no levels"),
-                    )
-                    .hint(format!(
-                        "add it to `factors` to treat it as a factor: factors = [\"{variable}\"]"
-                    )));
-            }
-        }
-    }
+    reorder_cox_levels(env, &mut covs, &spec.levels)?;
     let strata = match &spec.strata {
         Some(s) => Some(grouping(env.column(data, s, "strata")?)),
         None => None,
@@ -1041,22 +1011,8 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     let design =
         galley_stats::design::build(&stats_covs, false, galley_stats::design::Coding::Treatment)
             .map_err(|e| stats_error(env, "covariates", e))?;
-    let dense = |codes: &[Option<usize>]| -> Vec<usize> {
-        let mut map: Vec<Option<usize>> =
-            vec![None; codes.iter().flatten().max().map_or(0, |m| m + 1)];
-        let mut next = 0;
-        rows.iter()
-            .map(|&r| {
-                let c = codes[r].unwrap_or(0);
-                *map[c].get_or_insert_with(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect()
-    };
-    let strata_codes = strata.as_ref().map(|(_, s)| dense(s));
-    let cluster_codes = cluster.as_ref().map(|(_, c)| dense(c));
+    let strata_codes = strata.as_ref().map(|(_, s)| dense_codes(s, rows));
+    let cluster_codes = cluster.as_ref().map(|(_, c)| dense_codes(c, rows));
     let options = CoxOptions {
         ties: match spec.ties {
             TiesSpec::Efron => Ties::Efron,
@@ -1100,6 +1056,63 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
             .push(cox_table(env, &fit, &spec, &layout, table, fallback)?);
     }
     Ok(output)
+}
+
+/// `levels`: reorder each named factor's levels (the first is the reference unless `reference`
+/// says otherwise); an error for a name that is not a covariate or is numeric.
+fn reorder_cox_levels(
+    env: &BlockEnv,
+    covs: &mut [CovariateColumn],
+    levels: &IndexMap<String, Vec<String>>,
+) -> R<()> {
+    for (variable, order) in levels {
+        let Some(cov) = covs.iter_mut().find(|c| c.name() == variable) else {
+            return Err(env.error(
+                "levels",
+                format!("`levels` names `{variable}`, which is not among the covariates"),
+            ));
+        };
+        match cov {
+            CovariateColumn::Categorical { levels, codes, .. } => {
+                let (l, c) = columns::reorder_levels(
+                    env,
+                    variable,
+                    (std::mem::take(levels), std::mem::take(codes)),
+                    order,
+                    "levels",
+                )?;
+                *levels = l;
+                *codes = c;
+            }
+            CovariateColumn::Numeric { .. } => {
+                return Err(env
+                    .error(
+                        "levels",
+                        format!("`{variable}` is numeric, so it has no levels"),
+                    )
+                    .hint(format!(
+                        "add it to `factors` to treat it as a factor: factors = [\"{variable}\"]"
+                    )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Codes `0..k` in order of first appearance among `rows` (strata and cluster ids for the fit);
+/// `rows` are complete cases, so every code is present.
+fn dense_codes(codes: &[Option<usize>], rows: &[usize]) -> Vec<usize> {
+    let mut map: Vec<Option<usize>> = vec![None; codes.iter().flatten().max().map_or(0, |m| m + 1)];
+    let mut next = 0;
+    rows.iter()
+        .map(|&r| {
+            let c = codes[r].unwrap_or(0);
+            *map[c].get_or_insert_with(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect()
 }
 
 /// How a Cox model's terms are presented: variables in the order given, a factor as a heading
