@@ -1185,8 +1185,8 @@ impl Sorted {
             }
             if any_death {
                 cum_h += inc.haz[k];
-                for j in 0..p {
-                    cum_hx[j] += inc.hx[k * p + j];
+                for (c, h) in cum_hx.iter_mut().zip(&inc.hx[k * p..(k + 1) * p]) {
+                    *c += h;
                 }
             }
             i = j_end;
