@@ -24,6 +24,7 @@ use crate::analysis::artifacts::{Align, Cell, ColumnGroup, Figure, Row, Table};
 use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
 use crate::study::dataset::Dataset;
+use crate::study::manifest::FormatSection;
 
 type R<T> = std::result::Result<T, Diagnostic>;
 
@@ -579,40 +580,21 @@ fn test_annotation(
     Ok(format!("{name} *p*{rest}"))
 }
 
-fn km_table(
-    env: &BlockEnv,
-    km: &KaplanMeier,
-    spec: &KmSpec,
-    table: &KmTableSpec,
+/// The Kaplan-Meier table's header, alignment and column groups: group, n, events, median, then
+/// survival at each `requested` time under one group.
+fn km_table_columns(
     by_label: Option<String>,
-    fallback_labels: Option<&IndexMap<String, String>>,
-) -> R<Table> {
-    let levels: Vec<String> = km.groups.iter().map(|g| g.level.clone()).collect();
-    check_label_keys(env, &table.labels, &levels, "a group")?;
-    let rules = &env.settings.format;
-    let whole = km
-        .groups
-        .iter()
-        .flat_map(|g| g.table.iter())
-        .all(|r| r.time.fract() == 0.0);
-    let digits = table.digits.unwrap_or(if whole { 0 } else { 1 });
-    let level = level_percent(km.conf_level);
-    let unit = table.unit.as_deref();
+    requested: &[f64],
+    level: &str,
+    unit: Option<&str>,
+) -> (Vec<String>, Vec<Align>, Vec<ColumnGroup>) {
     let mut header = vec![
         by_label.unwrap_or_else(|| "Group".to_string()),
         "n".to_string(),
         "Events".to_string(),
         format!("Median ({level} CI)"),
     ];
-    let mut requested: Vec<f64> = spec
-        .times
-        .iter()
-        .copied()
-        .filter(|t| t.is_finite())
-        .collect();
-    requested.sort_by(f64::total_cmp);
-    requested.dedup();
-    for t in &requested {
+    for t in requested {
         let t = numfmt::fixed(*t, if t.fract() == 0.0 { 0 } else { 1 });
         header.push(match unit {
             Some(u) => format!("{t} {u}"),
@@ -635,8 +617,83 @@ fn km_table(
             },
         ]
     };
-    let mut dashes = false;
+    (header, align, groups)
+}
+
+/// One group's row of the Kaplan-Meier table; `dashes` is set when a requested time is beyond its
+/// follow-up.
+fn km_row(
+    g: &galley_stats::km::KmGroup,
+    label: String,
+    requested: &[f64],
+    digits: usize,
+    rules: &FormatSection,
+    dashes: &mut bool,
+) -> Row {
     let pct = |x: f64| numfmt::fixed(x * 100.0, rules.percent_digits);
+    // Cells that print an estimate with its interval keep the printed text in the CSV
+    // (one number would drop the interval); the unrounded values are in results.json.
+    let median = Cell::text(format!(
+        "{} ({})",
+        g.median
+            .map_or_else(|| rules.not_reached.clone(), |m| numfmt::fixed(m, digits)),
+        numfmt::interval(g.median_lower, g.median_upper, digits, rules)
+    ));
+    let mut cells = vec![
+        Cell::text(label),
+        Cell::number(numfmt::count(g.n as f64), g.n as f64),
+        Cell::number(numfmt::count(g.events as f64), g.events as f64),
+        median,
+    ];
+    for t in requested {
+        cells.push(match g.at.iter().find(|a| a.time == *t) {
+            Some(a) => {
+                let ci = match (a.lower, a.upper) {
+                    (Some(lo), Some(hi)) => {
+                        format!(" ({}{}{})", pct(lo), rules.range_separator, pct(hi))
+                    }
+                    _ => String::new(),
+                };
+                Cell::text(format!("{}%{ci}", pct(a.surv)))
+            }
+            None => {
+                *dashes = true;
+                Cell::text("\u{2013}")
+            }
+        });
+    }
+    Row::new(cells)
+}
+
+fn km_table(
+    env: &BlockEnv,
+    km: &KaplanMeier,
+    spec: &KmSpec,
+    table: &KmTableSpec,
+    by_label: Option<String>,
+    fallback_labels: Option<&IndexMap<String, String>>,
+) -> R<Table> {
+    let levels: Vec<String> = km.groups.iter().map(|g| g.level.clone()).collect();
+    check_label_keys(env, &table.labels, &levels, "a group")?;
+    let rules = &env.settings.format;
+    let whole = km
+        .groups
+        .iter()
+        .flat_map(|g| g.table.iter())
+        .all(|r| r.time.fract() == 0.0);
+    let digits = table.digits.unwrap_or(if whole { 0 } else { 1 });
+    let level = level_percent(km.conf_level);
+    let unit = table.unit.as_deref();
+    let mut requested: Vec<f64> = spec
+        .times
+        .iter()
+        .copied()
+        .filter(|t| t.is_finite())
+        .collect();
+    requested.sort_by(f64::total_cmp);
+    requested.dedup();
+    let (header, align, groups) = km_table_columns(by_label, &requested, &level, unit);
+    let mut dashes = false;
     let rows = km
         .groups
         .iter()
@@ -653,38 +710,7 @@ fn km_table(
                         g.level.clone()
                     }
                 });
-            // Cells that print an estimate with its interval keep the printed text in the CSV
-            // (one number would drop the interval); the unrounded values are in results.json.
-            let median = Cell::text(format!(
-                "{} ({})",
-                g.median
-                    .map_or_else(|| rules.not_reached.clone(), |m| numfmt::fixed(m, digits)),
-                numfmt::interval(g.median_lower, g.median_upper, digits, rules)
-            ));
-            let mut cells = vec![
-                Cell::text(label),
-                Cell::number(numfmt::count(g.n as f64), g.n as f64),
-                Cell::number(numfmt::count(g.events as f64), g.events as f64),
-                median,
-            ];
-            for t in &requested {
-                cells.push(match g.at.iter().find(|a| a.time == *t) {
-                    Some(a) => {
-                        let ci = match (a.lower, a.upper) {
-                            (Some(lo), Some(hi)) => {
-                                format!(" ({}{}{})", pct(lo), rules.range_separator, pct(hi))
-                            }
-                            _ => String::new(),
-                        };
-                        Cell::text(format!("{}%{ci}", pct(a.surv)))
-                    }
-                    None => {
-                        dashes = true;
-                        Cell::text("\u{2013}")
-                    }
-                });
-            }
-            Row::new(cells)
+            km_row(g, label, &requested, digits, rules, &mut dashes)
         })
         .collect();
     let conf = match spec.conf_type {
