@@ -940,7 +940,7 @@ fn check_variable(
     v: &VariableSpec,
     strata_spec: &[StratumSpec],
     strata: &mut [Stratum],
-) -> (Kind, Type, Option<Vec<String>>, bool) {
+) -> Checked {
     let name = v.name.get_ref().as_str();
     let at = v.name.span().start;
     let ways = [
@@ -953,7 +953,6 @@ fn check_variable(
         ("event_seen", v.event_seen.is_some()),
     ];
     let given: Vec<&str> = ways.iter().filter(|w| w.1).map(|w| w.0).collect();
-    let placeholder = (Kind::Is(Condition::default()), Type::Failed, None, false);
     if given.len() != 1 {
         c.error_at(
             format!(
@@ -962,7 +961,7 @@ fn check_variable(
             ),
             at,
         );
-        return placeholder;
+        return placeholder();
     }
     // Keys that belong to another way of making a variable are errors, not silently ignored.
     let mut stray = |key: &str, present: bool, allowed: bool| {
@@ -996,157 +995,215 @@ fn check_variable(
         v.censored_by.is_some(),
         v.end_of_follow_up.is_some() || v.event_seen.is_some(),
     );
-    let need = |c: &mut Checker, key: &str| {
-        c.error_at(format!("variable `{name}` needs `{key}`"), at);
-        placeholder.clone()
-    };
-
     if let Some(d) = &v.draw {
-        let law = match d.get_ref().as_str() {
-            "bernoulli" => Law::Bernoulli,
-            "categorical" => match &v.levels {
-                Some(l) if !l.is_empty() => Law::Categorical(l.clone()),
-                _ => return need(c, "levels (a list of the values it takes)"),
-            },
-            "normal" => Law::Normal,
-            "linear" => Law::Linear,
-            "weibull" | "exponential" => return check_event(c, v),
-            other => {
-                c.error_at(
-                    format!("`draw = \"{other}\"` is not a distribution; expected one of {LAWS}"),
-                    d.span().start,
-                );
-                return placeholder;
-            }
-        };
-        let ty = match law {
-            Law::Bernoulli => Type::Bool,
-            Law::Categorical(_) => Type::Level,
-            Law::Normal | Law::Linear => Type::Number,
-        };
-        let levels = match &law {
-            Law::Categorical(l) => Some(l.clone()),
-            _ => None,
-        };
-        let parameter = v
-            .parameter
-            .as_ref()
-            .and_then(|p| c.parameter(name, &law, p, None));
-        if v.parameter.is_none() {
-            // Every stratum gives it.
-            for (s, ss) in strata.iter_mut().zip(strata_spec) {
-                let what = format!("{}.{name}", s.name);
-                match ss.parameters.get(name) {
-                    Some(p) => {
-                        let p = c.parameter(&what, &law, p, Some(s.rows));
-                        s.parameters.push(p);
-                    }
-                    None => {
-                        c.error_at(
-                            format!("variable `{name}` has no `parameter`, and stratum `{}` gives none for it", s.name),
-                            ss.name.span().start,
-                        );
-                        s.parameters.push(None);
-                    }
-                }
-            }
-        } else if matches!(parameter, Some(Parameter::Exactly(_))) {
-            for s in strata.iter() {
-                if let Some(Parameter::Exactly(k)) = parameter
-                    && k > s.rows
-                {
-                    c.error_at(
-                        format!(
-                            "`{name}` is exactly {k}, more than stratum `{}`'s {} rows",
-                            s.name, s.rows
-                        ),
-                        at,
-                    );
-                }
-            }
-        }
-        return (Kind::Draw { law, parameter }, ty, levels, false);
+        return check_draw(c, v, d, strata_spec, strata);
     }
     if let Some([start, end]) = &v.date_between {
-        let s = c.date(&format!("{name}.date_between"), start);
-        let e = c.date(&format!("{name}.date_between"), end);
-        if let (Some(s), Some(e)) = (s, e)
-            && s >= e
-        {
-            c.error_at(
-                format!("`{name}`: the period is empty: it starts on {s} and ends on {e}"),
-                end.span().start,
-            );
-        }
-        let Some(at_name) = &v.at else {
-            return need(c, "at (a variable from 0 to 1: the position in the period)");
-        };
-        let Some(at) = c.reference(name, at_name, &[Type::Number]) else {
-            return placeholder;
-        };
-        let kind = Kind::DateBetween {
-            start: s.unwrap_or(Date::MIN),
-            end: e.unwrap_or(Date::MAX),
-            at,
-        };
-        return (kind, Type::Date, None, false);
+        return check_date_between(c, v, start, end);
     }
     if let Some(years) = &v.minus_years {
-        let Some(from) = &v.from else {
-            return need(c, "from (a date variable)");
-        };
-        let from = c.reference(name, from, &[Type::Date]);
-        let years = c.reference(name, years, &[Type::Number]);
-        let (Some(from), Some(years)) = (from, years) else {
-            return placeholder;
-        };
-        return (
-            Kind::DateMinusYears { from, years },
-            Type::Date,
-            None,
-            false,
-        );
+        return check_minus_years(c, v, years);
     }
     if let Some(cond) = &v.is {
         return (Kind::Is(c.condition(name, cond)), Type::Bool, None, false);
     }
     if let Some(cond) = &v.if_ {
-        let when = c.condition(name, cond);
-        let (Some(t), Some(e)) = (&v.then, &v.else_) else {
-            return need(c, "then and else (variables)");
-        };
-        let all = [Type::Number, Type::Date, Type::Bool, Type::Level];
-        let (Some(then), Some(otherwise)) =
-            (c.reference(name, t, &all), c.reference(name, e, &all))
-        else {
-            return placeholder;
-        };
-        let (ty_t, ty_e) = (c.defined[then].1, c.defined[otherwise].1);
-        if ty_t != ty_e {
+        return check_if(c, v, cond);
+    }
+    check_follow_up(c, v)
+}
+
+/// What [`check_variable`] finds: kind, type, levels, and whether it depends on the cutoff.
+type Checked = (Kind, Type, Option<Vec<String>>, bool);
+
+/// Stands in for a variable with an error, so that checking goes on.
+fn placeholder() -> Checked {
+    (Kind::Is(Condition::default()), Type::Failed, None, false)
+}
+
+/// The error for a missing key of variable `name` (at byte `at`), and a placeholder.
+fn need(c: &mut Checker, name: &str, at: usize, key: &str) -> Checked {
+    c.error_at(format!("variable `{name}` needs `{key}`"), at);
+    placeholder()
+}
+
+/// `draw = "..."`: the law, its parameter (or every stratum's), levels of a categorical draw.
+fn check_draw(
+    c: &mut Checker,
+    v: &VariableSpec,
+    d: &Spanned<String>,
+    strata_spec: &[StratumSpec],
+    strata: &mut [Stratum],
+) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let law = match d.get_ref().as_str() {
+        "bernoulli" => Law::Bernoulli,
+        "categorical" => match &v.levels {
+            Some(l) if !l.is_empty() => Law::Categorical(l.clone()),
+            _ => return need(c, name, at, "levels (a list of the values it takes)"),
+        },
+        "normal" => Law::Normal,
+        "linear" => Law::Linear,
+        "weibull" | "exponential" => return check_event(c, v),
+        other => {
             c.error_at(
-                format!(
-                    "`{name}`: `then` is {} but `else` is {}; expected the same kind",
-                    ty_t.describe(),
-                    ty_e.describe()
-                ),
-                e.span().start,
+                format!("`draw = \"{other}\"` is not a distribution; expected one of {LAWS}"),
+                d.span().start,
             );
+            return placeholder();
         }
-        let levels = match (&c.defined[then].2, &c.defined[otherwise].2) {
-            (Some(a), Some(b)) => Some(a.iter().chain(b).cloned().collect()),
-            _ => None,
-        };
-        return (
-            Kind::If {
-                when,
-                then,
-                otherwise,
-            },
-            ty_t,
-            levels,
-            false,
+    };
+    let ty = match law {
+        Law::Bernoulli => Type::Bool,
+        Law::Categorical(_) => Type::Level,
+        Law::Normal | Law::Linear => Type::Number,
+    };
+    let levels = match &law {
+        Law::Categorical(l) => Some(l.clone()),
+        _ => None,
+    };
+    let parameter = v
+        .parameter
+        .as_ref()
+        .and_then(|p| c.parameter(name, &law, p, None));
+    if v.parameter.is_none() {
+        // Every stratum gives it.
+        for (s, ss) in strata.iter_mut().zip(strata_spec) {
+            let what = format!("{}.{name}", s.name);
+            match ss.parameters.get(name) {
+                Some(p) => {
+                    let p = c.parameter(&what, &law, p, Some(s.rows));
+                    s.parameters.push(p);
+                }
+                None => {
+                    c.error_at(
+                        format!("variable `{name}` has no `parameter`, and stratum `{}` gives none for it", s.name),
+                        ss.name.span().start,
+                    );
+                    s.parameters.push(None);
+                }
+            }
+        }
+    } else if matches!(parameter, Some(Parameter::Exactly(_))) {
+        for s in strata.iter() {
+            if let Some(Parameter::Exactly(k)) = parameter
+                && k > s.rows
+            {
+                c.error_at(
+                    format!(
+                        "`{name}` is exactly {k}, more than stratum `{}`'s {} rows",
+                        s.name, s.rows
+                    ),
+                    at,
+                );
+            }
+        }
+    }
+    (Kind::Draw { law, parameter }, ty, levels, false)
+}
+
+/// `date_between = [start, end]` with `at`, a position from 0 to 1 in the period.
+fn check_date_between(
+    c: &mut Checker,
+    v: &VariableSpec,
+    start: &Spanned<DateText>,
+    end: &Spanned<DateText>,
+) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let s = c.date(&format!("{name}.date_between"), start);
+    let e = c.date(&format!("{name}.date_between"), end);
+    if let (Some(s), Some(e)) = (s, e)
+        && s >= e
+    {
+        c.error_at(
+            format!("`{name}`: the period is empty: it starts on {s} and ends on {e}"),
+            end.span().start,
         );
     }
+    let Some(at_name) = &v.at else {
+        return need(
+            c,
+            name,
+            at,
+            "at (a variable from 0 to 1: the position in the period)",
+        );
+    };
+    let Some(at) = c.reference(name, at_name, &[Type::Number]) else {
+        return placeholder();
+    };
+    let kind = Kind::DateBetween {
+        start: s.unwrap_or(Date::MIN),
+        end: e.unwrap_or(Date::MAX),
+        at,
+    };
+    (kind, Type::Date, None, false)
+}
+
+/// `minus_years` years before the date variable `from`.
+fn check_minus_years(c: &mut Checker, v: &VariableSpec, years: &Spanned<String>) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let Some(from) = &v.from else {
+        return need(c, name, at, "from (a date variable)");
+    };
+    let from = c.reference(name, from, &[Type::Date]);
+    let years = c.reference(name, years, &[Type::Number]);
+    let (Some(from), Some(years)) = (from, years) else {
+        return placeholder();
+    };
+    (
+        Kind::DateMinusYears { from, years },
+        Type::Date,
+        None,
+        false,
+    )
+}
+
+/// `if` a condition, `then` one variable, `else` another of the same kind.
+fn check_if(c: &mut Checker, v: &VariableSpec, cond: &Spanned<ConditionSpec>) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let when = c.condition(name, cond);
+    let (Some(t), Some(e)) = (&v.then, &v.else_) else {
+        return need(c, name, at, "then and else (variables)");
+    };
+    let all = [Type::Number, Type::Date, Type::Bool, Type::Level];
+    let (Some(then), Some(otherwise)) = (c.reference(name, t, &all), c.reference(name, e, &all))
+    else {
+        return placeholder();
+    };
+    let (ty_t, ty_e) = (c.defined[then].1, c.defined[otherwise].1);
+    if ty_t != ty_e {
+        c.error_at(
+            format!(
+                "`{name}`: `then` is {} but `else` is {}; expected the same kind",
+                ty_t.describe(),
+                ty_e.describe()
+            ),
+            e.span().start,
+        );
+    }
+    let levels = match (&c.defined[then].2, &c.defined[otherwise].2) {
+        (Some(a), Some(b)) => Some(a.iter().chain(b).cloned().collect()),
+        _ => None,
+    };
+    (
+        Kind::If {
+            when,
+            then,
+            otherwise,
+        },
+        ty_t,
+        levels,
+        false,
+    )
+}
+
+/// `end_of_follow_up` / `event_seen`: the event date, censored by other dates.
+fn check_follow_up(c: &mut Checker, v: &VariableSpec) -> Checked {
+    let name = v.name.get_ref().as_str();
     let (event_name, seen) = match (&v.end_of_follow_up, &v.event_seen) {
         (Some(e), _) => (e, false),
         (_, Some(e)) => (e, true),
@@ -1160,7 +1217,7 @@ fn check_variable(
         .filter_map(|cb| c.reference(name, cb, &[Type::Date]))
         .collect();
     let Some(event) = event else {
-        return placeholder;
+        return placeholder();
     };
     if seen {
         (
