@@ -746,68 +746,8 @@ impl Model {
                 .collect(),
         };
 
-        // Snapshots.
-        if spec.snapshots.is_empty() {
-            c.problems.push(
-                Diagnostic::error("no `[[snapshot]]`: nothing to write")
-                    .in_file(file)
-                    .hint("add `[[snapshot]]` with `cutoff = 2015-08-31` and `path = \"data\"`"),
-            );
-        }
-        let mut snapshots = Vec::new();
-        for (i, s) in spec.snapshots.iter().enumerate() {
-            let cutoff = c.date(&format!("snapshot[{i}].cutoff"), &s.cutoff);
-            for p in std::iter::once(&s.path).chain(&s.copies) {
-                if Path::new(p.get_ref()).is_absolute() || p.get_ref().is_empty() {
-                    c.error_at(
-                        format!(
-                            "`{}` is not a relative path; snapshot folders are relative to the study folder",
-                            p.get_ref()
-                        ),
-                        p.span().start,
-                    );
-                }
-            }
-            snapshots.push(Snapshot {
-                cutoff: cutoff.unwrap_or(Date::MIN),
-                path: s.path.clone(),
-                copies: s.copies.clone(),
-            });
-        }
-
-        // Strata: the first variable.
-        if spec.strata.is_empty() {
-            c.problems.push(
-                Diagnostic::error("no `[[stratum]]`: no rows to draw")
-                    .in_file(file)
-                    .hint("add `[[stratum]]` with `name = \"all\"` and `rows = 100`"),
-            );
-        }
-        let stratum_names: Vec<String> = spec
-            .strata
-            .iter()
-            .map(|s| s.name.get_ref().clone())
-            .collect();
-        for (i, s) in spec.strata.iter().enumerate() {
-            if stratum_names[..i].contains(s.name.get_ref()) {
-                c.error_at(
-                    format!("stratum `{}` is defined twice", s.name.get_ref()),
-                    s.name.span().start,
-                );
-            }
-            if *s.rows.get_ref() == 0 {
-                c.error_at(
-                    format!("stratum `{}` has 0 rows", s.name.get_ref()),
-                    s.rows.span().start,
-                );
-            }
-        }
-        c.defined.push((
-            STRATUM.into(),
-            Type::Level,
-            Some(stratum_names.clone()),
-            false,
-        ));
+        let snapshots = check_snapshots(&mut c, &spec.snapshots);
+        let (stratum_names, mut strata) = check_strata(&mut c, &spec.strata);
         let mut variables = vec![Variable {
             name: STRATUM.into(),
             kind: Kind::Stratum,
@@ -816,102 +756,14 @@ impl Model {
             missing_as: String::new(),
             decimals: 0,
         }];
-        let mut strata: Vec<Stratum> = spec
-            .strata
-            .iter()
-            .map(|s| Stratum {
-                name: s.name.get_ref().clone(),
-                rows: *s.rows.get_ref(),
-                parameters: vec![None],
-            })
-            .collect();
-
         for v in &spec.variables {
-            let name = v.name.get_ref().clone();
-            let at = v.name.span().start;
-            if c.defined.iter().any(|d| d.0 == name) {
-                let why = if name == STRATUM {
-                    "is the name galley gives every row's stratum"
-                } else {
-                    "is defined twice"
-                };
-                c.error_at(format!("variable `{name}` {why}"), at);
-            }
-            let (kind, ty, levels, as_of) = check_variable(&mut c, v, &spec.strata, &mut strata);
-            let missing = v.missing.as_ref().and_then(|m| {
-                if !matches!(kind, Kind::Draw { .. }) {
-                    c.error_at(
-                        format!("`{name}.missing`: only a drawn variable can be missing"),
-                        m.span().start,
-                    );
-                    return None;
-                }
-                c.parameter(&format!("{name}.missing"), &Law::Bernoulli, m, None)
-            });
-            if let Some(Parameter::Exactly(_)) = missing {
-                c.error_at(format!("`{name}.missing` must be a probability"), at);
-            }
-            c.defined.push((name.clone(), ty, levels, as_of));
-            variables.push(Variable {
-                name,
-                kind,
-                values: v.values.clone().unwrap_or(["yes".into(), "no".into()]),
-                missing,
-                missing_as: v.missing_as.clone().unwrap_or_default(),
-                decimals: v.decimals.unwrap_or(0),
-            });
+            variables.push(check_one_variable(&mut c, v, &spec.strata, &mut strata));
             for s in &mut strata {
                 s.parameters.resize(variables.len(), None);
             }
         }
-
-        // Stratum parameters must name drawn variables (checked in `check_variable`); any other key
-        // is an unknown or a non-drawn variable.
-        for s in &spec.strata {
-            for (k, _) in &s.parameters {
-                match variables.iter().find(|v| &v.name == k.get_ref()) {
-                    None => {
-                        let known: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
-                        c.problems.push(
-                            Diagnostic::error(format!(
-                                "stratum `{}` gives a parameter for `{}`, which is not a variable of this file",
-                                s.name.get_ref(),
-                                k.get_ref()
-                            ))
-                            .at_offset(file, source, k.span().start)
-                            .hint(format!("variables: {}", known.join(", "))),
-                        );
-                    }
-                    Some(Variable { kind: Kind::Draw { parameter: None, .. }, .. }) => {}
-                    Some(_) => c.error_at(
-                        format!(
-                            "stratum `{}` gives a parameter for `{}`, which is not drawn with a per-stratum parameter (it has `parameter`, or no `draw`)",
-                            s.name.get_ref(),
-                            k.get_ref()
-                        ),
-                        k.span().start,
-                    ),
-                }
-            }
-        }
-
-        // Cutoffs after every accrual period.
-        for (s, spec_s) in snapshots.iter().zip(&spec.snapshots) {
-            for v in &variables {
-                if let Kind::DateBetween { end, .. } = v.kind
-                    && s.cutoff != Date::MIN
-                    && s.cutoff < end
-                {
-                    c.error_at(
-                        format!(
-                            "the cutoff {} is before the end of `{}` ({end})",
-                            s.cutoff, v.name
-                        ),
-                        spec_s.cutoff.span().start,
-                    );
-                }
-            }
-        }
+        check_stratum_parameters(&mut c, &spec.strata, &variables);
+        check_cutoffs(&mut c, &snapshots, &spec.snapshots, &variables);
 
         let table = check_table(&mut c, &spec.table);
         let children = spec
@@ -931,6 +783,185 @@ impl Model {
             table,
             children,
         })
+    }
+}
+
+/// The `[[snapshot]]`s: a cutoff each, folders relative to the study folder.
+fn check_snapshots(c: &mut Checker, specs: &[SnapshotSpec]) -> Vec<Snapshot> {
+    // Snapshots.
+    if specs.is_empty() {
+        c.problems.push(
+            Diagnostic::error("no `[[snapshot]]`: nothing to write")
+                .in_file(c.file)
+                .hint("add `[[snapshot]]` with `cutoff = 2015-08-31` and `path = \"data\"`"),
+        );
+    }
+    let mut snapshots = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        let cutoff = c.date(&format!("snapshot[{i}].cutoff"), &s.cutoff);
+        for p in std::iter::once(&s.path).chain(&s.copies) {
+            if Path::new(p.get_ref()).is_absolute() || p.get_ref().is_empty() {
+                c.error_at(
+                    format!(
+                        "`{}` is not a relative path; snapshot folders are relative to the study folder",
+                        p.get_ref()
+                    ),
+                    p.span().start,
+                );
+            }
+        }
+        snapshots.push(Snapshot {
+            cutoff: cutoff.unwrap_or(Date::MIN),
+            path: s.path.clone(),
+            copies: s.copies.clone(),
+        });
+    }
+    snapshots
+}
+
+/// The `[[stratum]]`s (names unique, rows > 0), defined as the first variable; returns their names
+/// and the strata with the stratum variable's (empty) parameter.
+fn check_strata(c: &mut Checker, strata_spec: &[StratumSpec]) -> (Vec<String>, Vec<Stratum>) {
+    // Strata: the first variable.
+    if strata_spec.is_empty() {
+        c.problems.push(
+            Diagnostic::error("no `[[stratum]]`: no rows to draw")
+                .in_file(c.file)
+                .hint("add `[[stratum]]` with `name = \"all\"` and `rows = 100`"),
+        );
+    }
+    let stratum_names: Vec<String> = strata_spec
+        .iter()
+        .map(|s| s.name.get_ref().clone())
+        .collect();
+    for (i, s) in strata_spec.iter().enumerate() {
+        if stratum_names[..i].contains(s.name.get_ref()) {
+            c.error_at(
+                format!("stratum `{}` is defined twice", s.name.get_ref()),
+                s.name.span().start,
+            );
+        }
+        if *s.rows.get_ref() == 0 {
+            c.error_at(
+                format!("stratum `{}` has 0 rows", s.name.get_ref()),
+                s.rows.span().start,
+            );
+        }
+    }
+    c.defined.push((
+        STRATUM.into(),
+        Type::Level,
+        Some(stratum_names.clone()),
+        false,
+    ));
+    let strata: Vec<Stratum> = strata_spec
+        .iter()
+        .map(|s| Stratum {
+            name: s.name.get_ref().clone(),
+            rows: *s.rows.get_ref(),
+            parameters: vec![None],
+        })
+        .collect();
+    (stratum_names, strata)
+}
+
+/// One `[[variable]]`: its name not yet taken, how it is made, and its missing-value rate.
+fn check_one_variable(
+    c: &mut Checker,
+    v: &VariableSpec,
+    strata_spec: &[StratumSpec],
+    strata: &mut [Stratum],
+) -> Variable {
+    let name = v.name.get_ref().clone();
+    let at = v.name.span().start;
+    if c.defined.iter().any(|d| d.0 == name) {
+        let why = if name == STRATUM {
+            "is the name galley gives every row's stratum"
+        } else {
+            "is defined twice"
+        };
+        c.error_at(format!("variable `{name}` {why}"), at);
+    }
+    let (kind, ty, levels, as_of) = check_variable(c, v, strata_spec, strata);
+    let missing = v.missing.as_ref().and_then(|m| {
+        if !matches!(kind, Kind::Draw { .. }) {
+            c.error_at(
+                format!("`{name}.missing`: only a drawn variable can be missing"),
+                m.span().start,
+            );
+            return None;
+        }
+        c.parameter(&format!("{name}.missing"), &Law::Bernoulli, m, None)
+    });
+    if let Some(Parameter::Exactly(_)) = missing {
+        c.error_at(format!("`{name}.missing` must be a probability"), at);
+    }
+    c.defined.push((name.clone(), ty, levels, as_of));
+    Variable {
+        name,
+        kind,
+        values: v.values.clone().unwrap_or(["yes".into(), "no".into()]),
+        missing,
+        missing_as: v.missing_as.clone().unwrap_or_default(),
+        decimals: v.decimals.unwrap_or(0),
+    }
+}
+
+/// Stratum parameters must name drawn variables (checked in `check_variable`); any other key is
+/// an unknown or a non-drawn variable.
+fn check_stratum_parameters(c: &mut Checker, strata_spec: &[StratumSpec], variables: &[Variable]) {
+    for s in strata_spec {
+        for (k, _) in &s.parameters {
+            match variables.iter().find(|v| &v.name == k.get_ref()) {
+                None => {
+                    let known: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
+                    c.problems.push(
+                        Diagnostic::error(format!(
+                            "stratum `{}` gives a parameter for `{}`, which is not a variable of this file",
+                            s.name.get_ref(),
+                            k.get_ref()
+                        ))
+                        .at_offset(c.file, c.source, k.span().start)
+                        .hint(format!("variables: {}", known.join(", "))),
+                    );
+                }
+                Some(Variable { kind: Kind::Draw { parameter: None, .. }, .. }) => {}
+                Some(_) => c.error_at(
+                    format!(
+                        "stratum `{}` gives a parameter for `{}`, which is not drawn with a per-stratum parameter (it has `parameter`, or no `draw`)",
+                        s.name.get_ref(),
+                        k.get_ref()
+                    ),
+                    k.span().start,
+                ),
+            }
+        }
+    }
+}
+
+/// Cutoffs after every accrual period.
+fn check_cutoffs(
+    c: &mut Checker,
+    snapshots: &[Snapshot],
+    snapshot_specs: &[SnapshotSpec],
+    variables: &[Variable],
+) {
+    // Cutoffs after every accrual period.
+    for (s, spec_s) in snapshots.iter().zip(snapshot_specs) {
+        for v in variables {
+            if let Kind::DateBetween { end, .. } = v.kind
+                && s.cutoff != Date::MIN
+                && s.cutoff < end
+            {
+                c.error_at(
+                    format!(
+                        "the cutoff {} is before the end of `{}` ({end})",
+                        s.cutoff, v.name
+                    ),
+                    spec_s.cutoff.span().start,
+                );
+            }
+        }
     }
 }
 
