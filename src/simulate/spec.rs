@@ -1438,6 +1438,117 @@ fn plain_file(c: &mut Checker, f: &Spanned<String>) {
     }
 }
 
+/// A child column spread over parents: `levels_in_parents` (how many parents have each level),
+/// the chance of a repeat, and weights of the other levels.
+fn check_spread(
+    c: &mut Checker,
+    col: &ChildColumnSpec,
+    levels: &IndexMap<Spanned<String>, usize>,
+    n: usize,
+    what: &str,
+) -> Construction {
+    let cname = col.name.get_ref();
+    let at = col.name.span().start;
+    for (k, &m) in levels {
+        if m > n {
+            c.error_at(
+                format!(
+                    "{m} parents with `{}` in `{what}`, more than {n}",
+                    k.get_ref()
+                ),
+                k.span().start,
+            );
+        }
+    }
+    let repeat = c.probability(
+        &format!("{cname}.repeat"),
+        col.repeat.unwrap_or(f64::NAN),
+        at,
+    );
+    let other: Vec<(String, f64)> = col
+        .other_levels
+        .iter()
+        .flatten()
+        .map(|(k, &w)| {
+            if levels.contains_key(k.get_ref().as_str()) {
+                c.error_at(
+                    format!(
+                        "`{}` is in both `levels_in_parents` and `other_levels`",
+                        k.get_ref()
+                    ),
+                    k.span().start,
+                );
+            }
+            (k.get_ref().clone(), w)
+        })
+        .collect();
+    if other.iter().any(|x| !(x.1.is_finite() && x.1 >= 0.0))
+        || other.iter().map(|x| x.1).sum::<f64>() <= 0.0
+    {
+        c.error_at(
+            format!("`{cname}.other_levels` must be non-negative weights, not all zero"),
+            at,
+        );
+    }
+    Construction::Spread {
+        levels: levels
+            .iter()
+            .map(|(k, &m)| (k.get_ref().clone(), m))
+            .collect(),
+        repeat,
+        other,
+    }
+}
+
+/// A child column marking parents: `marked_parents` per mark, the chance that other rows of a
+/// marked parent have it too, and the value of the unmarked rows.
+fn check_marks(
+    c: &mut Checker,
+    col: &ChildColumnSpec,
+    marks: &IndexMap<Spanned<String>, usize>,
+    n: usize,
+) -> Construction {
+    let cname = col.name.get_ref();
+    let at = col.name.span().start;
+    let total: usize = marks.values().sum();
+    if total > n {
+        c.error_at(
+            format!("`{cname}.marked_parents` adds up to {total} parents, more than {n}"),
+            at,
+        );
+    }
+    let also = col.also_other_rows.clone().unwrap_or_default();
+    for (k, &p) in &also {
+        if !marks.contains_key(k.get_ref().as_str()) {
+            c.error_at(
+                format!(
+                    "`{}` is in `also_other_rows` but not in `marked_parents`",
+                    k.get_ref()
+                ),
+                k.span().start,
+            );
+        }
+        c.probability(
+            &format!("{cname}.also_other_rows.{}", k.get_ref()),
+            p,
+            k.span().start,
+        );
+    }
+    Construction::Mark {
+        marks: marks
+            .iter()
+            .map(|(k, &m)| {
+                (
+                    k.get_ref().clone(),
+                    m,
+                    also.get(k.get_ref().as_str()).copied(),
+                )
+            })
+            .collect(),
+        unmarked: col.unmarked.clone().unwrap_or_default(),
+    }
+}
+
 fn check_child(
     c: &mut Checker,
     ch: &ChildSpec,
@@ -1476,98 +1587,10 @@ fn check_child(
         let at = col.name.span().start;
         let construction = match (&col.levels_in_parents, &col.marked_parents) {
             (Some(levels), None) if col.also_other_rows.is_none() && col.unmarked.is_none() => {
-                for (k, &m) in levels {
-                    if m > n {
-                        c.error_at(
-                            format!(
-                                "{m} parents with `{}` in `{what}`, more than {n}",
-                                k.get_ref()
-                            ),
-                            k.span().start,
-                        );
-                    }
-                }
-                let repeat = c.probability(
-                    &format!("{cname}.repeat"),
-                    col.repeat.unwrap_or(f64::NAN),
-                    at,
-                );
-                let other: Vec<(String, f64)> = col
-                    .other_levels
-                    .iter()
-                    .flatten()
-                    .map(|(k, &w)| {
-                        if levels.contains_key(k.get_ref().as_str()) {
-                            c.error_at(
-                                format!(
-                                    "`{}` is in both `levels_in_parents` and `other_levels`",
-                                    k.get_ref()
-                                ),
-                                k.span().start,
-                            );
-                        }
-                        (k.get_ref().clone(), w)
-                    })
-                    .collect();
-                if other.iter().any(|x| !(x.1.is_finite() && x.1 >= 0.0))
-                    || other.iter().map(|x| x.1).sum::<f64>() <= 0.0
-                {
-                    c.error_at(
-                        format!(
-                            "`{cname}.other_levels` must be non-negative weights, not all zero"
-                        ),
-                        at,
-                    );
-                }
-                Construction::Spread {
-                    levels: levels
-                        .iter()
-                        .map(|(k, &m)| (k.get_ref().clone(), m))
-                        .collect(),
-                    repeat,
-                    other,
-                }
+                check_spread(c, col, levels, n, what)
             }
             (None, Some(marks)) if col.repeat.is_none() && col.other_levels.is_none() => {
-                let total: usize = marks.values().sum();
-                if total > n {
-                    c.error_at(
-                        format!(
-                            "`{cname}.marked_parents` adds up to {total} parents, more than {n}"
-                        ),
-                        at,
-                    );
-                }
-                let also = col.also_other_rows.clone().unwrap_or_default();
-                for (k, &p) in &also {
-                    if !marks.contains_key(k.get_ref().as_str()) {
-                        c.error_at(
-                            format!(
-                                "`{}` is in `also_other_rows` but not in `marked_parents`",
-                                k.get_ref()
-                            ),
-                            k.span().start,
-                        );
-                    }
-                    c.probability(
-                        &format!("{cname}.also_other_rows.{}", k.get_ref()),
-                        p,
-                        k.span().start,
-                    );
-                }
-                Construction::Mark {
-                    marks: marks
-                        .iter()
-                        .map(|(k, &m)| {
-                            (
-                                k.get_ref().clone(),
-                                m,
-                                also.get(k.get_ref().as_str()).copied(),
-                            )
-                        })
-                        .collect(),
-                    unmarked: col.unmarked.clone().unwrap_or_default(),
-                }
+                check_marks(c, col, marks, n)
             }
             _ => {
                 c.error_at(
