@@ -543,6 +543,146 @@ impl Checker<'_> {
         out
     }
 
+    /// A probability, `{ exactly = n }` (at most the stratum's `rows`), or `{ along = ... }`.
+    fn bernoulli_parameter(
+        &mut self,
+        what: &str,
+        value: &Spanned<toml::Value>,
+        rows: Option<usize>,
+    ) -> Option<Parameter> {
+        let at = value.span().start;
+        let v = value.get_ref();
+        let typed = |expected: &str| format!("`{what}` is `{v}`; expected {expected}");
+        match v {
+            toml::Value::Float(_) | toml::Value::Integer(_) => {
+                let p = number(v);
+                Some(Parameter::Probability(self.probability(what, p, at)))
+            }
+            toml::Value::Table(t) if t.contains_key("exactly") => {
+                match v.clone().try_into::<ExactlySpec>() {
+                    Ok(e) => {
+                        if let Some(rows) = rows.filter(|&r| e.exactly > r) {
+                            self.error_at(
+                                format!(
+                                    "`{what}` is exactly {}, more than the stratum's {rows} rows",
+                                    e.exactly
+                                ),
+                                at,
+                            );
+                        }
+                        Some(Parameter::Exactly(e.exactly))
+                    }
+                    Err(e) => {
+                        self.error_at(format!("`{what}`: {}", e.message().trim()), at);
+                        None
+                    }
+                }
+            }
+            toml::Value::Table(_) => self.along(what, value),
+            _ => {
+                self.error_at(typed("a probability, `{ exactly = n }` or `{ along = \"variable\", from = p, to = q }`"), at);
+                None
+            }
+        }
+    }
+
+    /// A probability per level (a table by level or a list in level order), adding up to 1.
+    fn categorical_parameter(
+        &mut self,
+        what: &str,
+        levels: &[String],
+        value: &Spanned<toml::Value>,
+    ) -> Option<Parameter> {
+        let at = value.span().start;
+        let v = value.get_ref();
+        let typed = |expected: &str| format!("`{what}` is `{v}`; expected {expected}");
+        let weights: Vec<(usize, f64)> = match v {
+            toml::Value::Table(t) => {
+                let mut w = Vec::new();
+                for (k, x) in t {
+                    match levels.iter().position(|l| l == k) {
+                        Some(i) => w.push((i, number(x))),
+                        None => self.problems.push(
+                            Diagnostic::error(format!("`{k}` is not a level of `{what}`"))
+                                .at_offset(self.file, self.source, at)
+                                .hint(format!("levels: {}", levels.join(", "))),
+                        ),
+                    }
+                }
+                w
+            }
+            toml::Value::Array(a) if a.len() == levels.len() => {
+                a.iter().map(number).enumerate().collect()
+            }
+            _ => {
+                self.error_at(
+                    typed(&format!(
+                        "a probability per level, as `{{ {} = p, ... }}` or a list of {} probabilities in the order of `levels`",
+                        levels[0],
+                        levels.len()
+                    )),
+                    at,
+                );
+                return None;
+            }
+        };
+        if weights.iter().any(|(_, p)| !(p.is_finite() && *p >= 0.0)) {
+            self.error_at(
+                format!("`{what}` has a weight that is not a probability (a number from 0 to 1)"),
+                at,
+            );
+        }
+        let sum: f64 = weights.iter().map(|w| w.1).sum();
+        if (sum - 1.0).abs() > 1e-9 {
+            self.error_at(
+                format!("the probabilities of `{what}` add up to {sum}, expected 1"),
+                at,
+            );
+        }
+        Some(Parameter::Weights(weights))
+    }
+
+    /// `{ mean, sd, min, max }` with sd > 0 and min < max.
+    fn normal_parameter(&mut self, what: &str, value: &Spanned<toml::Value>) -> Option<Parameter> {
+        let at = value.span().start;
+        let v = value.get_ref();
+        match v.clone().try_into::<NormalSpec>() {
+            Ok(n) => {
+                if !(n.sd.is_finite() && n.sd > 0.0) {
+                    self.error_at(
+                        format!("`{what}.sd` is {}, expected a positive number", n.sd),
+                        at,
+                    );
+                }
+                if !matches!(n.min.partial_cmp(&n.max), Some(std::cmp::Ordering::Less)) {
+                    self.error_at(
+                        format!(
+                            "`{what}`: expected min < max, found min {} and max {}",
+                            n.min, n.max
+                        ),
+                        at,
+                    );
+                }
+                Some(Parameter::Normal {
+                    mean: n.mean,
+                    sd: n.sd,
+                    min: n.min,
+                    max: n.max,
+                })
+            }
+            Err(e) => {
+                self.error_at(
+                    format!(
+                        "`{what}`: {}; expected `{{ mean = .., sd = .., min = .., max = .. }}`",
+                        e.message().trim()
+                    ),
+                    at,
+                );
+                None
+            }
+        }
+    }
+
     /// The parameter of a drawn variable; `stratum` is the stratum (for `exactly`).
     fn parameter(
         &mut self,
@@ -555,116 +695,9 @@ impl Checker<'_> {
         let v = value.get_ref();
         let typed = |expected: &str| format!("`{what}` is `{v}`; expected {expected}");
         match law {
-            Law::Bernoulli => match v {
-                toml::Value::Float(_) | toml::Value::Integer(_) => {
-                    let p = number(v);
-                    Some(Parameter::Probability(self.probability(what, p, at)))
-                }
-                toml::Value::Table(t) if t.contains_key("exactly") => {
-                    match v.clone().try_into::<ExactlySpec>() {
-                        Ok(e) => {
-                            if let Some(rows) = rows.filter(|&r| e.exactly > r) {
-                                self.error_at(
-                                    format!("`{what}` is exactly {}, more than the stratum's {rows} rows", e.exactly),
-                                    at,
-                                );
-                            }
-                            Some(Parameter::Exactly(e.exactly))
-                        }
-                        Err(e) => {
-                            self.error_at(format!("`{what}`: {}", e.message().trim()), at);
-                            None
-                        }
-                    }
-                }
-                toml::Value::Table(_) => self.along(what, value),
-                _ => {
-                    self.error_at(typed("a probability, `{ exactly = n }` or `{ along = \"variable\", from = p, to = q }`"), at);
-                    None
-                }
-            },
-            Law::Categorical(levels) => {
-                let weights: Vec<(usize, f64)> = match v {
-                    toml::Value::Table(t) => {
-                        let mut w = Vec::new();
-                        for (k, x) in t {
-                            match levels.iter().position(|l| l == k) {
-                                Some(i) => w.push((i, number(x))),
-                                None => self.problems.push(
-                                    Diagnostic::error(format!("`{k}` is not a level of `{what}`"))
-                                        .at_offset(self.file, self.source, at)
-                                        .hint(format!("levels: {}", levels.join(", "))),
-                                ),
-                            }
-                        }
-                        w
-                    }
-                    toml::Value::Array(a) if a.len() == levels.len() => {
-                        a.iter().map(number).enumerate().collect()
-                    }
-                    _ => {
-                        self.error_at(
-                            typed(&format!(
-                                "a probability per level, as `{{ {} = p, ... }}` or a list of {} probabilities in the order of `levels`",
-                                levels[0],
-                                levels.len()
-                            )),
-                            at,
-                        );
-                        return None;
-                    }
-                };
-                if weights.iter().any(|(_, p)| !(p.is_finite() && *p >= 0.0)) {
-                    self.error_at(
-                        format!(
-                            "`{what}` has a weight that is not a probability (a number from 0 to 1)"
-                        ),
-                        at,
-                    );
-                }
-                let sum: f64 = weights.iter().map(|w| w.1).sum();
-                if (sum - 1.0).abs() > 1e-9 {
-                    self.error_at(
-                        format!("the probabilities of `{what}` add up to {sum}, expected 1"),
-                        at,
-                    );
-                }
-                Some(Parameter::Weights(weights))
-            }
-            Law::Normal => {
-                match v.clone().try_into::<NormalSpec>() {
-                    Ok(n) => {
-                        if !(n.sd.is_finite() && n.sd > 0.0) {
-                            self.error_at(
-                                format!("`{what}.sd` is {}, expected a positive number", n.sd),
-                                at,
-                            );
-                        }
-                        if !matches!(n.min.partial_cmp(&n.max), Some(std::cmp::Ordering::Less)) {
-                            self.error_at(
-                                format!(
-                                    "`{what}`: expected min < max, found min {} and max {}",
-                                    n.min, n.max
-                                ),
-                                at,
-                            );
-                        }
-                        Some(Parameter::Normal {
-                            mean: n.mean,
-                            sd: n.sd,
-                            min: n.min,
-                            max: n.max,
-                        })
-                    }
-                    Err(e) => {
-                        self.error_at(
-                        format!("`{what}`: {}; expected `{{ mean = .., sd = .., min = .., max = .. }}`", e.message().trim()),
-                        at,
-                    );
-                        None
-                    }
-                }
-            }
+            Law::Bernoulli => self.bernoulli_parameter(what, value, rows),
+            Law::Categorical(levels) => self.categorical_parameter(what, levels, value),
+            Law::Normal => self.normal_parameter(what, value),
             Law::Linear => match v {
                 toml::Value::Float(_) | toml::Value::Integer(_) => {
                     let r = self.positive(what, Some(number(v)), at);
