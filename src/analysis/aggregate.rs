@@ -14,7 +14,7 @@ use super::columns::MissingPolicy;
 use super::expr::{self, RowExpr, Value};
 use super::{BlockEnv, Output};
 use crate::diagnostics::Diagnostic;
-use crate::study::dataset::Column;
+use crate::study::dataset::{Column, ColumnData, Dataset};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +130,55 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
         return Err(env.error("columns", "list at least one new column under [columns]"));
     }
 
+    let children = children_by_parent(
+        env,
+        child,
+        parent,
+        (child_column, parent_column),
+        (&parent_key, key_field),
+    )?;
+
+    let mut out = parent.clone();
+    out.name = env.block.id.clone();
+    let (mut missing, mut skipped) = (serde_json::Map::new(), serde_json::Map::new());
+    let mut warnings = Vec::new();
+    for (name, source) in &spec.columns {
+        let (data, n_skipped) =
+            summary_column(env, &spec, child, &children, (name, source), &mut warnings)?;
+        let n_missing = (0..data.len()).filter(|&r| data.is_missing(r)).count();
+        missing.insert(name.clone(), json!(n_missing));
+        skipped.insert(name.clone(), json!(n_skipped));
+        out.set_column(Column {
+            name: name.clone(),
+            label: None,
+            data: data.into(),
+        });
+    }
+    let value = json!({
+        "n": out.n_rows,
+        "child_rows": child.n_rows,
+        "without_children": children.iter().filter(|c| c.is_empty()).count(),
+        "columns": spec.columns.keys().collect::<Vec<_>>(),
+        "missing": missing,
+        "skipped": skipped,
+    });
+    Ok(Output {
+        value,
+        dataset: Some(out),
+        warnings,
+        ..Default::default()
+    })
+}
+
+/// Child rows per parent row, in child order: parent keys must be present and unique, and every
+/// child key a parent's (else an error listing the strays).
+fn children_by_parent(
+    env: &BlockEnv,
+    child: &Dataset,
+    parent: &Dataset,
+    (child_column, parent_column): (&Column, &Column),
+    (parent_key, key_field): (&str, &str),
+) -> Result<Vec<Vec<usize>>, Diagnostic> {
     // Parent key -> parent row (unique, present).
     let mut parent_row: HashMap<String, usize> = HashMap::new();
     for r in 0..parent.n_rows {
@@ -169,97 +218,82 @@ pub fn aggregate(env: &BlockEnv) -> Result<Output, Diagnostic> {
         orphans.dedup();
         let shown: Vec<&str> = orphans.iter().take(10).map(String::as_str).collect();
         return Err(env
-            .error(
-                key_field,
-                format!(
-                    "{} key value(s) of `{}` are not in `{}`: {}{}",
-                    orphans.len(),
-                    child.name,
-                    parent.name,
-                    shown.join(", "),
-                    if orphans.len() > 10 { ", ..." } else { "" }
-                ),
-            )
-            .hint("every child row must belong to a parent row; fix the keys or filter the child table first"));
+        .error(
+            key_field,
+            format!(
+                "{} key value(s) of `{}` are not in `{}`: {}{}",
+                orphans.len(),
+                child.name,
+                parent.name,
+                shown.join(", "),
+                if orphans.len() > 10 { ", ..." } else { "" }
+            ),
+        )
+        .hint("every child row must belong to a parent row; fix the keys or filter the child table first"));
     }
+    Ok(children)
+}
 
-    let mut out = parent.clone();
-    out.name = env.block.id.clone();
-    let (mut missing, mut skipped) = (serde_json::Map::new(), serde_json::Map::new());
-    let mut warnings = Vec::new();
-    for (name, source) in &spec.columns {
-        let (function, arg) = parse_call(source).map_err(|m| env.error(name, m))?;
-        let located = |m: String| env.error(name, format!("column `{name}` = `{source}`: {m}"));
-        let (values, levels) = match arg {
-            None => (vec![Value::Bool(true); child.n_rows], None),
-            Some(arg) => argument_values(env, child, name, arg, function)?,
-        };
-        let mut n_skipped = 0;
-        let per_parent: Vec<Value> = children
-            .iter()
-            .map(|rows| {
-                let present: Vec<&Value> = rows
-                    .iter()
-                    .map(|&r| &values[r])
-                    .filter(|v| !v.is_missing())
-                    .collect();
-                n_skipped += rows.len() - present.len();
-                // Children whose every value is unknown tell nothing: the summary is unknown too
-                // (R's `na.rm = TRUE` would answer `any` false and `count` 0).
-                if present.is_empty() && !rows.is_empty() {
-                    return Ok(Value::Missing);
-                }
-                summarise(function, &present)
-            })
-            .collect::<Result<_, String>>()
-            .map_err(located)?;
-        let per_parent = match &levels {
-            Some(levels) => per_parent
-                .into_iter()
-                .map(|v| match v {
-                    Value::Int(code) => Value::Str(levels[code as usize].as_str().into()),
-                    other => other,
-                })
-                .collect(),
-            None => per_parent,
-        };
-        let data = expr::values_to_column(per_parent, levels.as_deref(), None).map_err(located)?;
-        if n_skipped > 0 {
-            let message = format!(
-                "column `{name}` = `{source}`: {n_skipped} of {} child values are missing and were skipped (a parent whose every value is missing gets a missing value)",
-                child.n_rows
-            );
-            match spec.missing {
-                MissingPolicy::Warn => warnings.push(format!(
-                    "{message}; write `missing = \"exclude\"` in the block to accept this without a warning"
-                )),
-                MissingPolicy::Exclude => {}
-                MissingPolicy::Fail => return Err(env.error("missing", message)),
+/// One new column: `source` (`function(expression)`) over each parent's child rows, and how many
+/// missing child values were skipped (a warning, or an error, as `missing` says).
+fn summary_column(
+    env: &BlockEnv,
+    spec: &AggregateSpec,
+    child: &Dataset,
+    children: &[Vec<usize>],
+    (name, source): (&String, &String),
+    warnings: &mut Vec<String>,
+) -> Result<(ColumnData, usize), Diagnostic> {
+    let (function, arg) = parse_call(source).map_err(|m| env.error(name, m))?;
+    let located = |m: String| env.error(name, format!("column `{name}` = `{source}`: {m}"));
+    let (values, levels) = match arg {
+        None => (vec![Value::Bool(true); child.n_rows], None),
+        Some(arg) => argument_values(env, child, name, arg, function)?,
+    };
+    let mut n_skipped = 0;
+    let per_parent: Vec<Value> = children
+        .iter()
+        .map(|rows| {
+            let present: Vec<&Value> = rows
+                .iter()
+                .map(|&r| &values[r])
+                .filter(|v| !v.is_missing())
+                .collect();
+            n_skipped += rows.len() - present.len();
+            // Children whose every value is unknown tell nothing: the summary is unknown too
+            // (R's `na.rm = TRUE` would answer `any` false and `count` 0).
+            if present.is_empty() && !rows.is_empty() {
+                return Ok(Value::Missing);
             }
-        }
-        let n_missing = (0..data.len()).filter(|&r| data.is_missing(r)).count();
-        missing.insert(name.clone(), json!(n_missing));
-        skipped.insert(name.clone(), json!(n_skipped));
-        out.set_column(Column {
-            name: name.clone(),
-            label: None,
-            data: data.into(),
-        });
+            summarise(function, &present)
+        })
+        .collect::<Result<_, String>>()
+        .map_err(located)?;
+    let per_parent = match &levels {
+        Some(levels) => per_parent
+            .into_iter()
+            .map(|v| match v {
+                Value::Int(code) => Value::Str(levels[code as usize].as_str().into()),
+                other => other,
+            })
+            .collect(),
+        None => per_parent,
+    };
+    let data = expr::values_to_column(per_parent, levels.as_deref(), None).map_err(located)?;
+    if n_skipped > 0 {
+        let message = format!(
+            "column `{name}` = `{source}`: {n_skipped} of {} child values are missing and were skipped (a parent whose every value is missing gets a missing value)",
+            child.n_rows
+        );
+        match spec.missing {
+        MissingPolicy::Warn => warnings.push(format!(
+            "{message}; write `missing = \"exclude\"` in the block to accept this without a warning"
+        )),
+        MissingPolicy::Exclude => {}
+        MissingPolicy::Fail => return Err(env.error("missing", message)),
     }
-    let value = json!({
-        "n": out.n_rows,
-        "child_rows": child.n_rows,
-        "without_children": children.iter().filter(|c| c.is_empty()).count(),
-        "columns": spec.columns.keys().collect::<Vec<_>>(),
-        "missing": missing,
-        "skipped": skipped,
-    });
-    Ok(Output {
-        value,
-        dataset: Some(out),
-        warnings,
-        ..Default::default()
-    })
+    }
+    Ok((data, n_skipped))
 }
 
 /// The argument of a summary on every child row. `min`, `max` and `first` of a category column

@@ -100,10 +100,28 @@ pub struct Table {
 }
 
 impl Table {
-    /// The table as CSV with unrounded numbers where a cell has one (the printed text otherwise).
-    pub fn to_csv(&self) -> String {
+    /// The table as CSV (`tables/<name>.csv`) with unrounded numbers where a cell has one (the
+    /// printed text otherwise). An error, naming the file, when a row's cells do not match the
+    /// header: the CSV writer would leave that row out.
+    pub fn csv(&self) -> Result<String, String> {
+        let file = format!("tables/{}.csv", self.name);
+        if let Some((i, row)) = self
+            .rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.cells.len() != self.header.len())
+        {
+            return Err(format!(
+                "{file}: row {} has {} cells but the header has {} columns",
+                i + 1,
+                row.cells.len(),
+                self.header.len()
+            ));
+        }
+        let fail = |e: &dyn std::fmt::Display| format!("{file}: cannot write the CSV: {e}");
         let mut w = csv::Writer::from_writer(Vec::new());
-        let _ = w.write_record(self.header.iter().map(|h| spreadsheet_safe(h).into_owned()));
+        w.write_record(self.header.iter().map(|h| spreadsheet_safe(h).into_owned()))
+            .map_err(|e| fail(&e))?;
         for row in &self.rows {
             let record: Vec<String> = row
                 .cells
@@ -113,9 +131,18 @@ impl Table {
                     None => spreadsheet_safe(&c.text).into_owned(),
                 })
                 .collect();
-            let _ = w.write_record(&record);
+            w.write_record(&record).map_err(|e| fail(&e))?;
         }
-        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+        let bytes = w.into_inner().map_err(|e| fail(&e))?;
+        String::from_utf8(bytes).map_err(|e| fail(&e))
+    }
+
+    /// [`Table::csv`] for a table a block returned. `analysis::run_block` has checked it (a table
+    /// that cannot be written fails its block, located there, before anything is written), so
+    /// this cannot fail; if it ever did, the file would hold the error rather than an empty or
+    /// shortened table. (The pipeline could call `csv` and propagate instead.)
+    pub fn to_csv(&self) -> String {
+        self.csv().unwrap_or_else(|e| e)
     }
 }
 
@@ -137,6 +164,42 @@ impl Artifacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table with a row shorter than its header.
+    fn ragged() -> Table {
+        Table {
+            name: "t".into(),
+            caption: String::new(),
+            label: None,
+            header: vec!["a".into(), "b".into()],
+            align: vec![Align::Left, Align::Left],
+            groups: Vec::new(),
+            rows: vec![
+                Row::new(vec![Cell::text("1"), Cell::number("2.0", 2.0)]),
+                Row::new(vec![Cell::text("3")]),
+            ],
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_ragged_table_is_never_written_as_a_table() {
+        // The CSV writer stops in the middle of a record of another length; ignoring that wrote
+        // "a,b\n1,2\n3", a cut-off row that the next one would have run into.
+        let text = ragged().to_csv();
+        assert!(!text.starts_with("a,b\n"), "{text:?}");
+    }
+
+    #[test]
+    fn a_ragged_table_is_an_error_naming_the_file_and_row() {
+        assert_eq!(
+            ragged().csv(),
+            Err("tables/t.csv: row 2 has 1 cells but the header has 2 columns".to_string())
+        );
+        let mut fixed = ragged();
+        fixed.rows[1].cells.push(Cell::empty());
+        assert_eq!(fixed.csv(), Ok("a,b\n1,2\n3,\n".to_string()));
+    }
 
     #[test]
     fn formulas_are_neutralised_and_numbers_kept() {

@@ -299,10 +299,9 @@ fn block_seed(seed: u64, id: &str) -> u64 {
     seed ^ h
 }
 
-/// `bootstrap`: the block.
-pub fn run(env: &BlockEnv) -> R<Output> {
-    let spec: BootstrapSpec = env.block.parse_spec()?;
-    let data = env.dataset(&spec.data)?;
+/// Replicates within the limit, the confidence level, and `at` (only for a survival
+/// difference, where it is required); returns `at` (NaN for a median difference).
+fn check_options(env: &BlockEnv, spec: &BootstrapSpec) -> R<f64> {
     let limit = env.settings.limits.bootstrap_replicates;
     if spec.replicates == 0 {
         return Err(env.error("replicates", "`replicates` must be at least 1"));
@@ -343,6 +342,38 @@ pub fn run(env: &BlockEnv) -> R<Output> {
         }
         (Statistic::MedianDifference, None) => f64::NAN,
     };
+    Ok(at)
+}
+
+/// Warnings about replicates without a contrast and limits that are not reached.
+fn replicate_warnings(spec: &BootstrapSpec, result: &BootstrapResult) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if result.defined < spec.replicates as usize {
+        warnings.push(format!(
+            "the contrast was undefined in {} of {} replicates ({}); the interval uses the other {}",
+            spec.replicates as usize - result.defined,
+            spec.replicates,
+            match spec.statistic {
+                Statistic::MedianDifference => "neither median reached",
+                Statistic::SurvivalDifference => "follow-up ending before `at`",
+            },
+            result.defined
+        ));
+    }
+    if result.estimate.is_some() && (result.lower.is_none() || result.upper.is_none()) {
+        warnings.push(format!(
+            "a limit of the interval is not reached: in {} of {} replicates a group's median was not reached",
+            result.not_reached, spec.replicates
+        ));
+    }
+    warnings
+}
+
+/// `bootstrap`: the block.
+pub fn run(env: &BlockEnv) -> R<Output> {
+    let spec: BootstrapSpec = env.block.parse_spec()?;
+    let data = env.dataset(&spec.data)?;
+    let at = check_options(env, &spec)?;
     let (times, events) = response(env, data, &spec.time, &spec.event)?;
     let (labels, codes) = group_column(env, data, &spec.by, "by", spec.levels.as_deref())?;
     let mut used = response_missing(&spec.time, &spec.event, &times, &events);
@@ -414,24 +445,7 @@ pub fn run(env: &BlockEnv) -> R<Output> {
     cases.record(&mut value);
     let mut output = Output::value(value);
     output.warnings.extend(cases.warning(spec.missing));
-    if result.defined < spec.replicates as usize {
-        output.warnings.push(format!(
-            "the contrast was undefined in {} of {} replicates ({}); the interval uses the other {}",
-            spec.replicates as usize - result.defined,
-            spec.replicates,
-            match spec.statistic {
-                Statistic::MedianDifference => "neither median reached",
-                Statistic::SurvivalDifference => "follow-up ending before `at`",
-            },
-            result.defined
-        ));
-    }
-    if result.estimate.is_some() && (result.lower.is_none() || result.upper.is_none()) {
-        output.warnings.push(format!(
-            "a limit of the interval is not reached: in {} of {} replicates a group's median was not reached",
-            result.not_reached, spec.replicates
-        ));
-    }
+    output.warnings.extend(replicate_warnings(&spec, &result));
     Ok(output)
 }
 

@@ -230,6 +230,8 @@ impl BlockCache {
         {
             return;
         }
+        // An output that cannot be serialised is not cached (the block runs again next time);
+        // nothing is written in its place.
         let Ok(payload) = serde_json::to_string(output) else {
             return;
         };

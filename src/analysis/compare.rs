@@ -219,6 +219,140 @@ fn default_true() -> bool {
     true
 }
 
+/// The two groups compared: the `by` column's levels, the two present ones (indices into
+/// `levels`, in level order), and each row's group (0 or 1).
+struct Groups<'a> {
+    levels: &'a [String],
+    two: [usize; 2],
+    of: &'a dyn Fn(usize) -> usize,
+}
+
+/// A numeric variable: summaries per group, then Welch's t-test or the Wilcoxon rank-sum test.
+fn compare_continuous(
+    env: &BlockEnv,
+    spec: &CompareSpec,
+    column: &Column,
+    rows: &[usize],
+    groups: &Groups,
+    value: &mut Value,
+) -> Result<(), Diagnostic> {
+    if !column.data.is_numeric() {
+        return Err(env.error(
+            "variable",
+            format!(
+                "column `{}` is {}, expected a number",
+                spec.variable,
+                column.data.kind().name()
+            ),
+        ));
+    }
+    let mut x = [Vec::new(), Vec::new()];
+    for &r in rows {
+        x[(groups.of)(r)].push(column.data.number(r).unwrap_or(f64::NAN));
+    }
+    let stats_error = |e: galley_stats::StatsError| env.error("variable", e.message);
+    let per_group: Vec<Value> = (0..2)
+        .map(|g| {
+            let s = summarize(&x[g].iter().map(|&v| Some(v)).collect::<Vec<_>>())
+                .map_err(stats_error)?;
+            let mut entry = serde_json::Map::new();
+            entry.insert("level".into(), json!(groups.levels[groups.two[g]]));
+            if let Value::Object(m) = json!(s) {
+                entry.extend(m.into_iter().filter(|(k, _)| k != "missing"));
+            }
+            Ok(Value::Object(entry))
+        })
+        .collect::<Result<_, Diagnostic>>()?;
+    value["groups"] = json!(per_group);
+    if spec.test == TestChoice::WelchT {
+        let t = welch_t_test(&x[0], &x[1], spec.conf_level).map_err(stats_error)?;
+        value["test"] = json!("welch_t");
+        value["method"] = json!("Welch's two-sample t-test");
+        extend(value, json!(t));
+        value["conf_level"] = json!(spec.conf_level);
+    } else {
+        let w = wilcoxon_rank_sum(&x[0], &x[1], spec.exact, spec.correct).map_err(stats_error)?;
+        value["test"] = json!("wilcoxon");
+        let how = if w.exact {
+            "exact p-value"
+        } else if w.correct {
+            "normal approximation with continuity correction"
+        } else {
+            "normal approximation"
+        };
+        value["method"] = json!(format!(
+            "Wilcoxon rank-sum test ({how}){}",
+            if spec.test == TestChoice::Auto {
+                "; chosen automatically for a numeric variable"
+            } else {
+                ""
+            }
+        ));
+        extend(value, json!(w));
+    }
+    Ok(())
+}
+
+/// A categorical variable: counts of its levels by group and the chosen (or automatic) test.
+fn compare_categorical(
+    env: &BlockEnv,
+    spec: &CompareSpec,
+    column: &Column,
+    rows: &[usize],
+    groups: &Groups,
+    value: &mut Value,
+) -> Result<(), Diagnostic> {
+    // Categorical: the variable's levels (present ones) by the two groups.
+    let (var_levels, var_codes) = grouping(column);
+    let mut counts = vec![[0u64; 2]; var_levels.len()];
+    for &r in rows {
+        if let Some(c) = var_codes[r] {
+            counts[c][(groups.of)(r)] += 1;
+        }
+    }
+    let group_n = [
+        counts.iter().map(|c| c[0]).sum::<u64>(),
+        counts.iter().map(|c| c[1]).sum::<u64>(),
+    ];
+    let per_group: Vec<Value> = (0..2)
+        .map(|g| {
+            let mut levels = serde_json::Map::new();
+            for (l, level) in var_levels.iter().enumerate() {
+                levels.insert(
+                    level.clone(),
+                    json!({"n": counts[l][g], "pct": counts[l][g] as f64 / group_n[g] as f64}),
+                );
+            }
+            json!({"level": groups.levels[groups.two[g]], "n": group_n[g], "levels": levels})
+        })
+        .collect();
+    let present: Vec<Vec<u64>> = counts
+        .iter()
+        .filter(|c| c[0] + c[1] > 0)
+        .map(|c| c.to_vec())
+        .collect();
+    if present.len() < 2 {
+        return Err(env.error(
+            "variable",
+            format!(
+                "`{}` takes a single value in these rows; a test needs at least two levels",
+                spec.variable
+            ),
+        ));
+    }
+    let table = CrossTab::from_counts(present).map_err(|e| env.error("variable", e.message))?;
+    let result = categorical_test(&table, spec.test).map_err(|m| env.error("test", m))?;
+    value["test"] = json!(result.test);
+    value["method"] = json!(result.method);
+    value["statistic"] = json!(result.statistic);
+    value["df"] = json!(result.df.map(|d| d as u64));
+    value["p"] = json!(result.p);
+    value["odds_ratio"] = json!(result.odds_ratio);
+    value["levels"] = json!(var_levels);
+    value["groups"] = json!(per_group);
+    Ok(())
+}
+
 /// `compare`: see the module docs. Result keys follow the reference `tests` objects (`statistic`,
 /// `df`, `p`, `odds_ratio`, `mean_1`, `mean_2`, `lower`, `upper`, `exact`, `correct`) plus
 /// `variable`, `by`, `test`, `method`, `n`, `missing` and `groups` (per group: `level`, `n`, and
@@ -268,113 +402,16 @@ pub fn compare(env: &BlockEnv) -> Result<Output, Diagnostic> {
     value["missing"] = json!(cases.excluded());
     cases.record(&mut value);
 
+    let groups = Groups {
+        levels: &group_levels,
+        two,
+        of: &group_of,
+    };
     if var_type == VarType::Continuous {
-        if !column.data.is_numeric() {
-            return Err(env.error(
-                "variable",
-                format!(
-                    "column `{}` is {}, expected a number",
-                    spec.variable,
-                    column.data.kind().name()
-                ),
-            ));
-        }
-        let mut x = [Vec::new(), Vec::new()];
-        for &r in rows {
-            x[group_of(r)].push(column.data.number(r).unwrap_or(f64::NAN));
-        }
-        let stats_error = |e: galley_stats::StatsError| env.error("variable", e.message);
-        let groups: Vec<Value> = (0..2)
-            .map(|g| {
-                let s = summarize(&x[g].iter().map(|&v| Some(v)).collect::<Vec<_>>())
-                    .map_err(stats_error)?;
-                let mut entry = serde_json::Map::new();
-                entry.insert("level".into(), json!(group_levels[two[g]]));
-                if let Value::Object(m) = json!(s) {
-                    entry.extend(m.into_iter().filter(|(k, _)| k != "missing"));
-                }
-                Ok(Value::Object(entry))
-            })
-            .collect::<Result<_, Diagnostic>>()?;
-        value["groups"] = json!(groups);
-        if spec.test == TestChoice::WelchT {
-            let t = welch_t_test(&x[0], &x[1], spec.conf_level).map_err(stats_error)?;
-            value["test"] = json!("welch_t");
-            value["method"] = json!("Welch's two-sample t-test");
-            extend(&mut value, json!(t));
-            value["conf_level"] = json!(spec.conf_level);
-        } else {
-            let w =
-                wilcoxon_rank_sum(&x[0], &x[1], spec.exact, spec.correct).map_err(stats_error)?;
-            value["test"] = json!("wilcoxon");
-            let how = if w.exact {
-                "exact p-value"
-            } else if w.correct {
-                "normal approximation with continuity correction"
-            } else {
-                "normal approximation"
-            };
-            value["method"] = json!(format!(
-                "Wilcoxon rank-sum test ({how}){}",
-                if spec.test == TestChoice::Auto {
-                    "; chosen automatically for a numeric variable"
-                } else {
-                    ""
-                }
-            ));
-            extend(&mut value, json!(w));
-        }
-        return Ok(with_warning(value, cases.warning(spec.missing)));
+        compare_continuous(env, &spec, column, rows, &groups, &mut value)?;
+    } else {
+        compare_categorical(env, &spec, column, rows, &groups, &mut value)?;
     }
-
-    // Categorical: the variable's levels (present ones) by the two groups.
-    let (var_levels, var_codes) = grouping(column);
-    let mut counts = vec![[0u64; 2]; var_levels.len()];
-    for &r in rows {
-        if let Some(c) = var_codes[r] {
-            counts[c][group_of(r)] += 1;
-        }
-    }
-    let group_n = [
-        counts.iter().map(|c| c[0]).sum::<u64>(),
-        counts.iter().map(|c| c[1]).sum::<u64>(),
-    ];
-    let groups: Vec<Value> = (0..2)
-        .map(|g| {
-            let mut levels = serde_json::Map::new();
-            for (l, level) in var_levels.iter().enumerate() {
-                levels.insert(
-                    level.clone(),
-                    json!({"n": counts[l][g], "pct": counts[l][g] as f64 / group_n[g] as f64}),
-                );
-            }
-            json!({"level": group_levels[two[g]], "n": group_n[g], "levels": levels})
-        })
-        .collect();
-    let present: Vec<Vec<u64>> = counts
-        .iter()
-        .filter(|c| c[0] + c[1] > 0)
-        .map(|c| c.to_vec())
-        .collect();
-    if present.len() < 2 {
-        return Err(env.error(
-            "variable",
-            format!(
-                "`{}` takes a single value in these rows; a test needs at least two levels",
-                spec.variable
-            ),
-        ));
-    }
-    let table = CrossTab::from_counts(present).map_err(|e| env.error("variable", e.message))?;
-    let result = categorical_test(&table, spec.test).map_err(|m| env.error("test", m))?;
-    value["test"] = json!(result.test);
-    value["method"] = json!(result.method);
-    value["statistic"] = json!(result.statistic);
-    value["df"] = json!(result.df.map(|d| d as u64));
-    value["p"] = json!(result.p);
-    value["odds_ratio"] = json!(result.odds_ratio);
-    value["levels"] = json!(var_levels);
-    value["groups"] = json!(groups);
     Ok(with_warning(value, cases.warning(spec.missing)))
 }
 

@@ -111,6 +111,7 @@ fn selected_rows(
         .collect();
     let missing = truth.iter().filter(|t| t.is_none()).count();
     let summary = || {
+        // Only for the message: `indicator` above compiled the expression already.
         let columns = RowExpr::compile(source, data)
             .map(|e| e.columns().join("`, `"))
             .unwrap_or_default();
@@ -384,6 +385,7 @@ pub fn survival_time(env: &BlockEnv) -> BlockResult {
             "start",
             format!(
                 "no patient starts follow-up on or before the cutoff {} ({} start after it)",
+                // No cutoff: reached only for a table without rows (no date to show).
                 cutoff.map(|c| c.to_string()).unwrap_or_default(),
                 after_cutoff
             ),

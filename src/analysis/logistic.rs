@@ -15,10 +15,13 @@ use super::columns::{
     self, CompleteCases, CovariateColumn, Missing, MissingPolicy, display_label, term_label,
 };
 use super::{BlockEnv, Output, TableSpec};
-use crate::analysis::artifacts::{Align, Cell, Row};
+use crate::analysis::artifacts::{Align, Cell, Figure, Row, Table};
 use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
 use crate::study::dataset::Dataset;
+use crate::study::manifest::FormatSection;
+
+type R<T> = std::result::Result<T, Diagnostic>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,135 +147,162 @@ pub fn logistic(env: &BlockEnv) -> Result<Output, Diagnostic> {
     output.warnings.extend(fit.warnings.iter().cloned());
 
     let lines = lines(data, &covs, &stats_covs, &fit, &spec.labels);
-    let rules = &env.settings.format;
-    let or_text = |i: usize| -> String {
-        let t = &fit.terms[i];
+    let texts = OrTexts {
+        fit: &fit,
+        rules: &env.settings.format,
+        ci: format!("{}% CI", numfmt::fixed(spec.conf_level * 100.0, 0)),
+    };
+    if let Some(table) = &spec.table {
+        let table = or_table(env, table, &lines, &texts, cases.excluded());
+        output.artifacts.tables.push(table);
+    }
+    if let Some(fig) = &spec.figure {
+        let figure = or_figure(env, fig, &lines, &texts)?;
+        output.artifacts.figures.push(figure);
+    }
+    Ok(output)
+}
+
+/// How the table and the figure print a term's odds ratio and p.
+struct OrTexts<'a> {
+    fit: &'a LogisticFit,
+    rules: &'a FormatSection,
+    /// "95% CI".
+    ci: String,
+}
+
+impl OrTexts<'_> {
+    /// "1.23 (0.98–1.54)", or "not estimable".
+    fn or(&self, i: usize) -> String {
+        let t = &self.fit.terms[i];
         match t.or {
             Some(or) => format!(
                 "{} ({})",
                 numfmt::fixed(or, 2),
-                numfmt::interval(t.lower, t.upper, 2, rules)
+                numfmt::interval(t.lower, t.upper, 2, self.rules)
             ),
             None => "not estimable".to_string(),
         }
-    };
-    let p_text = |i: usize| {
-        fit.terms[i]
+    }
+
+    fn p(&self, i: usize) -> String {
+        self.fit.terms[i]
             .p
-            .map_or(String::new(), |p| numfmt::p_number(p, rules))
-    };
-    let ci = format!("{}% CI", numfmt::fixed(spec.conf_level * 100.0, 0));
+            .map_or(String::new(), |p| numfmt::p_number(p, self.rules))
+    }
+}
 
-    if let Some(table) = &spec.table {
-        let mut rows_out = Vec::new();
-        for line in &lines {
-            rows_out.push(match line {
-                Line::Heading(label) => {
-                    Row::new(vec![Cell::text(label), Cell::empty(), Cell::empty()])
-                }
-                Line::Reference(level) => Row::new(vec![
-                    Cell::text(level),
-                    Cell::text("1 (reference)"),
-                    Cell::empty(),
-                ])
-                .indented(1),
-                Line::Term {
-                    label,
-                    index,
-                    indent,
-                } => {
-                    let t = &fit.terms[*index];
-                    let or_cell = match t.or {
-                        Some(or) => Cell::number(or_text(*index), or),
-                        None => Cell::text(or_text(*index)),
-                    };
-                    let p_cell = match t.p {
-                        Some(p) => Cell::number(p_text(*index), p),
-                        None => Cell::empty(),
-                    };
-                    Row::new(vec![Cell::text(label), or_cell, p_cell]).indented(*indent)
-                }
-            });
-        }
-        let excluded = cases.excluded();
-        let mut notes = vec![format!(
-            "OR, odds ratio; CI, confidence interval (Wald). Logistic regression, n = {}{}.",
-            numfmt::count(fit.n as f64),
-            if excluded > 0 {
-                format!(
-                    " ({} excluded for missing values)",
-                    numfmt::count(excluded as f64)
-                )
-            } else {
-                String::new()
+/// Characteristic | OR (CI) | p, factors as a heading with "1 (reference)" and one row per level.
+fn or_table(
+    env: &BlockEnv,
+    table: &TableSpec,
+    lines: &[Line],
+    texts: &OrTexts,
+    excluded: usize,
+) -> Table {
+    let fit = texts.fit;
+    let mut rows_out = Vec::new();
+    for line in lines {
+        rows_out.push(match line {
+            Line::Heading(label) => Row::new(vec![Cell::text(label), Cell::empty(), Cell::empty()]),
+            Line::Reference(level) => Row::new(vec![
+                Cell::text(level),
+                Cell::text("1 (reference)"),
+                Cell::empty(),
+            ])
+            .indented(1),
+            Line::Term {
+                label,
+                index,
+                indent,
+            } => {
+                let t = &fit.terms[*index];
+                let or_cell = match t.or {
+                    Some(or) => Cell::number(texts.or(*index), or),
+                    None => Cell::text(texts.or(*index)),
+                };
+                let p_cell = match t.p {
+                    Some(p) => Cell::number(texts.p(*index), p),
+                    None => Cell::empty(),
+                };
+                Row::new(vec![Cell::text(label), or_cell, p_cell]).indented(*indent)
             }
-        )];
-        if !fit.warnings.is_empty() {
-            notes.push(format!("Warning: {}.", fit.warnings.join("; ")));
-        }
-        output.artifacts.tables.push(columns::table_artifact(
-            env,
-            table,
-            vec!["Characteristic".into(), format!("OR ({ci})"), "p".into()],
-            vec![Align::Left, Align::Center, Align::Center],
-            Vec::new(),
-            rows_out,
-            notes,
-        ));
+        });
     }
+    let mut notes = vec![format!(
+        "OR, odds ratio; CI, confidence interval (Wald). Logistic regression, n = {}{}.",
+        numfmt::count(fit.n as f64),
+        if excluded > 0 {
+            format!(
+                " ({} excluded for missing values)",
+                numfmt::count(excluded as f64)
+            )
+        } else {
+            String::new()
+        }
+    )];
+    if !fit.warnings.is_empty() {
+        notes.push(format!("Warning: {}.", fit.warnings.join("; ")));
+    }
+    columns::table_artifact(
+        env,
+        table,
+        vec![
+            "Characteristic".into(),
+            format!("OR ({})", texts.ci),
+            "p".into(),
+        ],
+        vec![Align::Left, Align::Center, Align::Center],
+        Vec::new(),
+        rows_out,
+        notes,
+    )
+}
 
-    if let Some(fig) = &spec.figure {
-        let rows_out: Vec<ForestRow> = lines
-            .iter()
-            .map(|line| match line {
-                Line::Heading(label) => ForestRow::heading(label),
-                Line::Reference(level) => ForestRow {
-                    indent: 1,
-                    ..ForestRow::reference(level)
-                },
-                Line::Term {
-                    label,
-                    index,
-                    indent,
-                } => {
-                    let t = &fit.terms[*index];
-                    match (t.or, t.lower, t.upper) {
-                        (Some(or), Some(lo), hi) if or > 0.0 => ForestRow {
-                            indent: *indent,
-                            ..ForestRow::estimate(label, or, lo, hi.unwrap_or(f64::INFINITY))
-                        }
-                        .with_text(&or_text(*index))
-                        .with_p(&p_text(*index)),
-                        _ => ForestRow {
-                            label: label.clone(),
-                            indent: *indent,
-                            text: Some("not estimable".into()),
-                            ..ForestRow::default()
-                        },
+/// A forest plot of the odds ratios, in the table's lines.
+fn or_figure(env: &BlockEnv, fig: &ForestFigure, lines: &[Line], texts: &OrTexts) -> R<Figure> {
+    let rows_out: Vec<ForestRow> = lines
+        .iter()
+        .map(|line| match line {
+            Line::Heading(label) => ForestRow::heading(label),
+            Line::Reference(level) => ForestRow {
+                indent: 1,
+                ..ForestRow::reference(level)
+            },
+            Line::Term {
+                label,
+                index,
+                indent,
+            } => {
+                let t = &texts.fit.terms[*index];
+                match (t.or, t.lower, t.upper) {
+                    (Some(or), Some(lo), hi) if or > 0.0 => ForestRow {
+                        indent: *indent,
+                        ..ForestRow::estimate(label, or, lo, hi.unwrap_or(f64::INFINITY))
                     }
+                    .with_text(&texts.or(*index))
+                    .with_p(&texts.p(*index)),
+                    _ => ForestRow {
+                        label: label.clone(),
+                        indent: *indent,
+                        text: Some("not estimable".into()),
+                        ..ForestRow::default()
+                    },
                 }
-            })
-            .collect();
-        let mut plot = ForestPlot::new(rows_out);
-        plot.x_label = fig
-            .xlabel
-            .clone()
-            .unwrap_or_else(|| "Odds ratio (log scale)".into());
-        plot.text_header = Some(format!("OR ({ci})"));
-        if let Some([lo, hi]) = fig.xlim {
-            plot.x_range = Some((lo, hi));
-        }
-        let svg = forest_plot(&plot).map_err(|e| env.error("figure", e.message))?;
-        output.artifacts.figures.push(columns::figure_artifact(
-            env,
-            svg,
-            &fig.caption,
-            fig.label.as_deref(),
-            fig.width,
-            0,
-        )?);
+            }
+        })
+        .collect();
+    let mut plot = ForestPlot::new(rows_out);
+    plot.x_label = fig
+        .xlabel
+        .clone()
+        .unwrap_or_else(|| "Odds ratio (log scale)".into());
+    plot.text_header = Some(format!("OR ({})", texts.ci));
+    if let Some([lo, hi]) = fig.xlim {
+        plot.x_range = Some((lo, hi));
     }
-    Ok(output)
+    let svg = forest_plot(&plot).map_err(|e| env.error("figure", e.message))?;
+    columns::figure_artifact(env, svg, &fig.caption, fig.label.as_deref(), fig.width, 0)
 }
 
 fn fit(

@@ -8,7 +8,7 @@
 use galley_figures::{LoveOrder, LovePlot, LoveRow, love_plot};
 use galley_stats::design::Covariate;
 use galley_stats::matching::{
-    DistanceRule, Link, MatchOrder, NearestOptions, propensity_match as fit,
+    DistanceRule, Link, MatchOrder, NearestOptions, PropensityMatch, propensity_match as fit,
 };
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -16,10 +16,12 @@ use serde_json::json;
 
 use super::columns::{self, CompleteCases, Missing, MissingPolicy, display_label, term_label};
 use super::{BlockEnv, Output, TableSpec};
-use crate::analysis::artifacts::{Align, Cell, Row};
+use crate::analysis::artifacts::{Align, Cell, Figure, Row, Table};
 use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
-use crate::study::dataset::{Column, ColumnData};
+use crate::study::dataset::{Column, ColumnData, Dataset};
+
+type R<T> = std::result::Result<T, Diagnostic>;
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 enum LinkName {
@@ -140,30 +142,7 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
         "covariates",
     )?;
     columns::reorder_covariate_levels(env, &mut covs, &spec.levels)?;
-    let ids: Vec<String> = match &spec.id_column {
-        Some(name) => {
-            let column = env.column(data, name, "id_column")?;
-            let mut seen = std::collections::HashSet::new();
-            (0..data.n_rows)
-                .map(|r| {
-                    let id = column.data.text(r).ok_or_else(|| {
-                        env.error(
-                            "id_column",
-                            format!("`{name}` is missing on data row {}", r + 1),
-                        )
-                    })?;
-                    if !seen.insert(id.clone()) {
-                        return Err(env.error(
-                            "id_column",
-                            format!("`{name}` is not unique: `{id}` appears more than once"),
-                        ));
-                    }
-                    Ok(id)
-                })
-                .collect::<Result<_, _>>()?
-        }
-        None => (1..=data.n_rows).map(|r| r.to_string()).collect(),
-    };
+    let ids = unit_ids(env, data, spec.id_column.as_deref())?;
     let mut used = vec![Missing::of(&spec.treatment, &treat)];
     used.extend(covs.iter().map(Missing::covariate));
     let cases = CompleteCases::select(env, data.n_rows, &used, spec.missing)?;
@@ -180,6 +159,67 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
     let stats_covs = columns::to_stats(env, &covs, rows, "covariates")?;
     let used_ids: Vec<String> = rows.iter().map(|&r| ids[r].clone()).collect();
     let used_treat: Vec<bool> = rows.iter().map(|&r| treat[r] == Some(true)).collect();
+    let (options, link) = match_options(&spec);
+    let m = fit(&used_ids, &used_treat, &stats_covs, link, &options)
+        .map_err(|e| env.error("covariates", e.message))?;
+    warnings.extend(m.warnings.iter().cloned());
+
+    let mut value = json!(m);
+    value["n"] = json!(rows.len());
+    value["excluded"] = json!(excluded);
+    cases.record(&mut value);
+    value["caliper_width"] = json!(m.matching.caliper_width);
+    value["replace"] = json!(spec.replace);
+    value["compat"] = json!(spec.compat.map(|_| "matchit-4.5.1"));
+    value["warnings"] = json!(warnings);
+    let mut output = Output {
+        value,
+        dataset: Some(matched_cohort(env, data, rows, &m)),
+        warnings,
+        ..Default::default()
+    };
+    if let Some(table) = &spec.table {
+        let lines = balance_lines(data, &spec, &stats_covs);
+        output
+            .artifacts
+            .tables
+            .push(balance_table(env, table, &lines, &m));
+    }
+    if let Some(fig) = &spec.figure {
+        let figure = love_figure(env, &spec, fig, data, &stats_covs, &m, &mut output.warnings)?;
+        output.artifacts.figures.push(figure);
+    }
+    Ok(output)
+}
+
+/// Unit ids from `id_column` (each present and unique), else the row numbers.
+fn unit_ids(env: &BlockEnv, data: &Dataset, id_column: Option<&str>) -> R<Vec<String>> {
+    let Some(name) = id_column else {
+        return Ok((1..=data.n_rows).map(|r| r.to_string()).collect());
+    };
+    let column = env.column(data, name, "id_column")?;
+    let mut seen = std::collections::HashSet::new();
+    (0..data.n_rows)
+        .map(|r| {
+            let id = column.data.text(r).ok_or_else(|| {
+                env.error(
+                    "id_column",
+                    format!("`{name}` is missing on data row {}", r + 1),
+                )
+            })?;
+            if !seen.insert(id.clone()) {
+                return Err(env.error(
+                    "id_column",
+                    format!("`{name}` is not unique: `{id}` appears more than once"),
+                ));
+            }
+            Ok(id)
+        })
+        .collect()
+}
+
+/// The matching options and the distance's link named by the spec.
+fn match_options(spec: &MatchSpec) -> (NearestOptions, Link) {
     let options = NearestOptions {
         ratio: spec.ratio,
         caliper: spec.caliper,
@@ -198,20 +238,12 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
         LinkName::Logit => Link::Logit,
         LinkName::LinearLogit => Link::LinearLogit,
     };
-    let m = fit(&used_ids, &used_treat, &stats_covs, link, &options)
-        .map_err(|e| env.error("covariates", e.message))?;
-    warnings.extend(m.warnings.iter().cloned());
+    (options, link)
+}
 
-    let mut value = json!(m);
-    value["n"] = json!(rows.len());
-    value["excluded"] = json!(excluded);
-    cases.record(&mut value);
-    value["caliper_width"] = json!(m.matching.caliper_width);
-    value["replace"] = json!(spec.replace);
-    value["compat"] = json!(spec.compat.map(|_| "matchit-4.5.1"));
-    value["warnings"] = json!(warnings);
-
-    // The matched cohort: matched units in data order, with MatchIt's match.data columns.
+/// The matched cohort: matched units in data order, with MatchIt's match.data columns
+/// (`subclass`, `weights`, `distance`). `rows` are the data rows the match used.
+fn matched_cohort(env: &BlockEnv, data: &Dataset, rows: &[usize], m: &PropensityMatch) -> Dataset {
     let matched: Vec<usize> = (0..rows.len())
         .filter(|&i| m.matching.weights[i] > 0.0)
         .collect();
@@ -247,17 +279,18 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
         label: Some("Propensity score distance".into()),
         data: ColumnData::Number(matched.iter().map(|&i| Some(distance[i])).collect()).into(),
     });
+    cohort
+}
 
-    let mut output = Output {
-        value,
-        dataset: Some(cohort),
-        warnings,
-        ..Default::default()
-    };
-
-    // Balance terms in covariate order, each factor's levels under a heading.
-    let mut lines: Vec<(String, Option<String>, u8)> = Vec::new(); // (label, term, indent)
-    for s in &stats_covs {
+/// Balance terms in covariate order, each factor's levels under a heading: (label, term,
+/// indent); a heading has no term.
+fn balance_lines(
+    data: &Dataset,
+    spec: &MatchSpec,
+    stats_covs: &[Covariate],
+) -> Vec<(String, Option<String>, u8)> {
+    let mut lines = Vec::new();
+    for s in stats_covs {
         match s {
             Covariate::Numeric { name, .. } => {
                 lines.push((term_label(data, name, &spec.labels), Some(name.clone()), 0))
@@ -288,103 +321,112 @@ pub fn propensity_match(env: &BlockEnv) -> Result<Output, Diagnostic> {
             }
         }
     }
+    lines
+}
 
-    if let Some(table) = &spec.table {
-        let smd_cell = |v: Option<&Option<f64>>| match v.copied().flatten() {
-            Some(x) => Cell::number(numfmt::fixed(x, 3), x),
-            None => Cell::text("\u{2013}"),
-        };
-        let rows_out = lines
-            .iter()
-            .map(|(label, term, indent)| match term {
-                Some(t) => Row::new(vec![
-                    Cell::text(label),
-                    smd_cell(m.smd_before.get(t)),
-                    smd_cell(m.smd_after.get(t)),
-                ])
-                .indented(*indent),
-                None => Row::new(vec![Cell::text(label), Cell::empty(), Cell::empty()]),
-            })
-            .collect();
-        let notes = vec![format!(
-            "SMD, standardized mean difference: treated minus control, divided by the standard deviation of the treated group before matching (as MatchIt's summary). Matched: {} of {} treated, {} of {} controls.",
-            m.n_treated_matched, m.n_treated, m.n_control_matched, m.n_control
-        )];
-        output.artifacts.tables.push(columns::table_artifact(
-            env,
-            table,
-            vec![
-                "Covariate".into(),
-                "SMD before matching".into(),
-                "SMD after matching".into(),
-            ],
-            vec![Align::Left, Align::Center, Align::Center],
-            Vec::new(),
-            rows_out,
-            notes,
-        ));
-    }
+/// The balance table: covariate, SMD before and after matching.
+fn balance_table(
+    env: &BlockEnv,
+    table: &TableSpec,
+    lines: &[(String, Option<String>, u8)],
+    m: &PropensityMatch,
+) -> Table {
+    let smd_cell = |v: Option<&Option<f64>>| match v.copied().flatten() {
+        Some(x) => Cell::number(numfmt::fixed(x, 3), x),
+        None => Cell::text("\u{2013}"),
+    };
+    let rows_out = lines
+        .iter()
+        .map(|(label, term, indent)| match term {
+            Some(t) => Row::new(vec![
+                Cell::text(label),
+                smd_cell(m.smd_before.get(t)),
+                smd_cell(m.smd_after.get(t)),
+            ])
+            .indented(*indent),
+            None => Row::new(vec![Cell::text(label), Cell::empty(), Cell::empty()]),
+        })
+        .collect();
+    let notes = vec![format!(
+        "SMD, standardized mean difference: treated minus control, divided by the standard deviation of the treated group before matching (as MatchIt's summary). Matched: {} of {} treated, {} of {} controls.",
+        m.n_treated_matched, m.n_treated, m.n_control_matched, m.n_control
+    )];
+    columns::table_artifact(
+        env,
+        table,
+        vec![
+            "Covariate".into(),
+            "SMD before matching".into(),
+            "SMD after matching".into(),
+        ],
+        vec![Align::Left, Align::Center, Align::Center],
+        Vec::new(),
+        rows_out,
+        notes,
+    )
+}
 
-    if let Some(fig) = &spec.figure {
-        let mut labels = spec.labels.clone();
-        labels.extend(fig.labels.clone());
-        let mut rows_out = Vec::new();
-        for s in &stats_covs {
-            let terms: Vec<String> = match s {
-                Covariate::Numeric { name, .. } => vec![name.clone()],
-                Covariate::Categorical { name, levels, .. } if levels.len() == 2 => {
-                    vec![format!("{name}={}", levels[1])]
-                }
-                Covariate::Categorical { name, levels, .. } => {
-                    levels.iter().map(|l| format!("{name}={l}")).collect()
-                }
-            };
-            for term in terms {
-                let before = m.smd_before.get(&term).copied().flatten();
-                let after = m.smd_after.get(&term).copied().flatten();
-                if let (Some(before), Some(after)) = (before, after) {
-                    rows_out.push(LoveRow {
-                        label: term_label(data, &term, &labels),
-                        before,
-                        after,
-                    });
-                } else {
-                    output.warnings.push(format!(
-                        "the Love plot leaves out `{term}`: its SMD is not estimable"
-                    ));
-                }
+/// The Love plot of |SMD| before and after matching; a term whose SMD is not estimable is left
+/// out with a warning (added to `warnings`).
+fn love_figure(
+    env: &BlockEnv,
+    spec: &MatchSpec,
+    fig: &LoveFigure,
+    data: &Dataset,
+    stats_covs: &[Covariate],
+    m: &PropensityMatch,
+    warnings: &mut Vec<String>,
+) -> R<Figure> {
+    let mut labels = spec.labels.clone();
+    labels.extend(fig.labels.clone());
+    let mut rows_out = Vec::new();
+    for s in stats_covs {
+        let terms: Vec<String> = match s {
+            Covariate::Numeric { name, .. } => vec![name.clone()],
+            Covariate::Categorical { name, levels, .. } if levels.len() == 2 => {
+                vec![format!("{name}={}", levels[1])]
             }
-        }
-        let mut plot = LovePlot::new(rows_out);
-        plot.threshold = match fig.threshold {
-            Some(0.0) => None,
-            Some(t) => Some(t),
-            None => Some(0.1),
+            Covariate::Categorical { name, levels, .. } => {
+                levels.iter().map(|l| format!("{name}={l}")).collect()
+            }
         };
-        plot.order = match fig.order.as_deref() {
-            None | Some("given") => LoveOrder::AsGiven,
-            Some("before") => LoveOrder::ByBefore,
-            Some(other) => {
-                return Err(env.error(
-                    "order",
-                    format!("`order` is \"given\" or \"before\" (got \"{other}\")"),
+        for term in terms {
+            let before = m.smd_before.get(&term).copied().flatten();
+            let after = m.smd_after.get(&term).copied().flatten();
+            if let (Some(before), Some(after)) = (before, after) {
+                rows_out.push(LoveRow {
+                    label: term_label(data, &term, &labels),
+                    before,
+                    after,
+                });
+            } else {
+                warnings.push(format!(
+                    "the Love plot leaves out `{term}`: its SMD is not estimable"
                 ));
             }
-        };
-        if let Some(x) = &fig.xlabel {
-            plot.x_label = x.clone();
         }
-        let svg = love_plot(&plot).map_err(|e| env.error("figure", e.message))?;
-        output.artifacts.figures.push(columns::figure_artifact(
-            env,
-            svg,
-            &fig.caption,
-            fig.label.as_deref(),
-            fig.width,
-            0,
-        )?);
     }
-    Ok(output)
+    let mut plot = LovePlot::new(rows_out);
+    plot.threshold = match fig.threshold {
+        Some(0.0) => None,
+        Some(t) => Some(t),
+        None => Some(0.1),
+    };
+    plot.order = match fig.order.as_deref() {
+        None | Some("given") => LoveOrder::AsGiven,
+        Some("before") => LoveOrder::ByBefore,
+        Some(other) => {
+            return Err(env.error(
+                "order",
+                format!("`order` is \"given\" or \"before\" (got \"{other}\")"),
+            ));
+        }
+    };
+    if let Some(x) = &fig.xlabel {
+        plot.x_label = x.clone();
+    }
+    let svg = love_plot(&plot).map_err(|e| env.error("figure", e.message))?;
+    columns::figure_artifact(env, svg, &fig.caption, fig.label.as_deref(), fig.width, 0)
 }
 
 #[cfg(test)]

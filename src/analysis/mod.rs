@@ -169,6 +169,16 @@ impl BlockEnv<'_> {
         )
     }
 
+    /// `value` as JSON for the block's result; an error naming the block when it cannot be
+    /// serialised (never a `null` result in its place).
+    pub fn json<T: serde::Serialize + ?Sized>(
+        &self,
+        what: &str,
+        value: &T,
+    ) -> std::result::Result<serde_json::Value, Diagnostic> {
+        serde_json::to_value(value).map_err(|e| serialise_error(self.block, what, &e))
+    }
+
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Diagnostic {
         self.block.error_at_key(
             format!("analysis block `{}`: {message}", self.block.id),
@@ -212,7 +222,7 @@ pub fn run_all(
         .iter()
         .map(|(name, d)| (name.clone(), d.content_hash()))
         .collect();
-    let settings_text = settings_fingerprint(settings);
+    let settings_text = settings_fingerprint(settings)?;
     for block in &document.blocks {
         if datasets.contains_key(&block.id) {
             return Err(block
@@ -274,7 +284,10 @@ pub fn run_all(
                     .at(crate::diagnostics::Location::line(&block.file, block.line))
             })
             .collect();
-        let mut result_hash = serde_json::to_string(&output.value).unwrap_or_default();
+        // What later blocks' cache keys see of this one; an empty text would make every result
+        // look alike, so a value that cannot be serialised stops the build.
+        let mut result_hash = serde_json::to_string(&output.value)
+            .map_err(|e| serialise_error(block, "its result", &e))?;
         let dataset_sha256 = output.dataset.map(|ds| {
             let hash = ds.content_hash();
             result_hash.push_str(&hash);
@@ -303,22 +316,52 @@ pub fn run_all(
     Ok(analysis)
 }
 
-/// The settings a block's result may depend on, as text for its cache key.
-fn settings_fingerprint(settings: &AnalysisSettings) -> String {
-    format!(
-        "seed={} cutoff={:?} format={} published={}",
+/// The settings a block's result may depend on, as text for its cache key. An error if the
+/// number formatting cannot be serialised: leaving it out of the key would let a cached result
+/// formatted under other rules be reused.
+fn settings_fingerprint(settings: &AnalysisSettings) -> std::result::Result<String, Diagnostic> {
+    let format = serde_json::to_string(&settings.format).map_err(|e| {
+        Diagnostic::error(format!(
+            "cannot serialise the study's [format] settings for the block cache key: {e}"
+        ))
+    })?;
+    Ok(format!(
+        "seed={} cutoff={:?} format={format} published={}",
         settings.seed,
         settings.cutoff.map(|d| d.to_string()),
-        serde_json::to_string(&settings.format).unwrap_or_default(),
+        // No published values: nothing for a `reproduction` block to compare with.
         settings
             .published
             .as_ref()
             .map(|p| format!("{p:?}"))
             .unwrap_or_default()
-    )
+    ))
 }
 
+/// A block's `what` could not be serialised to JSON: an error at the block.
+fn serialise_error(block: &AnalysisBlock, what: &str, e: &serde_json::Error) -> Diagnostic {
+    Diagnostic::error(format!(
+        "analysis block `{}`: cannot serialise {what} as JSON: {e}",
+        block.id
+    ))
+    .at(crate::diagnostics::Location::line(&block.file, block.line))
+}
+
+/// Run one block of any kind. Its tables are checked to be writable as CSV here, so that one
+/// that is not fails the block (located there) instead of becoming a shortened file later.
 pub fn run_block(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
+    let output = run_kind(env)?;
+    for table in &output.artifacts.tables {
+        table.csv().map_err(|e| {
+            Diagnostic::error(format!("analysis block `{}`: {e}", env.block.id)).at(
+                crate::diagnostics::Location::line(&env.block.file, env.block.line),
+            )
+        })?;
+    }
+    Ok(output)
+}
+
+fn run_kind(env: &BlockEnv) -> std::result::Result<Output, Diagnostic> {
     match env.block.kind.as_str() {
         "count" => data::count(env),
         "derive" => data::derive(env),

@@ -52,6 +52,7 @@ pub fn reproduction(env: &BlockEnv) -> Result<Output, Diagnostic> {
             .map(|r| {
                 let show = |x: f64| numfmt::fixed(x, r.digits);
                 let tolerance = match &r.tolerance {
+                    // Both bounds are numbers (checked when published.toml is read).
                     serde_json::Value::Array(a) if a.len() == 2 => format!(
                         "{}{}{}",
                         a[0].as_f64().map(|x| x.to_string()).unwrap_or_default(),

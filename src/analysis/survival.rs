@@ -24,6 +24,7 @@ use crate::analysis::artifacts::{Align, Cell, ColumnGroup, Figure, Row, Table};
 use crate::analysis::numfmt;
 use crate::diagnostics::Diagnostic;
 use crate::study::dataset::Dataset;
+use crate::study::manifest::FormatSection;
 
 type R<T> = std::result::Result<T, Diagnostic>;
 
@@ -388,34 +389,26 @@ pub fn kaplan_meier(env: &BlockEnv) -> R<Output> {
     let km = galley_stats::km::kaplan_meier(&time, &event, &group, &labels, &options)
         .map_err(|e| stats_error(env, "time", e))?;
 
-    let mut value = serde_json::to_value(&km).unwrap_or(Value::Null);
-    let by_level: serde_json::Map<String, Value> = km
-        .groups
-        .iter()
-        .map(|g| {
-            let at: serde_json::Map<String, Value> =
-                g.at.iter()
-                    .map(|a| {
-                        (
-                            time_key(a.time),
-                            serde_json::to_value(a).unwrap_or(Value::Null),
-                        )
-                    })
-                    .collect();
-            (
-                g.level.clone(),
-                json!({
-                    "n": g.n,
-                    "events": g.events,
-                    "median": g.median,
-                    "median_lower": g.median_lower,
-                    "median_upper": g.median_upper,
-                    "median_ci": {"lower": g.median_lower, "upper": g.median_upper},
-                    "at": at,
-                }),
-            )
-        })
-        .collect();
+    let mut value = env.json("its Kaplan-Meier result", &km)?;
+    let mut by_level = serde_json::Map::new();
+    for g in &km.groups {
+        let mut at = serde_json::Map::new();
+        for a in &g.at {
+            at.insert(time_key(a.time), env.json("a survival estimate", a)?);
+        }
+        by_level.insert(
+            g.level.clone(),
+            json!({
+                "n": g.n,
+                "events": g.events,
+                "median": g.median,
+                "median_lower": g.median_lower,
+                "median_upper": g.median_upper,
+                "median_ci": {"lower": g.median_lower, "upper": g.median_upper},
+                "at": at,
+            }),
+        );
+    }
     value["by"] = json!(spec.by);
     value["n"] = json!(rows.len());
     value["events"] = json!(event.iter().filter(|&&e| e).count());
@@ -587,40 +580,21 @@ fn test_annotation(
     Ok(format!("{name} *p*{rest}"))
 }
 
-fn km_table(
-    env: &BlockEnv,
-    km: &KaplanMeier,
-    spec: &KmSpec,
-    table: &KmTableSpec,
+/// The Kaplan-Meier table's header, alignment and column groups: group, n, events, median, then
+/// survival at each `requested` time under one group.
+fn km_table_columns(
     by_label: Option<String>,
-    fallback_labels: Option<&IndexMap<String, String>>,
-) -> R<Table> {
-    let levels: Vec<String> = km.groups.iter().map(|g| g.level.clone()).collect();
-    check_label_keys(env, &table.labels, &levels, "a group")?;
-    let rules = &env.settings.format;
-    let whole = km
-        .groups
-        .iter()
-        .flat_map(|g| g.table.iter())
-        .all(|r| r.time.fract() == 0.0);
-    let digits = table.digits.unwrap_or(if whole { 0 } else { 1 });
-    let level = level_percent(km.conf_level);
-    let unit = table.unit.as_deref();
+    requested: &[f64],
+    level: &str,
+    unit: Option<&str>,
+) -> (Vec<String>, Vec<Align>, Vec<ColumnGroup>) {
     let mut header = vec![
         by_label.unwrap_or_else(|| "Group".to_string()),
         "n".to_string(),
         "Events".to_string(),
         format!("Median ({level} CI)"),
     ];
-    let mut requested: Vec<f64> = spec
-        .times
-        .iter()
-        .copied()
-        .filter(|t| t.is_finite())
-        .collect();
-    requested.sort_by(f64::total_cmp);
-    requested.dedup();
-    for t in &requested {
+    for t in requested {
         let t = numfmt::fixed(*t, if t.fract() == 0.0 { 0 } else { 1 });
         header.push(match unit {
             Some(u) => format!("{t} {u}"),
@@ -643,8 +617,83 @@ fn km_table(
             },
         ]
     };
-    let mut dashes = false;
+    (header, align, groups)
+}
+
+/// One group's row of the Kaplan-Meier table; `dashes` is set when a requested time is beyond its
+/// follow-up.
+fn km_row(
+    g: &galley_stats::km::KmGroup,
+    label: String,
+    requested: &[f64],
+    digits: usize,
+    rules: &FormatSection,
+    dashes: &mut bool,
+) -> Row {
     let pct = |x: f64| numfmt::fixed(x * 100.0, rules.percent_digits);
+    // Cells that print an estimate with its interval keep the printed text in the CSV
+    // (one number would drop the interval); the unrounded values are in results.json.
+    let median = Cell::text(format!(
+        "{} ({})",
+        g.median
+            .map_or_else(|| rules.not_reached.clone(), |m| numfmt::fixed(m, digits)),
+        numfmt::interval(g.median_lower, g.median_upper, digits, rules)
+    ));
+    let mut cells = vec![
+        Cell::text(label),
+        Cell::number(numfmt::count(g.n as f64), g.n as f64),
+        Cell::number(numfmt::count(g.events as f64), g.events as f64),
+        median,
+    ];
+    for t in requested {
+        cells.push(match g.at.iter().find(|a| a.time == *t) {
+            Some(a) => {
+                let ci = match (a.lower, a.upper) {
+                    (Some(lo), Some(hi)) => {
+                        format!(" ({}{}{})", pct(lo), rules.range_separator, pct(hi))
+                    }
+                    _ => String::new(),
+                };
+                Cell::text(format!("{}%{ci}", pct(a.surv)))
+            }
+            None => {
+                *dashes = true;
+                Cell::text("\u{2013}")
+            }
+        });
+    }
+    Row::new(cells)
+}
+
+fn km_table(
+    env: &BlockEnv,
+    km: &KaplanMeier,
+    spec: &KmSpec,
+    table: &KmTableSpec,
+    by_label: Option<String>,
+    fallback_labels: Option<&IndexMap<String, String>>,
+) -> R<Table> {
+    let levels: Vec<String> = km.groups.iter().map(|g| g.level.clone()).collect();
+    check_label_keys(env, &table.labels, &levels, "a group")?;
+    let rules = &env.settings.format;
+    let whole = km
+        .groups
+        .iter()
+        .flat_map(|g| g.table.iter())
+        .all(|r| r.time.fract() == 0.0);
+    let digits = table.digits.unwrap_or(if whole { 0 } else { 1 });
+    let level = level_percent(km.conf_level);
+    let unit = table.unit.as_deref();
+    let mut requested: Vec<f64> = spec
+        .times
+        .iter()
+        .copied()
+        .filter(|t| t.is_finite())
+        .collect();
+    requested.sort_by(f64::total_cmp);
+    requested.dedup();
+    let (header, align, groups) = km_table_columns(by_label, &requested, &level, unit);
+    let mut dashes = false;
     let rows = km
         .groups
         .iter()
@@ -661,38 +710,7 @@ fn km_table(
                         g.level.clone()
                     }
                 });
-            // Cells that print an estimate with its interval keep the printed text in the CSV
-            // (one number would drop the interval); the unrounded values are in results.json.
-            let median = Cell::text(format!(
-                "{} ({})",
-                g.median
-                    .map_or_else(|| rules.not_reached.clone(), |m| numfmt::fixed(m, digits)),
-                numfmt::interval(g.median_lower, g.median_upper, digits, rules)
-            ));
-            let mut cells = vec![
-                Cell::text(label),
-                Cell::number(numfmt::count(g.n as f64), g.n as f64),
-                Cell::number(numfmt::count(g.events as f64), g.events as f64),
-                median,
-            ];
-            for t in &requested {
-                cells.push(match g.at.iter().find(|a| a.time == *t) {
-                    Some(a) => {
-                        let ci = match (a.lower, a.upper) {
-                            (Some(lo), Some(hi)) => {
-                                format!(" ({}{}{})", pct(lo), rules.range_separator, pct(hi))
-                            }
-                            _ => String::new(),
-                        };
-                        Cell::text(format!("{}%{ci}", pct(a.surv)))
-                    }
-                    None => {
-                        dashes = true;
-                        Cell::text("\u{2013}")
-                    }
-                });
-            }
-            Row::new(cells)
+            km_row(g, label, &requested, digits, rules, &mut dashes)
         })
         .collect();
     let conf = match spec.conf_type {
@@ -838,7 +856,7 @@ pub fn logrank(env: &BlockEnv) -> R<Output> {
             f.to_uppercase().collect::<String>() + c.as_str()
         })
     };
-    let mut value = serde_json::to_value(&lr).unwrap_or(Value::Null);
+    let mut value = env.json("its log-rank result", &lr)?;
     value["test"] = json!(test);
     value["by"] = json!(spec.by);
     value["strata"] = json!(spec.strata);
@@ -983,37 +1001,7 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
         &spec.reference,
         "covariates",
     )?;
-    for (variable, order) in &spec.levels {
-        let Some(cov) = covs.iter_mut().find(|c| c.name() == variable) else {
-            return Err(env.error(
-                "levels",
-                format!("`levels` names `{variable}`, which is not among the covariates"),
-            ));
-        };
-        match cov {
-            CovariateColumn::Categorical { levels, codes, .. } => {
-                let (l, c) = columns::reorder_levels(
-                    env,
-                    variable,
-                    (std::mem::take(levels), std::mem::take(codes)),
-                    order,
-                    "levels",
-                )?;
-                *levels = l;
-                *codes = c;
-            }
-            CovariateColumn::Numeric { .. } => {
-                return Err(env
-                    .error(
-                        "levels",
-                        format!("`{variable}` is numeric, so it has no levels"),
-                    )
-                    .hint(format!(
-                        "add it to `factors` to treat it as a factor: factors = [\"{variable}\"]"
-                    )));
-            }
-        }
-    }
+    reorder_cox_levels(env, &mut covs, &spec.levels)?;
     let strata = match &spec.strata {
         Some(s) => Some(grouping(env.column(data, s, "strata")?)),
         None => None,
@@ -1049,22 +1037,8 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
     let design =
         galley_stats::design::build(&stats_covs, false, galley_stats::design::Coding::Treatment)
             .map_err(|e| stats_error(env, "covariates", e))?;
-    let dense = |codes: &[Option<usize>]| -> Vec<usize> {
-        let mut map: Vec<Option<usize>> =
-            vec![None; codes.iter().flatten().max().map_or(0, |m| m + 1)];
-        let mut next = 0;
-        rows.iter()
-            .map(|&r| {
-                let c = codes[r].unwrap_or(0);
-                *map[c].get_or_insert_with(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect()
-    };
-    let strata_codes = strata.as_ref().map(|(_, s)| dense(s));
-    let cluster_codes = cluster.as_ref().map(|(_, c)| dense(c));
+    let strata_codes = strata.as_ref().map(|(_, s)| dense_codes(s, rows));
+    let cluster_codes = cluster.as_ref().map(|(_, c)| dense_codes(c, rows));
     let options = CoxOptions {
         ties: match spec.ties {
             TiesSpec::Efron => Ties::Efron,
@@ -1079,22 +1053,16 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
         .map_err(|e| stats_error(env, "covariates", e))?;
     let stats_warnings = std::mem::take(&mut fit.warnings);
 
-    let mut value = serde_json::to_value(&fit).unwrap_or(Value::Null);
+    let mut value = env.json("its Cox model", &fit)?;
     cases.record(&mut value);
     value["strata"] = json!(spec.strata);
     value["cluster"] = json!(spec.cluster);
     value["conf_level"] = json!(spec.conf_level);
-    value["by_term"] = Value::Object(
-        fit.terms
-            .iter()
-            .map(|t| {
-                (
-                    t.term.clone(),
-                    serde_json::to_value(t).unwrap_or(Value::Null),
-                )
-            })
-            .collect(),
-    );
+    let mut by_term = serde_json::Map::new();
+    for t in &fit.terms {
+        by_term.insert(t.term.clone(), env.json("a Cox model term", t)?);
+    }
+    value["by_term"] = Value::Object(by_term);
     let mut output = Output::value(value);
     output.warnings.extend(cases.warning(spec.missing));
     output.warnings.extend(stats_warnings);
@@ -1114,6 +1082,63 @@ pub fn cox(env: &BlockEnv) -> R<Output> {
             .push(cox_table(env, &fit, &spec, &layout, table, fallback)?);
     }
     Ok(output)
+}
+
+/// `levels`: reorder each named factor's levels (the first is the reference unless `reference`
+/// says otherwise); an error for a name that is not a covariate or is numeric.
+fn reorder_cox_levels(
+    env: &BlockEnv,
+    covs: &mut [CovariateColumn],
+    levels: &IndexMap<String, Vec<String>>,
+) -> R<()> {
+    for (variable, order) in levels {
+        let Some(cov) = covs.iter_mut().find(|c| c.name() == variable) else {
+            return Err(env.error(
+                "levels",
+                format!("`levels` names `{variable}`, which is not among the covariates"),
+            ));
+        };
+        match cov {
+            CovariateColumn::Categorical { levels, codes, .. } => {
+                let (l, c) = columns::reorder_levels(
+                    env,
+                    variable,
+                    (std::mem::take(levels), std::mem::take(codes)),
+                    order,
+                    "levels",
+                )?;
+                *levels = l;
+                *codes = c;
+            }
+            CovariateColumn::Numeric { .. } => {
+                return Err(env
+                    .error(
+                        "levels",
+                        format!("`{variable}` is numeric, so it has no levels"),
+                    )
+                    .hint(format!(
+                        "add it to `factors` to treat it as a factor: factors = [\"{variable}\"]"
+                    )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Codes `0..k` in order of first appearance among `rows` (strata and cluster ids for the fit);
+/// `rows` are complete cases, so every code is present.
+fn dense_codes(codes: &[Option<usize>], rows: &[usize]) -> Vec<usize> {
+    let mut map: Vec<Option<usize>> = vec![None; codes.iter().flatten().max().map_or(0, |m| m + 1)];
+    let mut next = 0;
+    rows.iter()
+        .map(|&r| {
+            let c = codes[r].unwrap_or(0);
+            *map[c].get_or_insert_with(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect()
 }
 
 /// How a Cox model's terms are presented: variables in the order given, a factor as a heading

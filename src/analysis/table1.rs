@@ -222,33 +222,9 @@ pub fn table1(env: &BlockEnv) -> R<Output> {
 
 /// Resolve variables (names, labels, types), their levels and the groups across all panels.
 fn layout(env: &BlockEnv, spec: &Table1Spec, datasets: &[&Dataset]) -> R<Layout> {
-    let first = datasets[0];
     let mut variables = Vec::new();
     for item in &spec.variables {
-        let v: VariableSpec = match item {
-            toml::Value::String(name) => VariableSpec {
-                name: name.clone(),
-                ..VariableSpec::default()
-            },
-            toml::Value::Table(t) => {
-                toml::Value::Table(t.clone())
-                    .try_into()
-                    .map_err(|e: toml::de::Error| {
-                        env.error(
-                            "variables",
-                            format!("in `variables`: {}", e.message().trim()),
-                        )
-                    })?
-            }
-            other => {
-                return Err(env.error(
-                    "variables",
-                    format!(
-                        "each variable is a column name or an inline table {{ name = \"...\", label = \"...\" }}; found `{other}`"
-                    ),
-                ));
-            }
-        };
+        let v = variable_spec(env, item)?;
         if variables.iter().any(|x: &Variable| x.name == v.name) {
             return Err(env.error("variables", format!("`{}` is listed twice", v.name)));
         }
@@ -261,64 +237,7 @@ fn layout(env: &BlockEnv, spec: &Table1Spec, datasets: &[&Dataset]) -> R<Layout>
                 ),
             ));
         }
-        let mut var_type = None;
-        for data in datasets {
-            let column = env.column(data, &v.name, "variables")?;
-            let detected = detect_type(column).ok_or_else(|| {
-                env.error(
-                    "variables",
-                    format!(
-                        "`{}` is a date; derive a number from it (e.g. a year or an age) first",
-                        v.name
-                    ),
-                )
-            })?;
-            let t = v.var_type.unwrap_or(detected);
-            if t == VarType::Continuous && !column.data.is_numeric() {
-                return Err(env.error(
-                    "variables",
-                    format!(
-                        "`{}` is {}; it cannot be summarised as a continuous variable",
-                        v.name,
-                        column.data.kind().name()
-                    ),
-                ));
-            }
-            var_type.get_or_insert(t);
-        }
-        let var_type = var_type.unwrap_or(VarType::Continuous);
-        if v.summary.is_some() && var_type != VarType::Continuous {
-            return Err(env.error(
-                "variables",
-                format!(
-                    "`summary` applies to continuous variables; `{}` is {}",
-                    v.name,
-                    var_type.name()
-                ),
-            ));
-        }
-        if v.level.is_some() && var_type != VarType::Binary {
-            return Err(env.error(
-                "variables",
-                format!(
-                    "`level` applies to binary variables; `{}` is {}",
-                    v.name,
-                    var_type.name()
-                ),
-            ));
-        }
-        variables.push(Variable {
-            label: v
-                .label
-                .clone()
-                .unwrap_or_else(|| columns::display_label(first, &v.name)),
-            name: v.name,
-            var_type,
-            summary: v.summary.unwrap_or(spec.continuous),
-            range: v.range.unwrap_or(spec.range),
-            digits: v.digits.or(spec.digits),
-            level: v.level,
-        });
+        variables.push(resolve_variable(env, spec, v, datasets)?);
     }
 
     // Levels: the union over panels, in the first panel's order.
@@ -340,56 +259,153 @@ fn layout(env: &BlockEnv, spec: &Table1Spec, datasets: &[&Dataset]) -> R<Layout>
         }
         levels.push(all);
     }
-
-    // Groups: levels of `by` with rows in some panel.
-    let mut groups: Vec<(String, String)> = Vec::new();
-    match &spec.by {
-        None => {
-            if !spec.labels.is_empty() {
-                return Err(env.error("labels", "`labels` names groups; give `by` too"));
-            }
-        }
-        Some(by) => {
-            let mut all: Vec<String> = Vec::new();
-            for data in datasets {
-                let (lv, codes) = columns::groups(env, data, by, "by")?;
-                for (i, l) in lv.iter().enumerate() {
-                    if codes.contains(&Some(i)) && !all.contains(l) {
-                        all.push(l.clone());
-                    }
-                }
-            }
-            // Keep the first panel's level order.
-            let (order, _) = columns::groups(env, first, by, "by")?;
-            all.sort_by_key(|l| order.iter().position(|o| o == l).unwrap_or(usize::MAX));
-            if all.is_empty() {
-                return Err(env.error("by", format!("`{by}` has no values")));
-            }
-            for level in spec.labels.keys() {
-                if !all.contains(level) {
-                    return Err(env.error(
-                        "labels",
-                        format!(
-                            "`labels` names `{level}`, which is not a group of `{by}` (groups: {})",
-                            all.join(", ")
-                        ),
-                    ));
-                }
-            }
-            groups = all
-                .into_iter()
-                .map(|l| {
-                    let label = spec.labels.get(&l).cloned().unwrap_or_else(|| l.clone());
-                    (l, label)
-                })
-                .collect();
-        }
-    }
     Ok(Layout {
         variables,
         levels,
-        groups,
+        groups: table_groups(env, spec, datasets)?,
     })
+}
+
+/// One entry of `variables`: a column name or an inline table.
+fn variable_spec(env: &BlockEnv, item: &toml::Value) -> R<VariableSpec> {
+    match item {
+        toml::Value::String(name) => Ok(VariableSpec {
+            name: name.clone(),
+            ..VariableSpec::default()
+        }),
+        toml::Value::Table(t) => {
+            toml::Value::Table(t.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    env.error(
+                        "variables",
+                        format!("in `variables`: {}", e.message().trim()),
+                    )
+                })
+        }
+        other => Err(env.error(
+            "variables",
+            format!(
+                "each variable is a column name or an inline table {{ name = \"...\", label = \"...\" }}; found `{other}`"
+            ),
+        )),
+    }
+}
+
+/// A variable with the spec's defaults applied and its type decided (as given, else detected in
+/// the first panel); an error when the type does not fit a panel's column or an option.
+fn resolve_variable(
+    env: &BlockEnv,
+    spec: &Table1Spec,
+    v: VariableSpec,
+    datasets: &[&Dataset],
+) -> R<Variable> {
+    let mut var_type = None;
+    for data in datasets {
+        let column = env.column(data, &v.name, "variables")?;
+        let detected = detect_type(column).ok_or_else(|| {
+            env.error(
+                "variables",
+                format!(
+                    "`{}` is a date; derive a number from it (e.g. a year or an age) first",
+                    v.name
+                ),
+            )
+        })?;
+        let t = v.var_type.unwrap_or(detected);
+        if t == VarType::Continuous && !column.data.is_numeric() {
+            return Err(env.error(
+                "variables",
+                format!(
+                    "`{}` is {}; it cannot be summarised as a continuous variable",
+                    v.name,
+                    column.data.kind().name()
+                ),
+            ));
+        }
+        var_type.get_or_insert(t);
+    }
+    let var_type = var_type.unwrap_or(VarType::Continuous);
+    if v.summary.is_some() && var_type != VarType::Continuous {
+        return Err(env.error(
+            "variables",
+            format!(
+                "`summary` applies to continuous variables; `{}` is {}",
+                v.name,
+                var_type.name()
+            ),
+        ));
+    }
+    if v.level.is_some() && var_type != VarType::Binary {
+        return Err(env.error(
+            "variables",
+            format!(
+                "`level` applies to binary variables; `{}` is {}",
+                v.name,
+                var_type.name()
+            ),
+        ));
+    }
+    Ok(Variable {
+        label: v
+            .label
+            .clone()
+            .unwrap_or_else(|| columns::display_label(datasets[0], &v.name)),
+        name: v.name,
+        var_type,
+        summary: v.summary.unwrap_or(spec.continuous),
+        range: v.range.unwrap_or(spec.range),
+        digits: v.digits.or(spec.digits),
+        level: v.level,
+    })
+}
+
+/// Groups: levels of `by` with rows in some panel, in the first panel's level order, each with
+/// its display label. None without `by`.
+fn table_groups(
+    env: &BlockEnv,
+    spec: &Table1Spec,
+    datasets: &[&Dataset],
+) -> R<Vec<(String, String)>> {
+    let Some(by) = &spec.by else {
+        if !spec.labels.is_empty() {
+            return Err(env.error("labels", "`labels` names groups; give `by` too"));
+        }
+        return Ok(Vec::new());
+    };
+    let mut all: Vec<String> = Vec::new();
+    for data in datasets {
+        let (lv, codes) = columns::groups(env, data, by, "by")?;
+        for (i, l) in lv.iter().enumerate() {
+            if codes.contains(&Some(i)) && !all.contains(l) {
+                all.push(l.clone());
+            }
+        }
+    }
+    // Keep the first panel's level order.
+    let (order, _) = columns::groups(env, datasets[0], by, "by")?;
+    all.sort_by_key(|l| order.iter().position(|o| o == l).unwrap_or(usize::MAX));
+    if all.is_empty() {
+        return Err(env.error("by", format!("`{by}` has no values")));
+    }
+    for level in spec.labels.keys() {
+        if !all.contains(level) {
+            return Err(env.error(
+                "labels",
+                format!(
+                    "`labels` names `{level}`, which is not a group of `{by}` (groups: {})",
+                    all.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .map(|l| {
+            let label = spec.labels.get(&l).cloned().unwrap_or_else(|| l.clone());
+            (l, label)
+        })
+        .collect())
 }
 
 /// `[not counted, counted]` of a binary variable.
@@ -431,6 +447,7 @@ fn binary_levels(
                         ),
                     ));
                 }
+                // No level observed: nothing is counted (the row shows 0 of 0).
                 None => levels.last().cloned().unwrap_or_default(),
             };
             let other = levels
@@ -508,6 +525,37 @@ fn compute_variable(
     group_of: &[Option<usize>],
     n_groups: usize,
 ) -> R<VariableResult> {
+    let stats = column_stats(v, n_levels, values, group_of, n_groups)?;
+    // Complete cases with a group, for the test and the SMD.
+    let (p, test, smd) = if n_groups < 2 {
+        (None, None, None)
+    } else {
+        match values {
+            Values::Continuous(x) => continuous_test(v, x, group_of, n_groups),
+            Values::Categorical(c) => categorical_test_smd(c, n_levels, group_of, n_groups),
+        }
+    };
+    let whole = match values {
+        Values::Continuous(x) => x.iter().flatten().all(|v| v.fract() == 0.0),
+        Values::Categorical(_) => true,
+    };
+    Ok(VariableResult {
+        stats,
+        whole,
+        p,
+        test,
+        smd,
+    })
+}
+
+/// A variable's statistics per group column, then overall.
+fn column_stats(
+    v: &Variable,
+    n_levels: usize,
+    values: &Values,
+    group_of: &[Option<usize>],
+    n_groups: usize,
+) -> R<Vec<Stats>> {
     let mut stats = Vec::with_capacity(n_groups + 1);
     let in_column = |g: usize, r: usize| -> bool {
         match group_of[r] {
@@ -547,112 +595,113 @@ fn compute_variable(
             }
         }
     }
+    Ok(stats)
+}
 
-    // Complete cases with a group, for the test and the SMD.
-    let mut p = None;
-    let mut test = None;
-    let mut smd = None;
-    if n_groups >= 2 {
-        match values {
-            Values::Continuous(x) => {
-                let mut by_group: Vec<Vec<f64>> = vec![Vec::new(); n_groups];
-                let mut pooled = Vec::new();
-                let mut codes = Vec::new();
-                for r in 0..rows {
-                    if let (Some(g), Some(val)) = (group_of[r], x[r]) {
-                        by_group[g].push(val);
-                        pooled.push(val);
-                        codes.push(g);
-                    }
-                }
-                let present: Vec<&Vec<f64>> = by_group.iter().filter(|g| !g.is_empty()).collect();
-                if present.len() == 2 {
-                    let (a, b) = (present[0], present[1]);
-                    match v.summary {
-                        SummaryKind::Median => {
-                            if let Ok(w) = wilcoxon_rank_sum(a, b, None, true) {
-                                p = Some(w.p);
-                                test = Some("wilcoxon");
-                            }
-                        }
-                        SummaryKind::Mean => {
-                            if let Ok(t) = welch_t_test(a, b, 0.95) {
-                                p = Some(t.p);
-                                test = Some("welch_t");
-                            }
-                        }
-                    }
-                } else if present.len() > 2 {
-                    let groups: Vec<&[f64]> = present.iter().map(|g| g.as_slice()).collect();
-                    match v.summary {
-                        SummaryKind::Median => {
-                            p = kruskal_wallis(&groups);
-                            test = p.map(|_| "kruskal");
-                        }
-                        SummaryKind::Mean => {
-                            p = one_way_anova(&groups);
-                            test = p.map(|_| "anova");
-                        }
-                    }
-                }
-                if n_groups == 2 && by_group.iter().all(|g| !g.is_empty()) {
-                    smd = smd_pooled_continuous(&pooled, &codes).ok().flatten();
+/// p-value, test and SMD of a continuous variable: Wilcoxon or Welch's t for two groups,
+/// Kruskal-Wallis or ANOVA for more (by the variable's summary); tableone's SMD for two.
+fn continuous_test(
+    v: &Variable,
+    x: &[Option<f64>],
+    group_of: &[Option<usize>],
+    n_groups: usize,
+) -> (Option<f64>, Option<&'static str>, Option<f64>) {
+    let (mut p, mut test, mut smd) = (None, None, None);
+    let mut by_group: Vec<Vec<f64>> = vec![Vec::new(); n_groups];
+    let mut pooled = Vec::new();
+    let mut codes = Vec::new();
+    for r in 0..group_of.len() {
+        if let (Some(g), Some(val)) = (group_of[r], x[r]) {
+            by_group[g].push(val);
+            pooled.push(val);
+            codes.push(g);
+        }
+    }
+    let present: Vec<&Vec<f64>> = by_group.iter().filter(|g| !g.is_empty()).collect();
+    if present.len() == 2 {
+        let (a, b) = (present[0], present[1]);
+        match v.summary {
+            SummaryKind::Median => {
+                if let Ok(w) = wilcoxon_rank_sum(a, b, None, true) {
+                    p = Some(w.p);
+                    test = Some("wilcoxon");
                 }
             }
-            Values::Categorical(c) => {
-                let mut counts = vec![vec![0u64; n_groups]; n_levels];
-                let mut pairs_codes = Vec::new();
-                let mut pairs_groups = Vec::new();
-                for r in 0..rows {
-                    if let (Some(g), Some(code)) = (group_of[r], c[r]) {
-                        counts[code][g] += 1;
-                        pairs_codes.push(code);
-                        pairs_groups.push(g);
-                    }
-                }
-                let col_keep: Vec<usize> = (0..n_groups)
-                    .filter(|&g| counts.iter().any(|row| row[g] > 0))
-                    .collect();
-                let table: Vec<Vec<u64>> = counts
-                    .iter()
-                    .filter(|row| row.iter().sum::<u64>() > 0)
-                    .map(|row| col_keep.iter().map(|&g| row[g]).collect())
-                    .collect();
-                if table.len() >= 2
-                    && col_keep.len() >= 2
-                    && let Ok(t) = CrossTab::from_counts(table)
-                    && let Ok(result) = categorical_test(&t, TestChoice::Auto)
-                {
-                    p = Some(result.p);
-                    test = Some(result.test);
-                }
-                if n_groups == 2 && col_keep.len() == 2 {
-                    let present_levels = counts
-                        .iter()
-                        .filter(|row| row.iter().sum::<u64>() > 0)
-                        .count();
-                    smd = if present_levels < 2 {
-                        Some(0.0)
-                    } else {
-                        smd_pooled_categorical(&pairs_codes, n_levels, &pairs_groups)
-                            .ok()
-                            .flatten()
-                    };
+            SummaryKind::Mean => {
+                if let Ok(t) = welch_t_test(a, b, 0.95) {
+                    p = Some(t.p);
+                    test = Some("welch_t");
                 }
             }
         }
+    } else if present.len() > 2 {
+        let groups: Vec<&[f64]> = present.iter().map(|g| g.as_slice()).collect();
+        match v.summary {
+            SummaryKind::Median => {
+                p = kruskal_wallis(&groups);
+                test = p.map(|_| "kruskal");
+            }
+            SummaryKind::Mean => {
+                p = one_way_anova(&groups);
+                test = p.map(|_| "anova");
+            }
+        }
     }
-    let whole = match values {
-        Values::Continuous(x) => x.iter().flatten().all(|v| v.fract() == 0.0),
-        Values::Categorical(_) => true,
-    };
-    Ok(VariableResult {
-        stats,
-        whole,
-        p,
-        test,
-        smd,
-    })
+    if n_groups == 2 && by_group.iter().all(|g| !g.is_empty()) {
+        smd = smd_pooled_continuous(&pooled, &codes).ok().flatten();
+    }
+    (p, test, smd)
+}
+
+/// p-value, test and SMD of a categorical variable: the chi-square or Fisher test of the levels
+/// and groups that occur; tableone's SMD for two groups (0 when one level is left).
+fn categorical_test_smd(
+    c: &[Option<usize>],
+    n_levels: usize,
+    group_of: &[Option<usize>],
+    n_groups: usize,
+) -> (Option<f64>, Option<&'static str>, Option<f64>) {
+    let (mut p, mut test, mut smd) = (None, None, None);
+    let mut counts = vec![vec![0u64; n_groups]; n_levels];
+    let mut pairs_codes = Vec::new();
+    let mut pairs_groups = Vec::new();
+    for r in 0..group_of.len() {
+        if let (Some(g), Some(code)) = (group_of[r], c[r]) {
+            counts[code][g] += 1;
+            pairs_codes.push(code);
+            pairs_groups.push(g);
+        }
+    }
+    let col_keep: Vec<usize> = (0..n_groups)
+        .filter(|&g| counts.iter().any(|row| row[g] > 0))
+        .collect();
+    let table: Vec<Vec<u64>> = counts
+        .iter()
+        .filter(|row| row.iter().sum::<u64>() > 0)
+        .map(|row| col_keep.iter().map(|&g| row[g]).collect())
+        .collect();
+    if table.len() >= 2
+        && col_keep.len() >= 2
+        && let Ok(t) = CrossTab::from_counts(table)
+        && let Ok(result) = categorical_test(&t, TestChoice::Auto)
+    {
+        p = Some(result.p);
+        test = Some(result.test);
+    }
+    if n_groups == 2 && col_keep.len() == 2 {
+        let present_levels = counts
+            .iter()
+            .filter(|row| row.iter().sum::<u64>() > 0)
+            .count();
+        smd = if present_levels < 2 {
+            Some(0.0)
+        } else {
+            smd_pooled_categorical(&pairs_codes, n_levels, &pairs_groups)
+                .ok()
+                .flatten()
+        };
+    }
+    (p, test, smd)
 }
 
 /// Average ranks of all values and the sizes of tied groups.
@@ -739,6 +788,33 @@ fn test_name(test: &str) -> &'static str {
     }
 }
 
+/// One column's statistics of a variable for the prose: the summary, or counts and shares per
+/// level (and of the counted level for a binary variable).
+fn stats_json(v: &Variable, levels: &[String], s: &Stats) -> Value {
+    match s {
+        Stats::Continuous(summary) => json!(summary),
+        Stats::Categorical { n, missing, counts } => {
+            let pct = |c: usize| {
+                if *n > 0 {
+                    Some(c as f64 / *n as f64)
+                } else {
+                    None
+                }
+            };
+            let mut lv = serde_json::Map::new();
+            for (l, c) in levels.iter().zip(counts) {
+                lv.insert(l.clone(), json!({"n": c, "pct": pct(*c)}));
+            }
+            let mut out = json!({"n": n, "missing": missing, "levels": lv});
+            if v.var_type == VarType::Binary {
+                out["count"] = json!(counts[1]);
+                out["pct"] = json!(pct(counts[1]));
+            }
+            out
+        }
+    }
+}
+
 /// The result for one panel: groups and variables keyed for the prose.
 fn panel_json(spec: &Table1Spec, layout: &Layout, panel: &Panel) -> Value {
     let n_groups = layout.groups.len().max(1);
@@ -759,30 +835,7 @@ fn panel_json(spec: &Table1Spec, layout: &Layout, panel: &Panel) -> Value {
         .zip(&layout.levels)
         .zip(&panel.results)
     {
-        let stats_json = |s: &Stats| -> Value {
-            match s {
-                Stats::Continuous(summary) => json!(summary),
-                Stats::Categorical { n, missing, counts } => {
-                    let pct = |c: usize| {
-                        if *n > 0 {
-                            Some(c as f64 / *n as f64)
-                        } else {
-                            None
-                        }
-                    };
-                    let mut lv = serde_json::Map::new();
-                    for (l, c) in levels.iter().zip(counts) {
-                        lv.insert(l.clone(), json!({"n": c, "pct": pct(*c)}));
-                    }
-                    let mut out = json!({"n": n, "missing": missing, "levels": lv});
-                    if v.var_type == VarType::Binary {
-                        out["count"] = json!(counts[1]);
-                        out["pct"] = json!(pct(counts[1]));
-                    }
-                    out
-                }
-            }
-        };
+        let stats_json = |s: &Stats| stats_json(v, levels, s);
         let mut by_group = serde_json::Map::new();
         if !layout.groups.is_empty() {
             for (i, (level, _)) in layout.groups.iter().enumerate() {
@@ -864,6 +917,213 @@ const MARKS: [&str; 8] = [
     "\u{1d43}", "\u{1d47}", "\u{1d9c}", "\u{1d48}", "\u{1d49}", "\u{1da0}", "\u{1d4d}", "\u{02b0}",
 ];
 
+/// The table's columns: per panel the group columns (`None` = overall), then p and SMD; and the
+/// tests used, each with its letter.
+struct TableColumns<'a> {
+    rules: &'a FormatSection,
+    n_groups: usize,
+    group_cols: Vec<Option<usize>>,
+    test_on: bool,
+    smd_on: bool,
+    /// In order of first use.
+    tests_used: Vec<&'static str>,
+}
+
+/// Which kinds of values the table shows (for the notes).
+#[derive(Default)]
+struct Uses {
+    median: bool,
+    mean: bool,
+    categorical: bool,
+}
+
+impl TableColumns<'_> {
+    /// Columns of one panel.
+    fn per_panel(&self) -> usize {
+        self.group_cols.len() + self.test_on as usize + self.smd_on as usize
+    }
+
+    /// Index into a result's `stats` of a group column.
+    fn col_index(&self, g: &Option<usize>) -> usize {
+        g.unwrap_or(self.n_groups.max(1))
+    }
+
+    /// The superscript letter of a test.
+    fn mark(&self, t: &str) -> &'static str {
+        self.tests_used
+            .iter()
+            .position(|u| *u == t)
+            .map_or("", |i| MARKS[i.min(MARKS.len() - 1)])
+    }
+
+    fn header(&self, layout: &Layout, panels: &[Panel]) -> Vec<String> {
+        let mut header = vec!["Characteristic".to_string()];
+        for p in panels {
+            for g in &self.group_cols {
+                let (label, n) = match g {
+                    Some(i) => (layout.groups[*i].1.clone(), p.n[*i]),
+                    None => ("Overall".to_string(), p.n[self.n_groups.max(1)]),
+                };
+                // Non-breaking spaces keep "(n = 25)" together when the header wraps.
+                header.push(format!(
+                    "{label} (n\u{a0}=\u{a0}{})",
+                    numfmt::count(n as f64)
+                ));
+            }
+            if self.test_on {
+                header.push("p".into());
+            }
+            if self.smd_on {
+                header.push("SMD".into());
+            }
+        }
+        header
+    }
+
+    /// The p and SMD cells of variable `vi` in panel `p`.
+    fn trailing(&self, p: &Panel, vi: usize, cells: &mut Vec<Cell>) {
+        let r = &p.results[vi];
+        if self.test_on {
+            cells.push(match (r.p, r.test) {
+                (Some(pv), Some(t)) => Cell::number(
+                    format!("{}{}", numfmt::p_number(pv, self.rules), self.mark(t)),
+                    pv,
+                ),
+                _ => Cell::text("\u{2013}"),
+            });
+        }
+        if self.smd_on {
+            cells.push(match r.smd {
+                Some(s) => Cell::number(numfmt::fixed(s, 2), s),
+                None => Cell::text("\u{2013}"),
+            });
+        }
+    }
+
+    /// Empty p and SMD cells (rows under a variable's first row).
+    fn blank_trailing(&self, cells: &mut Vec<Cell>) {
+        for _ in 0..(self.test_on as usize + self.smd_on as usize) {
+            cells.push(Cell::empty());
+        }
+    }
+
+    /// A row of the variable's label, one cell per group column from `cell` (skipping columns
+    /// whose statistics are not of the kind `cell` reads), then p and SMD.
+    fn first_row(
+        &self,
+        label: &str,
+        panels: &[Panel],
+        vi: usize,
+        cell: impl Fn(&Stats) -> Option<Cell>,
+    ) -> Row {
+        let mut cells = vec![Cell::text(label)];
+        for p in panels {
+            for g in &self.group_cols {
+                cells.extend(cell(&p.results[vi].stats[self.col_index(g)]));
+            }
+            self.trailing(p, vi, &mut cells);
+        }
+        Row::new(cells)
+    }
+
+    /// An indented row under a variable: one cell per group column from `cell`, blank p and SMD.
+    fn sub_row(
+        &self,
+        label: &str,
+        panels: &[Panel],
+        vi: usize,
+        cell: impl Fn(&Stats) -> Option<Cell>,
+    ) -> Row {
+        let mut cells = vec![Cell::text(label)];
+        for p in panels {
+            for g in &self.group_cols {
+                cells.extend(cell(&p.results[vi].stats[self.col_index(g)]));
+            }
+            self.blank_trailing(&mut cells);
+        }
+        Row::new(cells).indented(1)
+    }
+
+    /// The rows of variable `vi`: its summary (or heading and one row per level), a range row if
+    /// asked for, and a missing-values row when there are missing values.
+    fn variable_rows(
+        &self,
+        spec: &Table1Spec,
+        layout: &Layout,
+        panels: &[Panel],
+        vi: usize,
+        uses: &mut Uses,
+    ) -> Vec<Row> {
+        let (v, levels) = (&layout.variables[vi], &layout.levels[vi]);
+        let (sep, digits) = (&self.rules.range_separator, self.rules.percent_digits);
+        let n_percent = |li: usize| {
+            move |s: &Stats| match s {
+                Stats::Categorical { n, counts, .. } => Some(Cell::number(
+                    numfmt::n_percent(counts[li] as f64, *n as f64, digits),
+                    counts[li] as f64,
+                )),
+                Stats::Continuous(_) => None,
+            }
+        };
+        let mut rows = Vec::new();
+        match v.var_type {
+            VarType::Continuous => {
+                let d = decimals(v, panels, vi);
+                match v.summary {
+                    SummaryKind::Median => uses.median = true,
+                    SummaryKind::Mean => uses.mean = true,
+                }
+                rows.push(self.first_row(&v.label, panels, vi, |s| match s {
+                    Stats::Continuous(s) => Some(continuous_cell(s, v.summary, d, sep)),
+                    Stats::Categorical { .. } => None,
+                }));
+                if v.range {
+                    rows.push(self.sub_row("Range", panels, vi, |s| match s {
+                        Stats::Continuous(s) => Some(match (s.min, s.max) {
+                            (Some(a), Some(b)) => Cell::text(format!(
+                                "{}{sep}{}",
+                                numfmt::fixed(a, d),
+                                numfmt::fixed(b, d)
+                            )),
+                            _ => Cell::text("\u{2013}"),
+                        }),
+                        Stats::Categorical { .. } => None,
+                    }));
+                }
+            }
+            VarType::Binary => {
+                uses.categorical = true;
+                rows.push(self.first_row(&v.label, panels, vi, n_percent(1)));
+            }
+            VarType::Categorical => {
+                uses.categorical = true;
+                rows.push(self.first_row(&v.label, panels, vi, |_| Some(Cell::empty())));
+                for (li, level) in levels.iter().enumerate() {
+                    rows.push(self.sub_row(level, panels, vi, n_percent(li)));
+                }
+            }
+        }
+        let any_missing = panels
+            .iter()
+            .any(|p| p.results[vi].stats.iter().any(|s| missing_of(s) > 0));
+        if spec.missing && any_missing {
+            rows.push(self.sub_row("Missing", panels, vi, |s| {
+                let m = missing_of(s);
+                Some(Cell::number(numfmt::count(m as f64), m as f64))
+            }));
+        }
+        rows
+    }
+}
+
+/// Missing values counted in one column's statistics.
+fn missing_of(s: &Stats) -> usize {
+    match s {
+        Stats::Continuous(s) => s.missing,
+        Stats::Categorical { missing, .. } => *missing,
+    }
+}
+
 fn render(
     env: &BlockEnv,
     spec: &Table1Spec,
@@ -872,39 +1132,35 @@ fn render(
     panels: &[Panel],
     smd_on: bool,
 ) -> crate::analysis::artifacts::Table {
-    let rules: &FormatSection = &env.settings.format;
     let n_groups = layout.groups.len();
     let show_overall = spec.by.is_none() || spec.overall;
     let test_on = spec.test && n_groups >= 2;
-    let sep = &rules.range_separator;
-
     // Columns of one panel: group columns, overall, p, SMD.
     let mut group_cols: Vec<Option<usize>> = (0..n_groups).map(Some).collect();
     if show_overall {
         group_cols.push(None); // overall
     }
-    let per_panel = group_cols.len() + test_on as usize + smd_on as usize;
-
-    let mut header = vec!["Characteristic".to_string()];
-    for p in panels {
-        for g in &group_cols {
-            let (label, n) = match g {
-                Some(i) => (layout.groups[*i].1.clone(), p.n[*i]),
-                None => ("Overall".to_string(), p.n[n_groups.max(1)]),
-            };
-            // Non-breaking spaces keep "(n = 25)" together when the header wraps.
-            header.push(format!(
-                "{label} (n\u{a0}=\u{a0}{})",
-                numfmt::count(n as f64)
-            ));
-        }
-        if test_on {
-            header.push("p".into());
-        }
-        if smd_on {
-            header.push("SMD".into());
+    // Tests used, in order of first use, each with a letter.
+    let mut tests_used: Vec<&'static str> = Vec::new();
+    if test_on {
+        for r in panels.iter().flat_map(|p| &p.results) {
+            if let Some(t) = r.test
+                && !tests_used.contains(&t)
+            {
+                tests_used.push(t);
+            }
         }
     }
+    let cols = TableColumns {
+        rules: &env.settings.format,
+        n_groups,
+        group_cols,
+        test_on,
+        smd_on,
+        tests_used,
+    };
+    let per_panel = cols.per_panel();
+    let header = cols.header(layout, panels);
     let mut align = vec![Align::Left];
     align.extend(std::iter::repeat_n(Align::Center, per_panel * panels.len()));
     let groups = if panels.len() > 1 || panels[0].label.is_some() {
@@ -920,190 +1176,49 @@ fn render(
     } else {
         Vec::new()
     };
-
-    // Tests used, in order of first use, each with a letter.
-    let mut tests_used: Vec<&'static str> = Vec::new();
-    if test_on {
-        for p in panels {
-            for r in &p.results {
-                if let Some(t) = r.test
-                    && !tests_used.contains(&t)
-                {
-                    tests_used.push(t);
-                }
-            }
-        }
-    }
-    let mark = |t: &str| -> &str {
-        tests_used
-            .iter()
-            .position(|u| *u == t)
-            .map_or("", |i| MARKS[i.min(MARKS.len() - 1)])
-    };
-
-    let col_index = |g: &Option<usize>| g.unwrap_or(n_groups.max(1));
     let mut rows = Vec::new();
-    let mut uses = [false; 3]; // median, mean, categorical
-    for (vi, (v, levels)) in layout.variables.iter().zip(&layout.levels).enumerate() {
-        let trailing = |p: &Panel, cells: &mut Vec<Cell>| {
-            let r = &p.results[vi];
-            if test_on {
-                cells.push(match (r.p, r.test) {
-                    (Some(pv), Some(t)) => {
-                        Cell::number(format!("{}{}", numfmt::p_number(pv, rules), mark(t)), pv)
-                    }
-                    _ => Cell::text("\u{2013}"),
-                });
-            }
-            if smd_on {
-                cells.push(match r.smd {
-                    Some(s) => Cell::number(numfmt::fixed(s, 2), s),
-                    None => Cell::text("\u{2013}"),
-                });
-            }
-        };
-        let blank_trailing = |cells: &mut Vec<Cell>| {
-            for _ in 0..(test_on as usize + smd_on as usize) {
-                cells.push(Cell::empty());
-            }
-        };
-        let any_missing = panels.iter().any(|p| {
-            p.results[vi].stats.iter().any(|s| match s {
-                Stats::Continuous(s) => s.missing > 0,
-                Stats::Categorical { missing, .. } => *missing > 0,
-            })
-        });
-        match v.var_type {
-            VarType::Continuous => {
-                let d = decimals(v, panels, vi);
-                match v.summary {
-                    SummaryKind::Median => uses[0] = true,
-                    SummaryKind::Mean => uses[1] = true,
-                }
-                let mut cells = vec![Cell::text(&v.label)];
-                for p in panels {
-                    for g in &group_cols {
-                        let Stats::Continuous(s) = &p.results[vi].stats[col_index(g)] else {
-                            continue;
-                        };
-                        cells.push(continuous_cell(s, v.summary, d, sep));
-                    }
-                    trailing(p, &mut cells);
-                }
-                rows.push(Row::new(cells));
-                if v.range {
-                    let mut cells = vec![Cell::text("Range")];
-                    for p in panels {
-                        for g in &group_cols {
-                            let Stats::Continuous(s) = &p.results[vi].stats[col_index(g)] else {
-                                continue;
-                            };
-                            cells.push(match (s.min, s.max) {
-                                (Some(a), Some(b)) => Cell::text(format!(
-                                    "{}{sep}{}",
-                                    numfmt::fixed(a, d),
-                                    numfmt::fixed(b, d)
-                                )),
-                                _ => Cell::text("\u{2013}"),
-                            });
-                        }
-                        blank_trailing(&mut cells);
-                    }
-                    rows.push(Row::new(cells).indented(1));
-                }
-            }
-            VarType::Binary => {
-                uses[2] = true;
-                let mut cells = vec![Cell::text(&v.label)];
-                for p in panels {
-                    for g in &group_cols {
-                        let Stats::Categorical { n, counts, .. } =
-                            &p.results[vi].stats[col_index(g)]
-                        else {
-                            continue;
-                        };
-                        cells.push(Cell::number(
-                            numfmt::n_percent(counts[1] as f64, *n as f64, rules.percent_digits),
-                            counts[1] as f64,
-                        ));
-                    }
-                    trailing(p, &mut cells);
-                }
-                rows.push(Row::new(cells));
-            }
-            VarType::Categorical => {
-                uses[2] = true;
-                let mut cells = vec![Cell::text(&v.label)];
-                for p in panels {
-                    cells.extend(group_cols.iter().map(|_| Cell::empty()));
-                    trailing(p, &mut cells);
-                }
-                rows.push(Row::new(cells));
-                for (li, level) in levels.iter().enumerate() {
-                    let mut cells = vec![Cell::text(level)];
-                    for p in panels {
-                        for g in &group_cols {
-                            let Stats::Categorical { n, counts, .. } =
-                                &p.results[vi].stats[col_index(g)]
-                            else {
-                                continue;
-                            };
-                            cells.push(Cell::number(
-                                numfmt::n_percent(
-                                    counts[li] as f64,
-                                    *n as f64,
-                                    rules.percent_digits,
-                                ),
-                                counts[li] as f64,
-                            ));
-                        }
-                        blank_trailing(&mut cells);
-                    }
-                    rows.push(Row::new(cells).indented(1));
-                }
-            }
-        }
-        if spec.missing && any_missing {
-            let mut cells = vec![Cell::text("Missing")];
-            for p in panels {
-                for g in &group_cols {
-                    let m = match &p.results[vi].stats[col_index(g)] {
-                        Stats::Continuous(s) => s.missing,
-                        Stats::Categorical { missing, .. } => *missing,
-                    };
-                    cells.push(Cell::number(numfmt::count(m as f64), m as f64));
-                }
-                blank_trailing(&mut cells);
-            }
-            rows.push(Row::new(cells).indented(1));
-        }
+    let mut uses = Uses::default();
+    for vi in 0..layout.variables.len() {
+        rows.extend(cols.variable_rows(spec, layout, panels, vi, &mut uses));
     }
+    let notes = notes(env, spec, panels, &cols, &uses);
+    columns::table_artifact(env, table, header, align, groups, rows, notes)
+}
 
-    // Notes: what the values are, the tests, abbreviations.
+/// Notes under the table: what the values are, the tests, abbreviations, rows without a group.
+fn notes(
+    env: &BlockEnv,
+    spec: &Table1Spec,
+    panels: &[Panel],
+    cols: &TableColumns,
+    uses: &Uses,
+) -> Vec<String> {
     let mut notes = Vec::new();
     let mut shown = Vec::new();
-    if uses[2] {
+    if uses.categorical {
         shown.push("n (%)");
     }
-    if uses[0] {
+    if uses.median {
         shown.push("median (IQR)");
     }
-    if uses[1] {
+    if uses.mean {
         shown.push("mean (SD)");
     }
     let mut first = format!("Values are {}", join_or(&shown));
-    if uses[2] {
+    if uses.categorical {
         first.push_str("; percentages are of non-missing values");
     }
     first.push('.');
     notes.push(first);
-    if test_on && !tests_used.is_empty() {
-        let legend: Vec<String> = tests_used
+    if cols.test_on && !cols.tests_used.is_empty() {
+        let legend: Vec<String> = cols
+            .tests_used
             .iter()
-            .map(|t| format!("{}{}", mark(t), test_name(t)))
+            .map(|t| format!("{}{}", cols.mark(t), test_name(t)))
             .collect();
         let mut text = format!("p: {}.", legend.join("; "));
-        if tests_used
+        if cols
+            .tests_used
             .iter()
             .any(|t| matches!(*t, "chisq" | "chisq_yates" | "fisher"))
         {
@@ -1112,13 +1227,13 @@ fn render(
         notes.push(text);
     }
     let mut abbreviations = Vec::new();
-    if uses[0] {
+    if uses.median {
         abbreviations.push("IQR, interquartile range");
     }
-    if uses[1] {
+    if uses.mean {
         abbreviations.push("SD, standard deviation");
     }
-    if smd_on {
+    if cols.smd_on {
         abbreviations.push("SMD, standardized mean difference");
     }
     if !abbreviations.is_empty() {
@@ -1136,7 +1251,7 @@ fn render(
             ));
         }
     }
-    columns::table_artifact(env, table, header, align, groups, rows, notes)
+    notes
 }
 
 fn join_or(items: &[&str]) -> String {

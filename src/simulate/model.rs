@@ -12,8 +12,8 @@ use jiff::ToSpan;
 use jiff::civil::Date;
 
 use super::spec::{
-    Applies, CondValue, Condition, Construction, DAYS_PER_YEAR, EventTime, Kind, Law, Model,
-    Parameter,
+    Applies, CondValue, Condition, Construction, DAYS_PER_YEAR, Effect, EventTime, Kind, Law,
+    Model, Parameter,
 };
 use crate::diagnostics::{Diagnostic, Failure, Result};
 use crate::random::Draws;
@@ -158,53 +158,18 @@ impl Model {
         d: &mut Draws,
     ) -> Value {
         let var = &self.variables[v];
-        let num = |i: usize| match values[i] {
-            Value::Number(x) => Some(x),
-            _ => None,
-        };
+        let num = |i: usize| number_at(values, i);
         let date = |i: usize| match values[i] {
             Value::Date(x) => Some(x),
             _ => None,
-        };
-        let probability = |p: &Parameter| match p {
-            Parameter::Probability(p) => *p,
-            Parameter::Along { var, from, to } => {
-                num(*var).map_or(f64::NAN, |x| from + (to - from) * x)
-            }
-            _ => f64::NAN,
         };
         match &var.kind {
             Kind::Stratum => Value::Level(self.strata[s].name.clone()),
             Kind::Draw { law, .. } => {
                 let p = self.parameter(s, v).expect("checked");
-                let value = match (law, p) {
-                    (Law::Bernoulli, Parameter::Exactly(_)) => {
-                        d.uniform();
-                        Value::Bool(exact[v].as_ref().expect("drawn")[k])
-                    }
-                    (Law::Bernoulli, p) => Value::Bool(d.uniform() < probability(p)),
-                    (Law::Categorical(levels), Parameter::Weights(w)) => {
-                        let weights: Vec<f64> = w.iter().map(|x| x.1).collect();
-                        Value::Level(levels[w[d.choose(&weights)].0].clone())
-                    }
-                    (Law::Normal, Parameter::Normal { mean, sd, min, max }) => {
-                        Value::Number((mean + sd * d.normal()).clamp(*min, *max))
-                    }
-                    (Law::Linear, Parameter::Ratio(r)) => {
-                        // Density linear from 1 to `r` over (0, 1), inverted.
-                        let u = d.uniform();
-                        let x = if (r - 1.0).abs() < 1e-12 {
-                            u
-                        } else {
-                            let c = 1.0 + (r - 1.0) / 2.0;
-                            ((1.0 + 2.0 * (r - 1.0) * u * c).sqrt() - 1.0) / (r - 1.0)
-                        };
-                        Value::Number(x)
-                    }
-                    _ => unreachable!("parameters are checked against their law"),
-                };
+                let value = draw(law, p, exact[v].as_ref().map(|e| e[k]), values, d);
                 match &var.missing {
-                    Some(m) if d.bernoulli(probability(m)) => Value::Missing,
+                    Some(m) if d.bernoulli(probability(m, values)) => Value::Missing,
                     _ => value,
                 }
             }
@@ -220,40 +185,11 @@ impl Model {
                 };
                 let t = match time {
                     EventTime::Weibull { shape, median } => {
-                        let mut m = *median;
-                        for effect in effects {
-                            match &effect.applies {
-                                Applies::When(c) => {
-                                    if c.holds(values) {
-                                        m *= effect.time_ratio;
-                                    }
-                                }
-                                Applies::Per { var, centre, step } => {
-                                    if let Some(x) = num(*var) {
-                                        m *= effect.time_ratio.powf((x - centre) / step);
-                                    }
-                                }
-                            }
-                        }
+                        let m = with_effects(*median, effects, values);
                         m * unit_days * (e / std::f64::consts::LN_2).powf(1.0 / shape)
                     }
                     EventTime::Exponential { rate } => {
-                        let mut t = e / rate * unit_days;
-                        for effect in effects {
-                            match &effect.applies {
-                                Applies::When(c) => {
-                                    if c.holds(values) {
-                                        t *= effect.time_ratio;
-                                    }
-                                }
-                                Applies::Per { var, centre, step } => {
-                                    if let Some(x) = num(*var) {
-                                        t *= effect.time_ratio.powf((x - centre) / step);
-                                    }
-                                }
-                            }
-                        }
-                        t
+                        with_effects(e / rate * unit_days, effects, values)
                     }
                 };
                 Value::Date(add_days(from, whole_days(t)))
@@ -429,6 +365,76 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
         (_, Value::Missing) => Ordering::Greater,
         _ => Ordering::Equal,
     }
+}
+
+/// The number in `values[i]`, if it is one.
+fn number_at(values: &[Value], i: usize) -> Option<f64> {
+    match values[i] {
+        Value::Number(x) => Some(x),
+        _ => None,
+    }
+}
+
+/// A probability parameter's value for this row (`along` a variable: linear in it).
+fn probability(p: &Parameter, values: &[Value]) -> f64 {
+    match p {
+        Parameter::Probability(p) => *p,
+        Parameter::Along { var, from, to } => {
+            number_at(values, *var).map_or(f64::NAN, |x| from + (to - from) * x)
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// One draw of `law` with parameter `p`; `exact` is this row's value of an `exactly` parameter
+/// (drawn for the whole stratum beforehand).
+fn draw(law: &Law, p: &Parameter, exact: Option<bool>, values: &[Value], d: &mut Draws) -> Value {
+    match (law, p) {
+        (Law::Bernoulli, Parameter::Exactly(_)) => {
+            d.uniform();
+            Value::Bool(exact.expect("drawn"))
+        }
+        (Law::Bernoulli, p) => Value::Bool(d.uniform() < probability(p, values)),
+        (Law::Categorical(levels), Parameter::Weights(w)) => {
+            let weights: Vec<f64> = w.iter().map(|x| x.1).collect();
+            Value::Level(levels[w[d.choose(&weights)].0].clone())
+        }
+        (Law::Normal, Parameter::Normal { mean, sd, min, max }) => {
+            Value::Number((mean + sd * d.normal()).clamp(*min, *max))
+        }
+        (Law::Linear, Parameter::Ratio(r)) => {
+            // Density linear from 1 to `r` over (0, 1), inverted.
+            let u = d.uniform();
+            let x = if (r - 1.0).abs() < 1e-12 {
+                u
+            } else {
+                let c = 1.0 + (r - 1.0) / 2.0;
+                ((1.0 + 2.0 * (r - 1.0) * u * c).sqrt() - 1.0) / (r - 1.0)
+            };
+            Value::Number(x)
+        }
+        _ => unreachable!("parameters are checked against their law"),
+    }
+}
+
+/// An event time `t` multiplied, effect by effect in order, by each effect's time ratio that
+/// applies to this row (a condition that holds, or per step of a variable from its centre).
+fn with_effects(mut t: f64, effects: &[Effect], values: &[Value]) -> f64 {
+    for effect in effects {
+        match &effect.applies {
+            Applies::When(c) => {
+                if c.holds(values) {
+                    t *= effect.time_ratio;
+                }
+            }
+            Applies::Per { var, centre, step } => {
+                if let Some(x) = number_at(values, *var) {
+                    t *= effect.time_ratio.powf((x - centre) / step);
+                }
+            }
+        }
+    }
+    t
 }
 
 #[cfg(test)]

@@ -543,6 +543,146 @@ impl Checker<'_> {
         out
     }
 
+    /// A probability, `{ exactly = n }` (at most the stratum's `rows`), or `{ along = ... }`.
+    fn bernoulli_parameter(
+        &mut self,
+        what: &str,
+        value: &Spanned<toml::Value>,
+        rows: Option<usize>,
+    ) -> Option<Parameter> {
+        let at = value.span().start;
+        let v = value.get_ref();
+        let typed = |expected: &str| format!("`{what}` is `{v}`; expected {expected}");
+        match v {
+            toml::Value::Float(_) | toml::Value::Integer(_) => {
+                let p = number(v);
+                Some(Parameter::Probability(self.probability(what, p, at)))
+            }
+            toml::Value::Table(t) if t.contains_key("exactly") => {
+                match v.clone().try_into::<ExactlySpec>() {
+                    Ok(e) => {
+                        if let Some(rows) = rows.filter(|&r| e.exactly > r) {
+                            self.error_at(
+                                format!(
+                                    "`{what}` is exactly {}, more than the stratum's {rows} rows",
+                                    e.exactly
+                                ),
+                                at,
+                            );
+                        }
+                        Some(Parameter::Exactly(e.exactly))
+                    }
+                    Err(e) => {
+                        self.error_at(format!("`{what}`: {}", e.message().trim()), at);
+                        None
+                    }
+                }
+            }
+            toml::Value::Table(_) => self.along(what, value),
+            _ => {
+                self.error_at(typed("a probability, `{ exactly = n }` or `{ along = \"variable\", from = p, to = q }`"), at);
+                None
+            }
+        }
+    }
+
+    /// A probability per level (a table by level or a list in level order), adding up to 1.
+    fn categorical_parameter(
+        &mut self,
+        what: &str,
+        levels: &[String],
+        value: &Spanned<toml::Value>,
+    ) -> Option<Parameter> {
+        let at = value.span().start;
+        let v = value.get_ref();
+        let typed = |expected: &str| format!("`{what}` is `{v}`; expected {expected}");
+        let weights: Vec<(usize, f64)> = match v {
+            toml::Value::Table(t) => {
+                let mut w = Vec::new();
+                for (k, x) in t {
+                    match levels.iter().position(|l| l == k) {
+                        Some(i) => w.push((i, number(x))),
+                        None => self.problems.push(
+                            Diagnostic::error(format!("`{k}` is not a level of `{what}`"))
+                                .at_offset(self.file, self.source, at)
+                                .hint(format!("levels: {}", levels.join(", "))),
+                        ),
+                    }
+                }
+                w
+            }
+            toml::Value::Array(a) if a.len() == levels.len() => {
+                a.iter().map(number).enumerate().collect()
+            }
+            _ => {
+                self.error_at(
+                    typed(&format!(
+                        "a probability per level, as `{{ {} = p, ... }}` or a list of {} probabilities in the order of `levels`",
+                        levels[0],
+                        levels.len()
+                    )),
+                    at,
+                );
+                return None;
+            }
+        };
+        if weights.iter().any(|(_, p)| !(p.is_finite() && *p >= 0.0)) {
+            self.error_at(
+                format!("`{what}` has a weight that is not a probability (a number from 0 to 1)"),
+                at,
+            );
+        }
+        let sum: f64 = weights.iter().map(|w| w.1).sum();
+        if (sum - 1.0).abs() > 1e-9 {
+            self.error_at(
+                format!("the probabilities of `{what}` add up to {sum}, expected 1"),
+                at,
+            );
+        }
+        Some(Parameter::Weights(weights))
+    }
+
+    /// `{ mean, sd, min, max }` with sd > 0 and min < max.
+    fn normal_parameter(&mut self, what: &str, value: &Spanned<toml::Value>) -> Option<Parameter> {
+        let at = value.span().start;
+        let v = value.get_ref();
+        match v.clone().try_into::<NormalSpec>() {
+            Ok(n) => {
+                if !(n.sd.is_finite() && n.sd > 0.0) {
+                    self.error_at(
+                        format!("`{what}.sd` is {}, expected a positive number", n.sd),
+                        at,
+                    );
+                }
+                if !matches!(n.min.partial_cmp(&n.max), Some(std::cmp::Ordering::Less)) {
+                    self.error_at(
+                        format!(
+                            "`{what}`: expected min < max, found min {} and max {}",
+                            n.min, n.max
+                        ),
+                        at,
+                    );
+                }
+                Some(Parameter::Normal {
+                    mean: n.mean,
+                    sd: n.sd,
+                    min: n.min,
+                    max: n.max,
+                })
+            }
+            Err(e) => {
+                self.error_at(
+                    format!(
+                        "`{what}`: {}; expected `{{ mean = .., sd = .., min = .., max = .. }}`",
+                        e.message().trim()
+                    ),
+                    at,
+                );
+                None
+            }
+        }
+    }
+
     /// The parameter of a drawn variable; `stratum` is the stratum (for `exactly`).
     fn parameter(
         &mut self,
@@ -555,116 +695,9 @@ impl Checker<'_> {
         let v = value.get_ref();
         let typed = |expected: &str| format!("`{what}` is `{v}`; expected {expected}");
         match law {
-            Law::Bernoulli => match v {
-                toml::Value::Float(_) | toml::Value::Integer(_) => {
-                    let p = number(v);
-                    Some(Parameter::Probability(self.probability(what, p, at)))
-                }
-                toml::Value::Table(t) if t.contains_key("exactly") => {
-                    match v.clone().try_into::<ExactlySpec>() {
-                        Ok(e) => {
-                            if let Some(rows) = rows.filter(|&r| e.exactly > r) {
-                                self.error_at(
-                                    format!("`{what}` is exactly {}, more than the stratum's {rows} rows", e.exactly),
-                                    at,
-                                );
-                            }
-                            Some(Parameter::Exactly(e.exactly))
-                        }
-                        Err(e) => {
-                            self.error_at(format!("`{what}`: {}", e.message().trim()), at);
-                            None
-                        }
-                    }
-                }
-                toml::Value::Table(_) => self.along(what, value),
-                _ => {
-                    self.error_at(typed("a probability, `{ exactly = n }` or `{ along = \"variable\", from = p, to = q }`"), at);
-                    None
-                }
-            },
-            Law::Categorical(levels) => {
-                let weights: Vec<(usize, f64)> = match v {
-                    toml::Value::Table(t) => {
-                        let mut w = Vec::new();
-                        for (k, x) in t {
-                            match levels.iter().position(|l| l == k) {
-                                Some(i) => w.push((i, number(x))),
-                                None => self.problems.push(
-                                    Diagnostic::error(format!("`{k}` is not a level of `{what}`"))
-                                        .at_offset(self.file, self.source, at)
-                                        .hint(format!("levels: {}", levels.join(", "))),
-                                ),
-                            }
-                        }
-                        w
-                    }
-                    toml::Value::Array(a) if a.len() == levels.len() => {
-                        a.iter().map(number).enumerate().collect()
-                    }
-                    _ => {
-                        self.error_at(
-                            typed(&format!(
-                                "a probability per level, as `{{ {} = p, ... }}` or a list of {} probabilities in the order of `levels`",
-                                levels[0],
-                                levels.len()
-                            )),
-                            at,
-                        );
-                        return None;
-                    }
-                };
-                if weights.iter().any(|(_, p)| !(p.is_finite() && *p >= 0.0)) {
-                    self.error_at(
-                        format!(
-                            "`{what}` has a weight that is not a probability (a number from 0 to 1)"
-                        ),
-                        at,
-                    );
-                }
-                let sum: f64 = weights.iter().map(|w| w.1).sum();
-                if (sum - 1.0).abs() > 1e-9 {
-                    self.error_at(
-                        format!("the probabilities of `{what}` add up to {sum}, expected 1"),
-                        at,
-                    );
-                }
-                Some(Parameter::Weights(weights))
-            }
-            Law::Normal => {
-                match v.clone().try_into::<NormalSpec>() {
-                    Ok(n) => {
-                        if !(n.sd.is_finite() && n.sd > 0.0) {
-                            self.error_at(
-                                format!("`{what}.sd` is {}, expected a positive number", n.sd),
-                                at,
-                            );
-                        }
-                        if !matches!(n.min.partial_cmp(&n.max), Some(std::cmp::Ordering::Less)) {
-                            self.error_at(
-                                format!(
-                                    "`{what}`: expected min < max, found min {} and max {}",
-                                    n.min, n.max
-                                ),
-                                at,
-                            );
-                        }
-                        Some(Parameter::Normal {
-                            mean: n.mean,
-                            sd: n.sd,
-                            min: n.min,
-                            max: n.max,
-                        })
-                    }
-                    Err(e) => {
-                        self.error_at(
-                        format!("`{what}`: {}; expected `{{ mean = .., sd = .., min = .., max = .. }}`", e.message().trim()),
-                        at,
-                    );
-                        None
-                    }
-                }
-            }
+            Law::Bernoulli => self.bernoulli_parameter(what, value, rows),
+            Law::Categorical(levels) => self.categorical_parameter(what, levels, value),
+            Law::Normal => self.normal_parameter(what, value),
             Law::Linear => match v {
                 toml::Value::Float(_) | toml::Value::Integer(_) => {
                     let r = self.positive(what, Some(number(v)), at);
@@ -746,68 +779,8 @@ impl Model {
                 .collect(),
         };
 
-        // Snapshots.
-        if spec.snapshots.is_empty() {
-            c.problems.push(
-                Diagnostic::error("no `[[snapshot]]`: nothing to write")
-                    .in_file(file)
-                    .hint("add `[[snapshot]]` with `cutoff = 2015-08-31` and `path = \"data\"`"),
-            );
-        }
-        let mut snapshots = Vec::new();
-        for (i, s) in spec.snapshots.iter().enumerate() {
-            let cutoff = c.date(&format!("snapshot[{i}].cutoff"), &s.cutoff);
-            for p in std::iter::once(&s.path).chain(&s.copies) {
-                if Path::new(p.get_ref()).is_absolute() || p.get_ref().is_empty() {
-                    c.error_at(
-                        format!(
-                            "`{}` is not a relative path; snapshot folders are relative to the study folder",
-                            p.get_ref()
-                        ),
-                        p.span().start,
-                    );
-                }
-            }
-            snapshots.push(Snapshot {
-                cutoff: cutoff.unwrap_or(Date::MIN),
-                path: s.path.clone(),
-                copies: s.copies.clone(),
-            });
-        }
-
-        // Strata: the first variable.
-        if spec.strata.is_empty() {
-            c.problems.push(
-                Diagnostic::error("no `[[stratum]]`: no rows to draw")
-                    .in_file(file)
-                    .hint("add `[[stratum]]` with `name = \"all\"` and `rows = 100`"),
-            );
-        }
-        let stratum_names: Vec<String> = spec
-            .strata
-            .iter()
-            .map(|s| s.name.get_ref().clone())
-            .collect();
-        for (i, s) in spec.strata.iter().enumerate() {
-            if stratum_names[..i].contains(s.name.get_ref()) {
-                c.error_at(
-                    format!("stratum `{}` is defined twice", s.name.get_ref()),
-                    s.name.span().start,
-                );
-            }
-            if *s.rows.get_ref() == 0 {
-                c.error_at(
-                    format!("stratum `{}` has 0 rows", s.name.get_ref()),
-                    s.rows.span().start,
-                );
-            }
-        }
-        c.defined.push((
-            STRATUM.into(),
-            Type::Level,
-            Some(stratum_names.clone()),
-            false,
-        ));
+        let snapshots = check_snapshots(&mut c, &spec.snapshots);
+        let (stratum_names, mut strata) = check_strata(&mut c, &spec.strata);
         let mut variables = vec![Variable {
             name: STRATUM.into(),
             kind: Kind::Stratum,
@@ -816,102 +789,14 @@ impl Model {
             missing_as: String::new(),
             decimals: 0,
         }];
-        let mut strata: Vec<Stratum> = spec
-            .strata
-            .iter()
-            .map(|s| Stratum {
-                name: s.name.get_ref().clone(),
-                rows: *s.rows.get_ref(),
-                parameters: vec![None],
-            })
-            .collect();
-
         for v in &spec.variables {
-            let name = v.name.get_ref().clone();
-            let at = v.name.span().start;
-            if c.defined.iter().any(|d| d.0 == name) {
-                let why = if name == STRATUM {
-                    "is the name galley gives every row's stratum"
-                } else {
-                    "is defined twice"
-                };
-                c.error_at(format!("variable `{name}` {why}"), at);
-            }
-            let (kind, ty, levels, as_of) = check_variable(&mut c, v, &spec.strata, &mut strata);
-            let missing = v.missing.as_ref().and_then(|m| {
-                if !matches!(kind, Kind::Draw { .. }) {
-                    c.error_at(
-                        format!("`{name}.missing`: only a drawn variable can be missing"),
-                        m.span().start,
-                    );
-                    return None;
-                }
-                c.parameter(&format!("{name}.missing"), &Law::Bernoulli, m, None)
-            });
-            if let Some(Parameter::Exactly(_)) = missing {
-                c.error_at(format!("`{name}.missing` must be a probability"), at);
-            }
-            c.defined.push((name.clone(), ty, levels, as_of));
-            variables.push(Variable {
-                name,
-                kind,
-                values: v.values.clone().unwrap_or(["yes".into(), "no".into()]),
-                missing,
-                missing_as: v.missing_as.clone().unwrap_or_default(),
-                decimals: v.decimals.unwrap_or(0),
-            });
+            variables.push(check_one_variable(&mut c, v, &spec.strata, &mut strata));
             for s in &mut strata {
                 s.parameters.resize(variables.len(), None);
             }
         }
-
-        // Stratum parameters must name drawn variables (checked in `check_variable`); any other key
-        // is an unknown or a non-drawn variable.
-        for s in &spec.strata {
-            for (k, _) in &s.parameters {
-                match variables.iter().find(|v| &v.name == k.get_ref()) {
-                    None => {
-                        let known: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
-                        c.problems.push(
-                            Diagnostic::error(format!(
-                                "stratum `{}` gives a parameter for `{}`, which is not a variable of this file",
-                                s.name.get_ref(),
-                                k.get_ref()
-                            ))
-                            .at_offset(file, source, k.span().start)
-                            .hint(format!("variables: {}", known.join(", "))),
-                        );
-                    }
-                    Some(Variable { kind: Kind::Draw { parameter: None, .. }, .. }) => {}
-                    Some(_) => c.error_at(
-                        format!(
-                            "stratum `{}` gives a parameter for `{}`, which is not drawn with a per-stratum parameter (it has `parameter`, or no `draw`)",
-                            s.name.get_ref(),
-                            k.get_ref()
-                        ),
-                        k.span().start,
-                    ),
-                }
-            }
-        }
-
-        // Cutoffs after every accrual period.
-        for (s, spec_s) in snapshots.iter().zip(&spec.snapshots) {
-            for v in &variables {
-                if let Kind::DateBetween { end, .. } = v.kind
-                    && s.cutoff != Date::MIN
-                    && s.cutoff < end
-                {
-                    c.error_at(
-                        format!(
-                            "the cutoff {} is before the end of `{}` ({end})",
-                            s.cutoff, v.name
-                        ),
-                        spec_s.cutoff.span().start,
-                    );
-                }
-            }
-        }
+        check_stratum_parameters(&mut c, &spec.strata, &variables);
+        check_cutoffs(&mut c, &snapshots, &spec.snapshots, &variables);
 
         let table = check_table(&mut c, &spec.table);
         let children = spec
@@ -934,13 +819,192 @@ impl Model {
     }
 }
 
+/// The `[[snapshot]]`s: a cutoff each, folders relative to the study folder.
+fn check_snapshots(c: &mut Checker, specs: &[SnapshotSpec]) -> Vec<Snapshot> {
+    // Snapshots.
+    if specs.is_empty() {
+        c.problems.push(
+            Diagnostic::error("no `[[snapshot]]`: nothing to write")
+                .in_file(c.file)
+                .hint("add `[[snapshot]]` with `cutoff = 2015-08-31` and `path = \"data\"`"),
+        );
+    }
+    let mut snapshots = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        let cutoff = c.date(&format!("snapshot[{i}].cutoff"), &s.cutoff);
+        for p in std::iter::once(&s.path).chain(&s.copies) {
+            if Path::new(p.get_ref()).is_absolute() || p.get_ref().is_empty() {
+                c.error_at(
+                    format!(
+                        "`{}` is not a relative path; snapshot folders are relative to the study folder",
+                        p.get_ref()
+                    ),
+                    p.span().start,
+                );
+            }
+        }
+        snapshots.push(Snapshot {
+            cutoff: cutoff.unwrap_or(Date::MIN),
+            path: s.path.clone(),
+            copies: s.copies.clone(),
+        });
+    }
+    snapshots
+}
+
+/// The `[[stratum]]`s (names unique, rows > 0), defined as the first variable; returns their names
+/// and the strata with the stratum variable's (empty) parameter.
+fn check_strata(c: &mut Checker, strata_spec: &[StratumSpec]) -> (Vec<String>, Vec<Stratum>) {
+    // Strata: the first variable.
+    if strata_spec.is_empty() {
+        c.problems.push(
+            Diagnostic::error("no `[[stratum]]`: no rows to draw")
+                .in_file(c.file)
+                .hint("add `[[stratum]]` with `name = \"all\"` and `rows = 100`"),
+        );
+    }
+    let stratum_names: Vec<String> = strata_spec
+        .iter()
+        .map(|s| s.name.get_ref().clone())
+        .collect();
+    for (i, s) in strata_spec.iter().enumerate() {
+        if stratum_names[..i].contains(s.name.get_ref()) {
+            c.error_at(
+                format!("stratum `{}` is defined twice", s.name.get_ref()),
+                s.name.span().start,
+            );
+        }
+        if *s.rows.get_ref() == 0 {
+            c.error_at(
+                format!("stratum `{}` has 0 rows", s.name.get_ref()),
+                s.rows.span().start,
+            );
+        }
+    }
+    c.defined.push((
+        STRATUM.into(),
+        Type::Level,
+        Some(stratum_names.clone()),
+        false,
+    ));
+    let strata: Vec<Stratum> = strata_spec
+        .iter()
+        .map(|s| Stratum {
+            name: s.name.get_ref().clone(),
+            rows: *s.rows.get_ref(),
+            parameters: vec![None],
+        })
+        .collect();
+    (stratum_names, strata)
+}
+
+/// One `[[variable]]`: its name not yet taken, how it is made, and its missing-value rate.
+fn check_one_variable(
+    c: &mut Checker,
+    v: &VariableSpec,
+    strata_spec: &[StratumSpec],
+    strata: &mut [Stratum],
+) -> Variable {
+    let name = v.name.get_ref().clone();
+    let at = v.name.span().start;
+    if c.defined.iter().any(|d| d.0 == name) {
+        let why = if name == STRATUM {
+            "is the name galley gives every row's stratum"
+        } else {
+            "is defined twice"
+        };
+        c.error_at(format!("variable `{name}` {why}"), at);
+    }
+    let (kind, ty, levels, as_of) = check_variable(c, v, strata_spec, strata);
+    let missing = v.missing.as_ref().and_then(|m| {
+        if !matches!(kind, Kind::Draw { .. }) {
+            c.error_at(
+                format!("`{name}.missing`: only a drawn variable can be missing"),
+                m.span().start,
+            );
+            return None;
+        }
+        c.parameter(&format!("{name}.missing"), &Law::Bernoulli, m, None)
+    });
+    if let Some(Parameter::Exactly(_)) = missing {
+        c.error_at(format!("`{name}.missing` must be a probability"), at);
+    }
+    c.defined.push((name.clone(), ty, levels, as_of));
+    Variable {
+        name,
+        kind,
+        values: v.values.clone().unwrap_or(["yes".into(), "no".into()]),
+        missing,
+        missing_as: v.missing_as.clone().unwrap_or_default(),
+        decimals: v.decimals.unwrap_or(0),
+    }
+}
+
+/// Stratum parameters must name drawn variables (checked in `check_variable`); any other key is
+/// an unknown or a non-drawn variable.
+fn check_stratum_parameters(c: &mut Checker, strata_spec: &[StratumSpec], variables: &[Variable]) {
+    for s in strata_spec {
+        for (k, _) in &s.parameters {
+            match variables.iter().find(|v| &v.name == k.get_ref()) {
+                None => {
+                    let known: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
+                    c.problems.push(
+                        Diagnostic::error(format!(
+                            "stratum `{}` gives a parameter for `{}`, which is not a variable of this file",
+                            s.name.get_ref(),
+                            k.get_ref()
+                        ))
+                        .at_offset(c.file, c.source, k.span().start)
+                        .hint(format!("variables: {}", known.join(", "))),
+                    );
+                }
+                Some(Variable { kind: Kind::Draw { parameter: None, .. }, .. }) => {}
+                Some(_) => c.error_at(
+                    format!(
+                        "stratum `{}` gives a parameter for `{}`, which is not drawn with a per-stratum parameter (it has `parameter`, or no `draw`)",
+                        s.name.get_ref(),
+                        k.get_ref()
+                    ),
+                    k.span().start,
+                ),
+            }
+        }
+    }
+}
+
+/// Cutoffs after every accrual period.
+fn check_cutoffs(
+    c: &mut Checker,
+    snapshots: &[Snapshot],
+    snapshot_specs: &[SnapshotSpec],
+    variables: &[Variable],
+) {
+    // Cutoffs after every accrual period.
+    for (s, spec_s) in snapshots.iter().zip(snapshot_specs) {
+        for v in variables {
+            if let Kind::DateBetween { end, .. } = v.kind
+                && s.cutoff != Date::MIN
+                && s.cutoff < end
+            {
+                c.error_at(
+                    format!(
+                        "the cutoff {} is before the end of `{}` ({end})",
+                        s.cutoff, v.name
+                    ),
+                    spec_s.cutoff.span().start,
+                );
+            }
+        }
+    }
+}
+
 /// Kind, type, levels and whether it depends on the cutoff, of one `[[variable]]`.
 fn check_variable(
     c: &mut Checker,
     v: &VariableSpec,
     strata_spec: &[StratumSpec],
     strata: &mut [Stratum],
-) -> (Kind, Type, Option<Vec<String>>, bool) {
+) -> Checked {
     let name = v.name.get_ref().as_str();
     let at = v.name.span().start;
     let ways = [
@@ -953,7 +1017,6 @@ fn check_variable(
         ("event_seen", v.event_seen.is_some()),
     ];
     let given: Vec<&str> = ways.iter().filter(|w| w.1).map(|w| w.0).collect();
-    let placeholder = (Kind::Is(Condition::default()), Type::Failed, None, false);
     if given.len() != 1 {
         c.error_at(
             format!(
@@ -962,7 +1025,7 @@ fn check_variable(
             ),
             at,
         );
-        return placeholder;
+        return placeholder();
     }
     // Keys that belong to another way of making a variable are errors, not silently ignored.
     let mut stray = |key: &str, present: bool, allowed: bool| {
@@ -996,157 +1059,215 @@ fn check_variable(
         v.censored_by.is_some(),
         v.end_of_follow_up.is_some() || v.event_seen.is_some(),
     );
-    let need = |c: &mut Checker, key: &str| {
-        c.error_at(format!("variable `{name}` needs `{key}`"), at);
-        placeholder.clone()
-    };
-
     if let Some(d) = &v.draw {
-        let law = match d.get_ref().as_str() {
-            "bernoulli" => Law::Bernoulli,
-            "categorical" => match &v.levels {
-                Some(l) if !l.is_empty() => Law::Categorical(l.clone()),
-                _ => return need(c, "levels (a list of the values it takes)"),
-            },
-            "normal" => Law::Normal,
-            "linear" => Law::Linear,
-            "weibull" | "exponential" => return check_event(c, v),
-            other => {
-                c.error_at(
-                    format!("`draw = \"{other}\"` is not a distribution; expected one of {LAWS}"),
-                    d.span().start,
-                );
-                return placeholder;
-            }
-        };
-        let ty = match law {
-            Law::Bernoulli => Type::Bool,
-            Law::Categorical(_) => Type::Level,
-            Law::Normal | Law::Linear => Type::Number,
-        };
-        let levels = match &law {
-            Law::Categorical(l) => Some(l.clone()),
-            _ => None,
-        };
-        let parameter = v
-            .parameter
-            .as_ref()
-            .and_then(|p| c.parameter(name, &law, p, None));
-        if v.parameter.is_none() {
-            // Every stratum gives it.
-            for (s, ss) in strata.iter_mut().zip(strata_spec) {
-                let what = format!("{}.{name}", s.name);
-                match ss.parameters.get(name) {
-                    Some(p) => {
-                        let p = c.parameter(&what, &law, p, Some(s.rows));
-                        s.parameters.push(p);
-                    }
-                    None => {
-                        c.error_at(
-                            format!("variable `{name}` has no `parameter`, and stratum `{}` gives none for it", s.name),
-                            ss.name.span().start,
-                        );
-                        s.parameters.push(None);
-                    }
-                }
-            }
-        } else if matches!(parameter, Some(Parameter::Exactly(_))) {
-            for s in strata.iter() {
-                if let Some(Parameter::Exactly(k)) = parameter
-                    && k > s.rows
-                {
-                    c.error_at(
-                        format!(
-                            "`{name}` is exactly {k}, more than stratum `{}`'s {} rows",
-                            s.name, s.rows
-                        ),
-                        at,
-                    );
-                }
-            }
-        }
-        return (Kind::Draw { law, parameter }, ty, levels, false);
+        return check_draw(c, v, d, strata_spec, strata);
     }
     if let Some([start, end]) = &v.date_between {
-        let s = c.date(&format!("{name}.date_between"), start);
-        let e = c.date(&format!("{name}.date_between"), end);
-        if let (Some(s), Some(e)) = (s, e)
-            && s >= e
-        {
-            c.error_at(
-                format!("`{name}`: the period is empty: it starts on {s} and ends on {e}"),
-                end.span().start,
-            );
-        }
-        let Some(at_name) = &v.at else {
-            return need(c, "at (a variable from 0 to 1: the position in the period)");
-        };
-        let Some(at) = c.reference(name, at_name, &[Type::Number]) else {
-            return placeholder;
-        };
-        let kind = Kind::DateBetween {
-            start: s.unwrap_or(Date::MIN),
-            end: e.unwrap_or(Date::MAX),
-            at,
-        };
-        return (kind, Type::Date, None, false);
+        return check_date_between(c, v, start, end);
     }
     if let Some(years) = &v.minus_years {
-        let Some(from) = &v.from else {
-            return need(c, "from (a date variable)");
-        };
-        let from = c.reference(name, from, &[Type::Date]);
-        let years = c.reference(name, years, &[Type::Number]);
-        let (Some(from), Some(years)) = (from, years) else {
-            return placeholder;
-        };
-        return (
-            Kind::DateMinusYears { from, years },
-            Type::Date,
-            None,
-            false,
-        );
+        return check_minus_years(c, v, years);
     }
     if let Some(cond) = &v.is {
         return (Kind::Is(c.condition(name, cond)), Type::Bool, None, false);
     }
     if let Some(cond) = &v.if_ {
-        let when = c.condition(name, cond);
-        let (Some(t), Some(e)) = (&v.then, &v.else_) else {
-            return need(c, "then and else (variables)");
-        };
-        let all = [Type::Number, Type::Date, Type::Bool, Type::Level];
-        let (Some(then), Some(otherwise)) =
-            (c.reference(name, t, &all), c.reference(name, e, &all))
-        else {
-            return placeholder;
-        };
-        let (ty_t, ty_e) = (c.defined[then].1, c.defined[otherwise].1);
-        if ty_t != ty_e {
+        return check_if(c, v, cond);
+    }
+    check_follow_up(c, v)
+}
+
+/// What [`check_variable`] finds: kind, type, levels, and whether it depends on the cutoff.
+type Checked = (Kind, Type, Option<Vec<String>>, bool);
+
+/// Stands in for a variable with an error, so that checking goes on.
+fn placeholder() -> Checked {
+    (Kind::Is(Condition::default()), Type::Failed, None, false)
+}
+
+/// The error for a missing key of variable `name` (at byte `at`), and a placeholder.
+fn need(c: &mut Checker, name: &str, at: usize, key: &str) -> Checked {
+    c.error_at(format!("variable `{name}` needs `{key}`"), at);
+    placeholder()
+}
+
+/// `draw = "..."`: the law, its parameter (or every stratum's), levels of a categorical draw.
+fn check_draw(
+    c: &mut Checker,
+    v: &VariableSpec,
+    d: &Spanned<String>,
+    strata_spec: &[StratumSpec],
+    strata: &mut [Stratum],
+) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let law = match d.get_ref().as_str() {
+        "bernoulli" => Law::Bernoulli,
+        "categorical" => match &v.levels {
+            Some(l) if !l.is_empty() => Law::Categorical(l.clone()),
+            _ => return need(c, name, at, "levels (a list of the values it takes)"),
+        },
+        "normal" => Law::Normal,
+        "linear" => Law::Linear,
+        "weibull" | "exponential" => return check_event(c, v),
+        other => {
             c.error_at(
-                format!(
-                    "`{name}`: `then` is {} but `else` is {}; expected the same kind",
-                    ty_t.describe(),
-                    ty_e.describe()
-                ),
-                e.span().start,
+                format!("`draw = \"{other}\"` is not a distribution; expected one of {LAWS}"),
+                d.span().start,
             );
+            return placeholder();
         }
-        let levels = match (&c.defined[then].2, &c.defined[otherwise].2) {
-            (Some(a), Some(b)) => Some(a.iter().chain(b).cloned().collect()),
-            _ => None,
-        };
-        return (
-            Kind::If {
-                when,
-                then,
-                otherwise,
-            },
-            ty_t,
-            levels,
-            false,
+    };
+    let ty = match law {
+        Law::Bernoulli => Type::Bool,
+        Law::Categorical(_) => Type::Level,
+        Law::Normal | Law::Linear => Type::Number,
+    };
+    let levels = match &law {
+        Law::Categorical(l) => Some(l.clone()),
+        _ => None,
+    };
+    let parameter = v
+        .parameter
+        .as_ref()
+        .and_then(|p| c.parameter(name, &law, p, None));
+    if v.parameter.is_none() {
+        // Every stratum gives it.
+        for (s, ss) in strata.iter_mut().zip(strata_spec) {
+            let what = format!("{}.{name}", s.name);
+            match ss.parameters.get(name) {
+                Some(p) => {
+                    let p = c.parameter(&what, &law, p, Some(s.rows));
+                    s.parameters.push(p);
+                }
+                None => {
+                    c.error_at(
+                        format!("variable `{name}` has no `parameter`, and stratum `{}` gives none for it", s.name),
+                        ss.name.span().start,
+                    );
+                    s.parameters.push(None);
+                }
+            }
+        }
+    } else if matches!(parameter, Some(Parameter::Exactly(_))) {
+        for s in strata.iter() {
+            if let Some(Parameter::Exactly(k)) = parameter
+                && k > s.rows
+            {
+                c.error_at(
+                    format!(
+                        "`{name}` is exactly {k}, more than stratum `{}`'s {} rows",
+                        s.name, s.rows
+                    ),
+                    at,
+                );
+            }
+        }
+    }
+    (Kind::Draw { law, parameter }, ty, levels, false)
+}
+
+/// `date_between = [start, end]` with `at`, a position from 0 to 1 in the period.
+fn check_date_between(
+    c: &mut Checker,
+    v: &VariableSpec,
+    start: &Spanned<DateText>,
+    end: &Spanned<DateText>,
+) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let s = c.date(&format!("{name}.date_between"), start);
+    let e = c.date(&format!("{name}.date_between"), end);
+    if let (Some(s), Some(e)) = (s, e)
+        && s >= e
+    {
+        c.error_at(
+            format!("`{name}`: the period is empty: it starts on {s} and ends on {e}"),
+            end.span().start,
         );
     }
+    let Some(at_name) = &v.at else {
+        return need(
+            c,
+            name,
+            at,
+            "at (a variable from 0 to 1: the position in the period)",
+        );
+    };
+    let Some(at) = c.reference(name, at_name, &[Type::Number]) else {
+        return placeholder();
+    };
+    let kind = Kind::DateBetween {
+        start: s.unwrap_or(Date::MIN),
+        end: e.unwrap_or(Date::MAX),
+        at,
+    };
+    (kind, Type::Date, None, false)
+}
+
+/// `minus_years` years before the date variable `from`.
+fn check_minus_years(c: &mut Checker, v: &VariableSpec, years: &Spanned<String>) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let Some(from) = &v.from else {
+        return need(c, name, at, "from (a date variable)");
+    };
+    let from = c.reference(name, from, &[Type::Date]);
+    let years = c.reference(name, years, &[Type::Number]);
+    let (Some(from), Some(years)) = (from, years) else {
+        return placeholder();
+    };
+    (
+        Kind::DateMinusYears { from, years },
+        Type::Date,
+        None,
+        false,
+    )
+}
+
+/// `if` a condition, `then` one variable, `else` another of the same kind.
+fn check_if(c: &mut Checker, v: &VariableSpec, cond: &Spanned<ConditionSpec>) -> Checked {
+    let name = v.name.get_ref().as_str();
+    let at = v.name.span().start;
+    let when = c.condition(name, cond);
+    let (Some(t), Some(e)) = (&v.then, &v.else_) else {
+        return need(c, name, at, "then and else (variables)");
+    };
+    let all = [Type::Number, Type::Date, Type::Bool, Type::Level];
+    let (Some(then), Some(otherwise)) = (c.reference(name, t, &all), c.reference(name, e, &all))
+    else {
+        return placeholder();
+    };
+    let (ty_t, ty_e) = (c.defined[then].1, c.defined[otherwise].1);
+    if ty_t != ty_e {
+        c.error_at(
+            format!(
+                "`{name}`: `then` is {} but `else` is {}; expected the same kind",
+                ty_t.describe(),
+                ty_e.describe()
+            ),
+            e.span().start,
+        );
+    }
+    let levels = match (&c.defined[then].2, &c.defined[otherwise].2) {
+        (Some(a), Some(b)) => Some(a.iter().chain(b).cloned().collect()),
+        _ => None,
+    };
+    (
+        Kind::If {
+            when,
+            then,
+            otherwise,
+        },
+        ty_t,
+        levels,
+        false,
+    )
+}
+
+/// `end_of_follow_up` / `event_seen`: the event date, censored by other dates.
+fn check_follow_up(c: &mut Checker, v: &VariableSpec) -> Checked {
+    let name = v.name.get_ref().as_str();
     let (event_name, seen) = match (&v.end_of_follow_up, &v.event_seen) {
         (Some(e), _) => (e, false),
         (_, Some(e)) => (e, true),
@@ -1160,7 +1281,7 @@ fn check_variable(
         .filter_map(|cb| c.reference(name, cb, &[Type::Date]))
         .collect();
     let Some(event) = event else {
-        return placeholder;
+        return placeholder();
     };
     if seen {
         (
@@ -1350,6 +1471,117 @@ fn plain_file(c: &mut Checker, f: &Spanned<String>) {
     }
 }
 
+/// A child column spread over parents: `levels_in_parents` (how many parents have each level),
+/// the chance of a repeat, and weights of the other levels.
+fn check_spread(
+    c: &mut Checker,
+    col: &ChildColumnSpec,
+    levels: &IndexMap<Spanned<String>, usize>,
+    n: usize,
+    what: &str,
+) -> Construction {
+    let cname = col.name.get_ref();
+    let at = col.name.span().start;
+    for (k, &m) in levels {
+        if m > n {
+            c.error_at(
+                format!(
+                    "{m} parents with `{}` in `{what}`, more than {n}",
+                    k.get_ref()
+                ),
+                k.span().start,
+            );
+        }
+    }
+    let repeat = c.probability(
+        &format!("{cname}.repeat"),
+        col.repeat.unwrap_or(f64::NAN),
+        at,
+    );
+    let other: Vec<(String, f64)> = col
+        .other_levels
+        .iter()
+        .flatten()
+        .map(|(k, &w)| {
+            if levels.contains_key(k.get_ref().as_str()) {
+                c.error_at(
+                    format!(
+                        "`{}` is in both `levels_in_parents` and `other_levels`",
+                        k.get_ref()
+                    ),
+                    k.span().start,
+                );
+            }
+            (k.get_ref().clone(), w)
+        })
+        .collect();
+    if other.iter().any(|x| !(x.1.is_finite() && x.1 >= 0.0))
+        || other.iter().map(|x| x.1).sum::<f64>() <= 0.0
+    {
+        c.error_at(
+            format!("`{cname}.other_levels` must be non-negative weights, not all zero"),
+            at,
+        );
+    }
+    Construction::Spread {
+        levels: levels
+            .iter()
+            .map(|(k, &m)| (k.get_ref().clone(), m))
+            .collect(),
+        repeat,
+        other,
+    }
+}
+
+/// A child column marking parents: `marked_parents` per mark, the chance that other rows of a
+/// marked parent have it too, and the value of the unmarked rows.
+fn check_marks(
+    c: &mut Checker,
+    col: &ChildColumnSpec,
+    marks: &IndexMap<Spanned<String>, usize>,
+    n: usize,
+) -> Construction {
+    let cname = col.name.get_ref();
+    let at = col.name.span().start;
+    let total: usize = marks.values().sum();
+    if total > n {
+        c.error_at(
+            format!("`{cname}.marked_parents` adds up to {total} parents, more than {n}"),
+            at,
+        );
+    }
+    let also = col.also_other_rows.clone().unwrap_or_default();
+    for (k, &p) in &also {
+        if !marks.contains_key(k.get_ref().as_str()) {
+            c.error_at(
+                format!(
+                    "`{}` is in `also_other_rows` but not in `marked_parents`",
+                    k.get_ref()
+                ),
+                k.span().start,
+            );
+        }
+        c.probability(
+            &format!("{cname}.also_other_rows.{}", k.get_ref()),
+            p,
+            k.span().start,
+        );
+    }
+    Construction::Mark {
+        marks: marks
+            .iter()
+            .map(|(k, &m)| {
+                (
+                    k.get_ref().clone(),
+                    m,
+                    also.get(k.get_ref().as_str()).copied(),
+                )
+            })
+            .collect(),
+        unmarked: col.unmarked.clone().unwrap_or_default(),
+    }
+}
+
 fn check_child(
     c: &mut Checker,
     ch: &ChildSpec,
@@ -1388,98 +1620,10 @@ fn check_child(
         let at = col.name.span().start;
         let construction = match (&col.levels_in_parents, &col.marked_parents) {
             (Some(levels), None) if col.also_other_rows.is_none() && col.unmarked.is_none() => {
-                for (k, &m) in levels {
-                    if m > n {
-                        c.error_at(
-                            format!(
-                                "{m} parents with `{}` in `{what}`, more than {n}",
-                                k.get_ref()
-                            ),
-                            k.span().start,
-                        );
-                    }
-                }
-                let repeat = c.probability(
-                    &format!("{cname}.repeat"),
-                    col.repeat.unwrap_or(f64::NAN),
-                    at,
-                );
-                let other: Vec<(String, f64)> = col
-                    .other_levels
-                    .iter()
-                    .flatten()
-                    .map(|(k, &w)| {
-                        if levels.contains_key(k.get_ref().as_str()) {
-                            c.error_at(
-                                format!(
-                                    "`{}` is in both `levels_in_parents` and `other_levels`",
-                                    k.get_ref()
-                                ),
-                                k.span().start,
-                            );
-                        }
-                        (k.get_ref().clone(), w)
-                    })
-                    .collect();
-                if other.iter().any(|x| !(x.1.is_finite() && x.1 >= 0.0))
-                    || other.iter().map(|x| x.1).sum::<f64>() <= 0.0
-                {
-                    c.error_at(
-                        format!(
-                            "`{cname}.other_levels` must be non-negative weights, not all zero"
-                        ),
-                        at,
-                    );
-                }
-                Construction::Spread {
-                    levels: levels
-                        .iter()
-                        .map(|(k, &m)| (k.get_ref().clone(), m))
-                        .collect(),
-                    repeat,
-                    other,
-                }
+                check_spread(c, col, levels, n, what)
             }
             (None, Some(marks)) if col.repeat.is_none() && col.other_levels.is_none() => {
-                let total: usize = marks.values().sum();
-                if total > n {
-                    c.error_at(
-                        format!(
-                            "`{cname}.marked_parents` adds up to {total} parents, more than {n}"
-                        ),
-                        at,
-                    );
-                }
-                let also = col.also_other_rows.clone().unwrap_or_default();
-                for (k, &p) in &also {
-                    if !marks.contains_key(k.get_ref().as_str()) {
-                        c.error_at(
-                            format!(
-                                "`{}` is in `also_other_rows` but not in `marked_parents`",
-                                k.get_ref()
-                            ),
-                            k.span().start,
-                        );
-                    }
-                    c.probability(
-                        &format!("{cname}.also_other_rows.{}", k.get_ref()),
-                        p,
-                        k.span().start,
-                    );
-                }
-                Construction::Mark {
-                    marks: marks
-                        .iter()
-                        .map(|(k, &m)| {
-                            (
-                                k.get_ref().clone(),
-                                m,
-                                also.get(k.get_ref().as_str()).copied(),
-                            )
-                        })
-                        .collect(),
-                    unmarked: col.unmarked.clone().unwrap_or_default(),
-                }
+                check_marks(c, col, marks, n)
             }
             _ => {
                 c.error_at(

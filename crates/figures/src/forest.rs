@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::axis::{self, TICK, TICK_GAP, bottom_axis};
-use crate::canvas::{Canvas, HAlign, Stroke, TextSpec, VAlign};
+use crate::canvas::{Canvas, HAlign, Panel, Stroke, TextSpec, VAlign};
 use crate::{FigureError, Result, Rgb, Style, describe};
 
 const FIGURE: &str = "Forest plot";
@@ -297,48 +297,111 @@ fn arrow(canvas: &Canvas, tip: (f64, f64), leftwards: bool) -> Result<()> {
     )
 }
 
+/// The columns, left to right: labels, the intervals' panel (`left`..`right`), the text
+/// column (from `text_x`) and the p column (ending at `p_right`).
+struct Columns {
+    labels: Vec<String>,
+    texts: Vec<Option<String>>,
+    has_p: bool,
+    left: f64,
+    right: f64,
+    text_x: f64,
+    p_right: f64,
+}
+
+/// Vertical positions in pt: the header line, the rows (from `top`, `pitch` apart), the axis.
+struct Vertical {
+    header_y: f64,
+    top: f64,
+    pitch: f64,
+    axis_y: f64,
+    favours_h: f64,
+    height: f64,
+}
+
 /// Draw a forest plot.
 pub fn forest_plot(f: &ForestPlot) -> Result<String> {
     validate(f)?;
     let st = &f.style;
-    let (fs, ts) = (st.font_size, st.title_size);
     let probe = Canvas::new(st.width, 100.0, st)?;
-    let font = probe.font(false);
-    let bold = probe.font(true);
-    let italic = probe.italic_font();
-    let cap = font.cap_height(fs);
-    let cap_t = font.cap_height(ts);
-
+    let cap = probe.font(false).cap_height(st.font_size);
+    let cap_t = probe.font(false).cap_height(st.title_size);
     let (x_lo, x_hi) = f.x_range.unwrap_or_else(|| auto_range(f));
-    let ticks: Vec<f64> = {
-        let ms = mantissas((x_hi / x_lo).log10());
-        let mut t: Vec<f64> = axis::log_breaks(x_lo, x_hi)
-            .into_iter()
-            .filter(|v| {
-                let k = v.log10().floor();
-                let m = v / 10f64.powf(k);
-                ms.iter().any(|mm| (mm - m).abs() < 1e-6)
-            })
-            .collect();
-        // Over many decades keep every second, third… power of ten (always including 1 when
-        // it is on the axis) so that at most about 9 labels remain.
-        if t.len() > 9 {
-            let every = t.len().div_ceil(9);
-            let anchor = t.iter().position(|v| (v - 1.0).abs() < 1e-9).unwrap_or(0);
-            t = t
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| i.abs_diff(anchor) % every == 0)
-                .map(|(_, v)| v)
-                .collect();
+    let ticks = ticks(x_lo, x_hi);
+    let cols = columns(f, &probe)?;
+    let v = vertical(f, cols.has_p, cap, cap_t)?;
+    let canvas = Canvas::new(st.width, v.height, st)?;
+    let panel = canvas.panel(
+        (cols.left, cols.right),
+        (v.top, v.axis_y),
+        x_lo.log10()..x_hi.log10(),
+        0.0..1.0,
+    );
+    draw_headers(f, &canvas, &cols, v.header_y)?;
+    draw_axis(f, &canvas, &panel, &cols, &v, (x_lo, x_hi), &ticks)?;
+    let max_weight = f.rows.iter().filter_map(|r| r.weight).fold(0.0, f64::max);
+    for (i, r) in f.rows.iter().enumerate() {
+        let y = v.top + (i as f64 + 0.5) * v.pitch;
+        draw_row_text(f, &canvas, &cols, i, y)?;
+        if let (Some(e), Some(lo), Some(hi)) = (r.estimate, r.lower, r.upper) {
+            let x = |v: f64| panel.to_pt(v.log10(), 0.0).0;
+            draw_interval(&canvas, &cols, (x_lo, x_hi), &x, (lo, hi), y)?;
+            if e >= x_lo && e <= x_hi {
+                let side = match f.square {
+                    SquareSize::Fixed => FIXED_SQUARE,
+                    SquareSize::ByWeight => {
+                        let w = r.weight.unwrap_or(max_weight);
+                        (MAX_SQUARE * (w / max_weight).sqrt()).max(MIN_SQUARE)
+                    }
+                };
+                let cx = x(e);
+                canvas.fill_rect(
+                    (cx - side / 2.0, y - side / 2.0),
+                    (cx + side / 2.0, y + side / 2.0),
+                    Rgb::BLACK,
+                    1.0,
+                )?;
+            }
         }
-        if t.len() < 2 {
-            t = vec![x_lo, x_hi];
-        }
-        t
-    };
+    }
+    Ok(canvas.finish())
+}
 
-    // Text columns.
+/// Tick values on the log axis from `x_lo` to `x_hi`.
+fn ticks(x_lo: f64, x_hi: f64) -> Vec<f64> {
+    let ms = mantissas((x_hi / x_lo).log10());
+    let mut t: Vec<f64> = axis::log_breaks(x_lo, x_hi)
+        .into_iter()
+        .filter(|v| {
+            let k = v.log10().floor();
+            let m = v / 10f64.powf(k);
+            ms.iter().any(|mm| (mm - m).abs() < 1e-6)
+        })
+        .collect();
+    // Over many decades keep every second, third… power of ten (always including 1 when
+    // it is on the axis) so that at most about 9 labels remain.
+    if t.len() > 9 {
+        let every = t.len().div_ceil(9);
+        let anchor = t.iter().position(|v| (v - 1.0).abs() < 1e-9).unwrap_or(0);
+        t = t
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i.abs_diff(anchor) % every == 0)
+            .map(|(_, v)| v)
+            .collect();
+    }
+    if t.len() < 2 {
+        t = vec![x_lo, x_hi];
+    }
+    t
+}
+
+/// The text and label columns measured with the figure's fonts, and the panel between them;
+/// an error if less than 100 pt remain for the intervals.
+fn columns(f: &ForestPlot, probe: &Canvas) -> Result<Columns> {
+    let st = &f.style;
+    let fs = st.font_size;
+    let (font, bold, italic) = (probe.font(false), probe.font(true), probe.italic_font());
     let texts: Vec<Option<String>> = f
         .rows
         .iter()
@@ -370,7 +433,6 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
         .chain(f.p_header.iter().map(|h| italic.width(h, fs)))
         .fold(0.0, f64::max);
     let has_p = f.rows.iter().any(|r| r.p.is_some());
-
     // Labels: truncated with an ellipsis beyond 32% of the width.
     let max_label = st.width * 0.32;
     let labels: Vec<String> = f
@@ -385,17 +447,9 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
         .rows
         .iter()
         .zip(&labels)
-        .map(|(r, l)| {
-            f64::from(r.indent) * INDENT
-                + if r.bold {
-                    bold.width(l, fs)
-                } else {
-                    font.width(l, fs)
-                }
-        })
+        .map(|(r, l)| f64::from(r.indent) * INDENT + if r.bold { bold } else { font }.width(l, fs))
         .chain(f.label_header.iter().map(|h| bold.width(h, fs)))
         .fold(0.0, f64::max);
-
     let p_right = st.width - MARGIN;
     let text_x = if has_p {
         p_right - p_w - 12.0 - text_w
@@ -411,8 +465,22 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
             (right - left).max(0.0)
         )));
     }
+    Ok(Columns {
+        labels,
+        texts,
+        has_p,
+        left,
+        right,
+        text_x,
+        p_right,
+    })
+}
 
-    // Vertical layout.
+/// Rows and axis from top to bottom; with a given figure height the rows share what the
+/// headers and the axis leave (an error if that is less than 1.45 lines a row).
+fn vertical(f: &ForestPlot, has_p: bool, cap: f64, cap_t: f64) -> Result<Vertical> {
+    let st = &f.style;
+    let (fs, ts) = (st.font_size, st.title_size);
     let has_header =
         f.label_header.is_some() || f.text_header.is_some() || (has_p && f.p_header.is_some());
     let header_y = MARGIN + 1.0;
@@ -441,18 +509,19 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
     };
     let rows_bottom = top + n * pitch;
     let axis_y = rows_bottom + 4.0;
-    let height = axis_y + below;
-    let canvas = Canvas::new(st.width, height, st)?;
-    let panel = canvas.panel(
-        (left, right),
-        (top, axis_y),
-        x_lo.log10()..x_hi.log10(),
-        0.0..1.0,
-    );
-    let x = |v: f64| panel.to_pt(v.log10(), 0.0).0;
-    let row_y = |i: usize| top + (i as f64 + 0.5) * pitch;
+    Ok(Vertical {
+        header_y,
+        top,
+        pitch,
+        axis_y,
+        favours_h,
+        height: axis_y + below,
+    })
+}
 
-    // Headers.
+/// Column headers: label (bold), text (bold), p (italic, only with a p column).
+fn draw_headers(f: &ForestPlot, canvas: &Canvas, cols: &Columns, header_y: f64) -> Result<()> {
+    let fs = f.style.font_size;
     if let Some(h) = &f.label_header {
         canvas.text(
             h,
@@ -463,23 +532,39 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
     if let Some(h) = &f.text_header {
         canvas.text(
             h,
-            (text_x, header_y),
+            (cols.text_x, header_y),
             TextSpec::new(fs, HAlign::Left, VAlign::CapTop).bold(),
         )?;
     }
-    if has_p && let Some(h) = &f.p_header {
+    if cols.has_p
+        && let Some(h) = &f.p_header
+    {
         canvas.text(
             h,
-            (p_right, header_y),
+            (cols.p_right, header_y),
             TextSpec::new(fs, HAlign::Right, VAlign::CapTop).italic(),
         )?;
     }
+    Ok(())
+}
 
-    // Reference line and axis.
+/// The reference line, the log axis, the "favours" words either side of the reference, and
+/// the axis title.
+fn draw_axis(
+    f: &ForestPlot,
+    canvas: &Canvas,
+    panel: &Panel,
+    cols: &Columns,
+    v: &Vertical,
+    (x_lo, x_hi): (f64, f64),
+    ticks: &[f64],
+) -> Result<()> {
+    let (fs, ts) = (f.style.font_size, f.style.title_size);
+    let x = |v: f64| panel.to_pt(v.log10(), 0.0).0;
     if f.reference > x_lo && f.reference < x_hi {
         canvas.line(
-            (x(f.reference), top),
-            (x(f.reference), axis_y),
+            (x(f.reference), v.top),
+            (x(f.reference), v.axis_y),
             &axis::axis_stroke(),
         )?;
     }
@@ -487,7 +572,7 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
         .iter()
         .map(|&t| (x(t), axis::format_log_tick(t)))
         .collect();
-    let labels_bottom = bottom_axis(&canvas, (left, right), axis_y, &tick_pts, fs)?;
+    let labels_bottom = bottom_axis(canvas, (cols.left, cols.right), v.axis_y, &tick_pts, fs)?;
     let mut title_top = labels_bottom + 7.0;
     if let Some((l, r)) = &f.favours {
         let xr = x(f.reference.clamp(x_lo, x_hi));
@@ -502,74 +587,74 @@ pub fn forest_plot(f: &ForestPlot) -> Result<String> {
             (xr + 4.0, y),
             TextSpec::new(fs, HAlign::Left, VAlign::CapTop),
         )?;
-        title_top += favours_h;
+        title_top += v.favours_h;
     }
     canvas.text(
         &f.x_label,
-        ((left + right) / 2.0, title_top),
+        ((cols.left + cols.right) / 2.0, title_top),
         TextSpec::new(ts, HAlign::Center, VAlign::CapTop),
-    )?;
+    )
+}
 
-    // Rows.
-    let max_weight = f.rows.iter().filter_map(|r| r.weight).fold(0.0, f64::max);
-    for (i, r) in f.rows.iter().enumerate() {
-        let y = row_y(i);
-        let mut spec = TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle);
-        if r.bold {
-            spec = spec.bold();
-        }
-        canvas.text(&labels[i], (MARGIN + f64::from(r.indent) * INDENT, y), spec)?;
-        if let Some(t) = &texts[i] {
-            canvas.text(
-                t,
-                (text_x, y),
-                TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
-            )?;
-        }
-        if has_p && let Some(p) = &r.p {
-            canvas.text(
-                p,
-                (p_right, y),
-                TextSpec::new(fs, HAlign::Right, VAlign::CapMiddle),
-            )?;
-        }
-        let (Some(e), Some(lo), Some(hi)) = (r.estimate, r.lower, r.upper) else {
-            continue;
-        };
-        let clip_lo = lo < x_lo;
-        let clip_hi = hi > x_hi;
-        let a = if clip_lo { left } else { x(lo) };
-        let b = if clip_hi { right } else { x(hi) };
-        let whisker = Stroke::solid(Rgb::BLACK, WHISKER);
-        let a_line = if clip_lo { a + ARROW_LEN } else { a };
-        let b_line = if clip_hi { b - ARROW_LEN } else { b };
-        if b_line > a_line {
-            canvas.line((a_line, y), (b_line, y), &whisker)?;
-        }
-        if clip_lo {
-            arrow(&canvas, (a, y), true)?;
-        }
-        if clip_hi {
-            arrow(&canvas, (b, y), false)?;
-        }
-        if e >= x_lo && e <= x_hi {
-            let side = match f.square {
-                SquareSize::Fixed => FIXED_SQUARE,
-                SquareSize::ByWeight => {
-                    let w = r.weight.unwrap_or(max_weight);
-                    (MAX_SQUARE * (w / max_weight).sqrt()).max(MIN_SQUARE)
-                }
-            };
-            let cx = x(e);
-            canvas.fill_rect(
-                (cx - side / 2.0, y - side / 2.0),
-                (cx + side / 2.0, y + side / 2.0),
-                Rgb::BLACK,
-                1.0,
-            )?;
-        }
+/// Row `i`'s label (indented, bold for a heading), text and p value at height `y`.
+fn draw_row_text(f: &ForestPlot, canvas: &Canvas, cols: &Columns, i: usize, y: f64) -> Result<()> {
+    let fs = f.style.font_size;
+    let r = &f.rows[i];
+    let mut spec = TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle);
+    if r.bold {
+        spec = spec.bold();
     }
-    Ok(canvas.finish())
+    canvas.text(
+        &cols.labels[i],
+        (MARGIN + f64::from(r.indent) * INDENT, y),
+        spec,
+    )?;
+    if let Some(t) = &cols.texts[i] {
+        canvas.text(
+            t,
+            (cols.text_x, y),
+            TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
+        )?;
+    }
+    if cols.has_p
+        && let Some(p) = &r.p
+    {
+        canvas.text(
+            p,
+            (cols.p_right, y),
+            TextSpec::new(fs, HAlign::Right, VAlign::CapMiddle),
+        )?;
+    }
+    Ok(())
+}
+
+/// The whisker from `lo` to `hi` at height `y`; a limit beyond the axis ends in an arrow at
+/// the panel's edge.
+fn draw_interval(
+    canvas: &Canvas,
+    cols: &Columns,
+    (x_lo, x_hi): (f64, f64),
+    x: &dyn Fn(f64) -> f64,
+    (lo, hi): (f64, f64),
+    y: f64,
+) -> Result<()> {
+    let clip_lo = lo < x_lo;
+    let clip_hi = hi > x_hi;
+    let a = if clip_lo { cols.left } else { x(lo) };
+    let b = if clip_hi { cols.right } else { x(hi) };
+    let whisker = Stroke::solid(Rgb::BLACK, WHISKER);
+    let a_line = if clip_lo { a + ARROW_LEN } else { a };
+    let b_line = if clip_hi { b - ARROW_LEN } else { b };
+    if b_line > a_line {
+        canvas.line((a_line, y), (b_line, y), &whisker)?;
+    }
+    if clip_lo {
+        arrow(canvas, (a, y), true)?;
+    }
+    if clip_hi {
+        arrow(canvas, (b, y), false)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

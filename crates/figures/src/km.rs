@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::axis::{self, TICK, TICK_GAP, bottom_axis, left_axis};
-use crate::canvas::{Canvas, HAlign, Stroke, TextSpec, VAlign};
+use crate::canvas::{Canvas, HAlign, Panel, Stroke, TextSpec, VAlign};
 use crate::place::{Corner, Rect, place};
 use crate::{FigureError, LINE_STYLES, LineStyle, PALETTE, Result, Rgb, Style, check_finite};
 
@@ -166,114 +166,8 @@ fn validate(km: &KaplanMeier) -> Result<()> {
                 "the group has no subjects (n = 0); leave it out of the figure".into(),
             ));
         }
-        let mut previous: Option<&KmStep> = None;
-        for s in &g.steps {
-            let at = |what: &str| format!("the {what} of the step at time {}", s.time);
-            check_finite(
-                FIGURE,
-                &format!("group \"{}\": a step time", g.label),
-                s.time,
-            )?;
-            check_finite(
-                FIGURE,
-                &format!("group \"{}\": {}", g.label, at("survival")),
-                s.survival,
-            )?;
-            if s.time < 0.0 {
-                return Err(err(format!("step time {} is negative", s.time)));
-            }
-            if !(0.0..=1.0).contains(&s.survival) {
-                return Err(err(format!(
-                    "{} is {}, outside 0–1",
-                    at("survival"),
-                    s.survival
-                )));
-            }
-            for (name, bound) in [
-                ("lower confidence limit", s.lower),
-                ("upper confidence limit", s.upper),
-            ] {
-                if let Some(b) = bound {
-                    check_finite(FIGURE, &format!("group \"{}\": {}", g.label, at(name)), b)?;
-                    if !(0.0..=1.0).contains(&b) {
-                        return Err(err(format!("{} is {b}, outside 0–1", at(name))));
-                    }
-                }
-            }
-            if let Some(lo) = s.lower
-                && lo > s.survival + 1e-9
-            {
-                return Err(err(format!(
-                    "{} ({lo}) is above the survival ({})",
-                    at("lower confidence limit"),
-                    s.survival
-                )));
-            }
-            if let Some(hi) = s.upper
-                && hi < s.survival - 1e-9
-            {
-                return Err(err(format!(
-                    "{} ({hi}) is below the survival ({})",
-                    at("upper confidence limit"),
-                    s.survival
-                )));
-            }
-            if s.n_event == 0 {
-                return Err(err(format!("the step at time {} has no events", s.time)));
-            }
-            if let Some(p) = previous {
-                if s.time <= p.time {
-                    return Err(err(format!(
-                        "step times must increase, but {} follows {}",
-                        s.time, p.time
-                    )));
-                }
-                if s.survival > p.survival + 1e-9 {
-                    return Err(err(format!(
-                        "survival rises from {} to {} at time {}",
-                        p.survival, s.survival, s.time
-                    )));
-                }
-            }
-            previous = Some(s);
-        }
-        for c in &g.censored {
-            check_finite(
-                FIGURE,
-                &format!("group \"{}\": a censoring time", g.label),
-                c.time,
-            )?;
-            check_finite(
-                FIGURE,
-                &format!(
-                    "group \"{}\": the survival at censoring time {}",
-                    g.label, c.time
-                ),
-                c.survival,
-            )?;
-            if c.time < 0.0 {
-                return Err(err(format!("censoring time {} is negative", c.time)));
-            }
-            if !(0.0..=1.0).contains(&c.survival) {
-                return Err(err(format!(
-                    "the survival at censoring time {} is {}, outside 0–1",
-                    c.time, c.survival
-                )));
-            }
-            if c.n == 0 {
-                return Err(err(format!(
-                    "the censoring at time {} counts no subjects",
-                    c.time
-                )));
-            }
-            let on_curve = survival_at(g, c.time);
-            if (on_curve - c.survival).abs() > 1e-6 {
-                return Err(err(format!(
-                    "the censoring at time {} is given survival {}, but the curve is at {} there",
-                    c.time, c.survival, on_curve
-                )));
-            }
-        }
+        validate_steps(g, &err)?;
+        validate_censored(g, &err)?;
         let ended: u64 = g.steps.iter().map(|s| u64::from(s.n_event)).sum::<u64>()
             + g.censored.iter().map(|c| u64::from(c.n)).sum::<u64>();
         if ended != u64::from(g.n) {
@@ -297,6 +191,132 @@ fn validate(km: &KaplanMeier) -> Result<()> {
         if b <= 0.0 {
             return Err(FigureError::new(format!(
                 "{FIGURE}: the break interval must be positive (got {b})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A group's steps: finite, in 0–1, limits around the estimate, times increasing, survival
+/// never rising. `err` names the group.
+fn validate_steps(g: &KmGroup, err: &dyn Fn(String) -> FigureError) -> Result<()> {
+    let mut previous: Option<&KmStep> = None;
+    for s in &g.steps {
+        let at = |what: &str| format!("the {what} of the step at time {}", s.time);
+        check_finite(
+            FIGURE,
+            &format!("group \"{}\": a step time", g.label),
+            s.time,
+        )?;
+        check_finite(
+            FIGURE,
+            &format!("group \"{}\": {}", g.label, at("survival")),
+            s.survival,
+        )?;
+        if s.time < 0.0 {
+            return Err(err(format!("step time {} is negative", s.time)));
+        }
+        if !(0.0..=1.0).contains(&s.survival) {
+            return Err(err(format!(
+                "{} is {}, outside 0–1",
+                at("survival"),
+                s.survival
+            )));
+        }
+        validate_limits(g, s, err)?;
+        if s.n_event == 0 {
+            return Err(err(format!("the step at time {} has no events", s.time)));
+        }
+        if let Some(p) = previous {
+            if s.time <= p.time {
+                return Err(err(format!(
+                    "step times must increase, but {} follows {}",
+                    s.time, p.time
+                )));
+            }
+            if s.survival > p.survival + 1e-9 {
+                return Err(err(format!(
+                    "survival rises from {} to {} at time {}",
+                    p.survival, s.survival, s.time
+                )));
+            }
+        }
+        previous = Some(s);
+    }
+    Ok(())
+}
+
+/// A step's confidence limits: finite, in 0–1, on either side of the survival.
+fn validate_limits(g: &KmGroup, s: &KmStep, err: &dyn Fn(String) -> FigureError) -> Result<()> {
+    let at = |what: &str| format!("the {what} of the step at time {}", s.time);
+    for (name, bound) in [
+        ("lower confidence limit", s.lower),
+        ("upper confidence limit", s.upper),
+    ] {
+        if let Some(b) = bound {
+            check_finite(FIGURE, &format!("group \"{}\": {}", g.label, at(name)), b)?;
+            if !(0.0..=1.0).contains(&b) {
+                return Err(err(format!("{} is {b}, outside 0–1", at(name))));
+            }
+        }
+    }
+    if let Some(lo) = s.lower
+        && lo > s.survival + 1e-9
+    {
+        return Err(err(format!(
+            "{} ({lo}) is above the survival ({})",
+            at("lower confidence limit"),
+            s.survival
+        )));
+    }
+    if let Some(hi) = s.upper
+        && hi < s.survival - 1e-9
+    {
+        return Err(err(format!(
+            "{} ({hi}) is below the survival ({})",
+            at("upper confidence limit"),
+            s.survival
+        )));
+    }
+    Ok(())
+}
+
+/// A group's censorings: finite, in 0–1, counting someone, and on the curve.
+fn validate_censored(g: &KmGroup, err: &dyn Fn(String) -> FigureError) -> Result<()> {
+    for c in &g.censored {
+        check_finite(
+            FIGURE,
+            &format!("group \"{}\": a censoring time", g.label),
+            c.time,
+        )?;
+        check_finite(
+            FIGURE,
+            &format!(
+                "group \"{}\": the survival at censoring time {}",
+                g.label, c.time
+            ),
+            c.survival,
+        )?;
+        if c.time < 0.0 {
+            return Err(err(format!("censoring time {} is negative", c.time)));
+        }
+        if !(0.0..=1.0).contains(&c.survival) {
+            return Err(err(format!(
+                "the survival at censoring time {} is {}, outside 0–1",
+                c.time, c.survival
+            )));
+        }
+        if c.n == 0 {
+            return Err(err(format!(
+                "the censoring at time {} counts no subjects",
+                c.time
+            )));
+        }
+        let on_curve = survival_at(g, c.time);
+        if (on_curve - c.survival).abs() > 1e-6 {
+            return Err(err(format!(
+                "the censoring at time {} is given survival {}, but the curve is at {} there",
+                c.time, c.survival, on_curve
             )));
         }
     }
@@ -432,15 +452,129 @@ fn corner_of(p: LegendPosition) -> Option<Corner> {
     }
 }
 
+/// The axes' ticks: where the time axis ends, its break interval, and both axes' labels.
+struct Axes {
+    x_max: f64,
+    step: f64,
+    x_ticks: Vec<(f64, String)>,
+    y_ticks: Vec<(f64, String)>,
+}
+
+/// The legend's contents and size, inside the panel (one entry a row) or above it (entries
+/// packed into rows from the panel's left edge).
+struct LegendLayout {
+    show: bool,
+    pitch: f64,
+    labels: Vec<String>,
+    w: f64,
+    h: f64,
+    /// Width of each item above the panel (the title first, if any) and the row it goes in.
+    above_items: Vec<f64>,
+    above_rows_of_items: Vec<usize>,
+    above_rows: usize,
+}
+
+/// Offsets below the panel's bottom edge: axis title, risk table rows, and the total.
+struct Below {
+    x_title_top: f64,
+    table_title_top: f64,
+    row_pitch: f64,
+    first_row_mid: f64,
+    total: f64,
+}
+
+/// Everything measured before the panel's height is known.
+struct Layout {
+    axes: Axes,
+    cap: f64,
+    cap_t: f64,
+    y_tick_w: f64,
+    /// Panel edges in pt.
+    left: f64,
+    right: f64,
+    /// Number at risk, per group and time break.
+    counts: Vec<Vec<String>>,
+    table_labels: Vec<String>,
+    legend: LegendLayout,
+    annotation_w: f64,
+    annotation_h: f64,
+    below: Below,
+}
+
+/// Where legend and annotation go: inside the panel (a box) or above it.
+#[derive(Clone, Copy)]
+struct Above {
+    legend: bool,
+    annotation: bool,
+}
+
 /// Draw a Kaplan-Meier figure.
 pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
     validate(km)?;
-    let st = &km.style;
-    let (fs, ts) = (st.font_size, st.title_size);
+    let lay = layout(km)?;
+    let x_max = lay.axes.x_max;
+    // Try to place legend and annotation inside the panel; what does not fit goes above it,
+    // which makes the panel shorter, so the placement is tried again.
+    let mut above = Above {
+        legend: lay.legend.show && km.legend == LegendPosition::Above,
+        annotation: false,
+    };
+    for _attempt in 0..3 {
+        let (canvas, top, bottom) = frame(km, &lay, above)?;
+        // A little room around the data (as ggplot's expansion) so that curves at 0 or 1, or
+        // starting at time 0, do not run along an axis line.
+        let x_pad = X_PAD * x_max;
+        let panel = canvas.panel(
+            (lay.left, lay.right),
+            (top, bottom),
+            -x_pad..(x_max + x_pad),
+            -Y_PAD..(1.0 + Y_PAD),
+        );
+        let Some((legend_box, annotation_box)) =
+            place_boxes(km, &lay, &panel, (top, bottom), &mut above)
+        else {
+            continue;
+        };
+        // Confidence bands under everything.
+        if km.confidence_bands {
+            for (i, g) in km.groups.iter().enumerate() {
+                for poly in band_polygons(&band_intervals(g, x_max)) {
+                    panel.polygon(&poly, look(km, i).color, BAND_OPACITY)?;
+                }
+            }
+        }
+        let xt = draw_axes(km, &lay, &canvas, &panel, (top, bottom))?;
+        draw_curves(km, &canvas, &panel, x_max)?;
+        let above_y = draw_legend(km, &lay, &canvas, legend_box)?;
+        if let Some(text) = &km.annotation {
+            let fs = km.style.font_size;
+            match annotation_box {
+                Some(b) => canvas.rich_text(
+                    text,
+                    (b.x0, (b.y0 + b.y1) / 2.0),
+                    TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
+                )?,
+                None => canvas.rich_text(
+                    text,
+                    (lay.right, above_y + lay.cap / 2.0),
+                    TextSpec::new(fs, HAlign::Right, VAlign::CapMiddle),
+                )?,
+            }
+        }
+        if km.risk_table {
+            draw_risk_table(km, &lay, &canvas, bottom, &xt)?;
+        }
+        return Ok(canvas.finish());
+    }
+    Err(FigureError::new(format!(
+        "{FIGURE}: no room for the legend and the annotation"
+    )))
+}
+
+/// The time axis (end and break interval from the data unless given) and the survival axis.
+fn axes(km: &KaplanMeier) -> Result<Axes> {
     let percent = km.scale == SurvivalScale::Percent;
     let yk = if percent { 100.0 } else { 1.0 };
-
-    // Time axis.
     let t_end = km.groups.iter().map(last_time).fold(0.0, f64::max);
     let unit = km.x_unit.as_deref();
     let (x_max, step) = match (km.max_time, km.break_interval) {
@@ -458,50 +592,45 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
              choose a larger break interval"
         )));
     }
-    let x_breaks = axis::breaks(0.0, x_max, step);
     let x_dec = axis::decimals(step);
-    let x_ticks: Vec<(f64, String)> = x_breaks
+    let x_ticks = axis::breaks(0.0, x_max, step)
         .iter()
         .map(|&b| (b, axis::format_number(b, x_dec)))
         .collect();
-    let y_breaks = axis::breaks(0.0, 1.0, 0.2);
-    let y_ticks: Vec<(f64, String)> = y_breaks
+    let y_ticks = axis::breaks(0.0, 1.0, 0.2)
         .iter()
         .map(|&b| (b, axis::format_number(b * yk, if percent { 0 } else { 1 })))
         .collect();
+    Ok(Axes {
+        x_max,
+        step,
+        x_ticks,
+        y_ticks,
+    })
+}
 
+/// Measure ticks, labels, legend and risk table with the figure's font and fix the panel's
+/// left and right edges; an error if the width cannot hold them.
+fn layout(km: &KaplanMeier) -> Result<Layout> {
+    let axes = axes(km)?;
+    let st = &km.style;
+    let (fs, ts) = (st.font_size, st.title_size);
     let measure_canvas = Canvas::new(st.width, 100.0, st)?;
-    let m = |s: &str, size: f64, bold: bool| measure_canvas.measure(s, size, bold);
-    let cap = measure_canvas.font(false).cap_height(fs);
-    let cap_t = measure_canvas.font(false).cap_height(ts);
-
-    // Risk table contents.
+    let font = measure_canvas.font(false);
+    let cap = font.cap_height(fs);
+    let cap_t = font.cap_height(ts);
     let counts: Vec<Vec<String>> = km
         .groups
         .iter()
         .map(|g| {
-            x_breaks
+            axes.x_ticks
                 .iter()
-                .map(|&b| at_risk(g, b).to_string())
+                .map(|&(b, _)| at_risk(g, b).to_string())
                 .collect()
         })
         .collect();
-    let widest = |col: usize| {
-        counts
-            .iter()
-            .map(|row| row.get(col).map_or(0.0, |s| m(s, fs, false)))
-            .fold(0.0, f64::max)
-    };
-
-    // Horizontal layout.
-    let y_tick_w = y_ticks
-        .iter()
-        .map(|(_, s)| m(s, fs, false))
-        .fold(0.0, f64::max);
-    let left_axis_need = MARGIN + cap_t + ts * 0.25 + 5.0 + y_tick_w + TICK_GAP + TICK;
     // Group labels: shortened with an ellipsis beyond 30% of the width in the risk table and
     // 45% in the legend.
-    let font = measure_canvas.font(false);
     let table_labels: Vec<String> = km
         .groups
         .iter()
@@ -512,22 +641,64 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
         .iter()
         .map(|g| font.truncate(&g.label, fs, st.width * 0.45))
         .collect();
-    let label_w = table_labels
-        .iter()
-        .map(|l| m(l, fs, false))
-        .fold(0.0, f64::max);
+    let (left, right, y_tick_w) =
+        horizontal(km, &axes, &measure_canvas, &counts, &table_labels, cap_t)?;
+    let legend = legend_layout(km, &measure_canvas, legend_labels, left);
+    Ok(Layout {
+        annotation_w: km
+            .annotation
+            .as_ref()
+            .map_or(0.0, |a| measure_canvas.rich_width(a, fs)),
+        annotation_h: fs * 1.3,
+        below: below_panel(km, cap, cap_t),
+        axes,
+        cap,
+        cap_t,
+        y_tick_w,
+        left,
+        right,
+        counts,
+        table_labels,
+        legend,
+    })
+}
+
+/// The panel's left and right edges (room for the y-axis, the risk table's labels, and the
+/// last tick label or count) and the widest y tick label. An error if the curves would get
+/// less than 100 pt or neighbouring tick labels or counts would touch.
+fn horizontal(
+    km: &KaplanMeier,
+    axes: &Axes,
+    canvas: &Canvas,
+    counts: &[Vec<String>],
+    table_labels: &[String],
+    cap_t: f64,
+) -> Result<(f64, f64, f64)> {
+    let st = &km.style;
+    let (fs, ts) = (st.font_size, st.title_size);
+    let m = |s: &str| canvas.measure(s, fs, false);
+    let widest = |col: usize| {
+        counts
+            .iter()
+            .map(|row| row.get(col).map_or(0.0, |s| m(s)))
+            .fold(0.0, f64::max)
+    };
+    let (x_max, step, x_ticks) = (axes.x_max, axes.step, &axes.x_ticks);
+    let y_tick_w = axes.y_ticks.iter().map(|(_, s)| m(s)).fold(0.0, f64::max);
+    let left_axis_need = MARGIN + cap_t + ts * 0.25 + 5.0 + y_tick_w + TICK_GAP + TICK;
+    let label_w = table_labels.iter().map(|l| m(l)).fold(0.0, f64::max);
     let left_table_need = if km.risk_table {
         MARGIN + TABLE_SAMPLE + 4.0 + label_w + 8.0 + widest(0) / 2.0
     } else {
         0.0
     };
     let left = left_axis_need.max(left_table_need);
-    let last_col = x_breaks.len().saturating_sub(1);
-    let last_tick_is_end = x_breaks
+    let last_col = x_ticks.len().saturating_sub(1);
+    let last_tick_is_end = x_ticks
         .last()
-        .is_some_and(|&b| (b - x_max).abs() < 1e-9 * x_max.max(1.0));
+        .is_some_and(|&(b, _)| (b - x_max).abs() < 1e-9 * x_max.max(1.0));
     let right_need = if last_tick_is_end {
-        let tick_half = x_ticks.last().map_or(0.0, |(_, s)| m(s, fs, false)) / 2.0;
+        let tick_half = x_ticks.last().map_or(0.0, |(_, s)| m(s)) / 2.0;
         let count_half = if km.risk_table {
             widest(last_col) / 2.0
         } else {
@@ -546,355 +717,374 @@ pub fn kaplan_meier(km: &KaplanMeier) -> Result<String> {
     }
     // Tick labels and risk counts must not run into their neighbours.
     let column = (right - left) * step / (x_max * (1.0 + 2.0 * X_PAD));
-    let widest_cell = (0..x_breaks.len())
+    let widest_cell = (0..x_ticks.len())
         .map(|c| if km.risk_table { widest(c) } else { 0.0 })
-        .chain(x_ticks.iter().map(|(_, s)| m(s, fs, false)))
+        .chain(x_ticks.iter().map(|(_, s)| m(s)))
         .fold(0.0, f64::max);
-    if x_breaks.len() > 1 && widest_cell + 3.0 > column {
+    if x_ticks.len() > 1 && widest_cell + 3.0 > column {
         return Err(FigureError::new(format!(
             "{FIGURE}: breaks every {step} are {column:.0} pt apart, too close for their labels \
              and counts; choose a larger break interval"
         )));
     }
+    Ok((left, right, y_tick_w))
+}
 
-    // Legend contents.
-    let show_legend = km.legend != LegendPosition::None && km.groups.len() > 1;
-    let legend_pitch = fs * 1.4;
-    let legend_title_w = km.legend_title.as_ref().map_or(0.0, |t| m(t, fs, true));
-    let legend_label_w = legend_labels
-        .iter()
-        .map(|l| m(l, fs, false))
-        .fold(0.0, f64::max);
-    let legend_w = (SAMPLE + 4.0 + legend_label_w).max(legend_title_w);
-    // The legend above the panel: items packed into rows from the panel's left edge.
+/// The legend's size inside the panel, and how its items wrap into rows above the panel
+/// (from the panel's `left` edge to the figure's right margin).
+fn legend_layout(
+    km: &KaplanMeier,
+    canvas: &Canvas,
+    labels: Vec<String>,
+    left: f64,
+) -> LegendLayout {
+    let st = &km.style;
+    let fs = st.font_size;
+    let m = |s: &str, bold: bool| canvas.measure(s, fs, bold);
+    let pitch = fs * 1.4;
+    let title_w = km.legend_title.as_ref().map_or(0.0, |t| m(t, true));
+    let label_w = labels.iter().map(|l| m(l, false)).fold(0.0, f64::max);
     let above_items: Vec<f64> = km
         .legend_title
         .iter()
-        .map(|_| legend_title_w + 8.0)
-        .chain(
-            legend_labels
-                .iter()
-                .map(|l| SAMPLE + 4.0 + m(l, fs, false) + 12.0),
-        )
+        .map(|_| title_w + 8.0)
+        .chain(labels.iter().map(|l| SAMPLE + 4.0 + m(l, false) + 12.0))
         .collect();
     let mut above_rows_of_items: Vec<usize> = Vec::new();
-    {
-        let (mut row, mut x) = (0, left);
-        for w in &above_items {
-            if x > left && x + w - 12.0 > st.width - MARGIN {
-                row += 1;
-                x = left;
-            }
-            above_rows_of_items.push(row);
-            x += w;
+    let (mut row, mut x) = (0, left);
+    for w in &above_items {
+        if x > left && x + w - 12.0 > st.width - MARGIN {
+            row += 1;
+            x = left;
         }
+        above_rows_of_items.push(row);
+        x += w;
     }
-    let legend_above_rows = above_rows_of_items.last().map_or(1, |r| r + 1);
-    let legend_rows = km.groups.len() + usize::from(km.legend_title.is_some());
-    let legend_h = legend_rows as f64 * legend_pitch;
-    let annotation_w = km
-        .annotation
-        .as_ref()
-        .map_or(0.0, |a| measure_canvas.rich_width(a, fs));
-    let annotation_h = fs * 1.3;
+    let rows = km.groups.len() + usize::from(km.legend_title.is_some());
+    LegendLayout {
+        show: km.legend != LegendPosition::None && km.groups.len() > 1,
+        pitch,
+        labels,
+        w: (SAMPLE + 4.0 + label_w).max(title_w),
+        h: rows as f64 * pitch,
+        above_items,
+        above_rows: above_rows_of_items.last().map_or(1, |r| r + 1),
+        above_rows_of_items,
+    }
+}
 
-    // Vertical layout below the panel (relative to the panel bottom).
+/// Vertical offsets below the panel: tick labels, axis title, then the risk table.
+fn below_panel(km: &KaplanMeier, cap: f64, cap_t: f64) -> Below {
+    let (fs, ts) = (km.style.font_size, km.style.title_size);
     let tick_labels_bottom = TICK + TICK_GAP + cap;
     let x_title_top = tick_labels_bottom + 7.0;
     let x_title_bottom = x_title_top + cap_t + ts * 0.25;
     let table_title_top = x_title_bottom + 12.0;
     let row_pitch = fs * 1.45;
     let first_row_mid = table_title_top + cap + 4.0 + row_pitch / 2.0;
-    let below = if km.risk_table {
+    let total = if km.risk_table {
         first_row_mid + (km.groups.len() as f64 - 1.0) * row_pitch + cap / 2.0 + fs * 0.25
     } else {
         x_title_bottom
     } + MARGIN;
-    let default_panel_h = (st.width * 0.47).clamp(140.0, 320.0);
+    Below {
+        x_title_top,
+        table_title_top,
+        row_pitch,
+        first_row_mid,
+        total,
+    }
+}
 
-    // Try to place legend and annotation inside the panel; what does not fit goes above it.
-    let mut legend_above = show_legend && km.legend == LegendPosition::Above;
-    let mut annotation_above = false;
-    for _attempt in 0..3 {
-        let above_rows =
-            if legend_above { legend_above_rows } else { 0 } + usize::from(annotation_above);
-        let top = 8.0 + above_rows as f64 * (fs * 1.5);
-        let panel_h = match st.height {
-            Some(h) => h - top - below,
-            None => default_panel_h,
-        };
-        if panel_h < 80.0 {
-            return Err(FigureError::new(format!(
-                "{FIGURE}: a height of {} pt leaves {panel_h:.0} pt for the curves; \
-                 allow at least {:.0} pt",
-                st.height.unwrap_or(0.0),
-                top + below + 80.0
-            )));
-        }
-        let height = top + panel_h + below;
-        let canvas = Canvas::new(st.width, height, st)?;
-        let bottom = top + panel_h;
-        // A little room around the data (as ggplot's expansion) so that curves at 0 or 1, or
-        // starting at time 0, do not run along an axis line.
-        let x_pad = X_PAD * x_max;
-        let panel = canvas.panel(
-            (left, right),
-            (top, bottom),
-            -x_pad..(x_max + x_pad),
-            -Y_PAD..(1.0 + Y_PAD),
-        );
+/// The canvas for one attempt, and the panel's top and bottom: the rows above the panel
+/// (legend, annotation) push it down; a given figure height shrinks it.
+fn frame(km: &KaplanMeier, lay: &Layout, above: Above) -> Result<(Canvas, f64, f64)> {
+    let st = &km.style;
+    let fs = st.font_size;
+    let below = lay.below.total;
+    let above_rows = if above.legend {
+        lay.legend.above_rows
+    } else {
+        0
+    } + usize::from(above.annotation);
+    let top = 8.0 + above_rows as f64 * (fs * 1.5);
+    let panel_h = match st.height {
+        Some(h) => h - top - below,
+        None => (st.width * 0.47).clamp(140.0, 320.0),
+    };
+    if panel_h < 80.0 {
+        return Err(FigureError::new(format!(
+            "{FIGURE}: a height of {} pt leaves {panel_h:.0} pt for the curves; \
+             allow at least {:.0} pt",
+            st.height.unwrap_or(0.0),
+            top + below + 80.0
+        )));
+    }
+    let height = top + panel_h + below;
+    let canvas = Canvas::new(st.width, height, st)?;
+    Ok((canvas, top, top + panel_h))
+}
 
-        // What is drawn in the panel, as rectangles, for placement.
-        let mut obstacles = Vec::new();
-        for g in &km.groups {
-            let path: Vec<(f64, f64)> = curve_path(g, x_max)
-                .iter()
-                .map(|&(x, y)| panel.to_pt(x, y))
-                .collect();
-            for w in path.windows(2) {
-                obstacles.push(Rect::new(w[0], w[1]).inflate(CURVE_WIDTH));
-            }
-            if km.confidence_bands {
-                for (a, b, lo, hi) in band_intervals(g, x_max) {
-                    obstacles.push(Rect::new(panel.to_pt(a, lo), panel.to_pt(b, hi)));
-                }
-            }
-            if km.censor_marks {
-                for c in g.censored.iter().filter(|c| c.time <= x_max) {
-                    let p = panel.to_pt(c.time, c.survival);
-                    obstacles.push(Rect::new(p, p).inflate(CENSOR_HALF + 0.5));
-                }
-            }
+/// What is drawn in the panel (curve segments, bands, censor marks), as rectangles in pt.
+fn obstacles(km: &KaplanMeier, panel: &Panel, x_max: f64) -> Vec<Rect> {
+    let mut obstacles = Vec::new();
+    for g in &km.groups {
+        let path: Vec<(f64, f64)> = curve_path(g, x_max)
+            .iter()
+            .map(|&(x, y)| panel.to_pt(x, y))
+            .collect();
+        for w in path.windows(2) {
+            obstacles.push(Rect::new(w[0], w[1]).inflate(CURVE_WIDTH));
         }
-        let region = Rect {
-            x0: left + 8.0,
-            y0: top + 2.0,
-            x1: right - 2.0,
-            y1: bottom - 6.0,
-        };
-
-        let mut legend_box = None;
-        if show_legend && !legend_above {
-            let prefs = match corner_of(km.legend) {
-                Some(c) => vec![c],
-                None => vec![
-                    Corner::TopRight,
-                    Corner::BottomLeft,
-                    Corner::BottomRight,
-                    Corner::TopLeft,
-                ],
-            };
-            legend_box = place(&region, legend_w, legend_h, &obstacles, &prefs, 3.0);
-            if legend_box.is_none() {
-                legend_above = true;
-                continue;
-            }
-        }
-        let mut annotation_box = None;
-        if km.annotation.is_some() && !annotation_above {
-            let mut obs = obstacles.clone();
-            if let Some(b) = legend_box {
-                obs.push(b.inflate(4.0));
-            }
-            let prefs = [
-                Corner::BottomLeft,
-                Corner::BottomRight,
-                Corner::TopRight,
-                Corner::TopLeft,
-            ];
-            annotation_box = place(&region, annotation_w, annotation_h, &obs, &prefs, 3.0);
-            if annotation_box.is_none() {
-                annotation_above = true;
-                continue;
-            }
-        }
-
-        // Confidence bands under everything.
         if km.confidence_bands {
-            for (i, g) in km.groups.iter().enumerate() {
-                for poly in band_polygons(&band_intervals(g, x_max)) {
-                    let poly: Vec<(f64, f64)> = poly.iter().map(|&(x, y)| (x, y)).collect();
-                    panel.polygon(&poly, look(km, i).color, BAND_OPACITY)?;
-                }
+            for (a, b, lo, hi) in band_intervals(g, x_max) {
+                obstacles.push(Rect::new(panel.to_pt(a, lo), panel.to_pt(b, hi)));
             }
-        }
-
-        // Axes.
-        let xt: Vec<(f64, String)> = x_ticks
-            .iter()
-            .map(|(b, s)| (panel.to_pt(*b, 0.0).0, s.clone()))
-            .collect();
-        let yt: Vec<(f64, String)> = y_ticks
-            .iter()
-            .map(|(b, s)| (panel.to_pt(0.0, *b).1, s.clone()))
-            .collect();
-        bottom_axis(&canvas, (left, right), bottom, &xt, fs)?;
-        left_axis(&canvas, left, (bottom, top), &yt, fs)?;
-        let x_title = match &km.x_unit {
-            Some(u) if !u.trim().is_empty() => format!("{} ({u})", km.x_label),
-            _ => km.x_label.clone(),
-        };
-        canvas.text(
-            &x_title,
-            ((left + right) / 2.0, bottom + x_title_top),
-            TextSpec::new(ts, HAlign::Center, VAlign::CapTop),
-        )?;
-        let y_title = if percent {
-            format!("{} (%)", km.y_label)
-        } else {
-            km.y_label.clone()
-        };
-        let y_title_x = left - TICK - TICK_GAP - y_tick_w - 5.0 - (cap_t + ts * 0.25);
-        canvas.text(
-            &y_title,
-            (y_title_x, (top + bottom) / 2.0),
-            TextSpec::new(ts, HAlign::Center, VAlign::CapTop).vertical(),
-        )?;
-
-        // Curves, then censor marks on top.
-        for (i, g) in km.groups.iter().enumerate() {
-            let lk = look(km, i);
-            panel.polyline(
-                &curve_path(g, x_max),
-                &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
-            )?;
         }
         if km.censor_marks {
-            for (i, g) in km.groups.iter().enumerate() {
-                let stroke = Stroke::solid(look(km, i).color, CENSOR_WIDTH);
-                for c in g.censored.iter().filter(|c| c.time <= x_max) {
-                    let (x, y) = panel.to_pt(c.time, c.survival);
-                    canvas.line((x - CENSOR_HALF, y), (x + CENSOR_HALF, y), &stroke)?;
-                    canvas.line((x, y - CENSOR_HALF), (x, y + CENSOR_HALF), &stroke)?;
-                }
+            for c in g.censored.iter().filter(|c| c.time <= x_max) {
+                let p = panel.to_pt(c.time, c.survival);
+                obstacles.push(Rect::new(p, p).inflate(CENSOR_HALF + 0.5));
             }
         }
-
-        // Legend.
-        let mut above_y = 6.0;
-        if show_legend {
-            let entries: Vec<(usize, &str)> = legend_labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (i, l.as_str()))
-                .collect();
-            if let Some(b) = legend_box {
-                let mut y = b.y0 + legend_pitch / 2.0;
-                if let Some(t) = &km.legend_title {
-                    canvas.text(
-                        t,
-                        (b.x0, y),
-                        TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle).bold(),
-                    )?;
-                    y += legend_pitch;
-                }
-                for (i, label) in entries {
-                    let lk = look(km, i);
-                    canvas.line(
-                        (b.x0, y),
-                        (b.x0 + SAMPLE, y),
-                        &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
-                    )?;
-                    canvas.text(
-                        label,
-                        (b.x0 + SAMPLE + 4.0, y),
-                        TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
-                    )?;
-                    y += legend_pitch;
-                }
-            } else {
-                // Rows above the panel, starting at the panel's left edge.
-                let mut item = 0;
-                let mut x = left;
-                let mut row = 0;
-                let mut next = |x: &mut f64| {
-                    let r = above_rows_of_items[item];
-                    if r != row {
-                        row = r;
-                        *x = left;
-                    }
-                    let w = above_items[item];
-                    item += 1;
-                    (above_y + r as f64 * fs * 1.5 + cap / 2.0, w)
-                };
-                if let Some(t) = &km.legend_title {
-                    let (y, w) = next(&mut x);
-                    canvas.text(
-                        t,
-                        (x, y),
-                        TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle).bold(),
-                    )?;
-                    x += w;
-                }
-                for (i, label) in entries {
-                    let (y, w) = next(&mut x);
-                    let lk = look(km, i);
-                    canvas.line(
-                        (x, y),
-                        (x + SAMPLE, y),
-                        &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
-                    )?;
-                    canvas.text(
-                        label,
-                        (x + SAMPLE + 4.0, y),
-                        TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
-                    )?;
-                    x += w;
-                }
-                above_y += legend_above_rows as f64 * fs * 1.5;
-            }
-        }
-
-        // Annotation.
-        if let Some(text) = &km.annotation {
-            match annotation_box {
-                Some(b) => canvas.rich_text(
-                    text,
-                    (b.x0, (b.y0 + b.y1) / 2.0),
-                    TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
-                )?,
-                None => canvas.rich_text(
-                    text,
-                    (right, above_y + cap / 2.0),
-                    TextSpec::new(fs, HAlign::Right, VAlign::CapMiddle),
-                )?,
-            }
-        }
-
-        // Number-at-risk table: counts centred under the time ticks.
-        if km.risk_table {
-            canvas.text(
-                &km.risk_table_title,
-                (MARGIN, bottom + table_title_top),
-                TextSpec::new(fs, HAlign::Left, VAlign::CapTop).bold(),
-            )?;
-            for (i, label) in table_labels.iter().enumerate() {
-                let y = bottom + first_row_mid + i as f64 * row_pitch;
-                let lk = look(km, i);
-                canvas.line(
-                    (MARGIN, y),
-                    (MARGIN + TABLE_SAMPLE, y),
-                    &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
-                )?;
-                canvas.text(
-                    label,
-                    (MARGIN + TABLE_SAMPLE + 4.0, y),
-                    TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle),
-                )?;
-                for ((x, _), n) in xt.iter().zip(&counts[i]) {
-                    canvas.text(
-                        n,
-                        (*x, y),
-                        TextSpec::new(fs, HAlign::Center, VAlign::CapMiddle),
-                    )?;
-                }
-            }
-        }
-        return Ok(canvas.finish());
     }
-    Err(FigureError::new(format!(
-        "{FIGURE}: no room for the legend and the annotation"
-    )))
+    obstacles
+}
+
+/// Boxes inside the panel for the legend and the annotation (`None`: not shown, or above the
+/// panel). Returns `None`, having moved the first one that does not fit above the panel, when
+/// the layout must be tried again.
+fn place_boxes(
+    km: &KaplanMeier,
+    lay: &Layout,
+    panel: &Panel,
+    (top, bottom): (f64, f64),
+    above: &mut Above,
+) -> Option<(Option<Rect>, Option<Rect>)> {
+    let obstacles = obstacles(km, panel, lay.axes.x_max);
+    let region = Rect {
+        x0: lay.left + 8.0,
+        y0: top + 2.0,
+        x1: lay.right - 2.0,
+        y1: bottom - 6.0,
+    };
+    let mut legend_box = None;
+    if lay.legend.show && !above.legend {
+        let prefs = match corner_of(km.legend) {
+            Some(c) => vec![c],
+            None => vec![
+                Corner::TopRight,
+                Corner::BottomLeft,
+                Corner::BottomRight,
+                Corner::TopLeft,
+            ],
+        };
+        legend_box = place(&region, lay.legend.w, lay.legend.h, &obstacles, &prefs, 3.0);
+        if legend_box.is_none() {
+            above.legend = true;
+            return None;
+        }
+    }
+    let mut annotation_box = None;
+    if km.annotation.is_some() && !above.annotation {
+        let mut obs = obstacles;
+        if let Some(b) = legend_box {
+            obs.push(b.inflate(4.0));
+        }
+        let prefs = [
+            Corner::BottomLeft,
+            Corner::BottomRight,
+            Corner::TopRight,
+            Corner::TopLeft,
+        ];
+        annotation_box = place(
+            &region,
+            lay.annotation_w,
+            lay.annotation_h,
+            &obs,
+            &prefs,
+            3.0,
+        );
+        if annotation_box.is_none() {
+            above.annotation = true;
+            return None;
+        }
+    }
+    Some((legend_box, annotation_box))
+}
+
+/// Both axes with their titles; returns the time ticks' x positions (the risk table's columns).
+fn draw_axes(
+    km: &KaplanMeier,
+    lay: &Layout,
+    canvas: &Canvas,
+    panel: &Panel,
+    (top, bottom): (f64, f64),
+) -> Result<Vec<(f64, String)>> {
+    let (fs, ts) = (km.style.font_size, km.style.title_size);
+    let (left, right) = (lay.left, lay.right);
+    let xt: Vec<(f64, String)> = lay
+        .axes
+        .x_ticks
+        .iter()
+        .map(|(b, s)| (panel.to_pt(*b, 0.0).0, s.clone()))
+        .collect();
+    let yt: Vec<(f64, String)> = lay
+        .axes
+        .y_ticks
+        .iter()
+        .map(|(b, s)| (panel.to_pt(0.0, *b).1, s.clone()))
+        .collect();
+    bottom_axis(canvas, (left, right), bottom, &xt, fs)?;
+    left_axis(canvas, left, (bottom, top), &yt, fs)?;
+    let x_title = match &km.x_unit {
+        Some(u) if !u.trim().is_empty() => format!("{} ({u})", km.x_label),
+        _ => km.x_label.clone(),
+    };
+    canvas.text(
+        &x_title,
+        ((left + right) / 2.0, bottom + lay.below.x_title_top),
+        TextSpec::new(ts, HAlign::Center, VAlign::CapTop),
+    )?;
+    let y_title = if km.scale == SurvivalScale::Percent {
+        format!("{} (%)", km.y_label)
+    } else {
+        km.y_label.clone()
+    };
+    let y_title_x = left - TICK - TICK_GAP - lay.y_tick_w - 5.0 - (lay.cap_t + ts * 0.25);
+    canvas.text(
+        &y_title,
+        (y_title_x, (top + bottom) / 2.0),
+        TextSpec::new(ts, HAlign::Center, VAlign::CapTop).vertical(),
+    )?;
+    Ok(xt)
+}
+
+/// The curves, then the censor marks on top.
+fn draw_curves(km: &KaplanMeier, canvas: &Canvas, panel: &Panel, x_max: f64) -> Result<()> {
+    for (i, g) in km.groups.iter().enumerate() {
+        let lk = look(km, i);
+        panel.polyline(
+            &curve_path(g, x_max),
+            &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
+        )?;
+    }
+    if km.censor_marks {
+        for (i, g) in km.groups.iter().enumerate() {
+            let stroke = Stroke::solid(look(km, i).color, CENSOR_WIDTH);
+            for c in g.censored.iter().filter(|c| c.time <= x_max) {
+                let (x, y) = panel.to_pt(c.time, c.survival);
+                canvas.line((x - CENSOR_HALF, y), (x + CENSOR_HALF, y), &stroke)?;
+                canvas.line((x, y - CENSOR_HALF), (x, y + CENSOR_HALF), &stroke)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A line sample of `sample` pt in group `i`'s look, then its label.
+fn keyed_label(
+    km: &KaplanMeier,
+    canvas: &Canvas,
+    (x, y): (f64, f64),
+    sample: f64,
+    i: usize,
+    label: &str,
+) -> Result<()> {
+    let lk = look(km, i);
+    canvas.line(
+        (x, y),
+        (x + sample, y),
+        &Stroke::styled(lk.color, CURVE_WIDTH, lk.line),
+    )?;
+    canvas.text(
+        label,
+        (x + sample + 4.0, y),
+        TextSpec::new(km.style.font_size, HAlign::Left, VAlign::CapMiddle),
+    )
+}
+
+/// The legend, in its box inside the panel or in rows above it. Returns where the next row
+/// above the panel starts (the annotation's, when it did not fit inside either).
+fn draw_legend(
+    km: &KaplanMeier,
+    lay: &Layout,
+    canvas: &Canvas,
+    legend_box: Option<Rect>,
+) -> Result<f64> {
+    let fs = km.style.font_size;
+    let legend = &lay.legend;
+    let title_spec = TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle).bold();
+    let mut above_y = 6.0;
+    if !legend.show {
+        return Ok(above_y);
+    }
+    if let Some(b) = legend_box {
+        let mut y = b.y0 + legend.pitch / 2.0;
+        if let Some(t) = &km.legend_title {
+            canvas.text(t, (b.x0, y), title_spec)?;
+            y += legend.pitch;
+        }
+        for (i, label) in legend.labels.iter().enumerate() {
+            keyed_label(km, canvas, (b.x0, y), SAMPLE, i, label)?;
+            y += legend.pitch;
+        }
+        return Ok(above_y);
+    }
+    // Rows above the panel, starting at the panel's left edge.
+    let mut item = 0;
+    let mut x = lay.left;
+    let mut row = 0;
+    let mut next = |x: &mut f64| {
+        let r = legend.above_rows_of_items[item];
+        if r != row {
+            row = r;
+            *x = lay.left;
+        }
+        let w = legend.above_items[item];
+        item += 1;
+        (above_y + r as f64 * fs * 1.5 + lay.cap / 2.0, w)
+    };
+    if let Some(t) = &km.legend_title {
+        let (y, w) = next(&mut x);
+        canvas.text(t, (x, y), title_spec)?;
+        x += w;
+    }
+    for (i, label) in legend.labels.iter().enumerate() {
+        let (y, w) = next(&mut x);
+        keyed_label(km, canvas, (x, y), SAMPLE, i, label)?;
+        x += w;
+    }
+    above_y += legend.above_rows as f64 * fs * 1.5;
+    Ok(above_y)
+}
+
+/// The number-at-risk table: counts centred under the time ticks `xt`.
+fn draw_risk_table(
+    km: &KaplanMeier,
+    lay: &Layout,
+    canvas: &Canvas,
+    bottom: f64,
+    xt: &[(f64, String)],
+) -> Result<()> {
+    let fs = km.style.font_size;
+    canvas.text(
+        &km.risk_table_title,
+        (MARGIN, bottom + lay.below.table_title_top),
+        TextSpec::new(fs, HAlign::Left, VAlign::CapTop).bold(),
+    )?;
+    for (i, label) in lay.table_labels.iter().enumerate() {
+        let y = bottom + lay.below.first_row_mid + i as f64 * lay.below.row_pitch;
+        keyed_label(km, canvas, (MARGIN, y), TABLE_SAMPLE, i, label)?;
+        for ((x, _), n) in xt.iter().zip(&lay.counts[i]) {
+            canvas.text(
+                n,
+                (*x, y),
+                TextSpec::new(fs, HAlign::Center, VAlign::CapMiddle),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

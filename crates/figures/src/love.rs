@@ -125,6 +125,23 @@ fn after_marker(canvas: &Canvas, c: (f64, f64)) -> Result<()> {
     canvas.circle(c, MARKER_R, Some(AFTER), None)
 }
 
+/// Rows in drawing order with their wrapped labels, the x axis, and the positions in pt.
+struct Layout {
+    /// Label, |difference| before and after matching.
+    rows: Vec<(String, f64, f64)>,
+    labels: Vec<Vec<String>>,
+    line_h: f64,
+    x_max: f64,
+    ticks: Vec<(f64, String)>,
+    left: f64,
+    right: f64,
+    legend_y: f64,
+    top: f64,
+    pitch: f64,
+    bottom: f64,
+    height: f64,
+}
+
 /// Draw a Love plot.
 pub fn love_plot(p: &LovePlot) -> Result<String> {
     validate(p)?;
@@ -132,9 +149,77 @@ pub fn love_plot(p: &LovePlot) -> Result<String> {
     let (fs, ts) = (st.font_size, st.title_size);
     let probe = Canvas::new(st.width, 100.0, st)?;
     let font = probe.font(false);
+    let lay = layout(p, &probe)?;
+    let (left, right, top, bottom) = (lay.left, lay.right, lay.top, lay.bottom);
+    let canvas = Canvas::new(st.width, lay.height, st)?;
+    // A little room left of 0 so that markers at 0 do not sit on the axis line.
+    let panel = canvas.panel(
+        (left, right),
+        (top, bottom),
+        (-0.025 * lay.x_max)..lay.x_max,
+        0.0..1.0,
+    );
+    let x = |v: f64| panel.to_pt(v, 0.0).0;
+    let row_y = |i: usize| top + (i as f64 + 0.5) * lay.pitch;
+
+    // Legend above the panel.
+    let mut lx = left;
+    before_marker(&canvas, (lx + MARKER_R, lay.legend_y))?;
+    lx += 2.0 * MARKER_R + 4.0;
+    let spec = TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle);
+    canvas.text(&p.before_label, (lx, lay.legend_y), spec)?;
+    lx += font.width(&p.before_label, fs) + 14.0;
+    after_marker(&canvas, (lx + MARKER_R, lay.legend_y))?;
+    lx += 2.0 * MARKER_R + 4.0;
+    canvas.text(&p.after_label, (lx, lay.legend_y), spec)?;
+
+    // Row guides, zero line, threshold, then the markers.
+    for i in 0..lay.rows.len() {
+        let y = row_y(i);
+        canvas.line((left, y), (right, y), &Stroke::solid(GUIDE, 0.4))?;
+    }
+    if let Some(t) = p.threshold
+        && t <= lay.x_max
+    {
+        canvas.line(
+            (x(t), top),
+            (x(t), bottom),
+            &Stroke::styled(REFERENCE, 0.6, LineStyle::Dashed),
+        )?;
+    }
+    canvas.line((left, top), (left, bottom), &axis::axis_stroke())?;
+    let tick_pts: Vec<(f64, String)> = lay.ticks.iter().map(|(b, s)| (x(*b), s.clone())).collect();
+    let labels_bottom = bottom_axis(&canvas, (left, right), bottom, &tick_pts, fs)?;
+    canvas.text(
+        &p.x_label,
+        ((left + right) / 2.0, labels_bottom + 7.0),
+        TextSpec::new(ts, HAlign::Center, VAlign::CapTop),
+    )?;
+
+    for (i, ((_, before, after), lines)) in lay.rows.iter().zip(&lay.labels).enumerate() {
+        let y = row_y(i);
+        let first = y - (lines.len() as f64 - 1.0) * lay.line_h / 2.0;
+        for (k, line) in lines.iter().enumerate() {
+            canvas.text(
+                line,
+                (left - 8.0, first + k as f64 * lay.line_h),
+                TextSpec::new(fs, HAlign::Right, VAlign::CapMiddle),
+            )?;
+        }
+        before_marker(&canvas, (x(*before), y))?;
+        after_marker(&canvas, (x(*after), y))?;
+    }
+    Ok(canvas.finish())
+}
+
+/// Order the rows, wrap their labels, choose the x axis and fit everything into the width
+/// and (if given) the height; an error names what does not fit.
+fn layout(p: &LovePlot, probe: &Canvas) -> Result<Layout> {
+    let st = &p.style;
+    let (fs, ts) = (st.font_size, st.title_size);
+    let font = probe.font(false);
     let cap = font.cap_height(fs);
     let cap_t = font.cap_height(ts);
-
     let mut rows: Vec<(String, f64, f64)> = p
         .rows
         .iter()
@@ -144,7 +229,6 @@ pub fn love_plot(p: &LovePlot) -> Result<String> {
         // Stable: ties keep their given order.
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
-
     // Labels: wrap to two lines, then ellipsis.
     let max_w = p.max_label_width.unwrap_or(st.width * 0.38);
     let labels: Vec<Vec<String>> = rows.iter().map(|r| font.wrap(&r.0, fs, max_w, 2)).collect();
@@ -155,21 +239,7 @@ pub fn love_plot(p: &LovePlot) -> Result<String> {
         .fold(0.0, f64::max);
     let max_lines = labels.iter().map(Vec::len).max().unwrap_or(1);
     let line_h = fs * 1.15;
-
-    // x range from 0 to a break past every value and the threshold.
-    let hi = rows
-        .iter()
-        .map(|r| r.1.max(r.2))
-        .fold(p.threshold.unwrap_or(0.0), f64::max)
-        .max(0.05);
-    let step = axis::nice_step(hi, 6);
-    let x_max = (hi / step - 1e-9).ceil().max(1.0) * step;
-    let dec = axis::decimals(step);
-    let ticks: Vec<(f64, String)> = axis::breaks(0.0, x_max, step)
-        .into_iter()
-        .map(|b| (b, axis::format_number(b, dec)))
-        .collect();
-
+    let (x_max, ticks) = x_axis(&rows, p.threshold);
     let left = MARGIN + label_w + 10.0;
     let last_half = ticks.last().map_or(0.0, |(_, s)| font.width(s, fs)) / 2.0;
     let right = st.width - MARGIN - last_half.max(4.0);
@@ -178,7 +248,6 @@ pub fn love_plot(p: &LovePlot) -> Result<String> {
             "{FIGURE}: the labels leave too little room; lower the maximum label width"
         )));
     }
-
     // Vertical layout.
     let legend_y = MARGIN + cap / 2.0 + 1.0;
     let top = legend_y + cap / 2.0 + 10.0;
@@ -200,64 +269,35 @@ pub fn love_plot(p: &LovePlot) -> Result<String> {
         None => min_pitch.max(fs * 1.8),
     };
     let bottom = top + n * pitch;
-    let height = bottom + below;
-    let canvas = Canvas::new(st.width, height, st)?;
-    // A little room left of 0 so that markers at 0 do not sit on the axis line.
-    let panel = canvas.panel(
-        (left, right),
-        (top, bottom),
-        (-0.025 * x_max)..x_max,
-        0.0..1.0,
-    );
-    let x = |v: f64| panel.to_pt(v, 0.0).0;
-    let row_y = |i: usize| top + (i as f64 + 0.5) * pitch;
+    Ok(Layout {
+        rows,
+        labels,
+        line_h,
+        x_max,
+        ticks,
+        left,
+        right,
+        legend_y,
+        top,
+        pitch,
+        bottom,
+        height: bottom + below,
+    })
+}
 
-    // Legend above the panel.
-    let mut lx = left;
-    before_marker(&canvas, (lx + MARKER_R, legend_y))?;
-    lx += 2.0 * MARKER_R + 4.0;
-    let spec = TextSpec::new(fs, HAlign::Left, VAlign::CapMiddle);
-    canvas.text(&p.before_label, (lx, legend_y), spec)?;
-    lx += font.width(&p.before_label, fs) + 14.0;
-    after_marker(&canvas, (lx + MARKER_R, legend_y))?;
-    lx += 2.0 * MARKER_R + 4.0;
-    canvas.text(&p.after_label, (lx, legend_y), spec)?;
-
-    // Row guides, zero line, threshold, then the markers.
-    for i in 0..rows.len() {
-        let y = row_y(i);
-        canvas.line((left, y), (right, y), &Stroke::solid(GUIDE, 0.4))?;
-    }
-    if let Some(t) = p.threshold
-        && t <= x_max
-    {
-        canvas.line(
-            (x(t), top),
-            (x(t), bottom),
-            &Stroke::styled(REFERENCE, 0.6, LineStyle::Dashed),
-        )?;
-    }
-    canvas.line((left, top), (left, bottom), &axis::axis_stroke())?;
-    let tick_pts: Vec<(f64, String)> = ticks.iter().map(|(b, s)| (x(*b), s.clone())).collect();
-    let labels_bottom = bottom_axis(&canvas, (left, right), bottom, &tick_pts, fs)?;
-    canvas.text(
-        &p.x_label,
-        ((left + right) / 2.0, labels_bottom + 7.0),
-        TextSpec::new(ts, HAlign::Center, VAlign::CapTop),
-    )?;
-
-    for (i, ((_, before, after), lines)) in rows.iter().zip(&labels).enumerate() {
-        let y = row_y(i);
-        let first = y - (lines.len() as f64 - 1.0) * line_h / 2.0;
-        for (k, line) in lines.iter().enumerate() {
-            canvas.text(
-                line,
-                (left - 8.0, first + k as f64 * line_h),
-                TextSpec::new(fs, HAlign::Right, VAlign::CapMiddle),
-            )?;
-        }
-        before_marker(&canvas, (x(*before), y))?;
-        after_marker(&canvas, (x(*after), y))?;
-    }
-    Ok(canvas.finish())
+/// The x axis from 0 to a break past every value and the threshold, and its ticks.
+fn x_axis(rows: &[(String, f64, f64)], threshold: Option<f64>) -> (f64, Vec<(f64, String)>) {
+    let hi = rows
+        .iter()
+        .map(|r| r.1.max(r.2))
+        .fold(threshold.unwrap_or(0.0), f64::max)
+        .max(0.05);
+    let step = axis::nice_step(hi, 6);
+    let x_max = (hi / step - 1e-9).ceil().max(1.0) * step;
+    let dec = axis::decimals(step);
+    let ticks = axis::breaks(0.0, x_max, step)
+        .into_iter()
+        .map(|b| (b, axis::format_number(b, dec)))
+        .collect();
+    (x_max, ticks)
 }

@@ -44,6 +44,7 @@ fn find_name(face: &Face<'static>, id: u16) -> Option<String> {
 /// The family name typst gives a face (so the SVG's `font-family` is one typst resolves):
 /// typst's own exceptions for New Computer Modern, else the family name without style words.
 fn family_name(face: &Face<'static>) -> Option<String> {
+    // No PostScript name: none of the exceptions applies; the family name below decides.
     let ps = find_name(face, name_id::POST_SCRIPT_NAME).unwrap_or_default();
     for (prefix, family) in [
         ("NewCMMath-", "New Computer Modern Math"),
@@ -85,6 +86,7 @@ fn book() -> &'static FontBook {
                 .map(f64::from)
                 .unwrap_or(0.7 * units_per_em)
                 / units_per_em;
+            // No full name: the face's style flag alone tells italic.
             let full = find_name(&face, name_id::FULL_NAME)
                 .unwrap_or_default()
                 .to_lowercase();
@@ -268,6 +270,7 @@ impl Font {
         if i < words.len() {
             // Words are left over: the last line ends with an ellipsis.
             let rest = words[i..].join(" ");
+            // No line yet (the first word alone is too wide): the ellipsis starts an empty one.
             let last = lines.pop().unwrap_or_default();
             if last.ends_with('\u{2026}') {
                 lines.push(last);

@@ -131,7 +131,40 @@ pub fn cox<S: AsRef<str>>(
     terms: &[S],
     options: &CoxOptions<'_>,
 ) -> Result<Cox> {
-    const WHAT: &str = "Cox model";
+    let checked = check_inputs(time, event, x, terms, options)?;
+    let names: Vec<&str> = terms.iter().map(AsRef::as_ref).collect();
+    let (data, scale, rows) = prepare(time, event, x, &names, &checked, options.ties)?;
+    let fit = newton(&data, &names, options)?;
+    Ok(summarise(
+        &data, &rows, &scale, fit, &names, &checked, options,
+    ))
+}
+
+const WHAT: &str = "Cox model";
+
+/// R's `toler.chol` (`eps^0.75`): below it a pivot of the Cholesky counts as zero.
+fn toler_chol() -> f64 {
+    f64::EPSILON.powf(0.75)
+}
+
+/// What [`check_inputs`] found: the number of events, the normal quantile of the confidence
+/// level, and the strata codes with their count (one stratum without them).
+struct Checked<'a> {
+    events: usize,
+    z_level: f64,
+    strata: &'a [usize],
+    ns: usize,
+}
+
+/// Every input check, in the order its errors are reported: lengths, finite covariates, events,
+/// options, strata codes, cluster length.
+fn check_inputs<'a, S: AsRef<str>>(
+    time: &[f64],
+    event: &[bool],
+    x: &DMatrix<f64>,
+    terms: &[S],
+    options: &CoxOptions<'a>,
+) -> Result<Checked<'a>> {
     check_response(WHAT, time, event)?;
     let n = time.len();
     let p = x.ncols();
@@ -150,8 +183,7 @@ pub fn cox<S: AsRef<str>>(
     if p == 0 {
         return Err(StatsError::new(format!("{WHAT}: there are no covariates")));
     }
-    let name = |j: usize| terms[j].as_ref();
-    let cols: Vec<&[f64]> = (0..p).map(|j| &x.as_slice()[j * n..(j + 1) * n]).collect();
+    let cols = columns(x);
     // A branch-free pass per column (it vectorises), columns in parallel; the row is looked up
     // only on failure.
     let finite_cols = par::map(n, &cols, |col| {
@@ -162,7 +194,7 @@ pub fn cox<S: AsRef<str>>(
     {
         return Err(StatsError::new(format!(
             "{WHAT}: covariate \"{}\" is not a finite number in row {}",
-            name(j),
+            terms[j].as_ref(),
             i + 1
         )));
     }
@@ -190,54 +222,44 @@ pub fn cox<S: AsRef<str>>(
             c.len()
         )));
     }
+    Ok(Checked {
+        events,
+        z_level,
+        strata,
+        ns,
+    })
+}
 
+/// The columns of `x` as slices (nalgebra stores column-major).
+fn columns(x: &DMatrix<f64>) -> Vec<&[f64]> {
+    let n = x.nrows();
+    (0..x.ncols())
+        .map(|j| &x.as_slice()[j * n..(j + 1) * n])
+        .collect()
+}
+
+/// The data in fitting order, each covariate's scale factor (1 / mean |x - mean|), and the input
+/// row of each sorted row. An error names a constant covariate.
+fn prepare(
+    time: &[f64],
+    event: &[bool],
+    x: &DMatrix<f64>,
+    names: &[&str],
+    checked: &Checked<'_>,
+    ties: Ties,
+) -> Result<(Sorted, Vec<f64>, Vec<u32>)> {
+    let (n, p) = (time.len(), x.ncols());
+    let cols = columns(x);
     // One sort by time, then by stratum (stable): ascending time within each stratum block.
-    // Independent of it, and run alongside: centring and scaling as coxfit6 (scale = 1 / mean
-    // |x - mean|; Newton-Raphson is invariant to it, but it keeps the information matrix well
-    // conditioned and the tolerances meaningful), then the centred, scaled rows in input order
-    // (a transpose), so that each row is later copied whole to its sorted position: one random
-    // read of p adjacent values per row instead of p scattered ones. Each column's sums and each
-    // value are computed as in a sequential pass; only the order of the memory accesses changes.
-    let (sorted, centred) = par::join(
-        n,
-        || sort_times(time),
-        // Err(j): covariate j is constant.
-        || -> std::result::Result<(Vec<f64>, Vec<f64>), usize> {
-            let centring = par::map(n, &cols, |col| {
-                let m = sum8(col.iter().copied()) / n as f64;
-                let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
-                (m, mad)
-            });
-            let mut means = vec![0.0; p];
-            let mut scale = vec![1.0; p];
-            for (j, &(m, mad)) in centring.iter().enumerate() {
-                if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
-                    return Err(j);
-                }
-                means[j] = m;
-                scale[j] = 1.0 / mad;
-            }
-            let mut unsorted = vec![0.0; n * p];
-            unsorted
-                .par_chunks_mut(CHUNK * p)
-                .enumerate()
-                .for_each(|(c, dst)| {
-                    for (k, d) in dst.chunks_exact_mut(p).enumerate() {
-                        for (j, v) in d.iter_mut().enumerate() {
-                            *v = (cols[j][c * CHUNK + k] - means[j]) * scale[j];
-                        }
-                    }
-                });
-            Ok((scale, unsorted))
-        },
-    );
+    // Independent of it, and run alongside: centring and scaling (see `centre_and_scale`).
+    let (sorted, centred) = par::join(n, || sort_times(time), || centre_and_scale(&cols, n, p));
     let (scale, unsorted) = centred.map_err(|j| {
         StatsError::new(format!(
             "{WHAT}: covariate \"{}\" is constant, so its coefficient cannot be estimated",
-            name(j)
+            names[j]
         ))
     })?;
-    let (rows, times, start) = partition_by(sorted, strata, ns);
+    let (rows, times, start) = partition_by(sorted, checked.strata, checked.ns);
     let mut xs = vec![0.0; n * p];
     xs.par_chunks_mut(CHUNK * p)
         .zip(rows.par_chunks(CHUNK))
@@ -266,31 +288,74 @@ pub fn cox<S: AsRef<str>>(
         start,
         segments,
         tasks,
-        efron: options.ties == Ties::Efron,
+        efron: ties == Ties::Efron,
     };
+    Ok((data, scale, rows))
+}
 
-    let toler = f64::EPSILON.powf(0.75);
-    let mut ws = Workspace::new(p, n);
-
-    // Iteration 0: beta = 0 gives the null log-likelihood and the score test.
-    let mut beta = vec![0.0; p];
-    let mut loglik = data.eval(&beta, &mut ws);
-    let loglik_null = loglik;
-    let mut imat = ws.imat_full();
-    let rank0 = cholesky2(&mut imat, p, toler);
-    if rank0 < p {
-        let j = (0..p).find(|&j| imat[j * p + j] == 0.0).unwrap_or(p - 1);
-        return Err(StatsError::new(format!(
-            "{WHAT}: covariate \"{}\" is a linear combination of the covariates before it \
-             (or does not vary within risk sets), so its coefficient cannot be estimated",
-            name(j)
-        )));
+/// Centring and scaling as coxfit6 (scale = 1 / mean |x - mean|; Newton-Raphson is invariant to
+/// it, but it keeps the information matrix well conditioned and the tolerances meaningful), then
+/// the centred, scaled rows in input order (a transpose), so that each row is later copied whole
+/// to its sorted position: one random read of p adjacent values per row instead of p scattered
+/// ones. Each column's sums and each value are computed as in a sequential pass; only the order
+/// of the memory accesses changes. Returns the scales and the rows; `Err(j)`: covariate j is
+/// constant.
+fn centre_and_scale(
+    cols: &[&[f64]],
+    n: usize,
+    p: usize,
+) -> std::result::Result<(Vec<f64>, Vec<f64>), usize> {
+    let centring = par::map(n, cols, |col| {
+        let m = sum8(col.iter().copied()) / n as f64;
+        let mad = sum8(col.iter().map(|v| (v - m).abs())) / n as f64;
+        (m, mad)
+    });
+    let mut means = vec![0.0; p];
+    let mut scale = vec![1.0; p];
+    for (j, &(m, mad)) in centring.iter().enumerate() {
+        if mad.is_nan() || mad <= 0.0 || (mad / m.abs().max(f64::MIN_POSITIVE)) < 1e-13 {
+            return Err(j);
+        }
+        means[j] = m;
+        scale[j] = 1.0 / mad;
     }
-    let mut step = ws.u.clone();
-    chsolve2(&imat, p, &mut step);
-    let score_chisq: f64 = ws.u.iter().zip(&step).map(|(u, s)| u * s).sum();
-    let mut newbeta: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b + s).collect();
+    let mut unsorted = vec![0.0; n * p];
+    unsorted
+        .par_chunks_mut(CHUNK * p)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            for (k, d) in dst.chunks_exact_mut(p).enumerate() {
+                for (j, v) in d.iter_mut().enumerate() {
+                    *v = (cols[j][c * CHUNK + k] - means[j]) * scale[j];
+                }
+            }
+        });
+    Ok((scale, unsorted))
+}
 
+/// What Newton-Raphson ends with, in the scaled coordinates.
+struct Fit {
+    beta_s: Vec<f64>,
+    /// Inverse information at `beta_s`.
+    var_s: Vec<f64>,
+    /// Score at `beta_s`.
+    u_final: Vec<f64>,
+    loglik: f64,
+    loglik_null: f64,
+    score_chisq: f64,
+    iterations: usize,
+    warnings: Vec<String>,
+}
+
+/// Newton-Raphson from beta = 0 with step-halving, as coxfit6. Errors when the information at
+/// beta = 0 is singular (naming the covariate) or the log-likelihood is not finite at the end.
+fn newton(data: &Sorted, names: &[&str], options: &CoxOptions<'_>) -> Result<Fit> {
+    let p = data.p;
+    let toler = toler_chol();
+    let mut ws = Workspace::new(p, data.status.len());
+    let mut beta = vec![0.0; p];
+    let (mut loglik, score_chisq, mut newbeta, mut imat) = first_step(data, &mut ws, names)?;
+    let loglik_null = loglik;
     let mut halving = false;
     let mut converged = false;
     let mut iterations = 0;
@@ -324,12 +389,8 @@ pub fn cox<S: AsRef<str>>(
             }
         }
     }
-    loglik = newlk;
-    let beta_s = newbeta;
     let u_final = ws.u.clone();
     chinv2(&mut imat, p);
-    let var_s = imat; // inverse information, scaled coordinates
-
     let mut warnings = Vec::new();
     if !converged {
         warnings.push(format!(
@@ -337,21 +398,134 @@ pub fn cox<S: AsRef<str>>(
             options.iter_max
         ));
     }
-    if !loglik.is_finite() {
+    if !newlk.is_finite() {
         return Err(StatsError::new(format!(
             "{WHAT}: the fit failed (the log partial likelihood is not finite)"
         )));
     }
+    Ok(Fit {
+        beta_s: newbeta,
+        var_s: imat,
+        u_final,
+        loglik: newlk,
+        loglik_null,
+        score_chisq,
+        iterations,
+        warnings,
+    })
+}
 
-    // Back to the original scale.
-    let coef: Vec<f64> = (0..p).map(|j| beta_s[j] * scale[j]).collect();
+/// Iteration 0: beta = 0 gives the null log-likelihood, the score test and the first step.
+/// Returns them with the new beta and the factored information; an error names the first
+/// covariate that is a linear combination of earlier ones.
+fn first_step(
+    data: &Sorted,
+    ws: &mut Workspace,
+    names: &[&str],
+) -> Result<(f64, f64, Vec<f64>, Vec<f64>)> {
+    let p = data.p;
+    let beta = vec![0.0; p];
+    let loglik = data.eval(&beta, ws);
+    let mut imat = ws.imat_full();
+    let rank0 = cholesky2(&mut imat, p, toler_chol());
+    if rank0 < p {
+        let j = (0..p).find(|&j| imat[j * p + j] == 0.0).unwrap_or(p - 1);
+        return Err(StatsError::new(format!(
+            "{WHAT}: covariate \"{}\" is a linear combination of the covariates before it \
+             (or does not vary within risk sets), so its coefficient cannot be estimated",
+            names[j]
+        )));
+    }
+    let mut step = ws.u.clone();
+    chsolve2(&imat, p, &mut step);
+    let score_chisq: f64 = ws.u.iter().zip(&step).map(|(u, s)| u * s).sum();
+    let newbeta: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b + s).collect();
+    Ok((loglik, score_chisq, newbeta, imat))
+}
+
+/// The fit on the original scale: coefficients and their table, the likelihood-ratio, score and
+/// Wald tests, and the concordance of the linear predictor.
+fn summarise(
+    data: &Sorted,
+    rows: &[u32],
+    scale: &[f64],
+    fit: Fit,
+    names: &[&str],
+    checked: &Checked<'_>,
+    options: &CoxOptions<'_>,
+) -> Cox {
+    let (n, p) = (data.status.len(), data.p);
+    let coef: Vec<f64> = (0..p).map(|j| fit.beta_s[j] * scale[j]).collect();
     let var: Vec<f64> = (0..p * p)
-        .map(|ij| var_s[ij] * scale[ij / p] * scale[ij % p])
+        .map(|ij| fit.var_s[ij] * scale[ij / p] * scale[ij % p])
         .collect();
+    let mut warnings = fit.warnings;
+    let bad = infinite_terms(
+        &fit.u_final,
+        &coef,
+        &var,
+        scale,
+        names,
+        options.eps,
+        &mut warnings,
+    );
+    let robust: Option<Vec<f64>> = options
+        .cluster
+        .map(|cluster| robust_variance(data, rows, cluster, &fit.beta_s, &fit.var_s, scale));
+    let used = robust.as_deref().unwrap_or(&var);
+    let terms = term_table(names, &coef, &var, robust.as_deref(), &bad, checked.z_level);
+    let lr = 2.0 * (fit.loglik - fit.loglik_null);
+    let wald_test = if bad.iter().any(|&b| b) {
+        None
+    } else {
+        Some(wald(used, &coef))
+    };
+    let mut lp = vec![0.0; n];
+    lp.par_chunks_mut(CHUNK)
+        .zip(data.xs.par_chunks(CHUNK * p))
+        .for_each(|(lp, xs)| {
+            for (l, x) in lp.iter_mut().zip(xs.chunks_exact(p)) {
+                *l = (0..p).map(|j| x[j] * fit.beta_s[j]).sum();
+            }
+        });
+    let ranges = if n > CHUNK { RANK_RANGES } else { 1 };
+    Cox {
+        ties: options.ties,
+        n,
+        events: checked.events,
+        terms,
+        loglik_null: fit.loglik_null,
+        loglik: fit.loglik,
+        lr_test: ChisqTest {
+            chisq: lr,
+            df: p,
+            p: chisq_sf(lr, p),
+        },
+        wald_test,
+        score_test: ChisqTest {
+            chisq: fit.score_chisq,
+            df: p,
+            p: chisq_sf(fit.score_chisq, p),
+        },
+        concordance: concordance(&lp, &data.status, &data.times, &data.start, ranges),
+        iterations: fit.iterations,
+        warnings,
+    }
+}
 
-    // Terms whose coefficient may be infinite (coxph.fit's check: u' V large relative to beta),
-    // or whose information became singular.
-    let toler_inf = options.eps.sqrt();
+/// Terms whose coefficient may be infinite (coxph.fit's check: u' V large relative to beta),
+/// or whose information became singular; each gets a warning.
+fn infinite_terms(
+    u_final: &[f64],
+    coef: &[f64],
+    var: &[f64],
+    scale: &[f64],
+    names: &[&str],
+    eps: f64,
+    warnings: &mut Vec<String>,
+) -> Vec<bool> {
+    let p = coef.len();
+    let toler_inf = eps.sqrt();
     let mut bad = vec![false; p];
     for j in 0..p {
         let infs: f64 = (0..p)
@@ -359,123 +533,107 @@ pub fn cox<S: AsRef<str>>(
             .sum::<f64>()
             .abs();
         let singular = var[j * p + j] == 0.0;
-        if singular || (infs > options.eps && infs > toler_inf * coef[j].abs()) {
+        if singular || (infs > eps && infs > toler_inf * coef[j].abs()) {
             bad[j] = true;
             warnings.push(format!(
                 "the coefficient of \"{}\" may be infinite (the log partial likelihood converged \
                  before it); it is not reported",
-                name(j)
+                names[j]
             ));
         }
     }
+    bad
+}
 
-    // Robust variance from dfbeta residuals summed within clusters.
-    let robust: Option<Vec<f64>> = options.cluster.map(|cluster| {
-        let resid = data.score_residuals(&beta_s);
-        let cl: Vec<usize> = rows.iter().map(|&r| cluster[r as usize]).collect();
-        let mut ids = cl.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut sums = vec![0.0; ids.len() * p];
-        for (i, c) in cl.iter().enumerate() {
-            let g = ids.binary_search(c).unwrap_or(0);
-            for j in 0..p {
-                sums[g * p + j] += resid[i * p + j];
-            }
+/// Robust variance on the original scale, from dfbeta residuals summed within clusters.
+fn robust_variance(
+    data: &Sorted,
+    rows: &[u32],
+    cluster: &[usize],
+    beta_s: &[f64],
+    var_s: &[f64],
+    scale: &[f64],
+) -> Vec<f64> {
+    let p = data.p;
+    let resid = data.score_residuals(beta_s);
+    let cl: Vec<usize> = rows.iter().map(|&r| cluster[r as usize]).collect();
+    let mut ids = cl.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut sums = vec![0.0; ids.len() * p];
+    for (i, c) in cl.iter().enumerate() {
+        let g = ids.binary_search(c).unwrap_or(0);
+        for j in 0..p {
+            sums[g * p + j] += resid[i * p + j];
         }
-        // D = sums * var_s (per cluster row), robust_s = D'D, then back to the original scale.
-        let mut rob = vec![0.0; p * p];
-        let mut d = vec![0.0; p];
-        for g in 0..ids.len() {
-            for j in 0..p {
-                d[j] = (0..p).map(|k| sums[g * p + k] * var_s[k * p + j]).sum();
-            }
-            for a in 0..p {
-                for b in 0..p {
-                    rob[a * p + b] += d[a] * d[b];
-                }
-            }
-        }
-        (0..p * p)
-            .map(|ij| rob[ij] * scale[ij / p] * scale[ij % p])
-            .collect()
-    });
-
-    let used = robust.as_ref().unwrap_or(&var);
-    let mut out_terms = Vec::with_capacity(p);
-    for j in 0..p {
-        let se = var[j * p + j].sqrt();
-        let robust_se = robust.as_ref().map(|r| r[j * p + j].sqrt());
-        let se_used = used[j * p + j].sqrt();
-        let b = coef[j];
-        let z = b / se_used;
-        let keep = !bad[j];
-        let ok = |v: f64| if keep { finite(v) } else { None };
-        out_terms.push(CoxTerm {
-            term: name(j).to_string(),
-            coef: ok(b),
-            se: ok(se),
-            robust_se: robust_se.and_then(ok),
-            hr: ok(b.exp()),
-            lower: ok((b - z_level * se_used).exp()),
-            upper: ok((b + z_level * se_used).exp()),
-            z: ok(z),
-            p: ok(normal_two_sided(z)),
-        });
     }
-
-    let lr = 2.0 * (loglik - loglik_null);
-    let lr_test = ChisqTest {
-        chisq: lr,
-        df: p,
-        p: chisq_sf(lr, p),
-    };
-    let score_test = ChisqTest {
-        chisq: score_chisq,
-        df: p,
-        p: chisq_sf(score_chisq, p),
-    };
-    let wald_test = if bad.iter().any(|&b| b) {
-        None
-    } else {
-        // coxph.wtest: b' V^- b through the same tolerant Cholesky.
-        let mut v = used.clone();
-        let rank = cholesky2(&mut v, p, toler);
-        let mut sol = coef.clone();
-        chsolve2(&v, p, &mut sol);
-        let w: f64 = sol.iter().zip(&coef).map(|(a, b)| a * b).sum();
-        Some(ChisqTest {
-            chisq: w,
-            df: rank,
-            p: chisq_sf(w, rank),
-        })
-    };
-
-    let mut lp = vec![0.0; n];
-    lp.par_chunks_mut(CHUNK)
-        .zip(data.xs.par_chunks(CHUNK * p))
-        .for_each(|(lp, xs)| {
-            for (l, x) in lp.iter_mut().zip(xs.chunks_exact(p)) {
-                *l = (0..p).map(|j| x[j] * beta_s[j]).sum();
+    // D = sums * var_s (per cluster row), robust_s = D'D, then back to the original scale.
+    let mut rob = vec![0.0; p * p];
+    let mut d = vec![0.0; p];
+    for g in 0..ids.len() {
+        for j in 0..p {
+            d[j] = (0..p).map(|k| sums[g * p + k] * var_s[k * p + j]).sum();
+        }
+        for a in 0..p {
+            for b in 0..p {
+                rob[a * p + b] += d[a] * d[b];
             }
-        });
-    let ranges = if n > CHUNK { RANK_RANGES } else { 1 };
-    let concordance = concordance(&lp, &data.status, &data.times, &data.start, ranges);
+        }
+    }
+    (0..p * p)
+        .map(|ij| rob[ij] * scale[ij / p] * scale[ij % p])
+        .collect()
+}
 
-    Ok(Cox {
-        ties: options.ties,
-        n,
-        events,
-        terms: out_terms,
-        loglik_null,
-        loglik,
-        lr_test,
-        wald_test,
-        score_test,
-        concordance,
-        iterations,
-        warnings,
-    })
+/// One row per coefficient: z, p and the interval use the robust SE when there is one; a term
+/// that may be infinite is reported as not estimable.
+fn term_table(
+    names: &[&str],
+    coef: &[f64],
+    var: &[f64],
+    robust: Option<&[f64]>,
+    bad: &[bool],
+    z_level: f64,
+) -> Vec<CoxTerm> {
+    let p = coef.len();
+    let used = robust.unwrap_or(var);
+    (0..p)
+        .map(|j| {
+            let se = var[j * p + j].sqrt();
+            let robust_se = robust.map(|r| r[j * p + j].sqrt());
+            let se_used = used[j * p + j].sqrt();
+            let b = coef[j];
+            let z = b / se_used;
+            let keep = !bad[j];
+            let ok = |v: f64| if keep { finite(v) } else { None };
+            CoxTerm {
+                term: names[j].to_string(),
+                coef: ok(b),
+                se: ok(se),
+                robust_se: robust_se.and_then(ok),
+                hr: ok(b.exp()),
+                lower: ok((b - z_level * se_used).exp()),
+                upper: ok((b + z_level * se_used).exp()),
+                z: ok(z),
+                p: ok(normal_two_sided(z)),
+            }
+        })
+        .collect()
+}
+
+/// coxph.wtest: b' V^- b through the same tolerant Cholesky; df is V's rank.
+fn wald(var: &[f64], coef: &[f64]) -> ChisqTest {
+    let p = coef.len();
+    let mut v = var.to_vec();
+    let rank = cholesky2(&mut v, p, toler_chol());
+    let mut sol = coef.to_vec();
+    chsolve2(&v, p, &mut sol);
+    let w: f64 = sol.iter().zip(coef).map(|(a, b)| a * b).sum();
+    ChisqTest {
+        chisq: w,
+        df: rank,
+        p: chisq_sf(w, rank),
+    }
 }
 
 /// Sum with eight independent accumulators (the loop vectorises; a single running sum is a
@@ -904,124 +1062,148 @@ impl Sorted {
             })
             .collect();
         let mut resid = vec![0.0; n * p];
-        // Per event time (in reverse order of discovery): hazard increments for subjects that
-        // stay (haz, hx) and for the tied deaths (e_haz, e_hx), and the mean xbar of the deaths.
-        let mut haz = Vec::new();
-        let mut e_haz = Vec::new();
-        let mut hx: Vec<f64> = Vec::new();
-        let mut e_hx: Vec<f64> = Vec::new();
-        let mut xmean: Vec<f64> = Vec::new();
-        let mut a = vec![0.0; p];
-        let mut a2 = vec![0.0; p];
-        let mut xbar = vec![0.0; p];
+        let mut inc = Increments::default();
         for s in 0..self.start.len() - 1 {
-            let (lo, hi) = (self.start[s], self.start[s + 1]);
-            haz.clear();
-            e_haz.clear();
-            hx.clear();
-            e_hx.clear();
-            xmean.clear();
-            let mut denom = 0.0;
-            a.iter_mut().for_each(|v| *v = 0.0);
-            let mut i = hi;
-            while i > lo {
-                let t = self.times[i - 1];
-                let mut nd = 0usize;
-                let mut e_denom = 0.0;
-                a2.iter_mut().for_each(|v| *v = 0.0);
-                while i > lo && self.times[i - 1] == t {
-                    i -= 1;
-                    let x = &self.xs[i * p..(i + 1) * p];
-                    denom += risk[i];
-                    for j in 0..p {
-                        a[j] += risk[i] * x[j];
-                    }
-                    if self.status[i] {
-                        nd += 1;
-                        e_denom += risk[i];
-                        for j in 0..p {
-                            a2[j] += risk[i] * x[j];
-                        }
-                    }
-                }
-                if nd == 0 {
-                    continue;
-                }
-                let (mut h, mut eh) = (0.0, 0.0);
-                let base = hx.len();
-                hx.resize(base + p, 0.0);
-                e_hx.resize(base + p, 0.0);
-                xmean.resize(base + p, 0.0);
-                let parts = if self.efron { nd } else { 1 };
-                let d = nd as f64;
-                for k in 0..parts {
-                    let (frac, hz) = if self.efron {
-                        let frac = k as f64 / d;
-                        (frac, 1.0 / (denom - frac * e_denom))
-                    } else {
-                        (0.0, d / denom)
-                    };
-                    let den = denom - frac * e_denom;
-                    h += hz;
-                    eh += (1.0 - frac) * hz;
-                    for j in 0..p {
-                        xbar[j] = (a[j] - frac * a2[j]) / den;
-                        hx[base + j] += xbar[j] * hz;
-                        e_hx[base + j] += (1.0 - frac) * xbar[j] * hz;
-                        xmean[base + j] += xbar[j] / parts as f64;
-                    }
-                }
-                haz.push(h);
-                e_haz.push(eh);
-            }
-            // Forward pass: cumulative hazard H and sum of xbar dH before each time.
-            let mut cum_h = 0.0;
-            let mut cum_hx = vec![0.0; p];
-            let mut k = haz.len();
-            let mut i = lo;
-            while i < hi {
-                let t = self.times[i];
-                let mut j_end = i;
-                let mut any_death = false;
-                while j_end < hi && self.times[j_end] == t {
-                    any_death |= self.status[j_end];
-                    j_end += 1;
-                }
-                if any_death {
-                    k -= 1;
-                }
-                for l in i..j_end {
-                    let x = &self.xs[l * p..(l + 1) * p];
-                    let r = risk[l];
-                    let out = &mut resid[l * p..(l + 1) * p];
-                    if !any_death {
-                        for j in 0..p {
-                            out[j] = -r * (x[j] * cum_h - cum_hx[j]);
-                        }
-                    } else if self.status[l] {
-                        let b = k * p;
-                        for j in 0..p {
-                            out[j] = (x[j] - xmean[b + j])
-                                - r * (x[j] * (cum_h + e_haz[k]) - (cum_hx[j] + e_hx[b + j]));
-                        }
-                    } else {
-                        let b = k * p;
-                        for j in 0..p {
-                            out[j] = -r * (x[j] * (cum_h + haz[k]) - (cum_hx[j] + hx[b + j]));
-                        }
-                    }
-                }
-                if any_death {
-                    cum_h += haz[k];
-                    for j in 0..p {
-                        cum_hx[j] += hx[k * p + j];
-                    }
-                }
-                i = j_end;
-            }
+            let rows = self.start[s]..self.start[s + 1];
+            self.hazard_increments(&risk, rows.clone(), &mut inc);
+            self.stratum_residuals(&risk, rows, &inc, &mut resid);
         }
         resid
     }
+
+    /// Backward pass over one stratum's rows: the hazard increments at each event time.
+    fn hazard_increments(&self, risk: &[f64], rows: Range<usize>, inc: &mut Increments) {
+        let p = self.p;
+        let (lo, hi) = (rows.start, rows.end);
+        inc.haz.clear();
+        inc.e_haz.clear();
+        inc.hx.clear();
+        inc.e_hx.clear();
+        inc.xmean.clear();
+        let mut denom = 0.0;
+        let mut a = vec![0.0; p];
+        let mut a2 = vec![0.0; p];
+        let mut xbar = vec![0.0; p];
+        let mut i = hi;
+        while i > lo {
+            let t = self.times[i - 1];
+            let mut nd = 0usize;
+            let mut e_denom = 0.0;
+            a2.iter_mut().for_each(|v| *v = 0.0);
+            while i > lo && self.times[i - 1] == t {
+                i -= 1;
+                let x = &self.xs[i * p..(i + 1) * p];
+                denom += risk[i];
+                for j in 0..p {
+                    a[j] += risk[i] * x[j];
+                }
+                if self.status[i] {
+                    nd += 1;
+                    e_denom += risk[i];
+                    for j in 0..p {
+                        a2[j] += risk[i] * x[j];
+                    }
+                }
+            }
+            if nd == 0 {
+                continue;
+            }
+            let (mut h, mut eh) = (0.0, 0.0);
+            let base = inc.hx.len();
+            inc.hx.resize(base + p, 0.0);
+            inc.e_hx.resize(base + p, 0.0);
+            inc.xmean.resize(base + p, 0.0);
+            let parts = if self.efron { nd } else { 1 };
+            let d = nd as f64;
+            for k in 0..parts {
+                let (frac, hz) = if self.efron {
+                    let frac = k as f64 / d;
+                    (frac, 1.0 / (denom - frac * e_denom))
+                } else {
+                    (0.0, d / denom)
+                };
+                let den = denom - frac * e_denom;
+                h += hz;
+                eh += (1.0 - frac) * hz;
+                for j in 0..p {
+                    xbar[j] = (a[j] - frac * a2[j]) / den;
+                    inc.hx[base + j] += xbar[j] * hz;
+                    inc.e_hx[base + j] += (1.0 - frac) * xbar[j] * hz;
+                    inc.xmean[base + j] += xbar[j] / parts as f64;
+                }
+            }
+            inc.haz.push(h);
+            inc.e_haz.push(eh);
+        }
+    }
+
+    /// Forward pass over one stratum's rows: the cumulative hazard H and sum of xbar dH before
+    /// each time give each subject's residual.
+    fn stratum_residuals(
+        &self,
+        risk: &[f64],
+        rows: Range<usize>,
+        inc: &Increments,
+        resid: &mut [f64],
+    ) {
+        let p = self.p;
+        let (lo, hi) = (rows.start, rows.end);
+        let mut cum_h = 0.0;
+        let mut cum_hx = vec![0.0; p];
+        let mut k = inc.haz.len();
+        let mut i = lo;
+        while i < hi {
+            let t = self.times[i];
+            let mut j_end = i;
+            let mut any_death = false;
+            while j_end < hi && self.times[j_end] == t {
+                any_death |= self.status[j_end];
+                j_end += 1;
+            }
+            if any_death {
+                k -= 1;
+            }
+            for l in i..j_end {
+                let x = &self.xs[l * p..(l + 1) * p];
+                let r = risk[l];
+                let out = &mut resid[l * p..(l + 1) * p];
+                let b = k * p;
+                if !any_death {
+                    for j in 0..p {
+                        out[j] = -r * (x[j] * cum_h - cum_hx[j]);
+                    }
+                } else if self.status[l] {
+                    for j in 0..p {
+                        out[j] = (x[j] - inc.xmean[b + j])
+                            - r * (x[j] * (cum_h + inc.e_haz[k]) - (cum_hx[j] + inc.e_hx[b + j]));
+                    }
+                } else {
+                    for j in 0..p {
+                        out[j] = -r * (x[j] * (cum_h + inc.haz[k]) - (cum_hx[j] + inc.hx[b + j]));
+                    }
+                }
+            }
+            if any_death {
+                cum_h += inc.haz[k];
+                for (c, h) in cum_hx.iter_mut().zip(&inc.hx[k * p..(k + 1) * p]) {
+                    *c += h;
+                }
+            }
+            i = j_end;
+        }
+    }
+}
+
+/// Per event time of a stratum, in reverse time order (as the backward pass finds them): hazard
+/// increments for the subjects that stay (`haz`, `hx`) and for the tied deaths (`e_haz`, `e_hx`),
+/// and the mean xbar of the deaths (`xmean`); the vectors hold p values per time.
+#[derive(Default)]
+struct Increments {
+    haz: Vec<f64>,
+    e_haz: Vec<f64>,
+    hx: Vec<f64>,
+    e_hx: Vec<f64>,
+    xmean: Vec<f64>,
 }
 
 /// Harrell's concordance of the linear predictor `lp` (higher = shorter survival) within strata,

@@ -182,12 +182,15 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
     let mut columns = Vec::new();
     // What each column is made of; the values are written once all covariates are checked.
     let mut sources = Vec::new();
-    if intercept {
-        names.push("(Intercept)".to_string());
+    let mut push = |name: String, variable: &str, level: Option<&String>| {
+        names.push(name);
         columns.push(Column {
-            variable: "(Intercept)".to_string(),
-            level: None,
+            variable: variable.to_string(),
+            level: level.cloned(),
         });
+    };
+    if intercept {
+        push("(Intercept)".into(), "(Intercept)", None);
         sources.push(Source::Intercept);
     }
     for cov in covariates {
@@ -201,20 +204,8 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
         }
         match cov {
             Covariate::Numeric { name, values } => {
-                // A branch-free pass (it vectorises); the row is looked up only on failure.
-                if !values.iter().fold(true, |ok, v| ok & v.is_finite())
-                    && let Some(i) = values.iter().position(|v| !v.is_finite())
-                {
-                    return Err(StatsError::new(format!(
-                        "'{name}' has a missing or infinite value at row {}; pass complete cases",
-                        i + 1
-                    )));
-                }
-                names.push(name.clone());
-                columns.push(Column {
-                    variable: name.clone(),
-                    level: None,
-                });
+                check_numeric(name, values)?;
+                push(name.clone(), name, None);
                 sources.push(Source::Numeric(values));
             }
             Covariate::Categorical {
@@ -223,51 +214,83 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
                 levels,
                 reference,
             } => {
-                if *reference >= levels.len() {
-                    return Err(StatsError::new(format!(
-                        "the reference level of '{name}' is not one of its {} levels",
-                        levels.len()
-                    )));
-                }
-                let mut counts = vec![0usize; levels.len()];
-                for (i, &c) in codes.iter().enumerate() {
-                    if c >= levels.len() {
-                        return Err(StatsError::new(format!(
-                            "'{name}' has code {c} at row {} but only {} levels",
-                            i + 1,
-                            levels.len()
-                        )));
-                    }
-                    counts[c] += 1;
-                }
-                let observed = counts.iter().filter(|&&c| c > 0).count();
-                if observed < 2 {
-                    return Err(StatsError::new(format!(
-                        "'{name}' has a single level in the data; a categorical covariate needs at least two"
-                    )));
-                }
-                if let Some(l) = counts.iter().position(|&c| c == 0) {
-                    return Err(StatsError::new(format!(
-                        "level '{}' of '{name}' has no observations; drop the level or merge it",
-                        levels[l]
-                    )));
-                }
+                check_categorical(name, codes, levels, *reference)?;
                 for (l, level) in levels.iter().enumerate() {
                     if coding == Coding::Treatment && l == *reference {
                         continue;
                     }
-                    names.push(format!("{name}={level}"));
-                    columns.push(Column {
-                        variable: name.clone(),
-                        level: Some(level.clone()),
-                    });
+                    push(format!("{name}={level}"), name, Some(level));
                     sources.push(Source::Indicator(codes, l));
                 }
             }
         }
     }
-    let p = names.len();
-    // Column-major n x p values, each column written once, columns in parallel.
+    let x = fill_columns(n, &sources);
+    Ok(ModelMatrix {
+        x,
+        names,
+        columns,
+        intercept,
+    })
+}
+
+/// A numeric covariate must be finite everywhere (complete cases).
+fn check_numeric(name: &str, values: &[f64]) -> Result<()> {
+    // A branch-free pass (it vectorises); the row is looked up only on failure.
+    if !values.iter().fold(true, |ok, v| ok & v.is_finite())
+        && let Some(i) = values.iter().position(|v| !v.is_finite())
+    {
+        return Err(StatsError::new(format!(
+            "'{name}' has a missing or infinite value at row {}; pass complete cases",
+            i + 1
+        )));
+    }
+    Ok(())
+}
+
+/// A categorical covariate: a reference and codes among its levels, every level observed, at
+/// least two of them.
+fn check_categorical(
+    name: &str,
+    codes: &[usize],
+    levels: &[String],
+    reference: usize,
+) -> Result<()> {
+    if reference >= levels.len() {
+        return Err(StatsError::new(format!(
+            "the reference level of '{name}' is not one of its {} levels",
+            levels.len()
+        )));
+    }
+    let mut counts = vec![0usize; levels.len()];
+    for (i, &c) in codes.iter().enumerate() {
+        if c >= levels.len() {
+            return Err(StatsError::new(format!(
+                "'{name}' has code {c} at row {} but only {} levels",
+                i + 1,
+                levels.len()
+            )));
+        }
+        counts[c] += 1;
+    }
+    let observed = counts.iter().filter(|&&c| c > 0).count();
+    if observed < 2 {
+        return Err(StatsError::new(format!(
+            "'{name}' has a single level in the data; a categorical covariate needs at least two"
+        )));
+    }
+    if let Some(l) = counts.iter().position(|&c| c == 0) {
+        return Err(StatsError::new(format!(
+            "level '{}' of '{name}' has no observations; drop the level or merge it",
+            levels[l]
+        )));
+    }
+    Ok(())
+}
+
+/// Column-major n x p values, each column written once from its source.
+fn fill_columns(n: usize, sources: &[Source<'_>]) -> DMatrix<f64> {
+    let p = sources.len();
     let mut data = vec![0.0; n * p];
     let fill = |(col, source): (&mut [f64], &Source)| match *source {
         Source::Intercept => col.fill(1.0),
@@ -286,13 +309,7 @@ pub fn build(covariates: &[Covariate], intercept: bool, coding: Coding) -> Resul
     } else {
         data.chunks_mut(n).zip(sources.iter()).for_each(fill);
     }
-    let x = DMatrix::from_vec(n, p, data);
-    Ok(ModelMatrix {
-        x,
-        names,
-        columns,
-        intercept,
-    })
+    DMatrix::from_vec(n, p, data)
 }
 
 /// Where a column's values come from.

@@ -165,6 +165,57 @@ pub fn logistic_regression(
     x: &ModelMatrix,
     options: LogisticOptions,
 ) -> Result<LogisticFit> {
+    let events = check_logistic(y, x, &options)?;
+    let (n, p) = (y.len(), x.ncols());
+    let yf: Vec<f64> = y.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
+    let irls = irls(&x.x, &yf, &options)?;
+    let Fitted { eta, mu, .. } = irls.fit;
+    let mut warnings = Vec::new();
+    if !irls.converged {
+        warnings.push(format!(
+            "the logistic fit did not converge in {} iterations (glm.fit: algorithm did not converge)",
+            options.max_iter
+        ));
+    }
+    let eps = 10.0 * f64::EPSILON;
+    if mu.iter().any(|&m| m > 1.0 - eps || m < eps) {
+        warnings.push(
+            "fitted probabilities numerically 0 or 1 occurred: the outcome is (quasi-)perfectly separated by the covariates, so some estimates and standard errors are not reliable"
+                .to_string(),
+        );
+    }
+
+    // Null deviance: intercept-only fit is the overall mean; without intercept, mu = 1/2.
+    let null_mu = if x.intercept {
+        events as f64 / n as f64
+    } else {
+        0.5
+    };
+    let null_deviance = ordered_sum(
+        &yf.par_chunks(CHUNK)
+            .map(|yc| deviance_at(yc, null_mu))
+            .collect::<Vec<f64>>(),
+    );
+    // For 0/1 data with unit weights, -2 log-likelihood equals the deviance.
+    let aic = irls.deviance + 2.0 * p as f64;
+    let terms = logistic_terms(x, &irls.coef, irls.r_last.as_ref(), options.conf_level);
+    Ok(LogisticFit {
+        n,
+        terms,
+        null_deviance,
+        deviance: irls.deviance,
+        aic,
+        iterations: irls.iterations,
+        converged: irls.converged,
+        warnings,
+        coefficients: irls.coef.iter().copied().collect(),
+        fitted: mu,
+        linear_predictor: eta,
+    })
+}
+
+/// The inputs and options of [`logistic_regression`]; returns the number of events.
+fn check_logistic(y: &[bool], x: &ModelMatrix, options: &LogisticOptions) -> Result<usize> {
     let n = y.len();
     let p = x.ncols();
     if n == 0 {
@@ -198,9 +249,24 @@ pub fn logistic_regression(
             "invalid fitting options: the confidence level must be in (0, 1) and max_iter positive",
         ));
     }
-    let yf: Vec<f64> = y.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
-    let xm = &x.x;
+    Ok(events)
+}
 
+/// Where iteratively reweighted least squares ended.
+struct Irls {
+    fit: Fitted,
+    coef: DVector<f64>,
+    /// R of the last weighted least-squares step (for the covariance).
+    r_last: Option<DMatrix<f64>>,
+    converged: bool,
+    iterations: usize,
+    deviance: f64,
+}
+
+/// glm.fit's IRLS from its starting values, until the relative change of the deviance is below
+/// `epsilon` or `max_iter` steps.
+fn irls(xm: &DMatrix<f64>, yf: &[f64], options: &LogisticOptions) -> Result<Irls> {
+    let (n, p) = (yf.len(), xm.ncols());
     // glm.fit: mustart = (weights * y + 0.5) / (weights + 1), eta = linkfun(mustart).
     let mut fit = Fitted::new(n);
     let mut dev_old = fit.par_chunks(|lo, eta, mu, mu_eta| {
@@ -217,15 +283,13 @@ pub fn logistic_regression(
     let mut converged = false;
     let mut iterations = 0;
     let mut dev = dev_old;
-    let mut warnings = Vec::new();
-
     // The next iterate's values; swapped with `fit` on success.
     let mut next = Fitted::new(n);
     for iter in 1..=options.max_iter {
         iterations = iter;
-        let (start, r) = weighted_ls(xm, &yf, &fit)?;
+        let (start, r) = weighted_ls(xm, yf, &fit)?;
         let mut start = start;
-        dev = predict(xm, &start, &yf, &mut next);
+        dev = predict(xm, &start, yf, &mut next);
         // glm.fit halves the step while the deviance is not finite (cannot happen with the
         // bounded logit, kept for safety).
         let mut halvings = 0;
@@ -242,7 +306,7 @@ pub fn logistic_regression(
                 ));
             }
             start = (&start + old) / 2.0;
-            dev = predict(xm, &start, &yf, &mut next);
+            dev = predict(xm, &start, yf, &mut next);
         }
         std::mem::swap(&mut fit, &mut next);
         coef = start;
@@ -254,41 +318,27 @@ pub fn logistic_regression(
         dev_old = dev;
         coef_old = Some(coef.clone());
     }
+    Ok(Irls {
+        fit,
+        coef,
+        r_last,
+        converged,
+        iterations,
+        deviance: dev,
+    })
+}
 
-    drop(next);
-    let Fitted { eta, mu, .. } = fit;
-    if !converged {
-        warnings.push(format!(
-            "the logistic fit did not converge in {} iterations (glm.fit: algorithm did not converge)",
-            options.max_iter
-        ));
-    }
-    let eps = 10.0 * f64::EPSILON;
-    if mu.iter().any(|&m| m > 1.0 - eps || m < eps) {
-        warnings.push(
-            "fitted probabilities numerically 0 or 1 occurred: the outcome is (quasi-)perfectly separated by the covariates, so some estimates and standard errors are not reliable"
-                .to_string(),
-        );
-    }
-
-    // Null deviance: intercept-only fit is the overall mean; without intercept, mu = 1/2.
-    let null_mu = if x.intercept {
-        events as f64 / n as f64
-    } else {
-        0.5
-    };
-    let null_deviance = ordered_sum(
-        &yf.par_chunks(CHUNK)
-            .map(|yc| deviance_at(yc, null_mu))
-            .collect::<Vec<f64>>(),
-    );
-    // For 0/1 data with unit weights, -2 log-likelihood equals the deviance.
-    let aic = dev + 2.0 * p as f64;
-
-    let cov = r_last.as_ref().and_then(unscaled_covariance);
+/// One row per coefficient: Wald SE, z, p and the odds ratio with its interval at `conf_level`.
+fn logistic_terms(
+    x: &ModelMatrix,
+    coef: &DVector<f64>,
+    r_last: Option<&DMatrix<f64>>,
+    conf_level: f64,
+) -> Vec<LogisticTerm> {
+    let cov = r_last.and_then(unscaled_covariance);
     let nd = Normal::standard();
-    let zq = nd.inverse_cdf(1.0 - (1.0 - options.conf_level) / 2.0);
-    let terms = (0..p)
+    let zq = nd.inverse_cdf(1.0 - (1.0 - conf_level) / 2.0);
+    (0..x.ncols())
         .map(|j| {
             let b = coef[j];
             let se = cov.as_ref().map(|c| c[(j, j)].sqrt()).and_then(finite);
@@ -305,21 +355,7 @@ pub fn logistic_regression(
                 upper: se.and_then(|s| finite((b + zq * s).exp())),
             }
         })
-        .collect();
-
-    Ok(LogisticFit {
-        n,
-        terms,
-        null_deviance,
-        deviance: dev,
-        aic,
-        iterations,
-        converged,
-        warnings,
-        coefficients: coef.iter().copied().collect(),
-        fitted: mu,
-        linear_predictor: eta,
-    })
+        .collect()
 }
 
 /// The linear predictor `eta = X b`, fitted values `mu` and d mu / d eta at `b`, written into

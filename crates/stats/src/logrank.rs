@@ -47,7 +47,54 @@ pub fn logrank<S: AsRef<str>>(
     strata: Option<&[usize]>,
     rho: f64,
 ) -> Result<LogRank> {
-    const WHAT: &str = "log-rank test";
+    let group_n = check_logrank(time, event, group, labels, rho)?;
+    let (n, k) = (time.len(), labels.len());
+    let zeros;
+    let strata = match strata {
+        Some(s) => s,
+        None => {
+            zeros = vec![0usize; n];
+            &zeros
+        }
+    };
+    let ns = check_codes(WHAT, "strata", strata, n)?;
+    let sorted = sort_times(time);
+    let (rows, times, start) = partition_by(sorted, strata, ns);
+    let mut tally = Tally::new(k);
+    for s in 0..ns {
+        let (a, b) = (start[s], start[s + 1]);
+        tally.add_stratum(&rows[a..b], &times[a..b], group, event, rho);
+    }
+    let Tally { obs, exp, var, .. } = tally;
+    let (chisq, df) = chisq_test(&obs, &exp, &var)?;
+    let p = chisq_sf(chisq, df);
+    let groups = (0..k)
+        .map(|g| LogRankGroup {
+            level: labels[g].as_ref().to_string(),
+            n: group_n[g],
+            observed: obs[g],
+            expected: exp[g],
+        })
+        .collect();
+    Ok(LogRank {
+        rho,
+        chisq,
+        df,
+        p,
+        groups,
+    })
+}
+
+const WHAT: &str = "log-rank test";
+
+/// Response, group codes and labels, and `rho`; returns the size of each group.
+fn check_logrank<S: AsRef<str>>(
+    time: &[f64],
+    event: &[bool],
+    group: &[usize],
+    labels: &[S],
+    rho: f64,
+) -> Result<Vec<usize>> {
     check_response(WHAT, time, event)?;
     let n = time.len();
     let k = check_codes(WHAT, "group", group, n)?;
@@ -79,35 +126,53 @@ pub fn logrank<S: AsRef<str>>(
             "{WHAT}: needs at least two groups with observations"
         )));
     }
-    let zeros;
-    let strata = match strata {
-        Some(s) => s,
-        None => {
-            zeros = vec![0usize; n];
-            &zeros
-        }
-    };
-    let ns = check_codes(WHAT, "strata", strata, n)?;
+    Ok(group_n)
+}
 
-    let sorted = sort_times(time);
-    let (rows, times, start) = partition_by(sorted, strata, ns);
+/// Weighted observed and expected events per group and their covariance (k x k), summed over
+/// strata; the other vectors are per-time scratch space.
+struct Tally {
+    k: usize,
+    obs: Vec<f64>,
+    exp: Vec<f64>,
+    var: Vec<f64>,
+    risk: Vec<f64>,
+    d_g: Vec<f64>,
+    c_g: Vec<f64>,
+    touched: Vec<usize>,
+}
 
-    let mut obs = vec![0.0; k];
-    let mut exp = vec![0.0; k];
-    let mut var = vec![0.0; k * k];
-    let mut risk = vec![0.0f64; k];
-    let mut d_g = vec![0.0f64; k];
-    let mut c_g = vec![0.0f64; k];
-    let mut touched: Vec<usize> = Vec::with_capacity(k);
-    for s in 0..ns {
-        let (a, b) = (start[s], start[s + 1]);
-        risk.iter_mut().for_each(|r| *r = 0.0);
-        for &r in &rows[a..b] {
-            risk[group[r as usize]] += 1.0;
+impl Tally {
+    fn new(k: usize) -> Tally {
+        Tally {
+            k,
+            obs: vec![0.0; k],
+            exp: vec![0.0; k],
+            var: vec![0.0; k * k],
+            risk: vec![0.0f64; k],
+            d_g: vec![0.0f64; k],
+            c_g: vec![0.0f64; k],
+            touched: Vec::with_capacity(k),
         }
-        let mut nrisk = (b - a) as f64;
+    }
+
+    /// Add one stratum: its input rows in ascending time order and their times.
+    fn add_stratum(
+        &mut self,
+        rows: &[u32],
+        times: &[f64],
+        group: &[usize],
+        event: &[bool],
+        rho: f64,
+    ) {
+        let b = rows.len();
+        self.risk.iter_mut().for_each(|r| *r = 0.0);
+        for &r in rows {
+            self.risk[group[r as usize]] += 1.0;
+        }
+        let mut nrisk = b as f64;
         let mut km = 1.0f64;
-        let mut i = a;
+        let mut i = 0;
         while i < b {
             let t = times[i];
             let mut deaths = 0.0;
@@ -115,12 +180,12 @@ pub fn logrank<S: AsRef<str>>(
             while j < b && times[j] == t {
                 let r = rows[j] as usize;
                 let g = group[r];
-                if c_g[g] == 0.0 {
-                    touched.push(g);
+                if self.c_g[g] == 0.0 {
+                    self.touched.push(g);
                 }
-                c_g[g] += 1.0;
+                self.c_g[g] += 1.0;
                 if event[r] {
-                    d_g[g] += 1.0;
+                    self.d_g[g] += 1.0;
                     deaths += 1.0;
                 }
                 j += 1;
@@ -128,40 +193,49 @@ pub fn logrank<S: AsRef<str>>(
             // Left-continuous pooled Kaplan-Meier of this stratum, S(t-).
             let wt = if rho == 0.0 { 1.0 } else { km.powf(rho) };
             if deaths > 0.0 {
-                for &g in &touched {
-                    obs[g] += wt * d_g[g];
-                }
-                for g in 0..k {
-                    exp[g] += wt * deaths * risk[g] / nrisk;
-                }
-                if nrisk > 1.0 {
-                    let kt = wt * wt * deaths * (nrisk - deaths) / (nrisk * (nrisk - 1.0));
-                    for jg in 0..k {
-                        if risk[jg] == 0.0 {
-                            continue;
-                        }
-                        let tmp = kt * risk[jg];
-                        var[jg * k + jg] += tmp;
-                        for kg in 0..k {
-                            var[jg * k + kg] -= tmp * risk[kg] / nrisk;
-                        }
-                    }
-                }
+                self.add_deaths(wt, deaths, nrisk);
                 km *= (nrisk - deaths) / nrisk;
             }
-            for &g in &touched {
-                risk[g] -= c_g[g];
-                c_g[g] = 0.0;
-                d_g[g] = 0.0;
+            for &g in &self.touched {
+                self.risk[g] -= self.c_g[g];
+                self.c_g[g] = 0.0;
+                self.d_g[g] = 0.0;
             }
-            touched.clear();
+            self.touched.clear();
             nrisk -= (j - i) as f64;
             i = j;
         }
     }
 
-    // Groups with no expected events carry no information (R drops them); the generalised
-    // inverse then drops the first remaining group.
+    /// One event time with `deaths` of `nrisk` at risk, weighted by `wt`.
+    fn add_deaths(&mut self, wt: f64, deaths: f64, nrisk: f64) {
+        let k = self.k;
+        for &g in &self.touched {
+            self.obs[g] += wt * self.d_g[g];
+        }
+        for g in 0..k {
+            self.exp[g] += wt * deaths * self.risk[g] / nrisk;
+        }
+        if nrisk > 1.0 {
+            let kt = wt * wt * deaths * (nrisk - deaths) / (nrisk * (nrisk - 1.0));
+            for jg in 0..k {
+                if self.risk[jg] == 0.0 {
+                    continue;
+                }
+                let tmp = kt * self.risk[jg];
+                self.var[jg * k + jg] += tmp;
+                for kg in 0..k {
+                    self.var[jg * k + kg] -= tmp * self.risk[kg] / nrisk;
+                }
+            }
+        }
+    }
+}
+
+/// The chi-square statistic and its degrees of freedom. Groups with no expected events carry no
+/// information (R drops them); the generalised inverse then drops the first remaining group.
+fn chisq_test(obs: &[f64], exp: &[f64], var: &[f64]) -> Result<(f64, usize)> {
+    let k = obs.len();
     let keep: Vec<usize> = (0..k).filter(|&g| exp[g] > 0.0).collect();
     let df = keep.len().saturating_sub(1);
     let chisq = if keep.len() < 2 {
@@ -178,20 +252,5 @@ pub fn logrank<S: AsRef<str>>(
         })?;
         x.dot(&diff)
     };
-    let p = chisq_sf(chisq, df);
-    let groups = (0..k)
-        .map(|g| LogRankGroup {
-            level: labels[g].as_ref().to_string(),
-            n: group_n[g],
-            observed: obs[g],
-            expected: exp[g],
-        })
-        .collect();
-    Ok(LogRank {
-        rho,
-        chisq,
-        df,
-        p,
-        groups,
-    })
+    Ok((chisq, df))
 }

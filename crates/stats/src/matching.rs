@@ -205,29 +205,8 @@ pub fn nearest_neighbor(
     distance: &[f64],
     options: &NearestOptions,
 ) -> Result<Matching> {
+    check_nearest(treat, distance, options)?;
     let n = treat.len();
-    if distance.len() != n {
-        return Err(StatsError::new(format!(
-            "{n} treatment indicators but {} distances",
-            distance.len()
-        )));
-    }
-    if n >= u32::MAX as usize {
-        return Err(StatsError::new("too many units to match"));
-    }
-    if distance.iter().any(|d| !d.is_finite()) {
-        return Err(StatsError::new("every distance must be a finite number"));
-    }
-    if options.ratio == 0 {
-        return Err(StatsError::new("the matching ratio must be at least 1"));
-    }
-    if let Some(c) = options.caliper
-        && !(c.is_finite() && c > 0.0)
-    {
-        return Err(StatsError::new(
-            "the caliper must be a positive number of SDs",
-        ));
-    }
     let treated: Vec<usize> = (0..n).filter(|&i| treat[i]).collect();
     let n1 = treated.len();
     let n0 = n - n1;
@@ -263,7 +242,75 @@ pub fn nearest_neighbor(
         }
         None => None,
     };
+    let sets = greedy_match(treat, distance, &treated, caliper_width, options);
+    if sets.iter().all(|s| s.controls.is_empty()) {
+        return Err(StatsError::new(
+            "no matches were found: no control unit is within the caliper of any treated unit",
+        ));
+    }
+    let (weights, n_control_matched) = matching_weights(treat, &sets);
+    let n_treated_matched = sets.iter().filter(|s| !s.controls.is_empty()).count();
+    let subclass = if options.replace {
+        vec![None; n]
+    } else {
+        subclasses(&sets, n)
+    };
+    Ok(Matching {
+        ratio: options.ratio,
+        caliper: options.caliper,
+        caliper_width,
+        replace: options.replace,
+        n_treated: n1,
+        n_control: n0,
+        n_treated_matched,
+        n_control_matched,
+        sets,
+        subclass,
+        weights,
+        warnings,
+    })
+}
 
+/// Lengths, distances and options of [`nearest_neighbor`].
+fn check_nearest(treat: &[bool], distance: &[f64], options: &NearestOptions) -> Result<()> {
+    let n = treat.len();
+    if distance.len() != n {
+        return Err(StatsError::new(format!(
+            "{n} treatment indicators but {} distances",
+            distance.len()
+        )));
+    }
+    if n >= u32::MAX as usize {
+        return Err(StatsError::new("too many units to match"));
+    }
+    if distance.iter().any(|d| !d.is_finite()) {
+        return Err(StatsError::new("every distance must be a finite number"));
+    }
+    if options.ratio == 0 {
+        return Err(StatsError::new("the matching ratio must be at least 1"));
+    }
+    if let Some(c) = options.caliper
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(StatsError::new(
+            "the caliper must be a positive number of SDs",
+        ));
+    }
+    Ok(())
+}
+
+/// MatchIt's greedy matching: in each of `ratio` rounds every treated unit (in the chosen
+/// order) takes the nearest available control within the caliper. One set per treated unit,
+/// in data order; a set may have no controls.
+fn greedy_match(
+    treat: &[bool],
+    distance: &[f64],
+    treated: &[usize],
+    caliper_width: Option<f64>,
+    options: &NearestOptions,
+) -> Vec<MatchedSet> {
+    let n = treat.len();
+    let n1 = treated.len();
     // Sorted positions, ties in data order (stable sort, as R's radix sort.list).
     let mut by_pos: Vec<usize> = (0..n).collect();
     by_pos.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
@@ -273,33 +320,18 @@ pub fn nearest_neighbor(
     }
     let d_sorted: Vec<f64> = by_pos.iter().map(|&u| distance[u]).collect();
     // Right: next available control at position >= p. Left: on mirrored positions n-1-p.
-    let mut right = NextFree::new(n);
-    let mut left = NextFree::new(n);
+    let mut free = Neighbours {
+        right: NextFree::new(n),
+        left: NextFree::new(n),
+    };
     for (p, &u) in by_pos.iter().enumerate() {
         if treat[u] {
-            right.remove(p);
-            left.remove(n - 1 - p);
+            free.take(p, n);
         }
     }
-
-    // Order of the treated units; stable, so ties stay in data order (R's order()).
-    let mut order: Vec<usize> = (0..n1).collect();
-    match if options.replace {
-        MatchOrder::Data
-    } else {
-        options.order
-    } {
-        MatchOrder::Largest => {
-            order.sort_by(|&a, &b| distance[treated[b]].total_cmp(&distance[treated[a]]))
-        }
-        MatchOrder::Smallest => {
-            order.sort_by(|&a, &b| distance[treated[a]].total_cmp(&distance[treated[b]]))
-        }
-        MatchOrder::Data => {}
-    }
-
+    let order = treated_order(distance, treated, options);
     let mut rows: Vec<Vec<usize>> = vec![Vec::new(); n1]; // sorted positions of controls
-    let mut remaining = n0;
+    let mut remaining = n - n1;
     'rounds: for _round in 0..options.ratio {
         for &t in &order {
             if remaining == 0 {
@@ -307,38 +339,7 @@ pub fn nearest_neighbor(
             }
             let ii = pos_of[treated[t]];
             let di = d_sorted[ii];
-            let row = &rows[t];
-            // Nearest available control below ii, skipping this unit's own earlier matches
-            // (possible only with replacement).
-            let mut k_left = None;
-            let mut q = n - ii; // mirrored position of ii - 1
-            loop {
-                let m = left.find(q);
-                if m >= n {
-                    break;
-                }
-                let k = n - 1 - m;
-                if row.contains(&k) {
-                    q = m + 1;
-                    continue;
-                }
-                k_left = Some(k);
-                break;
-            }
-            let mut k_right = None;
-            let mut q = ii + 1;
-            loop {
-                let k = right.find(q);
-                if k >= n {
-                    break;
-                }
-                if row.contains(&k) {
-                    q = k + 1;
-                    continue;
-                }
-                k_right = Some(k);
-                break;
-            }
+            let (mut k_left, mut k_right) = free.nearest(ii, &rows[t], n);
             let dist = |k: usize| options.rule.measure(di, d_sorted[k]);
             if let Some(w) = caliper_width {
                 k_left = k_left.filter(|&k| dist(k) <= w);
@@ -358,29 +359,94 @@ pub fn nearest_neighbor(
             };
             rows[t].push(k);
             if !options.replace {
-                right.remove(k);
-                left.remove(n - 1 - k);
+                free.take(k, n);
                 remaining -= 1;
             }
         }
     }
-
-    let sets: Vec<MatchedSet> = rows
-        .iter()
+    rows.iter()
         .enumerate()
         .map(|(t, r)| MatchedSet {
             treated: treated[t],
             controls: r.iter().map(|&p| by_pos[p]).collect(),
         })
-        .collect();
-    if sets.iter().all(|s| s.controls.is_empty()) {
-        return Err(StatsError::new(
-            "no matches were found: no control unit is within the caliper of any treated unit",
-        ));
+        .collect()
+}
+
+/// Order in which the treated units (indices into `treated`) choose; stable, so ties stay in
+/// data order (R's order()). With replacement the order does not matter and is the data's.
+fn treated_order(distance: &[f64], treated: &[usize], options: &NearestOptions) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..treated.len()).collect();
+    match if options.replace {
+        MatchOrder::Data
+    } else {
+        options.order
+    } {
+        MatchOrder::Largest => {
+            order.sort_by(|&a, &b| distance[treated[b]].total_cmp(&distance[treated[a]]))
+        }
+        MatchOrder::Smallest => {
+            order.sort_by(|&a, &b| distance[treated[a]].total_cmp(&distance[treated[b]]))
+        }
+        MatchOrder::Data => {}
+    }
+    order
+}
+
+/// The available controls by sorted position, searchable in both directions.
+struct Neighbours {
+    right: NextFree,
+    /// On mirrored positions n-1-p.
+    left: NextFree,
+}
+
+impl Neighbours {
+    /// Position `p` (of `n`) is no longer available.
+    fn take(&mut self, p: usize, n: usize) {
+        self.right.remove(p);
+        self.left.remove(n - 1 - p);
     }
 
-    // Matching weights (weights_matrixC), then control weights rescaled to sum to the number of
-    // matched controls.
+    /// The nearest available control below and above sorted position `ii`, skipping this unit's
+    /// own earlier matches `row` (possible only with replacement).
+    fn nearest(&mut self, ii: usize, row: &[usize], n: usize) -> (Option<usize>, Option<usize>) {
+        let mut k_left = None;
+        let mut q = n - ii; // mirrored position of ii - 1
+        loop {
+            let m = self.left.find(q);
+            if m >= n {
+                break;
+            }
+            let k = n - 1 - m;
+            if row.contains(&k) {
+                q = m + 1;
+                continue;
+            }
+            k_left = Some(k);
+            break;
+        }
+        let mut k_right = None;
+        let mut q = ii + 1;
+        loop {
+            let k = self.right.find(q);
+            if k >= n {
+                break;
+            }
+            if row.contains(&k) {
+                q = k + 1;
+                continue;
+            }
+            k_right = Some(k);
+            break;
+        }
+        (k_left, k_right)
+    }
+}
+
+/// Matching weights (weights_matrixC), then control weights rescaled to sum to the number of
+/// matched controls; returns them with that number.
+fn matching_weights(treat: &[bool], sets: &[MatchedSet]) -> (Vec<f64>, usize) {
+    let n = treat.len();
     let mut weights = vec![0.0; n];
     for s in sets.iter().filter(|s| !s.controls.is_empty()) {
         weights[s.treated] += 1.0;
@@ -397,41 +463,28 @@ pub fn nearest_neighbor(
             weights[i] *= scale;
         }
     }
-    let n_treated_matched = sets.iter().filter(|s| !s.controls.is_empty()).count();
+    (weights, n_control_matched)
+}
 
-    // MatchIt's subclass: factor levels of the treated row numbers as text, renumbered 1..
+/// MatchIt's subclass (matching without replacement): factor levels of the treated row numbers
+/// as text, renumbered 1..
+fn subclasses(sets: &[MatchedSet], n: usize) -> Vec<Option<usize>> {
     let mut subclass = vec![None; n];
-    if !options.replace {
-        let mut keys: Vec<(String, usize)> = sets
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.controls.is_empty())
-            .map(|(i, s)| ((s.treated + 1).to_string(), i))
-            .collect();
-        keys.sort();
-        for (id, (_, i)) in keys.iter().enumerate() {
-            let s = &sets[*i];
-            subclass[s.treated] = Some(id + 1);
-            for &c in &s.controls {
-                subclass[c] = Some(id + 1);
-            }
+    let mut keys: Vec<(String, usize)> = sets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.controls.is_empty())
+        .map(|(i, s)| ((s.treated + 1).to_string(), i))
+        .collect();
+    keys.sort();
+    for (id, (_, i)) in keys.iter().enumerate() {
+        let s = &sets[*i];
+        subclass[s.treated] = Some(id + 1);
+        for &c in &s.controls {
+            subclass[c] = Some(id + 1);
         }
     }
-
-    Ok(Matching {
-        ratio: options.ratio,
-        caliper: options.caliper,
-        caliper_width,
-        replace: options.replace,
-        n_treated: n1,
-        n_control: n0,
-        n_treated_matched,
-        n_control_matched,
-        sets,
-        subclass,
-        weights,
-        warnings,
-    })
+    subclass
 }
 
 /// An ordered list of `(name, value)` pairs that serializes as a JSON object in that order
