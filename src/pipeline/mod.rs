@@ -28,7 +28,7 @@ use crate::study::published::{self, Published};
 pub use records::BlockInputs;
 use records::{
     block_inputs, complete_block_inputs, provenance_json, reproduction_json, results_json,
-    sha256_hex, trail_json,
+    results_record, sha256_hex, trail_json, trail_record,
 };
 
 /// The embedded article template (a study may provide its own `article.typ`).
@@ -241,7 +241,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
             }
             Ok((outputs, staged))
         })?;
-    let provenance = provenance_json(&prepared, options, &outputs);
+    let provenance = provenance_json(&prepared, options, &outputs)?;
     // The PDF, and the records that name it, are the files written after typesetting.
     let mut late = vec!["manuscript.pdf".to_string(), "provenance.json".to_string()];
     outputs.insert("provenance.json", provenance);
@@ -339,16 +339,16 @@ fn other_outputs(
         let html = clock.time("html", || crate::render::html::render(prepared))?;
         outputs.insert("manuscript.html", html);
     }
-    outputs.insert("results.json", results_json(&prepared.analysis));
+    outputs.insert("results.json", results_json(&prepared.analysis)?);
     for result in prepared.analysis.results.values() {
         for table in &result.artifacts.tables {
             outputs.insert(format!("tables/{}.csv", table.name), table.to_csv());
         }
     }
     if let Some(rows) = &prepared.reproduction {
-        outputs.insert("reproduction.json", reproduction_json(rows));
+        outputs.insert("reproduction.json", reproduction_json(rows)?);
     }
-    outputs.insert("trail.json", trail_json(&prepared.trail));
+    outputs.insert("trail.json", trail_json(&prepared.trail)?);
     if let Some(cache) = &prepared.cache {
         for (path, bytes) in cache.files() {
             outputs.insert(path, bytes.clone());
@@ -993,22 +993,20 @@ fn changes_appendix(
     cutoff: Option<Date>,
     files: &mut FileSet,
 ) -> Result<()> {
-    let record = |name: &str| -> Result<serde_json::Value> {
+    use crate::records::format::Record;
+    let record = |kind: Record| -> Result<serde_json::Value> {
+        let name = kind.file();
         let file = study
             .previous_files
             .iter()
             .find(|f| f.relative.ends_with(name))
             .ok_or_else(|| Diagnostic::error(format!("the previous report has no {name}")))?;
-        serde_json::from_slice(&file.bytes).map_err(|e| {
-            Diagnostic::error(format!("`{}` is not valid JSON: {e}", file.relative))
-                .in_file(&file.display)
-                .into()
-        })
+        kind.read(&file.bytes, &file.display)
     };
     let old = crate::records::diff::ReportFiles {
-        provenance: record("provenance.json")?,
-        results: record("results.json")?,
-        trail: record("trail.json")?,
+        provenance: record(Record::Provenance)?,
+        results: record(Record::Results)?,
+        trail: record(Record::Trail)?,
     };
     let inputs: serde_json::Map<String, serde_json::Value> = study
         .inputs()
@@ -1028,8 +1026,8 @@ fn changes_appendix(
         .collect();
     let new = crate::records::diff::ReportFiles {
         provenance: serde_json::json!({"inputs": inputs, "cutoff": cutoff.map(|d| d.to_string())}),
-        results: serde_json::from_slice(&results_json(analysis)).unwrap_or_default(),
-        trail: serde_json::to_value(trail).unwrap_or_default(),
+        results: results_record(analysis),
+        trail: trail_record(trail)?,
     };
     let report = crate::records::diff::diff_reports(&old, &new);
     let previous = study

@@ -3,6 +3,7 @@
 //! so no later stage touches the file system behind the pipeline's back.
 
 pub mod bibliography;
+pub mod compat;
 pub mod dataset;
 pub mod limits;
 pub mod links;
