@@ -141,7 +141,12 @@ fn unknown_name(message: &str) -> Option<(String, Vec<String>)> {
 /// The known name `name` is most likely a misspelling of: at most one edit in three characters away
 /// (a swap of neighbours is one edit), the nearest first.
 fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let chars = name.chars().count();
+    // No key galley knows is this long, and the distance costs the product of the lengths.
+    if chars > 64 {
+        return None;
+    }
+    let limit = (chars / 3).max(1);
     known
         .iter()
         .map(|k| (edit_distance(name, k), k))
@@ -159,8 +164,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -310,6 +315,7 @@ mod tests {
         assert_eq!(closest("short-title", &known), Some("short_title"));
         assert_eq!(closest("cutof", &known), Some("cutoff"));
         assert_eq!(closest("author", &known), None);
+        assert_eq!(closest(&"seed".repeat(100_000), &known), None);
         assert_eq!(edit_distance("ab", "ba"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
     }
