@@ -85,11 +85,19 @@ impl Record {
         }
     }
 
-    /// Whether `record` has the shape of version 1: an array (trail, reproduction) or an object.
-    fn is_unversioned(self, record: &Value) -> bool {
+    /// What the record's content is: an `array` (trail, reproduction) or an `object`.
+    fn content_type(self) -> &'static str {
         match self {
-            Record::Trail | Record::Reproduction => record.is_array(),
-            Record::Results | Record::Provenance => record.is_object(),
+            Record::Trail | Record::Reproduction => "array",
+            Record::Results | Record::Provenance => "object",
+        }
+    }
+
+    /// Whether `value` has the shape of the record's content (all of version 1).
+    fn is_content(self, value: &Value) -> bool {
+        match self {
+            Record::Trail | Record::Reproduction => value.is_array(),
+            Record::Results | Record::Provenance => value.is_object(),
         }
     }
 
@@ -147,7 +155,7 @@ impl Record {
                     self.stamp()
                 )));
             }
-            _ if self.is_unversioned(record) => {
+            _ if self.is_content(record) => {
                 return Ok(UNVERSIONED);
             }
             _ => {
@@ -174,7 +182,16 @@ impl Record {
             }));
         }
         match version.parse::<u32>() {
-            Ok(v) if (UNVERSIONED..=self.current()).contains(&v) => Ok(v),
+            // The content has the shape it had in version 1 (an object of blocks, an array).
+            Ok(v) if (UNVERSIONED..=self.current()).contains(&v) => {
+                match (self.payload_key(), self.is_content(self.content(record))) {
+                    (Some(key), false) => Err(at(format!(
+                        "`{file_name}` has no `{key}` {}",
+                        self.content_type()
+                    ))),
+                    _ => Ok(v),
+                }
+            }
             _ => Err(Diagnostic::error(format!(
                 "`{file_name}` is in format `{shown}`, which this galley ({}) does not read: it reads {name} versions {}",
                 env!("CARGO_PKG_VERSION"),
@@ -320,6 +337,16 @@ mod tests {
         assert_eq!(
             message(Record::Provenance.version(&json!({"format": 2}), file)),
             "`format` in `provenance.json` is 2, expected a string such as `galley-provenance/2`"
+        );
+        assert_eq!(
+            message(Record::Trail.version(&json!({"format": "galley-trail/2"}), file)),
+            "`trail.json` has no `entries` array"
+        );
+        assert_eq!(
+            message(
+                Record::Results.version(&json!({"format": "galley-results/2", "blocks": []}), file)
+            ),
+            "`results.json` has no `blocks` object"
         );
         assert_eq!(
             message(Record::Provenance.version(&json!("x"), file)),
