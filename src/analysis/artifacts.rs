@@ -136,14 +136,6 @@ impl Table {
         let bytes = w.into_inner().map_err(|e| fail(&e))?;
         String::from_utf8(bytes).map_err(|e| fail(&e))
     }
-
-    /// [`Table::csv`] for a table a block returned. `analysis::run_block` has checked it (a table
-    /// that cannot be written fails its block, located there, before anything is written), so
-    /// this cannot fail; if it ever did, the file would hold the error rather than an empty or
-    /// shortened table. (The pipeline could call `csv` and propagate instead.)
-    pub fn to_csv(&self) -> String {
-        self.csv().unwrap_or_else(|e| e)
-    }
 }
 
 pub use crate::records::spreadsheet_safe;
@@ -180,14 +172,6 @@ mod tests {
             ],
             notes: Vec::new(),
         }
-    }
-
-    #[test]
-    fn a_ragged_table_is_never_written_as_a_table() {
-        // The CSV writer stops in the middle of a record of another length; ignoring that wrote
-        // "a,b\n1,2\n3", a cut-off row that the next one would have run into.
-        let text = ragged().to_csv();
-        assert!(!text.starts_with("a,b\n"), "{text:?}");
     }
 
     #[test]

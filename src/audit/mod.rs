@@ -11,6 +11,7 @@ use crate::diagnostics::{Diagnostic, Result, io_error};
 use crate::pipeline::{self, BuildOptions};
 use crate::records::diff::hashes;
 pub use crate::records::diff::{DiffReport, ReportFiles, ValueChange, diff, diff_reports};
+use crate::records::format::Record as RecordKind;
 
 /// The verdict of `galley verify`, with the exit code that tells which.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,6 +86,9 @@ impl std::fmt::Display for VerifyReport {
 /// relative paths, and the study's location is relative to the output folder, never absolute.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
+    /// The record's format version (`records::format`): 1 for a record written before records
+    /// carried one.
+    pub format: u32,
     pub galley_version: String,
     /// The study's folder name.
     pub study: Option<String>,
@@ -123,6 +127,7 @@ pub fn parse_record(bytes: &[u8], file: &Path) -> Result<Record> {
             ))),
         }
     };
+    let format = RecordKind::Provenance.version(&record, file)?;
     let galley_version = text("/galley_version")?.unwrap_or_else(|| "unknown".into());
     let named = |key: &str| -> Result<BTreeMap<String, String>> {
         let map = hashes(&record, key);
@@ -161,6 +166,7 @@ pub fn parse_record(bytes: &[u8], file: &Path) -> Result<Record> {
         None => pipeline::Formats::default(),
     };
     Ok(Record {
+        format,
         galley_version,
         study: text("/study")?,
         study_from_output,
@@ -400,18 +406,30 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
     );
     let (changed_inputs, rebuilt_differently) = match report {
         Ok(report) => {
-            let rebuilt = |name: &str| {
-                crate::study::sandbox::read_regular_file(&report.output_dir.join(name))
-                    .map(|b| sha256(&b))
+            // A record of an earlier format is compared with the rebuild's record written in that
+            // format (`records::format`); every other output as it is.
+            let rebuilt = |name: &str| -> Result<Option<String>> {
+                let path = report.output_dir.join(name);
+                let Some(bytes) = crate::study::sandbox::read_regular_file(&path) else {
+                    return Ok(None);
+                };
+                let bytes = match RecordKind::of_file(name) {
+                    Some(kind) if record.format != kind.current() => {
+                        kind.write_as(&kind.read(&bytes, &path)?, record.format)?
+                    }
+                    _ => bytes,
+                };
+                Ok(Some(sha256(&bytes)))
             };
             // The inputs the rebuild read (its own record, made through the study's sandbox and
             // limits) against those recorded: changed, added (a new template file) or removed.
-            let now = crate::study::sandbox::read_regular_file(
-                &report.output_dir.join("provenance.json"),
-            )
-            .and_then(|b| parse_record(&b, &record_file).ok())
-            .map(|r| r.inputs)
-            .unwrap_or_default();
+            let rebuilt_record = report.output_dir.join("provenance.json");
+            let bytes =
+                crate::study::sandbox::read_regular_file(&rebuilt_record).ok_or_else(|| {
+                    Diagnostic::error("the rebuild wrote no readable provenance record")
+                        .in_file(&rebuilt_record)
+                })?;
+            let now = parse_record(&bytes, &rebuilt_record)?.inputs;
             let mut changed: Vec<String> = record
                 .inputs
                 .iter()
@@ -424,12 +442,12 @@ pub fn verify(output_dir: &Path, study: Option<&Path>, limits: &[String]) -> Res
                     .cloned(),
             );
             changed.sort();
-            let differently: Vec<String> = record
-                .outputs
-                .iter()
-                .filter(|(name, hash)| rebuilt(name).as_deref() != Some(hash.as_str()))
-                .map(|(name, _)| name.clone())
-                .collect();
+            let mut differently = Vec::new();
+            for (name, hash) in &record.outputs {
+                if rebuilt(name)?.as_deref() != Some(hash.as_str()) {
+                    differently.push(name.clone());
+                }
+            }
             (changed, differently)
         }
         Err(failure) => {

@@ -24,7 +24,7 @@ use crate::study::published::{self, Published};
 pub use records::BlockInputs;
 use records::{
     block_inputs, complete_block_inputs, provenance_json, reproduction_json, results_json,
-    sha256_hex, trail_json,
+    results_record, sha256_hex, trail_json, trail_record,
 };
 
 pub use crate::render::typst::{ARTICLE_TEMPLATE, MAIN_FILE, TEMPLATE_FILE};
@@ -185,7 +185,7 @@ pub fn build(study_dir: &Path, options: &BuildOptions) -> Result<BuildReport> {
         &typeset_key,
         &mut clock,
     )?;
-    let late = late_records(&prepared, options, &typeset_key, &mut outputs);
+    let late = late_records(&prepared, options, &typeset_key, &mut outputs)?;
     write(&dest, &outputs, staged, &late, &mut clock)?;
     Ok(report(prepared, dest, outputs, clock, started))
 }
@@ -266,8 +266,8 @@ fn late_records(
     options: &BuildOptions,
     typeset_key: &str,
     outputs: &mut OutputFiles,
-) -> Vec<String> {
-    let provenance = provenance_json(prepared, options, outputs);
+) -> Result<Vec<String>> {
+    let provenance = provenance_json(prepared, options, outputs)?;
     let mut late = vec!["manuscript.pdf".to_string(), "provenance.json".to_string()];
     outputs.insert("provenance.json", provenance);
     if prepared.cache.is_some() {
@@ -292,7 +292,7 @@ fn late_records(
         output::marker(&prepared.study.name, outputs),
     );
     late.push(output::MARKER.to_string());
-    late
+    Ok(late)
 }
 
 /// Put the outputs in place: the staged folder completed with the `late` files, or everything
@@ -378,16 +378,17 @@ fn other_outputs(
         })?;
         outputs.insert("manuscript.html", html);
     }
-    outputs.insert("results.json", results_json(&prepared.analysis));
+    outputs.insert("results.json", results_json(&prepared.analysis)?);
     for result in prepared.analysis.results.values() {
         for table in &result.artifacts.tables {
-            outputs.insert(format!("tables/{}.csv", table.name), table.to_csv());
+            let csv = table.csv().map_err(Diagnostic::error)?;
+            outputs.insert(format!("tables/{}.csv", table.name), csv);
         }
     }
     if let Some(rows) = &prepared.reproduction {
-        outputs.insert("reproduction.json", reproduction_json(rows));
+        outputs.insert("reproduction.json", reproduction_json(rows)?);
     }
-    outputs.insert("trail.json", trail_json(&prepared.trail));
+    outputs.insert("trail.json", trail_json(&prepared.trail)?);
     if let Some(cache) = &prepared.cache {
         for (path, bytes) in cache.files() {
             outputs.insert(path, bytes.clone());
@@ -701,22 +702,20 @@ fn changes_since_previous(
     trail: &[trail::TrailEntry],
     cutoff: Option<Date>,
 ) -> Result<crate::records::diff::DiffReport> {
-    let record = |name: &str| -> Result<serde_json::Value> {
+    use crate::records::format::Record;
+    let record = |kind: Record| -> Result<serde_json::Value> {
+        let name = kind.file();
         let file = study
             .previous_files
             .iter()
             .find(|f| f.relative.ends_with(name))
             .ok_or_else(|| Diagnostic::error(format!("the previous report has no {name}")))?;
-        serde_json::from_slice(&file.bytes).map_err(|e| {
-            Diagnostic::error(format!("`{}` is not valid JSON: {e}", file.relative))
-                .in_file(&file.display)
-                .into()
-        })
+        kind.read(&file.bytes, &file.display)
     };
     let old = crate::records::diff::ReportFiles {
-        provenance: record("provenance.json")?,
-        results: record("results.json")?,
-        trail: record("trail.json")?,
+        provenance: record(Record::Provenance)?,
+        results: record(Record::Results)?,
+        trail: record(Record::Trail)?,
     };
     let inputs: serde_json::Map<String, serde_json::Value> = study
         .inputs()
@@ -736,8 +735,8 @@ fn changes_since_previous(
         .collect();
     let new = crate::records::diff::ReportFiles {
         provenance: serde_json::json!({"inputs": inputs, "cutoff": cutoff.map(|d| d.to_string())}),
-        results: serde_json::from_slice(&results_json(analysis)).unwrap_or_default(),
-        trail: serde_json::to_value(trail).unwrap_or_default(),
+        results: results_record(analysis),
+        trail: trail_record(trail)?,
     };
     Ok(crate::records::diff::diff_reports(&old, &new))
 }

@@ -1,6 +1,7 @@
-//! The machine-readable records of a build: `results.json` (every block's result) and
-//! `provenance.json` (what went in, how, and what came out), with the per-block input hashes the
-//! provenance lists.
+//! The machine-readable records of a build: `results.json` (every block's result),
+//! `provenance.json` (what went in, how, and what came out, with the per-block input hashes),
+//! `trail.json` and `reproduction.json`. Each carries its format version (`records::format`,
+//! docs/formats.md); one that cannot be written is an error naming it, never an empty file.
 
 use std::path::Path;
 
@@ -9,7 +10,9 @@ use indexmap::IndexMap;
 use super::{BuildOptions, Prepared};
 use crate::analysis::Analysis;
 use crate::analysis::cache;
+use crate::diagnostics::{Diagnostic, Result};
 use crate::output::OutputFiles;
+use crate::records::format::Record;
 use crate::study::dataset::Dataset;
 use crate::study::manuscript::Document;
 
@@ -25,7 +28,8 @@ pub struct BlockInputs {
     pub data_sha256: Option<String>,
 }
 
-pub(super) fn results_json(analysis: &Analysis) -> Vec<u8> {
+/// The results record: every block's kind and result, by id.
+pub(super) fn results_record(analysis: &Analysis) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for (id, r) in &analysis.results {
         let mut entry = serde_json::Map::new();
@@ -33,9 +37,12 @@ pub(super) fn results_json(analysis: &Analysis) -> Vec<u8> {
         entry.insert("result".into(), r.value.clone());
         map.insert(id.clone(), serde_json::Value::Object(entry));
     }
-    let mut bytes = serde_json::to_vec_pretty(&serde_json::Value::Object(map)).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
+    Record::Results.wrap(serde_json::Value::Object(map))
+}
+
+/// `results.json`.
+pub(super) fn results_json(analysis: &Analysis) -> Result<Vec<u8>> {
+    Record::Results.to_bytes(&results_record(analysis))
 }
 
 /// Spec hashes and the dataset each block names, before it runs (manifest tables are hashed now;
@@ -93,7 +100,7 @@ pub(super) fn provenance_json(
     prepared: &Prepared,
     options: &BuildOptions,
     outputs: &OutputFiles,
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
     let study = &prepared.study;
     let inputs: serde_json::Map<String, serde_json::Value> = study
         .inputs()
@@ -137,9 +144,7 @@ pub(super) fn provenance_json(
         "blocks": prepared.block_inputs,
         "outputs": outputs_map,
     });
-    let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
+    Record::Provenance.to_bytes(&Record::Provenance.wrap(record))
 }
 
 /// The study folder relative to the output folder `dest`, `/`-separated: at most two `..` (out of
@@ -174,15 +179,29 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// `reproduction.json`: published versus reproduced, one row per quantity.
-pub(super) fn reproduction_json(rows: &[crate::study::published::Comparison]) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(rows).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
+pub(super) fn reproduction_json(rows: &[crate::study::published::Comparison]) -> Result<Vec<u8>> {
+    let rows = to_value(Record::Reproduction, rows)?;
+    Record::Reproduction.to_bytes(&Record::Reproduction.wrap(rows))
 }
 
-/// `trail.json`: every value the manuscript shows, with where it came from.
-pub(super) fn trail_json(trail: &[crate::document::trail::TrailEntry]) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(trail).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
+/// The trail record: every value the manuscript shows, with where it came from.
+pub(super) fn trail_record(
+    trail: &[crate::document::trail::TrailEntry],
+) -> Result<serde_json::Value> {
+    Ok(Record::Trail.wrap(to_value(Record::Trail, trail)?))
+}
+
+/// `trail.json`.
+pub(super) fn trail_json(trail: &[crate::document::trail::TrailEntry]) -> Result<Vec<u8>> {
+    Record::Trail.to_bytes(&trail_record(trail)?)
+}
+
+/// A record's content as JSON; a value that cannot be is an error naming the record.
+fn to_value(
+    record: Record,
+    content: &(impl serde::Serialize + ?Sized),
+) -> Result<serde_json::Value> {
+    serde_json::to_value(content).map_err(|e| {
+        Diagnostic::error(format!("`{}` could not be written: {e}", record.file())).into()
+    })
 }

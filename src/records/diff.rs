@@ -7,26 +7,25 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::diagnostics::{Diagnostic, Result, io_error};
+use super::format::Record;
+use crate::diagnostics::{Result, io_error};
 
-pub(crate) fn read_json(dir: &Path, name: &str) -> Result<Value> {
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+/// The record `record` of the report in `dir`, checked and upgraded to the current version.
+pub(crate) fn read_record(dir: &Path, record: Record) -> Result<Value> {
+    let path = dir.join(record.file());
+    let bytes = std::fs::read(&path).map_err(|e| {
         let d = io_error("read", &path, &e);
         if e.kind() == std::io::ErrorKind::NotFound {
             d.hint(format!(
-                "`{}` does not look like a galley output folder (it has no {name})",
-                dir.display()
+                "`{}` does not look like a galley output folder (it has no {})",
+                dir.display(),
+                record.file()
             ))
         } else {
             d
         }
     })?;
-    serde_json::from_str(&text).map_err(|e| {
-        Diagnostic::error(format!("`{name}` is not valid JSON: {e}"))
-            .in_file(&path)
-            .into()
-    })
+    record.read(&bytes, &path)
 }
 
 pub(crate) fn hashes(record: &Value, key: &str) -> BTreeMap<String, String> {
@@ -78,7 +77,8 @@ pub fn diff(old: &Path, new: &Path) -> Result<DiffReport> {
     Ok(diff_reports(&old, &new))
 }
 
-/// The three records of a built report that a comparison reads.
+/// The three records of a built report that a comparison reads, in any version this galley reads
+/// (as [`Record::read`] gives them: checked and upgraded to the current version).
 pub struct ReportFiles {
     pub provenance: Value,
     pub results: Value,
@@ -88,9 +88,9 @@ pub struct ReportFiles {
 impl ReportFiles {
     pub fn read(dir: &Path) -> Result<ReportFiles> {
         Ok(ReportFiles {
-            provenance: read_json(dir, "provenance.json")?,
-            results: read_json(dir, "results.json")?,
-            trail: read_json(dir, "trail.json")?,
+            provenance: read_record(dir, Record::Provenance)?,
+            results: read_record(dir, Record::Results)?,
+            trail: read_record(dir, Record::Trail)?,
         })
     }
 }
@@ -123,7 +123,10 @@ pub fn diff_reports(old: &ReportFiles, new: &ReportFiles) -> DiffReport {
         .cloned()
         .collect();
 
-    let (old_results, new_results) = (&old.results, &new.results);
+    let (old_results, new_results) = (
+        Record::Results.content(&old.results),
+        Record::Results.content(&new.results),
+    );
     if let Some(new_map) = new_results.as_object() {
         for (id, value) in new_map {
             if old_results.get(id) == Some(value) {
@@ -134,7 +137,10 @@ pub fn diff_reports(old: &ReportFiles, new: &ReportFiles) -> DiffReport {
         }
     }
 
-    let (old_trail, new_trail) = (&old.trail, &new.trail);
+    let (old_trail, new_trail) = (
+        Record::Trail.content(&old.trail),
+        Record::Trail.content(&new.trail),
+    );
     let key = |e: &Value| {
         (
             e.get("file")

@@ -3,6 +3,7 @@
 //! these; they name nothing of the stages.
 
 pub mod diff;
+pub mod format;
 
 /// The marker galley writes into every report folder it makes: the study it belongs to and every
 /// file galley put there. Only a folder holding exactly those files (or an earlier galley's report,

@@ -1,8 +1,10 @@
 //! `study.toml` as written by the author: a typed, serde-checked mirror of the file.
 //!
 //! Unknown keys are errors (`deny_unknown_fields`) that name the key, the file and the line: a misspelled
-//! key silently ignored is how a cutoff date or a seed quietly stops applying. Paths keep their spans so
-//! that "file not found" points at the line that names the file. Semantic checks live in `study.rs`.
+//! key silently ignored is how a cutoff date or a seed quietly stops applying. A key close to a known
+//! one gets a "did you mean"; a key a later study format renamed or removed says what to write
+//! instead (`compat.rs`). Paths keep their spans so that "file not found" points at the line that
+//! names the file. Semantic checks live in `study/mod.rs`.
 
 use std::path::Path;
 
@@ -11,12 +13,16 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diagnostics::{Diagnostic, Result};
+use crate::study::compat::{self, KeyChange};
 
 pub const MANIFEST_FILE: &str = "study.toml";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The study format the file (and the study's block specs) is written in; none is the newest
+    /// this galley reads (checked before the rest, see `compat.rs`).
+    pub format_version: Option<u32>,
     pub study: StudySection,
     #[serde(default)]
     pub authors: Vec<Author>,
@@ -235,12 +241,37 @@ pub struct ColumnSpec {
 impl Manifest {
     /// Parse manifest text. `file` is only used to locate diagnostics.
     pub fn parse(source: &str, file: &Path) -> Result<Manifest> {
-        toml::from_str(source).map_err(|err| toml_diagnostic(&err, source, file).into())
+        Manifest::parse_with(source, file, compat::MANIFEST_CHANGES)
+    }
+
+    /// [`Manifest::parse`] with the keys renamed or removed by later formats given.
+    fn parse_with(source: &str, file: &Path, changes: &[KeyChange]) -> Result<Manifest> {
+        // The declared format first: a study of a newer format may hold keys this galley does not
+        // know, and the reason to give is the format, not the key.
+        #[derive(Deserialize)]
+        struct Declared {
+            format_version: Option<Spanned<toml::Value>>,
+        }
+        if let Ok(declared) = toml::from_str::<Declared>(source) {
+            compat::check_study_format(declared.format_version.as_ref(), source, file)?;
+        }
+        toml::from_str(source).map_err(|err| {
+            let explained = compat::explain(err.message(), err.span(), source, &[], changes);
+            explained
+                .apply(toml_diagnostic_plain(&err, source, file), "")
+                .into()
+        })
     }
 }
 
-/// A TOML/serde error as a located diagnostic.
+/// A TOML/serde error as a located diagnostic, with a "did you mean" for a near miss of a known key
+/// or value.
 pub fn toml_diagnostic(err: &toml::de::Error, source: &str, file: &Path) -> Diagnostic {
+    let explained = compat::explain(err.message(), err.span(), source, &[], &[]);
+    explained.apply(toml_diagnostic_plain(err, source, file), "")
+}
+
+fn toml_diagnostic_plain(err: &toml::de::Error, source: &str, file: &Path) -> Diagnostic {
     let message = err.message().trim().to_string();
     let mut diagnostic = Diagnostic::error(message);
     if source.contains('\r') && err.message().contains("carriage return") {
@@ -269,6 +300,82 @@ mod tests {
         assert_eq!(m.format.p_threshold, 0.001);
     }
 
+    /// `error: message`, its location and hints, as the console prints a diagnostic's gist.
+    fn gist(err: &crate::diagnostics::Failure) -> String {
+        let d = &err.diagnostics[0];
+        let at = d
+            .location
+            .as_ref()
+            .map(|l| l.to_string())
+            .unwrap_or_default();
+        format!("{} @ {at} | {}", d.message, d.hints.join(" | "))
+    }
+
+    #[test]
+    fn a_renamed_or_removed_key_says_what_to_write_at_its_line() {
+        // No key has been renamed yet: these entries stand for the ones a later format will add.
+        let changes = [
+            KeyChange {
+                table: "study",
+                key: "headline",
+                format: 2,
+                change: compat::Change::Renamed("title"),
+            },
+            KeyChange {
+                table: "data.*.columns.*",
+                key: "nullable",
+                format: 3,
+                change: compat::Change::Removed(
+                    "say `required = true` for a column that may not be missing",
+                ),
+            },
+        ];
+        let file = Path::new("s/study.toml");
+        let src = "[study]\nheadline = \"T\"\n[manuscript]\nfiles = [\"a.md\"]\n";
+        let err = Manifest::parse_with(src, file, &changes).unwrap_err();
+        assert_eq!(
+            gist(&err),
+            "`headline` was renamed to `title` in study format 2 @ s/study.toml:2:1 | write `title = ...` instead of `headline = ...`"
+        );
+        let src = "[study]\ntitle = \"T\"\n[manuscript]\nfiles = [\"a.md\"]\n[data.p]\npath = \"p.csv\"\n[data.p.columns]\nid = { type = \"string\", nullable = false }\n";
+        let err = Manifest::parse_with(src, file, &changes).unwrap_err();
+        assert_eq!(
+            gist(&err),
+            "`nullable` was removed in study format 3 @ s/study.toml:8:25 | say `required = true` for a column that may not be missing"
+        );
+        // The same key in another table is just unknown.
+        let src = "[study]\ntitle = \"T\"\nnullable = 1\n[manuscript]\nfiles = [\"a.md\"]\n";
+        let err = Manifest::parse_with(src, file, &changes).unwrap_err();
+        assert!(
+            gist(&err).starts_with("unknown field `nullable`"),
+            "{}",
+            gist(&err)
+        );
+    }
+
+    #[test]
+    fn a_newer_or_malformed_format_version_is_refused_at_its_value() {
+        let file = Path::new("study.toml");
+        // A newer study may hold keys this galley does not know: the format is the reason given.
+        let src = "format_version = 2\n[study]\ntitle = \"T\"\nnew_key = 1\n[manuscript]\nfiles = [\"a.md\"]\n";
+        let err = Manifest::parse(src, file).unwrap_err();
+        assert_eq!(
+            gist(&err),
+            format!(
+                "this study is in study format 2, which this galley ({}) does not read: it reads study format 1 @ study.toml:1:18 | a newer galley wrote it: build it with that galley (docs/formats.md lists what each format changed)",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let err = Manifest::parse(&src.replace("2\n", "\"1\"\n"), file).unwrap_err();
+        assert_eq!(
+            gist(&err),
+            "`format_version` is \"1\", expected the number of a study format (this galley reads study format 1) @ study.toml:1:18 | "
+        );
+        let m = Manifest::parse(&format!("format_version = 1\n{MINIMAL}"), file).unwrap();
+        assert_eq!(m.format_version, Some(1));
+        assert_eq!(Manifest::parse(MINIMAL, file).unwrap().format_version, None);
+    }
+
     #[test]
     fn unknown_key_names_key_and_line() {
         let src = "[study]\ntitle = \"T\"\ntitel = \"x\"\n[manuscript]\nfiles = []\n";
@@ -276,5 +383,6 @@ mod tests {
         let d = &err.diagnostics[0];
         assert!(d.message.contains("titel"), "{}", d.message);
         assert_eq!(d.location.as_ref().unwrap().line, Some(3));
+        assert_eq!(d.hints, ["did you mean `title`?"]);
     }
 }

@@ -59,16 +59,25 @@ impl AnalysisBlock {
         self.error_at(message, offset)
     }
 
-    /// Parse the body into a kind's typed spec; serde errors are located in the manuscript file.
+    /// Parse the body into a kind's typed spec; serde errors are located in the manuscript file, a
+    /// key a later format renamed or removed says what to write instead, a near miss of a known key
+    /// gets a "did you mean" (`study::compat`).
     pub fn parse_spec<T: serde::de::DeserializeOwned>(&self) -> std::result::Result<T, Diagnostic> {
+        self.parse_spec_with(crate::study::compat::BLOCK_CHANGES)
+    }
+
+    pub(crate) fn parse_spec_with<T: serde::de::DeserializeOwned>(
+        &self,
+        changes: &[crate::study::compat::KeyChange],
+    ) -> std::result::Result<T, Diagnostic> {
         toml::from_str(&self.body).map_err(|e| {
-            let message = format!(
-                "in analysis block `{}` ({}): {}",
-                self.id,
-                self.kind,
-                e.message().trim()
+            let prefix = format!("in analysis block `{}` ({}): ", self.id, self.kind);
+            let located = self.error_at(
+                format!("{prefix}{}", e.message().trim()),
+                e.span().map(|s| s.start),
             );
-            self.error_at(message, e.span().map(|s| s.start))
+            crate::study::compat::explain(e.message(), e.span(), &self.body, &[&self.kind], changes)
+                .apply(located, &prefix)
         })
     }
 }

@@ -3,6 +3,7 @@
 //! so no later stage touches the file system behind the pipeline's back.
 
 pub mod bibliography;
+pub mod compat;
 pub mod dataset;
 pub mod limits;
 pub mod links;
@@ -17,6 +18,7 @@ use jiff::civil::Date;
 use toml::Spanned;
 
 use crate::diagnostics::{Diagnostic, Failure, Result, excerpt, io_error};
+use crate::records::format::Record;
 use crate::study::limits::Limits;
 use crate::study::manifest::{MANIFEST_FILE, Manifest, TableSpec};
 
@@ -169,9 +171,10 @@ impl Study {
             None
         };
         let previous_files: Vec<InputFile> = match &manifest.manuscript.previous {
-            Some(dir) => ["provenance.json", "results.json", "trail.json"]
+            Some(dir) => [Record::Provenance, Record::Results, Record::Trail]
                 .iter()
-                .filter_map(|name| {
+                .filter_map(|record| {
+                    let name = record.file();
                     let rel = format!("{}/{name}", dir.get_ref().trim_end_matches('/'));
                     read(&Spanned::new(dir.span(), rel), "previous report record")
                 })

@@ -158,10 +158,7 @@ fn as_of_censors_and_diff_lists_what_changed() {
     // At 2017-06-30 (by hand from the CSV): p10 (resected 2017-02-02) is still included; deaths on or
     // before the cutoff are p03 (2016-01-15), p06 (2017-02-02), p07 (2016-04-01): 3 deaths.
     build_into(&study, early.path(), &["--as-of", "2017-06-30"]);
-    let results: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(early.path().join("tiny/results.json")).unwrap(),
-    )
-    .unwrap();
+    let results: serde_json::Value = crate::common::record(&early.path().join("tiny/results.json"));
     assert_eq!(results["deaths"]["result"]["n"], 3);
     assert_eq!(results["cohort"]["result"]["cutoff"], "2017-06-30");
 
@@ -237,9 +234,7 @@ fn audit_mode_links_every_templated_value_to_an_appendix_entry() {
     build_into(&study, &out, &["--audit", "--format", "pdf,html"]);
     let typ = std::fs::read_to_string(out.join("tiny/manuscript.typ")).unwrap();
     let html = std::fs::read_to_string(out.join("tiny/manuscript.html")).unwrap();
-    let trail: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(out.join("tiny/trail.json")).unwrap())
-            .unwrap();
+    let trail: Vec<serde_json::Value> = crate::common::record(&out.join("tiny/trail.json"));
     assert!(typ.contains("#heading(level: 1)[Appendix\\: audit trail]"));
     assert!(html.contains("<h2>Appendix: audit trail</h2>"), "{html}");
     // Every entry has an anchor; every prose entry's value is a link to it, in both manuscripts.

@@ -35,8 +35,7 @@ fn tiny_study_builds_a_pdf_with_sources_beside_it() {
     }
     let pdf = std::fs::read(dir.join("manuscript.pdf")).unwrap();
     assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value = crate::common::record(&dir.join("results.json"));
     // Counted by hand from the CSV: 10 patients, 7 marked dead, every death before the cutoff
     // 2020-12-31; 3 of the deaths in group A.
     assert_eq!(results["cohort"]["result"]["n"], 10);

@@ -28,6 +28,22 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The content of a record galley wrote (the blocks of results.json, the entries of trail.json, the
+/// rows of reproduction.json), checked to carry its format stamp (docs/formats.md).
+pub fn record<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let stamp = record["format"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path:?} has no format"));
+    let key = match stamp {
+        "galley-results/2" => "blocks",
+        "galley-trail/2" => "entries",
+        "galley-reproduction/2" => "rows",
+        other => panic!("{path:?}: unexpected format {other}"),
+    };
+    serde_json::from_value(record[key].clone()).unwrap()
+}
+
 /// `galley analyze --data <reference>/<dataset>/data.csv --block tests/reference/specs/<case>.toml`,
 /// parsed as JSON.
 pub fn analyze_reference(dataset: &str, case: &str) -> Value {

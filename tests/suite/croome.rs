@@ -70,8 +70,7 @@ fn the_study_is_lint_clean_and_every_templated_value_is_in_the_pdf() {
     let out = tempfile::tempdir().unwrap();
     build("study/croome2016", out.path(), &["--deny-warnings"]);
     let dir = out.path().join("croome2016");
-    let trail: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("trail.json")).unwrap()).unwrap();
+    let trail: Vec<serde_json::Value> = crate::common::record(&dir.join("trail.json"));
     assert!(trail.len() > 100, "the trail has {} entries", trail.len());
     let text = match std::process::Command::new("pdftotext")
         .arg(dir.join("manuscript.pdf"))
@@ -126,9 +125,7 @@ fn the_2020_snapshot_censored_at_2015_gives_the_2015_results() {
     std::fs::write(&manifest, text).unwrap();
     let out = dir.path().join("out");
     build(study.to_str().unwrap(), &out, &["--as-of", "2015-08-31"]);
-    let read = |p: PathBuf| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    };
+    let read = |p: PathBuf| -> serde_json::Value { crate::common::record(&p) };
     let censored = read(out.join("croome2016/results.json"));
     let paper = read(root().join("output/croome2016/results.json"));
     for block in [

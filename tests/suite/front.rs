@@ -135,8 +135,7 @@ fn new_study_builds_at_once_to_pdf_and_html_without_warnings() {
     assert!(text.contains("Kaplan EL, Meier P."), "{text}");
     assert!(html.contains("<svg"), "no inline figure");
     // The survival blocks ran on the simulated data: the medians are in the prose.
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results: Value = crate::common::record(&out.join("results.json"));
     assert_eq!(results["cohort"]["result"]["n"], 120);
     assert!(results["km"]["result"]["events"].as_u64().unwrap() > 20);
 }
@@ -187,8 +186,7 @@ fn html_has_the_numbers_captions_references_and_numbering_of_the_pdf() {
         assert!(!html.contains(needle), "the page loads something: {needle}");
     }
     // Every value the trail says the PDF prints is printed in the page.
-    let trail: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("trail.json")).unwrap()).unwrap();
+    let trail: Vec<Value> = crate::common::record(&dir.join("trail.json"));
     assert!(trail.len() > 20);
     for entry in &trail {
         let printed = entry["text"].as_str().unwrap().replace('\u{a0}', " ");

@@ -8,6 +8,7 @@ mod audit;
 mod bootstrap;
 mod build;
 mod cache;
+mod compat;
 mod croome;
 mod diagnostics;
 mod front;

@@ -306,8 +306,7 @@ fn matching_fixture_builds() {
     ] {
         assert!(dir.join(file).is_file(), "missing output {file}");
     }
-    let results: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let results: Value = crate::common::record(&dir.join("results.json"));
     let result = |id: &str| -> &Value {
         let r = &results[id]["result"];
         assert!(r.is_object(), "no result `{id}` in results.json");

@@ -469,9 +469,8 @@ fn croome2016_reproduces_the_published_figures() {
         &root(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let text = std::fs::read_to_string(out.path().join("croome2016/reproduction.json")).unwrap();
-    let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let rows = rows.as_array().unwrap();
+    let rows: Vec<serde_json::Value> =
+        crate::common::record(&out.path().join("croome2016/reproduction.json"));
     let keys: Vec<&str> = rows
         .iter()
         .map(|r| r["quantity"].as_str().unwrap())
