@@ -1016,14 +1016,7 @@ impl TableColumns<'_> {
         vi: usize,
         cell: impl Fn(&Stats) -> Option<Cell>,
     ) -> Row {
-        let mut cells = vec![Cell::text(label)];
-        for p in panels {
-            for g in &self.group_cols {
-                cells.extend(cell(&p.results[vi].stats[self.col_index(g)]));
-            }
-            self.trailing(p, vi, &mut cells);
-        }
-        Row::new(cells)
+        Row::new(self.cells(label, panels, vi, cell, true))
     }
 
     /// An indented row under a variable: one cell per group column from `cell`, blank p and SMD.
@@ -1034,14 +1027,29 @@ impl TableColumns<'_> {
         vi: usize,
         cell: impl Fn(&Stats) -> Option<Cell>,
     ) -> Row {
+        Row::new(self.cells(label, panels, vi, cell, false)).indented(1)
+    }
+
+    /// The label, then per panel the group columns' cells and its p and SMD (blank unless `tests`).
+    fn cells(
+        &self,
+        label: &str,
+        panels: &[Panel],
+        vi: usize,
+        cell: impl Fn(&Stats) -> Option<Cell>,
+        tests: bool,
+    ) -> Vec<Cell> {
         let mut cells = vec![Cell::text(label)];
         for p in panels {
             for g in &self.group_cols {
                 cells.extend(cell(&p.results[vi].stats[self.col_index(g)]));
             }
-            self.blank_trailing(&mut cells);
+            match tests {
+                true => self.trailing(p, vi, &mut cells),
+                false => self.blank_trailing(&mut cells),
+            }
         }
-        Row::new(cells).indented(1)
+        cells
     }
 
     /// The rows of variable `vi`: its summary (or heading and one row per level), a range row if

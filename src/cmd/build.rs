@@ -1,35 +1,23 @@
 //! `galley build` and `galley check`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::cli::BuildArgs;
 use super::console::Console;
 use super::{parse_date, print_warnings, source_date_epoch};
 use crate::diagnostics::Failure;
 use crate::pipeline::{self, BuildOptions};
 
-/// The arguments of `galley build`.
-pub struct Args {
-    pub study: PathBuf,
-    pub out: PathBuf,
-    pub as_of: Option<String>,
-    pub format: Vec<super::cli::Format>,
-    pub timings: bool,
-    pub deny_warnings: bool,
-    pub audit: bool,
-    pub no_cache: bool,
-    pub limits: Vec<String>,
-}
-
-pub fn build(console: Console, args: Args) -> Result<u8, Failure> {
+pub fn build(console: Console, args: &BuildArgs, limits: Vec<String>) -> Result<u8, Failure> {
     let as_of = parse_date(args.as_of.as_deref())?;
     let (spinner, progress) = console.spinner("building");
     let options = BuildOptions {
-        out: args.out,
+        out: args.out.clone(),
         as_of,
         formats: super::cli::formats(&args.format),
         progress,
         audit: args.audit,
-        limits: args.limits,
+        limits,
         no_cache: args.no_cache,
         deny_warnings: args.deny_warnings,
         source_date_epoch: source_date_epoch(),

@@ -49,31 +49,7 @@ pub fn formats(list: &[Format]) -> crate::pipeline::Formats {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a study: validate, analyse, render and typeset to <out>/<study>/manuscript.pdf.
-    Build {
-        /// The study folder (holding study.toml).
-        study: PathBuf,
-        /// Output root; the study's outputs go to <out>/<study-folder-name>/.
-        #[arg(long, default_value = "output")]
-        out: PathBuf,
-        /// Data cutoff (YYYY-MM-DD) overriding the manifest's: survival is censored at this date.
-        #[arg(long, value_name = "DATE")]
-        as_of: Option<String>,
-        /// Manuscript formats to write, comma-separated: pdf, html.
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "pdf")]
-        format: Vec<Format>,
-        /// Print the time each stage took (as --verbose).
-        #[arg(long)]
-        timings: bool,
-        /// Treat warnings as errors.
-        #[arg(long)]
-        deny_warnings: bool,
-        /// Add an audit-trail appendix to the PDF; every templated number links to its entry.
-        #[arg(long)]
-        audit: bool,
-        /// Reuse nothing of the previous build (block results, PDF): run every block and typeset.
-        #[arg(long)]
-        no_cache: bool,
-    },
+    Build(BuildArgs),
     /// Create a new study folder with a small working example: `galley new study/demo`.
     ///
     /// The study (manifest, simulated data with its schema, manuscript with analysis blocks,
@@ -164,4 +140,32 @@ pub enum Command {
         #[arg(long, value_name = "FOLDER")]
         companion: Vec<PathBuf>,
     },
+}
+
+/// The arguments of `galley build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The study folder (holding study.toml).
+    pub study: PathBuf,
+    /// Output root; the study's outputs go to <out>/<study-folder-name>/.
+    #[arg(long, default_value = "output")]
+    pub out: PathBuf,
+    /// Data cutoff (YYYY-MM-DD) overriding the manifest's: survival is censored at this date.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// Manuscript formats to write, comma-separated: pdf, html.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pdf")]
+    pub format: Vec<Format>,
+    /// Print the time each stage took (as --verbose).
+    #[arg(long)]
+    pub timings: bool,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// Add an audit-trail appendix to the manuscript (PDF and HTML); every templated number links to its entry.
+    #[arg(long)]
+    pub audit: bool,
+    /// Reuse nothing of the previous build (block results, PDF): run every block and typeset.
+    #[arg(long)]
+    pub no_cache: bool,
 }

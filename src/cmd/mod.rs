@@ -43,29 +43,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     };
     let limits = cli.limits;
     match cli.command {
-        Command::Build {
-            study,
-            out,
-            as_of,
-            format,
-            timings,
-            deny_warnings,
-            audit,
-            no_cache,
-        } => build::build(
-            console,
-            build::Args {
-                study,
-                out,
-                as_of,
-                format,
-                timings,
-                deny_warnings,
-                audit,
-                no_cache,
-                limits,
-            },
-        ),
+        Command::Build(args) => build::build(console, &args, limits),
         Command::Check {
             study,
             as_of,

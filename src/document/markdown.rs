@@ -31,6 +31,21 @@ pub struct Targets<'a> {
     pub max_depth: usize,
 }
 
+impl Targets<'_> {
+    /// What `@key` refers to when it is a label of the manuscript (a heading's before a float's);
+    /// numbers and titles are filled in by `document::numbering`.
+    fn reference(&self, key: &str) -> Option<RefTarget> {
+        if self.sections.contains(key) {
+            Some(RefTarget::Section {
+                title: String::new(),
+            })
+        } else {
+            let kind = *self.floats.get(key)?;
+            Some(RefTarget::Float { kind, number: 0 })
+        }
+    }
+}
+
 /// The blocks of one Markdown text, with the floats of analysis block `N` put where its marker
 /// fence stands (`floats(N)`), and the problems found (errors and warnings, located in `display`).
 pub fn blocks(
@@ -733,19 +748,8 @@ impl Builder<'_, '_> {
         prose: bool,
         offset: usize,
     ) -> Option<CiteItem> {
-        if self.targets.sections.contains(&key) {
-            self.inline(Inline::Ref {
-                label: key,
-                target: RefTarget::Section {
-                    title: String::new(),
-                },
-            });
-        } else if let Some(kind) = self.targets.floats.get(&key) {
-            let kind = *kind;
-            self.inline(Inline::Ref {
-                label: key,
-                target: RefTarget::Float { kind, number: 0 },
-            });
+        if let Some(target) = self.targets.reference(&key) {
+            self.inline(Inline::Ref { label: key, target });
         } else if self.targets.citations.contains(&key) {
             return Some(CiteItem {
                 key,
@@ -773,9 +777,7 @@ impl Builder<'_, '_> {
 
     /// Whether `key` is a citation (references to labels come first, as `reference` decides).
     fn is_citation(&self, key: &str) -> bool {
-        !self.targets.sections.contains(key)
-            && !self.targets.floats.contains_key(key)
-            && self.targets.citations.contains(key)
+        self.targets.reference(key).is_none() && self.targets.citations.contains(key)
     }
 
     /// A citation group into the text (nothing for an empty one).

@@ -27,7 +27,7 @@ use records::{
     results_record, sha256_hex, trail_json, trail_record,
 };
 
-pub use crate::render::typst::{ARTICLE_TEMPLATE, MAIN_FILE, TEMPLATE_FILE};
+use crate::render::typst::{ARTICLE_TEMPLATE, MAIN_FILE, TEMPLATE_FILE};
 
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
